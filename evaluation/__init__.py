@@ -1,0 +1,1 @@
+"""Metrics, shift and OOD evaluation, and figures: pure functions over probabilities (no Ray, no MLflow)."""

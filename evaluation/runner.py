@@ -1,0 +1,82 @@
+"""Evaluate one trained model on a dataset: in distribution, under shift, and against OOD sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from evaluation.metrics import accuracy, classification_metrics, expected_calibration_error, ood_scores
+from trainables.data import Dataset
+
+BATCH_SIZE = 1024
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Probabilities (N, K) float64 from a model whose forward returns probabilities."""
+    model.eval()
+    return torch.cat([model(chunk) for chunk in x.split(BATCH_SIZE)]).double().numpy()
+
+
+@dataclass
+class Evaluation:
+    """Everything measured for one loss's model.
+
+    Attributes:
+        test: accuracy, ece, nll, brier, mean_confidence on the test split.
+        train_accuracy: accuracy on the training split (the toy problem should reach 1.0).
+        test_probs, test_labels: kept for the figures, (N, K) and (N,).
+        ood_probs: OOD set name -> probabilities (M, K).
+        ood: OOD set name -> {"auroc", "auprc", "mean_confidence"}.
+        shift: rows {"corruption", "intensity", "accuracy", "ece"}; intensity 0 is the clean test set.
+    """
+
+    loss: str
+    test: dict[str, float]
+    train_accuracy: float
+    test_probs: np.ndarray
+    test_labels: np.ndarray
+    ood_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    ood: dict[str, dict[str, float]] = field(default_factory=dict)
+    shift: list[dict] = field(default_factory=list)
+
+
+def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str) -> Evaluation:
+    """Run every measurement of DESIGN §4 for ``model`` (inputs → probabilities) on ``data``."""
+    labels = data.test.y.numpy()
+    probs = predict(model, data.test.x)
+    result = Evaluation(
+        loss=loss,
+        test=classification_metrics(probs, labels),
+        train_accuracy=accuracy(predict(model, data.train.x), data.train.y.numpy()),
+        test_probs=probs,
+        test_labels=labels,
+    )
+    for name, x in data.ood.items():
+        ood_probs = predict(model, x)
+        auroc, auprc = ood_scores(probs, ood_probs)
+        result.ood_probs[name] = ood_probs
+        result.ood[name] = {"auroc": auroc, "auprc": auprc, "mean_confidence": float(ood_probs.max(axis=1).mean())}
+    if data.shifted is not None:
+        for corruption in data.shift_corruptions:
+            result.shift.append(
+                {
+                    "corruption": corruption,
+                    "intensity": 0,
+                    "accuracy": result.test["accuracy"],
+                    "ece": result.test["ece"],
+                }
+            )
+            for intensity in range(1, 6):
+                shifted = predict(model, data.shifted(corruption, intensity))
+                result.shift.append(
+                    {
+                        "corruption": corruption,
+                        "intensity": intensity,
+                        "accuracy": accuracy(shifted, labels),
+                        "ece": expected_calibration_error(shifted, labels),
+                    }
+                )
+    return result

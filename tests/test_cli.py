@@ -1,0 +1,63 @@
+"""Bad input is refused with the valid choices, before Ray starts."""
+
+import socket
+import time
+
+import pytest
+import ray
+
+from tuning.cli import main
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["sweep", "mnist"], "'digits', 'toy2d', 'cifar10', 'cifar100', 'imagenet', 'clinc'"),
+        (["sweep", "digits", "--losses", "softmax,hinge"], "choose from: softmax, dm, ova, ova_dm"),
+        (["sweep", "digits", "--trials", "0"], "must be a positive integer"),
+        (["sweep", "digits", "--trials", "-3"], "must be a positive integer"),
+        (["run", "digits", "--scheduler", "hyperband"], "choose from 'fifo', 'asha'"),
+        (["sweep", "digits", "--gpus-per-trial", "-1"], "must be >= 0"),
+        (["evaluate", "toy3d"], "'digits', 'toy2d'"),
+    ],
+)
+def test_bad_choices_exit_2_with_the_valid_ones(argv, expected, capsys, home):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
+def test_unreachable_tracking_server_fails_fast(capsys, home):
+    started = time.time()
+    code = main(["sweep", "digits", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"])
+    assert code == 2 and time.time() - started < 10
+    err = capsys.readouterr().err
+    assert "cannot reach the MLflow tracking server" in err and "--tracking-uri" in err
+    assert not ray.is_initialized()
+
+
+def test_experiment_without_a_loader_says_so_before_ray_starts(capsys, home):
+    assert main(["sweep", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load yet" in err and "digits, toy2d" in err
+    assert not ray.is_initialized()
+
+
+def test_evaluate_without_champions_says_what_to_run(capsys, home):
+    assert main(["evaluate", "digits"]) == 2
+    assert "ovatune sweep digits" in capsys.readouterr().err
+
+
+def test_help_lists_experiments_and_losses(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "ovatune run digits" in out and "ova_dm (One-vs-all DM)" in out and "cifar100" in out

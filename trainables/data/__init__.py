@@ -1,0 +1,109 @@
+"""Datasets as in-memory tensors, one loader per dataset, registered in ``DATASETS``.
+
+Every loader returns a :class:`Dataset`: train / validation / test splits as model inputs, the
+out-of-distribution (OOD) sets that evaluation scores against the test split, and, where the data
+has images, shifted copies of the test split (corruption × intensity 1–5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+
+class DatasetNotAvailable(RuntimeError):
+    """A dataset the experiment needs is missing; the message says where we looked and what to do."""
+
+
+@dataclass
+class Split:
+    """Model inputs ``x`` (N, ...) float32 and integer labels ``y`` (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    """One experiment's data, ready for training and evaluation.
+
+    Attributes:
+        name: the dataset's registry key.
+        class_names: one name per class; K = len(class_names).
+        train, val, test: the splits.
+        ood: named sets of OOD inputs (no labels), scored against ``test``.
+        shift_corruptions: the corruption names ``shifted`` accepts.
+        shifted: ``shifted(corruption, intensity)`` gives the test inputs under that shift (labels
+            are ``test.y``); None when the data has no notion of shift.
+        extras: dataset-specific things figures need (e.g. the toy problem's class centres).
+    """
+
+    name: str
+    class_names: list[str]
+    train: Split
+    val: Split
+    test: Split
+    ood: dict[str, torch.Tensor]
+    shift_corruptions: tuple[str, ...] = ()
+    shifted: Callable[[str, int], torch.Tensor] | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out) with ``fraction`` of every class held out, reproducibly."""
+    index = np.arange(len(y))
+    keep, held_out = train_test_split(index, test_size=fraction, stratify=y, random_state=seed)
+    return np.sort(keep), np.sort(held_out)
+
+
+def _load_toy2d(data_dir: str | None, seed: int) -> Dataset:
+    from trainables.data.toy2d import load_toy2d
+
+    return load_toy2d(seed)
+
+
+def _load_digits(data_dir: str | None, seed: int) -> Dataset:
+    from trainables.data.digits import load_digits
+
+    return load_digits(seed)
+
+
+# name -> loader(data_dir, data_seed). The embedded datasets ignore data_dir: they need no files.
+DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
+    "toy2d": _load_toy2d,
+    "digits": _load_digits,
+}
+
+
+def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:
+    """Load a registered dataset.
+
+    Args:
+        name: a key of ``DATASETS``.
+        data_dir: where on-disk datasets live (unused by the embedded ones).
+        seed: seeds the splits (and the toy data itself), so that every trial and the evaluation
+            see the same split.
+
+    Raises:
+        DatasetNotAvailable: no loader for ``name`` exists in this version.
+    """
+    if name not in DATASETS:
+        raise DatasetNotAvailable(
+            f"no loader for dataset {name!r} in this version of ovatune; datasets available: {', '.join(DATASETS)}"
+        )
+    return DATASETS[name](data_dir, seed)

@@ -1,0 +1,76 @@
+"""scikit-learn's bundled 8×8 handwritten digits, the embedded image demo (no download).
+
+Images are kept as uint8 (N, 8, 8, 1) with the 0–16 ink values scaled to 0–255, so that the same
+corruption code as for CIFAR applies; model inputs are those images / 255 as float (N, 1, 8, 8).
+
+Splits (stratified, seeded): 20% test, then 10% of the rest as validation (DESIGN §5), the remainder
+training. OOD: 8×8 grayscale patches from the two photographs that ship with scikit-learn
+(``load_sample_images``): 32×32 crops averaged down 4× to the digits' resolution, since the digits
+themselves are 32×32 bitmaps averaged down the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sklearn.datasets
+import torch
+
+from trainables.data import Dataset, Split, stratified_split
+from trainables.data.corruptions import corrupt
+
+TEST_FRACTION = 0.2
+VAL_FRACTION = 0.1
+OOD_PATCHES_PER_PHOTO = 500
+PATCH = 32  # crop size in photo pixels, averaged down to 8×8
+
+
+def to_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 8, 8, 1) → float32 (N, 1, 8, 8) in [0, 1]."""
+    return images.permute(0, 3, 1, 2).float() / 255.0
+
+
+def photo_patches(per_photo: int, seed: int) -> np.ndarray:
+    """Grayscale 8×8 patches of the sample photographs, uint8 (2·per_photo, 8, 8, 1)."""
+    rng = np.random.default_rng(seed)
+    patches = []
+    for photo in sklearn.datasets.load_sample_images().images:  # (427, 640, 3) uint8 each
+        gray = photo.astype(np.float64).mean(axis=2)
+        rows = rng.integers(0, gray.shape[0] - PATCH, size=per_photo)
+        cols = rng.integers(0, gray.shape[1] - PATCH, size=per_photo)
+        crops = np.stack([gray[r : r + PATCH, c : c + PATCH] for r, c in zip(rows, cols)])
+        small = crops.reshape(per_photo, 8, PATCH // 8, 8, PATCH // 8).mean(axis=(2, 4))  # (n, 8, 8)
+        patches.append(small)
+    return np.concatenate(patches)[..., None].astype(np.uint8)
+
+
+def load_digits(seed: int = 0) -> Dataset:
+    """The digits dataset with its seeded stratified splits, photo-patch OOD set and shifts."""
+    bunch = sklearn.datasets.load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (1797, 8, 8, 1)
+    labels = bunch.target.astype(np.int64)
+
+    rest, test = stratified_split(labels, TEST_FRACTION, seed)
+    train_in_rest, val_in_rest = stratified_split(labels[rest], VAL_FRACTION, seed)
+    train, val = rest[train_in_rest], rest[val_in_rest]
+
+    all_images = torch.from_numpy(images)
+    all_labels = torch.from_numpy(labels)
+    test_images = all_images[test]
+
+    def split(index: np.ndarray) -> Split:
+        return Split(to_model_input(all_images[index]), all_labels[index])
+
+    def shifted(corruption: str, intensity: int) -> torch.Tensor:
+        return to_model_input(corrupt(test_images, corruption, intensity, seed))
+
+    ood_images = torch.from_numpy(photo_patches(OOD_PATCHES_PER_PHOTO, seed))
+    return Dataset(
+        name="digits",
+        class_names=[str(int(n)) for n in bunch.target_names],
+        train=split(train),
+        val=split(val),
+        test=split(test),
+        ood={"photo_patches": to_model_input(ood_images)},
+        shift_corruptions=("gaussian_noise", "contrast"),
+        shifted=shifted,
+    )

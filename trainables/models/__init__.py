@@ -1,0 +1,77 @@
+"""Network bodies and the classifier that puts a method's head on top of one.
+
+A body maps inputs to the penultimate embedding f (B, D) and exposes ``embedding_dim``; the
+classifier adds the head chosen by the method registry. New architectures register one factory in
+``MODELS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainables.methods import get_method
+from trainables.models.mlp import MLP
+
+
+def build_mlp(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
+    """MLP body; ``config["hidden"]`` lists the hidden widths."""
+    return MLP(math.prod(input_shape), config["hidden"])
+
+
+MODELS: dict[str, Callable[[tuple[int, ...], dict[str, Any]], nn.Module]] = {
+    "mlp": build_mlp,
+}
+
+
+class Classifier(nn.Module):
+    """A body followed by the head of a method: ``forward`` gives logits (B, K).
+
+    Args:
+        body: maps inputs to embeddings (B, D) and has an ``embedding_dim`` attribute.
+        num_classes: K.
+        method: a name from ``trainables.methods.METHODS``.
+    """
+
+    def __init__(self, body: nn.Module, num_classes: int, method: str):
+        super().__init__()
+        self.method = get_method(method).name
+        self.body = body
+        self.head = get_method(method).head(body.embedding_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))  # (B, K)
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """The method's evaluation probabilities, (B, K)."""
+        return get_method(self.method).probabilities(self(x))
+
+
+class ProbabilityModel(nn.Module):
+    """What gets registered in MLflow: inputs → evaluation probabilities (B, K).
+
+    Serving a model that outputs probabilities (not logits) means a user of the registered model
+    cannot apply the wrong normalisation (softmax to a one-vs-all model, or forget ova_dm's 2·σ).
+    """
+
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.probabilities(x)
+
+
+def build_classifier(input_shape: tuple[int, ...], num_classes: int, config: dict[str, Any]) -> Classifier:
+    """Build ``config["model"]`` with the head of ``config["method"]``."""
+    name = config["model"]
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+    return Classifier(MODELS[name](input_shape, config), num_classes, config["method"])

@@ -1,0 +1,238 @@
+"""The one Ray Tune function trainable: ``train_classifier(config)`` trains one trial.
+
+The config is flat: the search space's fixed settings, the sampled hyperparameters (``lr``,
+``adam_beta1``, ``adam_eps``, ``l2``, ...), ``method`` (a key of ``trainables.methods.METHODS``),
+``seed`` and ``threads``. Every epoch it reports the training loss and the validation accuracy, NLL
+and ECE with ``tune.report``, with a checkpoint, and it resumes from ``tune.get_checkpoint()``.
+
+A non-finite training loss ends the trial early with ``diverged = 1`` and a ``stop_reason``: with the
+paper's ranges (lr up to 1 with Adam) divergence is an expected outcome of a trial, not an error, so
+the trial finishes normally and the sweep goes on; promotion never picks it.
+
+``fit_epoch`` and ``predict_probabilities`` hold the training and inference loops; the benchmarks
+run them without Ray to measure what the service costs on top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evaluation.metrics import classification_metrics
+from trainables.data import Dataset, Split, load_dataset
+from trainables.methods import Method, get_method
+from trainables.models import Classifier, build_classifier
+
+CHECKPOINT_STATE = "state.pt"  # model, optimizer and schedule state; loads with weights_only=True
+CHECKPOINT_META = "meta.json"  # what it takes to rebuild the model without Ray: config, classes
+EVAL_BATCH_SIZE = 1024
+
+# Datasets cached per worker process: with reuse_actors=True one process runs many trials.
+_DATASETS: dict[tuple, Dataset] = {}
+
+
+def cached_dataset(config: dict[str, Any]) -> Dataset:
+    """The trial's dataset, loaded once per process."""
+    key = (config["dataset"], config.get("data_dir"), int(config.get("data_seed", 0)))
+    if key not in _DATASETS:
+        _DATASETS[key] = load_dataset(*key)
+    return _DATASETS[key]
+
+
+def build_optimizer(params, config: dict[str, Any]) -> torch.optim.Optimizer:
+    """``sgd``, ``sgd_nesterov`` or ``adam`` from flat config keys.
+
+    ``l2`` is the paper's L2 factor on the loss, l2·Σw²; its gradient 2·l2·w is ``weight_decay=2·l2``.
+    """
+    name, lr = config["optimizer"], float(config["lr"])
+    weight_decay = 2.0 * float(config.get("l2", 0.0))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.0)), weight_decay=weight_decay)
+    if name == "sgd_nesterov":
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=float(config.get("momentum", 0.9)),
+            nesterov=True,
+            weight_decay=weight_decay,
+        )
+    if name == "adam":
+        betas = (float(config.get("adam_beta1", 0.9)), float(config.get("adam_beta2", 0.999)))
+        return torch.optim.Adam(
+            params, lr=lr, betas=betas, eps=float(config.get("adam_eps", 1e-8)), weight_decay=weight_decay
+        )
+    raise ValueError(f"unknown optimizer {name!r}; choose from: sgd, sgd_nesterov, adam")
+
+
+def lr_factor(epoch: int, config: dict[str, Any]) -> float:
+    """Learning-rate multiplier for a 0-based epoch: linear warm-up, then ×gamma at each milestone."""
+    warmup = int(config.get("warmup_epochs", 0))
+    if epoch < warmup:
+        return (epoch + 1) / warmup
+    passed = sum(epoch >= m for m in config.get("lr_milestones", []))
+    return float(config.get("lr_gamma", 0.1)) ** passed
+
+
+def batch_order(n: int, batch_size: int, steps: int | None, generator: torch.Generator) -> list[torch.Tensor]:
+    """Index batches for one epoch: one shuffled pass, or ``steps`` batches across reshuffled passes."""
+    if steps is None:
+        return list(torch.randperm(n, generator=generator).split(batch_size))
+    passes = math.ceil(steps * batch_size / n)
+    stream = torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
+    return list(stream[: steps * batch_size].split(batch_size))
+
+
+def fit_epoch(
+    model: Classifier,
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    train: Split,
+    config: dict[str, Any],
+    epoch: int,
+) -> tuple[float, float]:
+    """Train one epoch (0-based index ``epoch``); returns (mean training loss, training accuracy).
+
+    The loss is summed on the device and read once per epoch (no per-step synchronisation); a
+    non-finite value comes back as such for the caller to act on.
+    """
+    generator = torch.Generator().manual_seed(int(config["seed"]) * 100_003 + epoch)
+    batches = batch_order(len(train), int(config["batch_size"]), config.get("steps_per_epoch"), generator)
+    model.train()
+    total_loss = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.long)
+    device = train.x.device
+    for index in batches:
+        index = index.to(device)
+        x, y = train.x[index], train.y[index]  # (B, ...), (B,)
+        logits = model(x)  # (B, K)
+        loss = method.loss(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach()
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+    seen = sum(len(b) for b in batches)
+    return float(total_loss) / len(batches), float(correct) / seen
+
+
+@torch.no_grad()
+def predict_probabilities(model: Classifier, x: torch.Tensor) -> np.ndarray:
+    """The method's evaluation probabilities for inputs x, (N, K) float64."""
+    model.eval()
+    chunks = [model.probabilities(chunk) for chunk in x.split(EVAL_BATCH_SIZE)]
+    return torch.cat(chunks).double().cpu().numpy()
+
+
+def save_checkpoint(directory: Path, model, optimizer, epoch: int, config: dict, data: Dataset, metrics: dict) -> None:
+    """Write the trial state after ``epoch`` (1-based) epochs, with that epoch's metrics."""
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+        directory / CHECKPOINT_STATE,
+    )
+    meta = {
+        "config": {k: v for k, v in config.items() if _is_json(v)},
+        "input_shape": list(data.input_shape),
+        "class_names": data.class_names,
+        "epoch": epoch,
+        "metrics": metrics,
+    }
+    (directory / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
+
+
+def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild the trained model from a checkpoint directory; returns (model, meta)."""
+    directory = Path(directory)
+    meta = json.loads((directory / CHECKPOINT_META).read_text())
+    model = build_classifier(tuple(meta["input_shape"]), len(meta["class_names"]), meta["config"])
+    state = torch.load(directory / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval(), meta
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False
+
+
+def train_classifier(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: train one configuration, report every epoch."""
+    from ray import tune  # Ray only where it is needed: the rest of this module runs without it
+
+    # Ray logs every checkpoint at INFO from inside the trial: one line per epoch per trial is noise.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    # Threads per trial are set deliberately: on small models, more threads than cores is far slower.
+    torch.set_num_threads(int(config.get("threads", 1)))
+    data = cached_dataset(config)
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train, val = (Split(s.x.to(device), s.y.to(device)) for s in (data.train, data.val))
+    method = get_method(config["method"])
+    torch.manual_seed(int(config["seed"]))
+    model = build_classifier(data.input_shape, data.num_classes, config).to(device)
+    optimizer = build_optimizer(model.parameters(), config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
+
+    epochs = int(config["epochs"])
+    start_epoch = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
+            meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
+        if int(state["epoch"]) >= epochs:
+            # Finished before the driver stopped, but not yet recorded as finished: report the
+            # final result again instead of training anything.
+            tune.report(meta["metrics"], checkpoint=checkpoint)
+            return
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        schedule.last_epoch = start_epoch - 1
+        schedule.step()  # sets the learning rate of epoch ``start_epoch``
+
+    checkpoint_every = int(config.get("checkpoint_every", 1))
+    for epoch in range(start_epoch, epochs):
+        train_loss, train_accuracy = fit_epoch(model, method, optimizer, train, config, epoch)
+        if not math.isfinite(train_loss):
+            # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
+            tune.report(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "val_accuracy": float("nan"),
+                    "val_nll": float("nan"),
+                    "val_ece": float("nan"),
+                    "diverged": 1,
+                    "stop_reason": f"non-finite training loss ({train_loss}) in epoch {epoch + 1}",
+                }
+            )
+            return
+        schedule.step()
+        val_metrics = classification_metrics(predict_probabilities(model, val.x), data.val.y.numpy())
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_accuracy": val_metrics["accuracy"],
+            "val_nll": val_metrics["nll"],
+            "val_ece": val_metrics["ece"],
+            "learning_rate": optimizer.param_groups[0]["lr"],
+            "diverged": 0,
+        }
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            with tempfile.TemporaryDirectory() as directory:
+                save_checkpoint(Path(directory), model, optimizer, epoch + 1, config, data, metrics)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        else:
+            tune.report(metrics)

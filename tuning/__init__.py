@@ -1,0 +1,1 @@
+"""The driver: CLI, sweep (Ray Tune + Optuna), MLflow tracking, promotion, evaluation report."""

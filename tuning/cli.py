@@ -1,0 +1,223 @@
+"""The ``ovatune`` command line: sweep, promote, evaluate, run (all three), ui.
+
+Every choice (experiment, loss, scheduler, sampler) comes from its registry and is checked, like
+the tracking store, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from search_spaces import SPACES, get_space
+from trainables.data import DATASETS
+from trainables.methods import METHODS
+
+SMOKE_TEST = {"trials": 1, "epochs": 2}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _losses(text: str) -> list[str]:
+    losses = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in losses if name not in METHODS]
+    if unknown or not losses:
+        raise argparse.ArgumentTypeError(
+            f"unknown loss {', '.join(unknown) or text!r}; choose from: {', '.join(METHODS)}"
+        )
+    return losses
+
+
+def _experiment_list() -> str:
+    lines = ["experiments:"]
+    for name, space in SPACES.items():
+        ready = "" if space.dataset in DATASETS else "  [dataset loader not in this version]"
+        lines.append(f"  {name:<9} {space.trials:>3} trials/loss{ready}")
+    lines.append("losses: " + ", ".join(f"{m.name} ({m.title})" for m in METHODS.values()))
+    return "\n".join(lines)
+
+
+def _add_store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", help="directory for Ray results, checkpoints, the MLflow store and reports "
+                   "(default: $OVATUNE_HOME or ./ovatune-home)")  # fmt: skip
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite in the home)")
+
+
+def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
+    p.add_argument("--losses", type=_losses, default=list(METHODS), metavar="L1,L2",
+                   help=f"comma-separated losses to sweep (default: all of {','.join(METHODS)})")  # fmt: skip
+    p.add_argument("--trials", type=_positive_int, help="trials per loss (default: the search space's budget)")
+    p.add_argument("--epochs", type=_positive_int, help="override the space's epochs (shorter runs)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the samplers and the trials (default 0)")
+    p.add_argument(
+        "--max-concurrent", type=_positive_int, help="at most this many trials at once (default: as resources allow)"
+    )
+    p.add_argument(
+        "--cpus-per-trial", type=_non_negative_float, help="CPUs (and torch threads) per trial (default: the space's)"
+    )
+    p.add_argument(
+        "--gpus-per-trial", type=_non_negative_float, help="GPUs per trial; fractions pack trials on one GPU"
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=["fifo", "asha"],
+        default="fifo",
+        help="fifo runs every trial to the end; asha stops poor ones early",
+    )
+    p.add_argument(
+        "--sampler", choices=["random", "tpe"], default="random", help="Optuna sampler (random search, as the paper)"
+    )
+    p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the latest (or --name) sweep of EXPERIMENT where it stopped"
+    )
+    p.add_argument("--name", help="sweep name (default: EXPERIMENT-<date>-<time>)")
+    p.add_argument(
+        "--data-dir", default=os.environ.get("OVATUNE_DATA_DIR"), help="where on-disk datasets live ($OVATUNE_DATA_DIR)"
+    )
+    p.add_argument(
+        "--smoke-test", action="store_true", help="1 trial per loss, 2 epochs: checks the whole path in seconds"
+    )
+    _add_store_options(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ovatune",
+        description="Hyperparameter sweeps comparing softmax, DM, one-vs-all and one-vs-all DM losses "
+        "(Padhy et al., 2020) with Ray Tune, Optuna and MLflow.",
+        epilog=_experiment_list() + "\n\nstart here:  ovatune run digits",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="sweep, promote the best model per loss, evaluate, print the comparison")
+    _add_sweep_options(run)
+    sweep = sub.add_parser("sweep", help="run the random search and promote each loss's best trial")
+    _add_sweep_options(sweep)
+    evaluate = sub.add_parser("evaluate", help="measure the champions: test, shift, OOD; figures and report.md")
+    evaluate.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
+    _add_store_options(evaluate)
+    ui = sub.add_parser("ui", help="serve the MLflow UI for the store on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    _add_store_options(ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tuning.settings import resolve_settings
+    from tuning.tracking import TrackingUnavailable, check_tracking_uri, quiet_mlflow_logs
+
+    settings = resolve_settings(args.home, args.tracking_uri)
+    try:
+        check_tracking_uri(settings.tracking_uri)
+    except TrackingUnavailable as error:
+        return _fail(str(error))
+    quiet_mlflow_logs()
+    if args.command == "ui":
+        return serve_ui(settings, args.host, args.port)
+    space = get_space(args.experiment)
+    if args.command == "evaluate":
+        return _evaluate(space, settings)
+    if space.dataset not in DATASETS:
+        return _fail(f"the {space.name} experiment needs the {space.dataset!r} dataset, which this version "
+                     f"cannot load yet; experiments that run now: "
+                     f"{', '.join(n for n, s in SPACES.items() if s.dataset in DATASETS)}")  # fmt: skip
+    code = _sweep(space, settings, args)
+    if code == 0 and args.command == "run":
+        code = _evaluate(space, settings)
+    return code
+
+
+def _fail(message: str) -> int:
+    print(f"ovatune: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _sweep(space, settings, args) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from tuning.promote import finish_parents, promote
+    from tuning.sweep import run_sweep
+
+    trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
+    overrides = {}
+    if args.epochs or args.smoke_test:
+        overrides["epochs"] = args.epochs or SMOKE_TEST["epochs"]
+    started = time.time()
+    print(f"ovatune: {'resuming' if args.resume else 'sweeping'} {space.name}: {trials} trials x "
+          f"{len(args.losses)} losses; MLflow store {settings.tracking_uri}", flush=True)  # fmt: skip
+    try:
+        outcome = run_sweep(
+            space, settings, args.losses, trials, seed=args.seed, max_concurrent=args.max_concurrent,
+            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, scheduler=args.scheduler,
+            sampler=args.sampler, address=args.address, resume=args.resume, name=args.name,
+            data_dir=args.data_dir, overrides=overrides,
+        )  # fmt: skip
+    except FileNotFoundError as error:
+        return _fail(str(error))
+    champions = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
+    finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, champions, space.metric)
+    failed = sum(1 for r in outcome.results if r.error is not None)
+    diverged = sum(1 for r in outcome.results if r.error is None and r.metrics.get("diverged"))
+    print(f"\nsweep {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s "
+          f"({diverged} diverged, {failed} failed)")  # fmt: skip
+    for loss in outcome.losses:
+        c = champions.get(loss)
+        status = (
+            f"{c.model_name}@champion (v{c.version}, trial {c.trial_number}, {space.metric} {c.metric:.4f})"
+            if c
+            else "no trial qualified"
+        )
+        print(f"  {loss:<8} {status}")
+    if not champions:
+        return _fail("no trial of any loss finished without diverging; try other ranges or --epochs")
+    return 0
+
+
+def _evaluate(space, settings) -> int:
+    from tuning.report import NoChampions, evaluate_experiment, summary_table
+
+    try:
+        report = evaluate_experiment(space, settings)
+    except NoChampions as error:
+        return _fail(str(error))
+    print(f"\n{space.name}: champions on the test split (report: {report.path})\n")
+    print(summary_table(report.evaluations))
+    print(f"\nbrowse the runs: ovatune ui --home {settings.home}")
+    return 0
+
+
+def serve_ui(settings, host: str, port: int) -> int:
+    """Run ``mlflow server`` on the store until interrupted."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
+               "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+    if settings.is_local_store:
+        command += ["--default-artifact-root", Path(settings.artifact_root).as_uri()]
+    print(f"MLflow UI for {settings.tracking_uri}: http://{host}:{port}  (Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""``ovatune evaluate``: load each loss's champion, measure it, draw the figures, write the report.
+
+Everything measured goes to one MLflow run per evaluation (``evaluation · <sweep>``, tag
+``ovatune.kind=evaluation``): metrics named ``<loss>/<metric>``, the figures as PNG images and the
+markdown report. The report is also written to ``<home>/reports/<experiment>/report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from evaluation import figures
+from evaluation.runner import Evaluation, evaluate_model
+from search_spaces import SearchSpace
+from trainables.data import load_dataset
+from trainables.methods import METHODS
+from tuning.promote import ALIAS, registered_name
+from tuning.settings import Settings
+from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, find_runs, get_or_create_experiment
+
+log = logging.getLogger(__name__)
+
+
+class NoChampions(RuntimeError):
+    """No loss of the experiment has a registered champion yet."""
+
+
+@dataclass
+class EvaluationReport:
+    path: Path  # report.md
+    run_id: str  # the MLflow evaluation run
+    evaluations: dict[str, Evaluation]
+    sweep: str
+
+
+def load_champions(space: SearchSpace, client: MlflowClient) -> dict[str, tuple]:
+    """loss -> (model version, loaded model) for every loss that has a ``champion`` alias."""
+    champions = {}
+    for loss in METHODS:
+        name = registered_name(space.name, loss)
+        try:
+            version = client.get_model_version_by_alias(name, ALIAS)
+        except MlflowException:
+            continue
+        champions[loss] = (version, mlflow.pytorch.load_model(f"models:/{name}@{ALIAS}", map_location="cpu"))
+    if not champions:
+        raise NoChampions(
+            f"no registered model of {space.name!r} has the alias {ALIAS!r} in {client.tracking_uri}; "
+            f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
+        )
+    return champions
+
+
+def evaluate_experiment(space: SearchSpace, settings: Settings) -> EvaluationReport:
+    """Evaluate every champion of ``space`` and record the results (see module doc)."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri)
+    champions = load_champions(space, client)
+    some_version = next(iter(champions.values()))[0]
+    params = client.get_run(some_version.run_id).data.params
+    data_dir = None if params.get("data_dir") in (None, "None") else params["data_dir"]
+    data = load_dataset(space.dataset, data_dir, int(params.get("data_seed", 0)))
+    sweep = some_version.tags.get("sweep", "unknown")
+
+    evaluations = {}
+    for loss, (_, model) in champions.items():
+        print(f"evaluating {loss} ...", flush=True)
+        evaluations[loss] = evaluate_model(model, data, loss)
+
+    out = settings.reports / space.name
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    drawn = _draw_figures(evaluations, {loss: m for loss, (_, m) in champions.items()}, data)
+    for name, fig in drawn.items():
+        fig.savefig(out / "figures" / f"{name}.png", dpi=110)
+        plt.close(fig)
+    report = render_report(space, sweep, champions, evaluations, list(drawn))
+    path = out / "report.md"
+    path.write_text(report)
+
+    experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {sweep}",
+                          tags={TAG_KIND: "evaluation", TAG_SWEEP: sweep}) as run:  # fmt: skip
+        mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _) in champions.items()})
+        mlflow.log_metrics(flat_metrics(evaluations))
+        mlflow.log_artifacts(str(out / "figures"), artifact_path="figures")
+        mlflow.log_artifact(str(path))
+        mlflow.log_dict(summary_rows(evaluations), "summary.json")
+    # The parent runs of the sweep show their champion's test metrics next to the search results.
+    for parent in find_runs(client, experiment_id, kind="parent", sweep=sweep):
+        ev = evaluations.get(parent.data.tags[TAG_LOSS])
+        if ev is not None:
+            for key, value in ev.test.items():
+                client.log_metric(parent.info.run_id, f"test_{key}", value)
+    return EvaluationReport(path, run.info.run_id, evaluations, sweep)
+
+
+def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dict[str, plt.Figure]:
+    drawn = {"reliability": figures.reliability_diagrams(evaluations)}
+    if data.ood:
+        drawn["accuracy_vs_confidence"] = figures.accuracy_confidence_curves(evaluations)
+        for name in data.ood:
+            drawn[f"confidence_histograms_{name}"] = figures.confidence_histograms(evaluations, name)
+    if data.shifted is not None:
+        drawn["shift"] = figures.shift_boxplots(evaluations)
+    if data.input_shape == (2,):
+        drawn["confidence_landscape"] = figures.confidence_landscape(models, data.train.x.numpy())
+    distance = {loss: m.classifier for loss, m in models.items() if METHODS[loss].is_distance}
+    if distance:
+        drawn["class_centres_pca"] = figures.class_centres_pca(distance, data.train.x, data.train.y.numpy())
+    return drawn
+
+
+def flat_metrics(evaluations: dict[str, Evaluation]) -> dict[str, float]:
+    """Every number as an MLflow metric ``<loss>/<what>``."""
+    metrics = {}
+    for loss, ev in evaluations.items():
+        metrics |= {f"{loss}/test_{k}": v for k, v in ev.test.items()}
+        metrics[f"{loss}/train_accuracy"] = ev.train_accuracy
+        for name, values in ev.ood.items():
+            metrics |= {f"{loss}/ood_{name}_{k}": v for k, v in values.items()}
+        for row in ev.shift:
+            if row["intensity"] > 0:
+                key = f"{loss}/shift_{row['corruption']}_{row['intensity']}"
+                metrics |= {f"{key}_accuracy": row["accuracy"], f"{key}_ece": row["ece"]}
+    return metrics
+
+
+def summary_rows(evaluations: dict[str, Evaluation]) -> list[dict]:
+    """One row per loss: the numbers the CLI prints and the report's first table holds."""
+    rows = []
+    for loss, ev in evaluations.items():
+        row = {"loss": loss, "train_accuracy": ev.train_accuracy, **{f"test_{k}": v for k, v in ev.test.items()}}
+        for name, values in ev.ood.items():
+            row[f"{name}_auroc"] = values["auroc"]
+            row[f"{name}_mean_confidence"] = values["mean_confidence"]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict], columns: list[str], headers: list[str]) -> str:
+    """A markdown table (also readable as plain text)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = [row[c] if isinstance(row[c], str) else f"{row[c]:.4f}" for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_table(evaluations: dict[str, Evaluation]) -> str:
+    """The compact comparison printed at the end of ``ovatune run``."""
+    rows = summary_rows(evaluations)
+    ood_names = list(next(iter(evaluations.values())).ood)
+    columns = ["loss", "test_accuracy", "test_ece", "test_nll"] + [f"{n}_auroc" for n in ood_names]
+    headers = ["loss", "test acc", "ECE", "NLL"] + [f"AUROC {n}" for n in ood_names]
+    if len(ood_names) > 1 or "ring" in "".join(ood_names):  # the toy problem: show Fig. 1 as numbers
+        columns += ["train_accuracy"] + [f"{n}_mean_confidence" for n in ood_names]
+        headers += ["train acc"] + [f"conf {n}" for n in ood_names]
+    return format_table(rows, columns, headers)
+
+
+def render_report(space, sweep, champions, evaluations: dict[str, Evaluation], figure_names: list[str]) -> str:
+    """The markdown report: champions, tables, then the figures."""
+    lines = [
+        f"# ovatune report: {space.name}",
+        "",
+        space.description,
+        "",
+        f"Sweep `{sweep}`; champions selected by validation `{space.metric}` ({space.mode}).",
+        "",
+        "## Champions",
+        "",
+        "| loss | model | hyperparameters |",
+        "|---|---|---|",
+    ]
+    for loss, (version, _) in champions.items():
+        run_params = {k: version.tags.get(k) for k in ("trial_number", space.metric)}
+        lines.append(f"| {loss} | `{version.name}` v{version.version} | {json.dumps(run_params)} |")
+    lines += [
+        "",
+        "## In distribution (test split)",
+        "",
+        "NLL and Brier are computed on the probabilities renormalised to sum to 1 (one-vs-all "
+        "probabilities need not); accuracy, ECE (15 bins) and confidence use them as they are.",
+        "",
+        format_table(
+            summary_rows(evaluations),
+            ["loss", "train_accuracy", "test_accuracy", "test_ece", "test_nll", "test_brier", "test_mean_confidence"],
+            ["loss", "train acc", "test acc", "ECE", "NLL", "Brier", "mean confidence"],
+        ),  # fmt: skip
+    ]
+    ood_names = list(next(iter(evaluations.values())).ood)
+    if ood_names:
+        lines += ["", "## Out of distribution", "", "OOD is the positive class, scored by 1 − max_k p_k.", ""]
+        rows = [{"loss": loss, **{f"{n}_{k}": ev.ood[n][k] for n in ood_names for k in ("auroc", "auprc", "mean_confidence")}}
+                for loss, ev in evaluations.items()]  # fmt: skip
+        columns = [f"{n}_{k}" for n in ood_names for k in ("auroc", "auprc", "mean_confidence")]
+        headers = [f"{n} {k.replace('_', ' ')}" for n in ood_names for k in ("AUROC", "AUPRC", "mean_confidence")]
+        lines.append(format_table(rows, ["loss"] + columns, ["loss"] + headers))
+    if any(ev.shift for ev in evaluations.values()):
+        lines += ["", "## Under shift (mean over corruptions)", ""]
+        rows = []
+        for loss, ev in evaluations.items():
+            row = {"loss": loss}
+            for level in range(6):
+                at = [r for r in ev.shift if r["intensity"] == level]
+                row[f"acc{level}"] = float(np.mean([r["accuracy"] for r in at]))
+                row[f"ece{level}"] = float(np.mean([r["ece"] for r in at]))
+            rows.append(row)
+        lines.append(format_table(rows, ["loss"] + [f"acc{i}" for i in range(6)] + [f"ece{i}" for i in range(6)],
+                                  ["loss"] + [f"acc {i or 'test'}" for i in range(6)] + [f"ECE {i or 'test'}" for i in range(6)]))  # fmt: skip
+    lines += ["", "## Figures", ""]
+    lines += [f"### {name.replace('_', ' ')}\n\n![{name}](figures/{name}.png)\n" for name in figure_names]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,270 @@
+"""The sweep: per loss, N trials of seeded Optuna random search, all run by one Ray Tune ``Tuner``.
+
+Why one Tuner for the four losses: Ray Tune schedules the trials of all losses from one queue, so
+every CPU/GPU slot stays busy until the whole sweep ends (running the losses one after another
+would leave slots idle at the tail of each loss), and one experiment directory means one thing to
+resume. :class:`PerLossSearch` keeps the losses statistically separate: each loss has its own
+Optuna study with its own ``RandomSampler`` seed, so adding a loss or changing the concurrency
+does not change the configurations another loss draws.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import SearchSpace
+from trainables.methods import METHODS
+from trainables.train import train_classifier
+from tuning.settings import Settings
+from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
+
+SCHEDULERS = ("fifo", "asha")
+SAMPLERS = ("random", "tpe")
+
+
+def tune_domains(space: SearchSpace) -> dict[str, tune.search.sample.Domain]:
+    """The one place a search space's ranges become Ray Tune domains."""
+    return {
+        name: tune.loguniform(r.low, r.high) if r.log else tune.uniform(r.low, r.high)
+        for name, r in space.ranges.items()
+    }
+
+
+def loss_seed(seed: int, loss: str) -> int:
+    """A per-loss sampler seed that depends only on the sweep seed and the loss's name."""
+    return zlib.crc32(f"{seed}/{loss}".encode())
+
+
+class PerLossSearch(Searcher):
+    """One Optuna study per loss, interleaved: trial i goes to the loss with the fewest trials so far.
+
+    Every suggested config carries ``method`` (the loss) and ``trial_number`` (0..N−1 within the
+    loss). The searcher is finished after ``trials_per_loss`` suggestions per loss.
+
+    Args:
+        space: the experiment's search space.
+        losses: method names to sweep.
+        trials_per_loss: N.
+        seed: sweep seed; each loss's sampler gets ``loss_seed(seed, loss)``.
+        sampler: "random" (the paper's random search) or "tpe".
+    """
+
+    def __init__(self, space: SearchSpace, losses: list[str], trials_per_loss: int, seed: int, sampler: str = "random"):
+        super().__init__(metric=space.metric, mode=space.mode)
+        self.losses = list(losses)
+        self.trials_per_loss = trials_per_loss
+        self.suggested = {loss: 0 for loss in self.losses}
+        self.loss_of_trial: dict[str, str] = {}
+        self.searchers = {}
+        distributions = OptunaSearch.convert_search_space(tune_domains(space))
+        for loss in self.losses:
+            sampler_cls = optuna.samplers.RandomSampler if sampler == "random" else optuna.samplers.TPESampler
+            self.searchers[loss] = OptunaSearch(
+                space=distributions,
+                metric=space.metric,
+                mode=space.mode,
+                sampler=sampler_cls(seed=loss_seed(seed, loss)),
+            )
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # metric, mode and space were fixed at construction
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        open_losses = [loss for loss in self.losses if self.suggested[loss] < self.trials_per_loss]
+        if not open_losses:
+            return Searcher.FINISHED
+        loss = min(open_losses, key=lambda name: self.suggested[name])
+        config = self.searchers[loss].suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            return config
+        number = self.suggested[loss]
+        self.suggested[loss] += 1
+        self.loss_of_trial[trial_id] = loss
+        return {**config, "method": loss, "trial_number": number}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.loss_of_trial:
+            self.searchers[self.loss_of_trial[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self.loss_of_trial:
+            self.searchers[self.loss_of_trial[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished sweep hands to promotion."""
+
+    name: str
+    path: Path
+    results: tune.ResultGrid
+    experiment_id: str
+    parents: dict[str, str]  # loss -> parent run id
+    losses: list[str]
+
+
+def latest_sweep(settings: Settings, experiment: str) -> str | None:
+    """Name of the most recently started sweep of ``experiment`` in this home, if any."""
+    candidates = sorted(settings.ray_results.glob(f"{experiment}-*"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1].name if candidates else None
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to a cluster (``address``) or start a local Ray with no dashboard."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per loss is noise
+    # Ray Tune snapshots the experiment whenever a trial has rotated out its kept checkpoints, and
+    # warns when that happens often, which short trials do by design: the snapshots are what
+    # make --resume exact, so keep them and drop the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # The compact status table (CLIReporter) instead of a config box per trial start.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=True, logging_level="WARNING")
+
+
+def run_sweep(
+    space: SearchSpace,
+    settings: Settings,
+    losses: list[str],
+    trials: int,
+    seed: int = 0,
+    max_concurrent: int | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    scheduler: str = "fifo",
+    sampler: str = "random",
+    address: str | None = None,
+    resume: bool = False,
+    name: str | None = None,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    verbose: int = 1,
+) -> SweepOutcome:
+    """Run (or resume) a sweep of ``space`` over ``losses`` with ``trials`` trials per loss.
+
+    Args:
+        overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
+        resume: continue the sweep ``name`` (default: the latest of this experiment) where it
+            stopped; its original settings apply, finished trials are kept.
+
+    Raises:
+        FileNotFoundError: ``resume`` with no sweep to resume.
+    """
+    from mlflow.tracking import MlflowClient
+
+    settings.ray_results.mkdir(parents=True, exist_ok=True)
+    if resume:
+        name = name or latest_sweep(settings, space.name)
+        if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
+            raise FileNotFoundError(f"no sweep of {space.name!r} to resume under {settings.ray_results}")
+    else:
+        name = name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = settings.ray_results / name
+
+    cpus = float(cpus_per_trial if cpus_per_trial is not None else space.resources.get("cpu", 1))
+    gpus = float(gpus_per_trial if gpus_per_trial is not None else space.resources.get("gpu", 0))
+    trainable = tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus})
+
+    client = MlflowClient(settings.tracking_uri)
+    experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
+    if resume:
+        # The parent runs say which losses the sweep covers; the Tuner restores the rest.
+        parents = {
+            r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="parent", sweep=name)
+        }
+        losses = [loss for loss in METHODS if loss in parents]
+        parents = parent_runs(client, experiment_id, name, losses, {})
+        init_ray(address)
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        param_space = {
+            **space.fixed,
+            **(overrides or {}),
+            "experiment": space.name,
+            "seed": seed,
+            "data_seed": 0,
+            "data_dir": data_dir,
+            "threads": max(1, int(cpus)),
+        }
+        sweep_params = {"losses": ",".join(losses), "trials_per_loss": trials, "seed": seed, "sampler": sampler,
+                        "scheduler": scheduler, "metric": space.metric, "mode": space.mode, **param_space}  # fmt: skip
+        parents = parent_runs(client, experiment_id, name, losses, sweep_params)
+        init_ray(address)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=PerLossSearch(space, losses, trials, seed, sampler),
+                num_samples=trials * len(losses),
+                max_concurrent_trials=max_concurrent,
+                scheduler=_scheduler(scheduler, space, param_space),
+                reuse_actors=True,  # saves seconds per short trial
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(settings.ray_results),
+                callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id, name, parents)],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=2),  # node loss: resume elsewhere
+                verbose=verbose,
+                progress_reporter=tune.CLIReporter(
+                    parameter_columns=["method", "trial_number", *space.ranges],
+                    metric_columns=["epoch", "train_loss", space.metric, "val_ece"],
+                    max_report_frequency=15,
+                ),
+            ),
+        )
+    # Ray Tune keeps only one trial pending when a custom searcher is used; with trials shorter than
+    # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, _slots(cpus, gpus) + 1)))
+    results = tuner.fit()
+    return SweepOutcome(name, path, results, experiment_id, parents, losses)
+
+
+def _slots(cpus: float, gpus: float) -> int:
+    """How many trials of this size fit the connected Ray cluster at once."""
+    import ray
+
+    available = ray.cluster_resources()
+    fits = [
+        available.get("CPU", 1) / cpus if cpus else float("inf"),
+        available.get("GPU", 0) / gpus if gpus else float("inf"),
+    ]
+    return max(1, int(min(fits)))
+
+
+def _scheduler(name: str, space: SearchSpace, config: dict[str, Any]):
+    if name == "fifo":
+        return None
+    if name == "asha":
+        epochs = int(config["epochs"])
+        return tune.schedulers.ASHAScheduler(
+            time_attr="training_iteration",
+            metric=space.metric,
+            mode=space.mode,
+            max_t=epochs,
+            grace_period=max(1, epochs // 10),
+        )
+    raise ValueError(f"unknown scheduler {name!r}; choose from: {', '.join(SCHEDULERS)}")

@@ -1,0 +1,243 @@
+"""MLflow bookkeeping: experiments, one parent run per (sweep, loss), one child run per trial.
+
+Layout in the MLflow UI:
+
+    experiment  <experiment name>                 (description: the search space's)
+      run  "softmax · <sweep>"                    parent, tags ovatune.kind=parent
+        run  "softmax-trial-000"                  child: params, per-epoch metrics, outcome
+        ...
+      run  "evaluation · <sweep>"                 the evaluation of the four champions
+
+Trials are logged from the driver by :class:`MlflowTrialCallback`, so training processes never
+talk to the tracking store. A child run is identified by (sweep, loss, trial number); that is what
+makes ``--resume`` exact: a trial resumed from its checkpoint continues its own run, and a trial
+that the resumed searcher hands out again (because the driver died before saving it) replaces the
+run of its lost predecessor instead of adding one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from tuning.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TAG_KIND = "ovatune.kind"  # parent | trial | evaluation
+TAG_SWEEP = "ovatune.sweep"
+TAG_LOSS = "ovatune.loss"
+TAG_TRIAL_NUMBER = "ovatune.trial_number"
+TAG_TRIAL_ID = "ovatune.ray_trial_id"
+TAG_OUTCOME = "ovatune.outcome"  # completed | diverged | stopped | error
+TAG_STOP_REASON = "ovatune.stop_reason"
+TAG_PARENT = "mlflow.parentRunId"
+
+# Keys of a Ray result that are bookkeeping rather than metrics of the model.
+_NOT_METRICS = {
+    "training_iteration", "time_total_s", "timestamp", "pid", "time_since_restore",
+    "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
+    "done", "epoch",
+}  # fmt: skip
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached or written."""
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with a message saying what to do, when the tracking store is unusable.
+
+    Raises:
+        TrackingUnavailable: an HTTP server that does not answer its health check, or a SQLite file
+            whose directory cannot be created.
+    """
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+                if response.status != 200:
+                    raise TrackingUnavailable(f"{uri}/health answered HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as error:
+            raise TrackingUnavailable(
+                f"cannot reach the MLflow tracking server at {uri} ({error}). Start it "
+                "(`mlflow server --host 127.0.0.1 ...`) or leave out --tracking-uri to use the "
+                "local SQLite store in the ovatune home."
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrackingUnavailable(f"cannot create the MLflow store at {path}: {error}") from None
+
+
+def quiet_mlflow_logs() -> None:
+    """MLflow's SQLite store logs every schema migration at INFO: keep the terminal readable."""
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # We log pickled modules on purpose (tuning/promote.py says why); the warning repeats per model.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, description: str, settings: Settings) -> str:
+    """The MLflow experiment ``name``'s id, creating it (with its description) if needed."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = (settings.artifact_root / name).as_uri() if settings.is_local_store else None
+    return client.create_experiment(
+        name, artifact_location=artifact_location, tags={"mlflow.note.content": description}
+    )
+
+
+def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> list:
+    """Active runs of an experiment whose ``ovatune.<key>`` tags equal the given values."""
+    clauses = [f"tags.`ovatune.{key}` = '{value}'" for key, value in tags.items()]
+    return client.search_runs([experiment_id], filter_string=" and ".join(clauses), max_results=10_000)
+
+
+def parent_runs(
+    client: MlflowClient, experiment_id: str, sweep: str, losses: list[str], params: dict[str, Any]
+) -> dict[str, str]:
+    """loss -> the parent run id of (sweep, loss), found again on resume or created."""
+    existing = {
+        r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="parent", sweep=sweep)
+    }
+    parents = {}
+    for loss in losses:
+        if loss in existing:
+            parents[loss] = existing[loss]
+            client.update_run(existing[loss], status="RUNNING")
+            continue
+        run = client.create_run(
+            experiment_id,
+            run_name=f"{loss} · {sweep}",
+            tags={TAG_KIND: "parent", TAG_SWEEP: sweep, TAG_LOSS: loss},
+        )
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        parents[loss] = run.info.run_id
+    return parents
+
+
+def finite_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric model metrics of a Ray result (bookkeeping keys and booleans left out)."""
+    return {
+        key: float(value)
+        for key, value in result.items()
+        if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+class MlflowTrialCallback(Callback):
+    """Ray Tune callback, run in the driver: one MLflow child run per trial, metrics per epoch.
+
+    Args:
+        tracking_uri: the MLflow store.
+        experiment_id: the experiment of the sweep.
+        sweep: the sweep's name (tag ``ovatune.sweep``).
+        parents: loss -> parent run id.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, sweep: str, parents: dict[str, str]):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.sweep = sweep
+        self.parents = parents
+        self._client: MlflowClient | None = None
+        self._runs: dict[tuple[str, int], Any] = {}  # (loss, trial number) -> mlflow Run
+        self._last_step: dict[str, int] = {}  # run id -> last epoch logged
+
+    # The client and run cache are rebuilt after Tuner.restore unpickles this callback.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_runs", "_last_step")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _client=None, _runs={}, _last_step={})
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def setup(self, **info) -> None:
+        for run in find_runs(self.client, self.experiment_id, kind="trial", sweep=self.sweep):
+            key = (run.data.tags[TAG_LOSS], int(run.data.tags[TAG_TRIAL_NUMBER]))
+            self._runs[key] = run
+
+    def _run_for(self, trial) -> str:
+        """The run id of ``trial``: its own run if it has one, else a new one (see module doc)."""
+        loss, number = trial.config["method"], int(trial.config["trial_number"])
+        run = self._runs.get((loss, number))
+        if run is not None and run.data.tags.get(TAG_TRIAL_ID) == trial.trial_id:
+            if run.info.run_id not in self._last_step:  # first sight in this driver: a resumed trial
+                history = self.client.get_metric_history(run.info.run_id, "train_loss")
+                self._last_step[run.info.run_id] = max((m.step for m in history), default=0)
+                self.client.update_run(run.info.run_id, status="RUNNING")
+            return run.info.run_id
+        if run is not None:  # a lost trial's run: the searcher handed its slot out again
+            self.client.delete_run(run.info.run_id)
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{loss}-trial-{number:03d}",
+            tags={
+                TAG_PARENT: self.parents[loss],
+                TAG_KIND: "trial",
+                TAG_SWEEP: self.sweep,
+                TAG_LOSS: loss,
+                TAG_TRIAL_NUMBER: str(number),
+                TAG_TRIAL_ID: trial.trial_id,
+            },
+        )
+        params = [Param(k, str(v)[:6000]) for k, v in sorted(trial.config.items())]
+        self.client.log_batch(run.info.run_id, params=params)
+        self._runs[(loss, number)] = run
+        self._last_step[run.info.run_id] = 0
+        return run.info.run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._run_for(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        run_id = self._run_for(trial)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if step <= self._last_step.get(run_id, 0):
+            return  # already logged before the driver restarted
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric(key, value, timestamp, step)
+            for key, value in finite_metrics(result).items()
+            if math.isfinite(value)  # a diverged trial's NaN metrics are recorded as its outcome
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+        self._last_step[run_id] = step
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        result = trial.last_result or {}
+        if result.get("diverged"):
+            outcome, status = "diverged", "KILLED"
+            reason = str(result.get("stop_reason", "non-finite training loss"))
+        elif int(result.get("epoch", 0)) < int(trial.config.get("epochs", 0)):
+            outcome, status, reason = "stopped", "KILLED", "stopped early by the scheduler"
+        else:
+            outcome, status, reason = "completed", "FINISHED", ""
+        self._finish(trial, outcome, status, reason)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        reason = f"error; see {trial.local_path or trial.path} for the traceback"
+        self._finish(trial, "error", "FAILED", reason)
+
+    def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
+        run_id = self._run_for(trial)
+        tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, status=status)
