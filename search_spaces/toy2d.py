@@ -9,9 +9,9 @@ SPACE = SearchSpace(
         "SGD for 10 000 steps. Shows the confidence landscape far from the data (Fig. 1) and the "
         "learned class centres (Fig. S1)."
     ),
-    # Plain SGD on these unnormalised inputs: below ~1e-2 it has not converged after 10 000 steps,
-    # above ~1e-1 ReLUs die and some losses stall.
-    ranges={"lr": log_uniform(1e-2, 1e-1)},
+    # Plain SGD on these unnormalised inputs: below ~1e-2 it has not converged after 10 000 steps;
+    # from ~0.1 up, one-vs-all DM stalls below 90% training accuracy (measured on this data).
+    ranges={"lr": log_uniform(1e-2, 5e-2)},
     trials=4,
     fixed={
         "dataset": "toy2d",

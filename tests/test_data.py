@@ -14,7 +14,9 @@ def test_toy2d_is_the_papers_appendix_e1():
     x, y = data.train.x.numpy(), data.train.y.numpy()
     assert x.shape == (10_000, 2) and np.bincount(y).tolist() == [1000] * 10
     centres = class_centres()
-    assert np.allclose(centres[0], [20, 0]) and np.allclose(centres[3], [20 * np.cos(0.6 * np.pi), 20 * np.sin(0.6 * np.pi)])
+    assert np.allclose(centres[0], [20, 0]) and np.allclose(
+        centres[3], [20 * np.cos(0.6 * np.pi), 20 * np.sin(0.6 * np.pi)]
+    )
     for j in range(10):
         points = x[y == j]
         assert np.allclose(points.mean(axis=0), centres[j], atol=0.15)  # 3 standard errors of the mean

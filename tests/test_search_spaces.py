@@ -28,7 +28,13 @@ def test_paper_spaces_have_the_papers_ranges_and_budgets(name):
 def test_paper_fixed_settings():
     assert get_space("cifar10").fixed["batch_size"] == 512 and get_space("cifar10").fixed["optimizer"] == "adam"
     c100 = get_space("cifar100").fixed
-    assert (c100["batch_size"], c100["epochs"], c100["lr_milestones"], c100["lr_gamma"], c100["momentum"]) == (512, 200, [60, 120, 160], 0.2, 0.9)
+    assert (c100["batch_size"], c100["epochs"], c100["lr_milestones"], c100["lr_gamma"], c100["momentum"]) == (
+        512,
+        200,
+        [60, 120, 160],
+        0.2,
+        0.9,
+    )
     assert c100["optimizer"] == "sgd_nesterov" and c100["warmup_epochs"] == 1
     imagenet = get_space("imagenet").fixed
     assert (imagenet["batch_size"], imagenet["epochs"], imagenet["optimizer"]) == (4096, 90, "sgd_nesterov")

@@ -181,7 +181,6 @@ def train_classifier(config: dict[str, Any]) -> None:
     torch.manual_seed(int(config["seed"]))
     model = build_classifier(data.input_shape, data.num_classes, config).to(device)
     optimizer = build_optimizer(model.parameters(), config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
 
     epochs = int(config["epochs"])
     start_epoch = 0
@@ -198,11 +197,12 @@ def train_classifier(config: dict[str, Any]) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
-        schedule.last_epoch = start_epoch - 1
-        schedule.step()  # sets the learning rate of epoch ``start_epoch``
 
     checkpoint_every = int(config.get("checkpoint_every", 1))
     for epoch in range(start_epoch, epochs):
+        # The schedule is a pure function of the epoch, so a resumed trial needs no scheduler state.
+        for group in optimizer.param_groups:
+            group["lr"] = float(config["lr"]) * lr_factor(epoch, config)
         train_loss, train_accuracy = fit_epoch(model, method, optimizer, train, config, epoch)
         if not math.isfinite(train_loss):
             # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
@@ -218,7 +218,6 @@ def train_classifier(config: dict[str, Any]) -> None:
                 }
             )
             return
-        schedule.step()
         val_metrics = classification_metrics(predict_probabilities(model, val.x), data.val.y.numpy())
         metrics = {
             "epoch": epoch + 1,

@@ -1,0 +1,252 @@
+"""The whole service, for real: Ray Tune + Optuna sweeps, MLflow store, promotion, evaluation.
+
+These start a local Ray, train real (small) models and write a real SQLite MLflow store, so they
+take minutes: they are marked ``slow`` (``pytest -m slow`` runs only them; CI runs everything).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search_spaces import get_space, log_uniform
+from trainables.methods import METHODS
+
+pytestmark = pytest.mark.slow
+
+OVATUNE = str(Path(sys.executable).parent / "ovatune")  # the installed console script
+
+
+def run_cli(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([OVATUNE, *args, "--home", str(home)], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def store(home: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+
+
+def runs_of(client: MlflowClient, experiment: str, kind: str) -> list:
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    return client.search_runs([experiment_id], filter_string=f"tags.`ovatune.kind` = '{kind}'", max_results=1000)
+
+
+def test_run_digits_end_to_end(home):
+    out = run_cli("run", "digits", "--trials", "2", "--epochs", "6", home=home).stdout
+    client = store(home)
+
+    experiment = client.get_experiment_by_name("digits")
+    assert "8×8 handwritten digits" in experiment.tags["mlflow.note.content"]
+    parents = runs_of(client, "digits", "parent")
+    trials = runs_of(client, "digits", "trial")
+    assert sorted(p.data.tags["ovatune.loss"] for p in parents) == sorted(METHODS)
+    assert len(trials) == 8 and all(t.info.status == "FINISHED" for t in trials)
+    for parent in parents:
+        loss = parent.data.tags["ovatune.loss"]
+        children = [t for t in trials if t.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(c.info.run_name for c in children) == [f"{loss}-trial-000", f"{loss}-trial-001"]
+        for child in children:
+            assert child.data.params["method"] == loss and float(child.data.params["lr"]) > 0
+            assert child.data.tags["ovatune.outcome"] == "completed" and child.data.tags["ovatune.ray_trial_id"]
+            history = client.get_metric_history(child.info.run_id, "val_accuracy")
+            assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
+            assert {"train_loss", "val_nll", "val_ece"} <= set(child.data.metrics)
+
+        # The champion is the child with the best final validation accuracy.
+        version = client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
+        best = max(children, key=lambda c: (c.data.metrics["val_accuracy"], -c.data.metrics["val_nll"]))
+        assert version.run_id == best.info.run_id
+        assert parent.info.status == "FINISHED" and "test_accuracy" in parent.data.metrics
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    model = mlflow.pytorch.load_model("models:/ovatune-digits-ova_dm@champion")
+    from trainables.data import load_dataset
+
+    probs = model(load_dataset("digits").test.x[:50]).detach()
+    assert probs.shape == (50, 10) and (probs > 0).all() and (probs <= 1).all()
+
+    (evaluation,) = runs_of(client, "digits", "evaluation")
+    figures = {a.path for a in client.list_artifacts(evaluation.info.run_id, "figures")}
+    assert {"figures/reliability.png", "figures/shift.png", "figures/accuracy_vs_confidence.png",
+            "figures/confidence_histograms_photo_patches.png", "figures/class_centres_pca.png"} <= figures  # fmt: skip
+    assert "report.md" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    metrics = evaluation.data.metrics
+    for loss in METHODS:
+        assert 0 <= metrics[f"{loss}/test_ece"] <= 1 and 0 <= metrics[f"{loss}/ood_photo_patches_auroc"] <= 1
+        assert metrics[f"{loss}/shift_gaussian_noise_5_accuracy"] <= metrics[f"{loss}/test_accuracy"] + 0.05
+        assert f"| {loss} |" in out
+
+    report = (home / "reports" / "digits" / "report.md").read_text()
+    assert "renormalised" in report and "![shift](figures/shift.png)" in report
+    assert (home / "reports" / "digits" / "figures" / "reliability.png").stat().st_size > 10_000
+    assert str(home / "reports" / "digits" / "report.md") in out
+
+
+def test_toy2d_shows_the_papers_figure_1_effect(home):
+    run_cli("run", "toy2d", "--trials", "1", home=home)
+    (evaluation,) = runs_of(store(home), "toy2d", "evaluation")
+    metrics = evaluation.data.metrics
+    for loss in METHODS:
+        # E.1: the models fit the training set (at most a couple of the 10 000 points missed)
+        assert metrics[f"{loss}/train_accuracy"] >= 0.999, loss
+    # Figure 1: affine logits stay confident far from the data; one-vs-all DM does not.
+    for loss in ("softmax", "ova"):
+        assert metrics[f"{loss}/ood_ring_r200_mean_confidence"] > 0.9, loss
+    assert metrics["ova_dm/ood_ring_r200_mean_confidence"] < 0.1
+    assert metrics["ova_dm/ood_ring_r60_mean_confidence"] < metrics["softmax/ood_ring_r60_mean_confidence"] - 0.5
+    report = (home / "reports" / "toy2d" / "report.md").read_text()
+    assert "ring_r200" in report and "confidence_landscape.png" in report
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
+    args = ["sweep", "digits", "--trials", "3", "--epochs", "30", "--losses", "softmax,ova", "--name", "killed"]
+    process = subprocess.Popen([OVATUNE, *args, "--home", str(home)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    client = store(home)
+
+    def progress() -> bool:
+        try:
+            trials = runs_of(client, "digits", "trial")
+        except Exception:  # the store or experiment does not exist yet
+            return False
+        finished = [t for t in trials if t.info.status == "FINISHED"]
+        mid = [
+            t
+            for t in trials
+            if t.info.status == "RUNNING" and len(client.get_metric_history(t.info.run_id, "train_loss")) >= 6
+        ]
+        return len(finished) >= 1 and len(mid) >= 1
+
+    try:
+        _wait_for(progress, 300, "one finished trial and one past its first checkpoint")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, no clean-up
+        process.wait()
+    before = {t.info.run_id: t for t in runs_of(client, "digits", "trial")}
+    logged_before = {i: [(m.step, m.timestamp) for m in client.get_metric_history(i, "train_loss")] for i in before}
+    finished_before = {i: t for i, t in before.items() if t.info.status == "FINISHED"}
+
+    run_cli(*args[:2], "--resume", "--name", "killed", home=home)
+
+    after = runs_of(client, "digits", "trial")
+    by_loss = {loss: sorted(t.data.tags["ovatune.trial_number"] for t in after if t.data.tags["ovatune.loss"] == loss)
+               for loss in ("softmax", "ova")}  # fmt: skip
+    assert by_loss == {"softmax": ["0", "1", "2"], "ova": ["0", "1", "2"]}
+    for trial in after:
+        assert trial.info.status == "FINISHED", (trial.info.run_name, trial.data.tags)
+        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
+        assert steps == list(range(1, 31)), trial.info.run_name  # complete, nothing logged twice
+        if trial.info.run_id in finished_before:  # not re-run: nothing logged after the kill
+            assert len(logged_before[trial.info.run_id]) == 30, trial.info.run_name
+    for trial in after:  # what was logged before the kill stays as it was, and is not logged again
+        if trial.info.run_id in logged_before:
+            history = [(m.step, m.timestamp) for m in client.get_metric_history(trial.info.run_id, "train_loss")]
+            assert history[: len(logged_before[trial.info.run_id])] == logged_before[trial.info.run_id]
+    # Interrupted trials continued from their checkpoints: no trial reported epoch 1 twice.
+    for result_file in (home / "ray_results" / "killed").glob("*/result.json"):
+        epochs = [json.loads(line)["epoch"] for line in result_file.read_text().splitlines() if line.strip()]
+        assert epochs.count(1) == 1 and max(epochs) == 30, result_file.parent.name
+
+
+@pytest.fixture
+def local_ray():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray):
+    from tuning.promote import best_results, finish_parents, promote
+    from tuning.settings import resolve_settings
+    from tuning.sweep import PerLossSearch, run_sweep
+
+    toy = get_space("toy2d")
+    space = dataclasses.replace(toy, name="toy2d_diverging", ranges={"lr": log_uniform(1e-2, 1e5)})
+    # A seed whose four samples mix trainable rates (< 0.1) and certain divergence (> 1e3, seen to
+    # give a NaN loss within 60 SGD steps).
+    def sampled(seed: int) -> list[float]:
+        searcher = PerLossSearch(space, ["softmax"], 4, seed)
+        return [searcher.suggest(f"t{i}")["lr"] for i in range(4)]
+
+    seed = next(s for s in range(100) if min(sampled(s)) < 0.1 and max(sampled(s)) > 1e3)
+    settings = resolve_settings(home)
+    outcome = run_sweep(
+        space, settings, ["softmax"], 4, seed=seed, overrides={"epochs": 3, "steps_per_epoch": 20}, verbose=0
+    )
+
+    results = list(outcome.results)
+    assert len(results) == 4 and all(r.error is None for r in results)  # divergence is not an error
+    diverged = [r for r in results if r.metrics.get("diverged")]
+    healthy = [r for r in results if not r.metrics.get("diverged")]
+    assert diverged and healthy
+    for r in diverged:
+        assert r.config["lr"] > 1 and "non-finite training loss" in r.metrics["stop_reason"]
+        assert math.isnan(r.metrics["val_accuracy"]) and r.metrics["epoch"] == 1  # stopped at once
+    best = best_results(outcome.results, space)["softmax"]
+    assert not best.metrics["diverged"] and best.config["lr"] < 1
+
+    champions = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
+    client = MlflowClient(settings.tracking_uri)
+    finish_parents(client, outcome.parents, champions, space.metric)
+    version = client.get_model_version_by_alias("ovatune-toy2d_diverging-softmax", "champion")
+    trials = runs_of(client, "toy2d_diverging", "trial")
+    by_run = {t.info.run_id: t for t in trials}
+    assert by_run[version.run_id].data.tags["ovatune.outcome"] == "completed"
+    marked = [t for t in trials if t.data.tags["ovatune.outcome"] == "diverged"]
+    assert len(marked) == len(diverged)
+    assert all(t.info.status == "KILLED" and "non-finite" in t.data.tags["ovatune.stop_reason"] for t in marked)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_serves_the_store_on_loopback(home):
+    client = store(home)  # creates the SQLite store
+    client.create_experiment("digits")
+    port = _free_port()
+    server = subprocess.Popen([OVATUNE, "ui", "--port", str(port), "--home", str(home)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        _wait_for(healthy, 120, "the MLflow server")
+        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=10", timeout=10) as response:
+            names = [e["name"] for e in json.load(response)["experiments"]]
+        assert "digits" in names
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200 and "<html" in response.read().decode().lower()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
