@@ -184,6 +184,7 @@ def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray)
 
     toy = get_space("toy2d")
     space = dataclasses.replace(toy, name="toy2d_diverging", ranges={"lr": log_uniform(1e-2, 1e5)})
+
     # A seed whose four samples mix trainable rates (< 0.1) and certain divergence (> 1e3, seen to
     # give a NaN loss within 60 SGD steps).
     def sampled(seed: int) -> list[float]:

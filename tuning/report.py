@@ -7,7 +7,6 @@ markdown report. The report is also written to ``<home>/reports/<experiment>/rep
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +81,11 @@ def evaluate_experiment(space: SearchSpace, settings: Settings) -> EvaluationRep
     for name, fig in drawn.items():
         fig.savefig(out / "figures" / f"{name}.png", dpi=110)
         plt.close(fig)
-    report = render_report(space, sweep, champions, evaluations, list(drawn))
+    hyperparameters = {
+        loss: {k: v for k, v in client.get_run(version.run_id).data.params.items() if k in space.ranges}
+        for loss, (version, _) in champions.items()
+    }
+    report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn))
     path = out / "report.md"
     path.write_text(report)
 
@@ -167,7 +170,9 @@ def summary_table(evaluations: dict[str, Evaluation]) -> str:
     return format_table(rows, columns, headers)
 
 
-def render_report(space, sweep, champions, evaluations: dict[str, Evaluation], figure_names: list[str]) -> str:
+def render_report(
+    space, sweep, champions, hyperparameters, evaluations: dict[str, Evaluation], figure_names: list[str]
+) -> str:
     """The markdown report: champions, tables, then the figures."""
     lines = [
         f"# ovatune report: {space.name}",
@@ -178,12 +183,15 @@ def render_report(space, sweep, champions, evaluations: dict[str, Evaluation], f
         "",
         "## Champions",
         "",
-        "| loss | model | hyperparameters |",
-        "|---|---|---|",
+        f"| loss | registered model | trial | validation {space.metric} | hyperparameters |",
+        "|---|---|---|---|---|",
     ]
     for loss, (version, _) in champions.items():
-        run_params = {k: version.tags.get(k) for k in ("trial_number", space.metric)}
-        lines.append(f"| {loss} | `{version.name}` v{version.version} | {json.dumps(run_params)} |")
+        chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(hyperparameters[loss].items()))
+        metric = float(version.tags.get(space.metric, "nan"))
+        lines.append(
+            f"| {loss} | `{version.name}` v{version.version} | {version.tags.get('trial_number')} | {metric:.4f} | {chosen} |"
+        )
     lines += [
         "",
         "## In distribution (test split)",
