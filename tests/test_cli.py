@@ -61,3 +61,10 @@ def test_help_lists_experiments_and_losses(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "ovatune run digits" in out and "ova_dm (One-vs-all DM)" in out and "cifar100" in out
+
+
+def test_resume_without_a_sweep_says_where_it_looked(capsys, home):
+    assert main(["sweep", "digits", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no sweep of 'digits' to resume" in err and str(home) in err
+    assert not ray.is_initialized()
