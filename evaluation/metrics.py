@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 ECE_BINS = 15
 _TINY = 1e-12
@@ -90,6 +89,8 @@ def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def ood_scores(probs_in: np.ndarray, probs_ood: np.ndarray) -> tuple[float, float]:
     """(AUROC, AUPRC) of telling OOD (positive) from in-distribution by the score 1 − max_k p_k."""
+    from sklearn.metrics import average_precision_score, roc_auc_score  # slow import; trials never need it
+
     score = np.concatenate([1.0 - np.max(probs_in, axis=1), 1.0 - np.max(probs_ood, axis=1)])
     is_ood = np.concatenate([np.zeros(len(probs_in)), np.ones(len(probs_ood))])
     return float(roc_auc_score(is_ood, score)), float(average_precision_score(is_ood, score))

@@ -22,6 +22,7 @@ SPACE = SearchSpace(
         # 10 epochs of 1000 steps = the paper's 10 000 steps; an "epoch" here is a reporting period.
         "epochs": 10,
         "steps_per_epoch": 1000,
+        "checkpoint_every": 5,
     },
     metric="val_accuracy",
     mode="max",

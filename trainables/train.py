@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,9 @@ def train_classifier(config: dict[str, Any]) -> None:
         # The schedule is a pure function of the epoch, so a resumed trial needs no scheduler state.
         for group in optimizer.param_groups:
             group["lr"] = float(config["lr"]) * lr_factor(epoch, config)
+        started = time.perf_counter()
         train_loss, train_accuracy = fit_epoch(model, method, optimizer, train, config, epoch)
+        fit_s = time.perf_counter() - started
         if not math.isfinite(train_loss):
             # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
             tune.report(
@@ -227,6 +230,7 @@ def train_classifier(config: dict[str, Any]) -> None:
             "val_nll": val_metrics["nll"],
             "val_ece": val_metrics["ece"],
             "learning_rate": optimizer.param_groups[0]["lr"],
+            "fit_time_s": fit_s,
             "diverged": 0,
         }
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:

@@ -101,6 +101,8 @@ def promote(results, space: SearchSpace, sweep: str, experiment_id: str, setting
                     f"numpy=={np.__version__}",
                 ],
             )
+        # Logging reopened the trial's run; its end time stays the trial's, not the promotion's.
+        client.set_terminated(trial_run.info.run_id, status=trial_run.info.status, end_time=trial_run.info.end_time)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(name, ALIAS, version)
         client.update_registered_model(

@@ -226,7 +226,7 @@ def run_sweep(
                 name=name,
                 storage_path=str(settings.ray_results),
                 callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id, name, parents)],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
                 failure_config=tune.FailureConfig(max_failures=2),  # node loss: resume elsewhere
                 verbose=verbose,
                 progress_reporter=tune.CLIReporter(

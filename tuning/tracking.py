@@ -155,13 +155,14 @@ class MlflowTrialCallback(Callback):
         self._client: MlflowClient | None = None
         self._runs: dict[tuple[str, int], Any] = {}  # (loss, trial number) -> mlflow Run
         self._last_step: dict[str, int] = {}  # run id -> last epoch logged
+        self._pending: dict[str, list] = {}  # run id -> metric writes still in flight
 
     # The client and run cache are rebuilt after Tuner.restore unpickles this callback.
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_runs", "_last_step")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_runs", "_last_step", "_pending")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _client=None, _runs={}, _last_step={})
+        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={})
 
     @property
     def client(self) -> MlflowClient:
@@ -204,6 +205,12 @@ class MlflowTrialCallback(Callback):
         self._last_step[run.info.run_id] = 0
         return run.info.run_id
 
+    def on_experiment_end(self, trials, **info) -> None:
+        for operations in self._pending.values():
+            for operation in operations:
+                operation.wait()
+        self._pending.clear()
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._run_for(trial)
 
@@ -218,7 +225,9 @@ class MlflowTrialCallback(Callback):
             for key, value in finite_metrics(result).items()
             if math.isfinite(value)  # a diverged trial's NaN metrics are recorded as its outcome
         ]
-        self.client.log_batch(run_id, metrics=metrics)
+        # Asynchronous: a function trainable waits for the driver to take each result, so a slow
+        # store write here would stall training. The run's writes are awaited when it finishes.
+        self._pending.setdefault(run_id, []).append(self.client.log_batch(run_id, metrics=metrics, synchronous=False))
         self._last_step[run_id] = step
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -238,6 +247,8 @@ class MlflowTrialCallback(Callback):
 
     def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
         run_id = self._run_for(trial)
+        for operation in self._pending.pop(run_id, []):
+            operation.wait()
         tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 
 class DatasetNotAvailable(RuntimeError):
@@ -66,6 +65,8 @@ class Dataset:
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, held_out) with ``fraction`` of every class held out, reproducibly."""
+    from sklearn.model_selection import train_test_split  # slow import: only datasets that split need it
+
     index = np.arange(len(y))
     keep, held_out = train_test_split(index, test_size=fraction, stratify=y, random_state=seed)
     return np.sort(keep), np.sort(held_out)
