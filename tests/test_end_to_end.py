@@ -251,3 +251,25 @@ def test_ui_serves_the_store_on_loopback(home):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home, local_ray):
+    from tuning.promote import best_results
+    from tuning.settings import resolve_settings
+    from tuning.sweep import run_sweep
+
+    space = get_space("digits")
+    outcome = run_sweep(space, resolve_settings(home), ["softmax", "ova_dm"], 4, scheduler="asha",
+                        overrides={"epochs": 10, "checkpoint_every": 1}, verbose=0)  # fmt: skip
+    results = list(outcome.results)
+    assert len(results) == 8 and all(r.error is None for r in results)
+    epochs = {
+        loss: sorted(r.metrics["epoch"] for r in results if r.config["method"] == loss)
+        for loss in ("softmax", "ova_dm")
+    }
+    for loss, reached in epochs.items():
+        assert reached[-1] == 10, (loss, reached)  # each loss's own bracket lets its best trials finish
+    assert any(e < 10 for reached in epochs.values() for e in reached)  # and ASHA did stop some
+    assert set(best_results(outcome.results, space)) == {"softmax", "ova_dm"}
+    stopped = [t for t in runs_of(store(home), "digits", "trial") if t.data.tags["ovatune.outcome"] == "stopped"]
+    assert stopped and all(t.info.status == "KILLED" for t in stopped)

@@ -255,16 +255,48 @@ def _slots(cpus: float, gpus: float) -> int:
     return max(1, int(min(fits)))
 
 
+class PerLossASHA(tune.schedulers.FIFOScheduler):
+    """Asynchronous successive halving within each loss: trials only compete with their own loss.
+
+    One ``ASHAScheduler`` per loss, created on first sight. A single ASHA over the whole sweep would
+    stop every trial of a loss that merely learns more slowly early on (one-vs-all DM does),
+    leaving that loss without a champion.
+    """
+
+    def __init__(self, metric: str, mode: str, max_t: int):
+        super().__init__()
+        self._settings = {"time_attr": "training_iteration", "metric": metric, "mode": mode, "max_t": max_t,
+                          "grace_period": max(1, max_t // 10)}  # fmt: skip
+        self._by_loss: dict[str, tune.schedulers.ASHAScheduler] = {}
+
+    def _of(self, trial) -> tune.schedulers.ASHAScheduler:
+        loss = trial.config["method"]
+        if loss not in self._by_loss:
+            self._by_loss[loss] = tune.schedulers.ASHAScheduler(**self._settings)
+        return self._by_loss[loss]
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # fixed at construction
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "per-loss ASHA: " + "; ".join(f"{loss}: {s.debug_string()}" for loss, s in self._by_loss.items())
+
+
 def _scheduler(name: str, space: SearchSpace, config: dict[str, Any]):
     if name == "fifo":
         return None
     if name == "asha":
-        epochs = int(config["epochs"])
-        return tune.schedulers.ASHAScheduler(
-            time_attr="training_iteration",
-            metric=space.metric,
-            mode=space.mode,
-            max_t=epochs,
-            grace_period=max(1, epochs // 10),
-        )
+        return PerLossASHA(space.metric, space.mode, max_t=int(config["epochs"]))
     raise ValueError(f"unknown scheduler {name!r}; choose from: {', '.join(SCHEDULERS)}")
