@@ -195,6 +195,11 @@ def run_sweep(
             r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="parent", sweep=name)
         }
         losses = [loss for loss in METHODS if loss in parents]
+        if not losses:
+            raise FileNotFoundError(
+                f"sweep {name!r} has no runs in the MLflow store {settings.tracking_uri}; resume it with "
+                "the --home and --tracking-uri it was started with"
+            )
         parents = parent_runs(client, experiment_id, name, losses, {})
         init_ray(address)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
