@@ -6,8 +6,9 @@ so that a (seed, corruption, severity) triple always gives the same images. Para
 published CIFAR ones; like the published pipeline (``np.uint8`` on its float output), results are
 truncated to uint8, not rounded.
 
-The embedded demo uses the two corruptions below; the rest of the 19 CIFAR-C corruptions belong here
-as well.
+So far: gaussian_noise, contrast, brightness, saturate and gaussian_blur (tested against the
+published code's outputs in ``shared/reference/cifar_c``); the rest of the 19 CIFAR-C corruptions
+belong here as well.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ SEVERITIES = (1, 2, 3, 4, 5)
 # Published CIFAR parameters (make_cifar_c.py), one per severity 1..5.
 GAUSSIAN_NOISE_STD = (0.04, 0.06, 0.08, 0.09, 0.10)  # additive N(0, c) on the [0, 1] scale
 CONTRAST_FACTOR = (0.75, 0.5, 0.4, 0.3, 0.15)  # scale around each image's per-channel mean
+BRIGHTNESS_SHIFT = (0.05, 0.1, 0.15, 0.2, 0.3)  # added to HSV value
+SATURATE = ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))  # HSV saturation · a + b
+GAUSSIAN_BLUR_SIGMA = (0.4, 0.6, 0.7, 0.8, 1.0)  # skimage.filters.gaussian sigma, per channel
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -44,9 +48,77 @@ def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) ->
     return _to_uint8((x - means) * c + means)
 
 
+def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] → HSV in [0, 1], channels last, as ``skimage.color.rgb2hsv`` (ties: b > g > r)."""
+    r, g, b = rgb.unbind(dim=-1)
+    v = rgb.amax(dim=-1)
+    delta = v - rgb.amin(dim=-1)
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    s = torch.where(v > 0, delta / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
+    h = torch.where(r == v, (g - b) / safe, torch.zeros_like(v))
+    h = torch.where(g == v, 2.0 + (b - r) / safe, h)
+    h = torch.where(b == v, 4.0 + (r - g) / safe, h)
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack([h, s, v], dim=-1)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """HSV in [0, 1] → RGB in [0, 1], channels last, as ``skimage.color.hsv2rgb``."""
+    h, s, v = hsv.unbind(dim=-1)
+    sector = torch.floor(h * 6.0)
+    f = h * 6.0 - sector
+    sector = sector.long() % 6
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    choices = torch.stack(
+        [
+            torch.stack([v, t, p], dim=-1),
+            torch.stack([q, v, p], dim=-1),
+            torch.stack([p, v, t], dim=-1),
+            torch.stack([p, q, v], dim=-1),
+            torch.stack([t, p, v], dim=-1),
+            torch.stack([v, p, q], dim=-1),
+        ]
+    )  # (6, ..., 3)
+    index = sector[None, ..., None].expand(1, *sector.shape, 3)
+    return choices.gather(0, index)[0]
+
+
+def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """HSV value + c, clipped. Deterministic."""
+    hsv = rgb_to_hsv(images.double() / 255.0)
+    hsv[..., 2] = (hsv[..., 2] + BRIGHTNESS_SHIFT[severity - 1]).clamp(0.0, 1.0)
+    return _to_uint8(hsv_to_rgb(hsv))
+
+
+def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """HSV saturation · a + b, clipped. Deterministic."""
+    a, b = SATURATE[severity - 1]
+    hsv = rgb_to_hsv(images.double() / 255.0)
+    hsv[..., 1] = (hsv[..., 1] * a + b).clamp(0.0, 1.0)
+    return _to_uint8(hsv_to_rgb(hsv))
+
+
+def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-channel Gaussian blur as ``skimage.filters.gaussian`` (truncate 4σ, edge mode 'nearest')."""
+    sigma = GAUSSIAN_BLUR_SIGMA[severity - 1]
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()  # (2r + 1,)
+    n, h, w, c = images.shape
+    x = (images.double() / 255.0).permute(0, 3, 1, 2).reshape(n * c, 1, h, w)  # (N·C, 1, H, W)
+    x = torch.nn.functional.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))  # along H
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))  # along W
+    return _to_uint8(x.reshape(n, c, h, w).permute(0, 2, 3, 1))
+
+
 CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]] = {
     "gaussian_noise": gaussian_noise,
     "contrast": contrast,
+    "brightness": brightness,
+    "saturate": saturate,
+    "gaussian_blur": gaussian_blur,
 }
 
 
