@@ -6,7 +6,7 @@ so that a (seed, corruption, severity) triple always gives the same images. Para
 published CIFAR ones; like the published pipeline (``np.uint8`` on its float output), results are
 truncated to uint8, not rounded.
 
-So far: gaussian_noise, contrast, brightness, saturate and gaussian_blur (tested against the
+So far: gaussian_noise, contrast, brightness, saturate, gaussian_blur and defocus_blur (tested against the
 published code's outputs in ``shared/reference/cifar_c``); the rest of the 19 CIFAR-C corruptions
 belong here as well.
 """
@@ -25,6 +25,7 @@ CONTRAST_FACTOR = (0.75, 0.5, 0.4, 0.3, 0.15)  # scale around each image's per-c
 BRIGHTNESS_SHIFT = (0.05, 0.1, 0.15, 0.2, 0.3)  # added to HSV value
 SATURATE = ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))  # HSV saturation · a + b
 GAUSSIAN_BLUR_SIGMA = (0.4, 0.6, 0.7, 0.8, 1.0)  # skimage.filters.gaussian sigma, per channel
+DEFOCUS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1))  # disk radius, its 3×3 blur sigma
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -113,12 +114,36 @@ def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generato
     return _to_uint8(x.reshape(n, c, h, w).permute(0, 2, 3, 1))
 
 
+def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
+    """The published ``disk``: an aliased disk on a 17×17 grid (radius ≤ 8), normalised, then blurred
+    by a 3×3 Gaussian of sigma ``alias_blur`` (what ``cv2.GaussianBlur`` does away from the borders)."""
+    grid = torch.arange(-8, 9, dtype=torch.float32)
+    y, x = torch.meshgrid(grid, grid, indexing="ij")
+    disk = ((x**2 + y**2) <= radius**2).float()
+    disk = disk / disk.sum()  # (17, 17)
+    taps = torch.exp(-(torch.tensor([-1.0, 0.0, 1.0]) ** 2) / (2 * alias_blur**2))
+    taps = taps / taps.sum()
+    blur = (taps[:, None] * taps[None, :]).view(1, 1, 3, 3)
+    return torch.nn.functional.conv2d(disk.view(1, 1, 17, 17), blur, padding=1)[0, 0]  # (17, 17)
+
+
+def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-channel correlation with the blurred disk, borders reflected (``cv2.filter2D``). Deterministic."""
+    kernel = disk_kernel(*DEFOCUS[severity - 1]).to(images.device)
+    n, h, w, c = images.shape
+    x = (images.float() / 255.0).permute(0, 3, 1, 2).reshape(n * c, 1, h, w)  # (N·C, 1, H, W)
+    x = torch.nn.functional.pad(x, (8, 8, 8, 8), mode="reflect")  # cv2's BORDER_REFLECT_101
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 17, 17))
+    return _to_uint8(x.reshape(n, c, h, w).permute(0, 2, 3, 1))
+
+
 CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]] = {
     "gaussian_noise": gaussian_noise,
     "contrast": contrast,
     "brightness": brightness,
     "saturate": saturate,
     "gaussian_blur": gaussian_blur,
+    "defocus_blur": defocus_blur,
 }
 
 
