@@ -230,13 +230,15 @@ def pil_box_weights(in_size: int, out_size: int) -> torch.Tensor:
 def _pil_resize_box(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (N, H, W, C) → (N, size, size, C) as Pillow's BOX resize: horizontal pass, then vertical,
     each rounded to 8 bits."""
-    half = 1 << (_PIL_PRECISION_BITS - 1)
-    x = images.long()
-    across = pil_box_weights(x.shape[2], size).to(x.device)  # (size, W)
-    x = ((torch.einsum("ow,nhwc->nhoc", across, x) + half) >> _PIL_PRECISION_BITS).clamp(0, 255)
-    down = pil_box_weights(x.shape[1], size).to(x.device)  # (size, H)
-    x = ((torch.einsum("oh,nhwc->nowc", down, x) + half) >> _PIL_PRECISION_BITS).clamp(0, 255)
-    return x.to(torch.uint8)
+    # Integer sums below 2^53 are exact in float64, which multiplies through BLAS; the shift is then
+    # a floor division by 2^22.
+    half, unit = float(1 << (_PIL_PRECISION_BITS - 1)), float(1 << _PIL_PRECISION_BITS)
+    x = images.permute(0, 3, 1, 2).double()  # (N, C, H, W)
+    across = pil_box_weights(x.shape[3], size).double().to(x.device)  # (size, W)
+    x = torch.floor((x @ across.t() + half) / unit).clamp(0, 255)  # (N, C, H, size)
+    down = pil_box_weights(x.shape[2], size).double().to(x.device)  # (size, H)
+    x = torch.floor((down @ x + half) / unit).clamp(0, 255)  # (N, C, size, size)
+    return x.permute(0, 2, 3, 1).to(torch.uint8)
 
 
 def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
@@ -282,16 +284,29 @@ def clipped_zoom_matrix(size: int, zoom: float) -> torch.Tensor:
     return interpolate[trim : trim + size]  # (size, size)
 
 
+def zoom_operator(height: int, width: int, severity: int) -> torch.Tensor:
+    """(H·W, H·W) float32 K with vec(zoom_blur(x)) = K vec(x) for one channel: every zoom is linear,
+    rows ⊗ columns, so their mean with the identity is one matrix and the blur one matmul."""
+    factors = zoom_factors(severity)
+    total = torch.eye(height * width, dtype=torch.float64)
+    for zoom in factors:
+        total += torch.kron(clipped_zoom_matrix(height, zoom), clipped_zoom_matrix(width, zoom))
+    return (total / (len(factors) + 1)).float()
+
+
+_ZOOM_OPERATORS: dict[tuple[int, int, int], torch.Tensor] = {}
+
+
 def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Mean of the image and its centre zooms at the published factors. Deterministic."""
-    x = images.double() / 255.0  # (N, H, W, C)
-    total = x.clone()
-    factors = zoom_factors(severity)
-    for zoom in factors:
-        rows = clipped_zoom_matrix(x.shape[1], zoom).to(x.device)
-        cols = clipped_zoom_matrix(x.shape[2], zoom).to(x.device)
-        total += torch.einsum("ah,bw,nhwc->nabc", rows, cols, x)
-    return _to_uint8(total / (len(factors) + 1))
+    n, h, w, c = images.shape
+    key = (h, w, severity)
+    if key not in _ZOOM_OPERATORS:
+        _ZOOM_OPERATORS[key] = zoom_operator(h, w, severity)
+    operator = _ZOOM_OPERATORS[key].to(images.device)  # (H·W, H·W)
+    planes = images.permute(0, 3, 1, 2).reshape(n * c, h * w).float() / 255.0  # (N·C, H·W)
+    blurred = planes @ operator.t()
+    return _to_uint8(blurred.reshape(n, c, h, w).permute(0, 2, 3, 1))
 
 
 CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]] = {
