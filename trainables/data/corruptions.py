@@ -55,7 +55,7 @@ def gaussian_noise(images: torch.Tensor, severity: int, generator: torch.Generat
 def shot_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """poisson(x · c) / c, clipped."""
     c = SHOT_NOISE_RATE[severity - 1]
-    x = images.double() / 255.0
+    x = images.float() / 255.0
     return _to_uint8(torch.poisson(x * c, generator=generator) / c)
 
 
@@ -63,17 +63,17 @@ def impulse_noise(images: torch.Tensor, severity: int, generator: torch.Generato
     """Salt and pepper: each value is replaced with probability c, half by 1 and half by 0
     (``skimage.util.random_noise(mode='s&p')``, per channel)."""
     amount = IMPULSE_AMOUNT[severity - 1]
-    x = images.double() / 255.0
-    draw = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float64)
-    salt = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float64) < 0.5
+    x = images.float() / 255.0
+    draw = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
+    salt = torch.rand(x.shape, generator=generator, device=generator.device) < 0.5
     noisy = torch.where(salt, torch.ones_like(x), torch.zeros_like(x))
     return _to_uint8(torch.where(draw < amount, noisy, x))
 
 
 def speckle_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """x + x · N(0, c²), clipped."""
-    x = images.double() / 255.0
-    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float64)
+    x = images.float() / 255.0
+    noise = torch.randn(x.shape, generator=generator, device=generator.device)
     return _to_uint8(x + x * noise * SPECKLE_STD[severity - 1])
 
 
@@ -122,7 +122,7 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 
 def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """HSV value + c, clipped. Deterministic."""
-    hsv = rgb_to_hsv(images.double() / 255.0)
+    hsv = rgb_to_hsv(images.float() / 255.0)
     hsv[..., 2] = (hsv[..., 2] + BRIGHTNESS_SHIFT[severity - 1]).clamp(0.0, 1.0)
     return _to_uint8(hsv_to_rgb(hsv))
 
@@ -130,14 +130,14 @@ def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) 
 def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """HSV saturation · a + b, clipped. Deterministic."""
     a, b = SATURATE[severity - 1]
-    hsv = rgb_to_hsv(images.double() / 255.0)
+    hsv = rgb_to_hsv(images.float() / 255.0)
     hsv[..., 1] = (hsv[..., 1] * a + b).clamp(0.0, 1.0)
     return _to_uint8(hsv_to_rgb(hsv))
 
 
 def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Per-channel Gaussian blur as ``skimage.filters.gaussian`` (truncate 4σ, edge mode 'nearest')."""
-    return _to_uint8(_skimage_gaussian(images.double() / 255.0, GAUSSIAN_BLUR_SIGMA[severity - 1]))
+    return _to_uint8(_skimage_gaussian(images.float() / 255.0, GAUSSIAN_BLUR_SIGMA[severity - 1]))
 
 
 def _skimage_gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -163,7 +163,7 @@ def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) 
     iteration is one parallel gather here.
     """
     sigma, delta, iterations = GLASS[severity - 1]
-    x = _to_uint8(_skimage_gaussian(images.double() / 255.0, sigma))  # (N, H, W, C)
+    x = _to_uint8(_skimage_gaussian(images.float() / 255.0, sigma))  # (N, H, W, C)
     n, h, w, _ = x.shape
     rows = torch.arange(h, device=x.device).view(1, h, 1).expand(n, h, w)
     cols = torch.arange(w, device=x.device).view(1, 1, w).expand(n, h, w)
@@ -175,7 +175,7 @@ def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) 
         source_r = torch.where(inside, rows + dy, rows)
         source_c = torch.where(inside, cols + dx, cols)
         x = x[torch.arange(n, device=x.device).view(n, 1, 1), source_r, source_c]
-    return _to_uint8(_skimage_gaussian(x.double() / 255.0, sigma))
+    return _to_uint8(_skimage_gaussian(x.float() / 255.0, sigma))
 
 
 def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
