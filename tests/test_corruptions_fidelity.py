@@ -54,6 +54,7 @@ RANDOM_TOLERANCE = {
     "speckle_noise": 0.05,
     "glass_blur": 0.05,
     "impulse_noise": 0.10,
+    "fog": 0.20,
 }
 
 

@@ -89,7 +89,7 @@ def test_gaussian_noise_is_seeded_and_grows_with_severity():
 def test_corrupt_rejects_bad_input():
     images = torch.zeros((1, 8, 8, 1), dtype=torch.uint8)
     with pytest.raises(ValueError, match="choose from: gaussian_noise, shot_noise, impulse_noise"):
-        corrupt(images, "fog", 1)
+        corrupt(images, "rain", 1)
     with pytest.raises(ValueError, match="severity"):
         corrupt(images, "contrast", 6)
     with pytest.raises(ValueError, match="uint8"):

@@ -8,9 +8,9 @@ truncated to uint8, not rounded.
 
 So far: the eight deterministic corruptions (defocus_blur, zoom_blur, brightness, contrast, pixelate,
 jpeg_compression, gaussian_blur, saturate; bit-exact or within 0.04 grey levels of the published
-code on the reference images in ``shared/reference/cifar_c``) and five random ones (gaussian_noise,
-shot_noise, impulse_noise, speckle_noise, glass_blur; within 4% of the reference's mean change per
-severity). Still to come: motion_blur, snow, frost, fog, elastic_transform, spatter.
+code on the reference images in ``shared/reference/cifar_c``) and six random ones (gaussian_noise,
+shot_noise, impulse_noise, speckle_noise, glass_blur, fog; within 4% of the reference's mean change
+per severity). Still to come: motion_blur, snow, frost, elastic_transform, spatter.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SHOT_NOISE_RATE = (500, 250, 100, 75, 50)  # poisson(x · c) / c on the [0, 1] s
 IMPULSE_AMOUNT = (0.01, 0.02, 0.03, 0.05, 0.07)  # salt-and-pepper probability per pixel and channel
 SPECKLE_STD = (0.06, 0.1, 0.12, 0.16, 0.2)  # x + x · N(0, c)
 GLASS = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))  # sigma, max_delta, iterations
+FOG = ((0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75))  # fractal strength, wibble decay
 BRIGHTNESS_SHIFT = (0.05, 0.1, 0.15, 0.2, 0.3)  # added to HSV value
 SATURATE = ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))  # HSV saturation · a + b
 GAUSSIAN_BLUR_SIGMA = (0.4, 0.6, 0.7, 0.8, 1.0)  # skimage.filters.gaussian sigma, per channel
@@ -75,6 +76,48 @@ def speckle_noise(images: torch.Tensor, severity: int, generator: torch.Generato
     x = images.float() / 255.0
     noise = torch.randn(x.shape, generator=generator, device=generator.device)
     return _to_uint8(x + x * noise * SPECKLE_STD[severity - 1])
+
+
+def plasma_fractal(n: int, mapsize: int, wibble_decay: float, generator: torch.Generator) -> torch.Tensor:
+    """``n`` diamond-square height maps in [0, 1], (n, mapsize, mapsize), as the published
+    ``plasma_fractal`` (with its noise amplitude wibble · U(−wibble, wibble), i.e. wibble², kept)."""
+    device = generator.device
+    grid = torch.zeros(n, mapsize, mapsize, dtype=torch.float64, device=device)
+    step, wibble = mapsize, 100.0
+
+    def wibbled_mean(total: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand(total.shape, generator=generator, device=device, dtype=torch.float64) * 2 - 1
+        return total / 4 + wibble * wibble * noise
+
+    while step >= 2:
+        half = step // 2
+        corners = grid[:, 0::step, 0::step]
+        squares = corners + corners.roll(-1, dims=1)
+        squares = squares + squares.roll(-1, dims=2)
+        grid[:, half::step, half::step] = wibbled_mean(squares)
+        centres = grid[:, half::step, half::step]
+        corners = grid[:, 0::step, 0::step]
+        grid[:, 0::step, half::step] = wibbled_mean(
+            centres + centres.roll(1, dims=1) + corners + corners.roll(-1, dims=2)
+        )
+        grid[:, half::step, 0::step] = wibbled_mean(
+            centres + centres.roll(1, dims=2) + corners + corners.roll(-1, dims=1)
+        )
+        step //= 2
+        wibble /= wibble_decay
+    grid = grid - grid.amin(dim=(1, 2), keepdim=True)
+    return grid / grid.amax(dim=(1, 2), keepdim=True)
+
+
+def fog(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """Add a plasma-fractal haze per image, rescaled by the image's maximum."""
+    strength, decay = FOG[severity - 1]
+    n, h, w, _ = images.shape
+    mapsize = 1 << (max(h, w) - 1).bit_length()  # the smallest power of two ≥ the image (32 for CIFAR)
+    x = images.double() / 255.0
+    peak = x.amax(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
+    haze = plasma_fractal(n, mapsize, decay, generator)[:, :h, :w, None].to(x.device)  # (N, H, W, 1)
+    return _to_uint8((x + strength * haze) * peak / (peak + strength))
 
 
 def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
@@ -317,6 +360,7 @@ CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tens
     "defocus_blur": defocus_blur,
     "glass_blur": glass_blur,
     "zoom_blur": zoom_blur,
+    "fog": fog,
     "brightness": brightness,
     "contrast": contrast,
     "pixelate": pixelate,
