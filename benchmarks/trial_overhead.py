@@ -31,7 +31,7 @@ from evaluation.metrics import classification_metrics
 from search_spaces import get_space
 from trainables.methods import get_method
 from trainables.models import build_classifier
-from trainables.train import build_optimizer, cached_dataset, fit_epoch, lr_factor, predict_probabilities
+from trainables.train import build_optimizer, cached_dataset, fit_epoch, predict_probabilities, set_epoch_lr
 
 
 def bare_loop(config: dict) -> float:
@@ -44,8 +44,7 @@ def bare_loop(config: dict) -> float:
     optimizer = build_optimizer(model.parameters(), config)
     steps_s = 0.0
     for epoch in range(int(config["epochs"])):
-        for group in optimizer.param_groups:
-            group["lr"] = float(config["lr"]) * lr_factor(epoch, config)
+        set_epoch_lr(optimizer, config, epoch)
         started = time.perf_counter()
         fit_epoch(model, get_method(config["method"]), optimizer, data.train, config, epoch)
         steps_s += time.perf_counter() - started

@@ -81,6 +81,13 @@ def lr_factor(epoch: int, config: dict[str, Any]) -> float:
     return float(config.get("lr_gamma", 0.1)) ** passed
 
 
+def set_epoch_lr(optimizer: torch.optim.Optimizer, config: dict[str, Any], epoch: int) -> None:
+    """Set the learning rate of a 0-based epoch. The schedule is a pure function of the epoch, so a
+    resumed trial needs no scheduler state."""
+    for group in optimizer.param_groups:
+        group["lr"] = float(config["lr"]) * lr_factor(epoch, config)
+
+
 def batch_order(n: int, batch_size: int, steps: int | None, generator: torch.Generator) -> list[torch.Tensor]:
     """Index batches for one epoch: one shuffled pass, or ``steps`` batches across reshuffled passes."""
     if steps is None:
@@ -201,9 +208,7 @@ def train_classifier(config: dict[str, Any]) -> None:
 
     checkpoint_every = int(config.get("checkpoint_every", 1))
     for epoch in range(start_epoch, epochs):
-        # The schedule is a pure function of the epoch, so a resumed trial needs no scheduler state.
-        for group in optimizer.param_groups:
-            group["lr"] = float(config["lr"]) * lr_factor(epoch, config)
+        set_epoch_lr(optimizer, config, epoch)
         started = time.perf_counter()
         train_loss, train_accuracy = fit_epoch(model, method, optimizer, train, config, epoch)
         fit_s = time.perf_counter() - started

@@ -205,11 +205,13 @@ class MlflowTrialCallback(Callback):
         self._last_step[run.info.run_id] = 0
         return run.info.run_id
 
+    def _await_writes(self, run_id: str) -> None:
+        for operation in self._pending.pop(run_id, []):
+            operation.wait()
+
     def on_experiment_end(self, trials, **info) -> None:
-        for operations in self._pending.values():
-            for operation in operations:
-                operation.wait()
-        self._pending.clear()
+        for run_id in list(self._pending):
+            self._await_writes(run_id)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._run_for(trial)
@@ -247,8 +249,7 @@ class MlflowTrialCallback(Callback):
 
     def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
         run_id = self._run_for(trial)
-        for operation in self._pending.pop(run_id, []):
-            operation.wait()
+        self._await_writes(run_id)
         tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)

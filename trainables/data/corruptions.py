@@ -15,6 +15,7 @@ per severity). Still to come: motion_blur, snow, frost, elastic_transform, spatt
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 
@@ -183,18 +184,25 @@ def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generato
     return _to_uint8(_skimage_gaussian(images.float() / 255.0, GAUSSIAN_BLUR_SIGMA[severity - 1]))
 
 
+def _filter_channels(x: torch.Tensor, kernels: list[torch.Tensor], pad: int, pad_mode: str) -> torch.Tensor:
+    """Correlate every channel of floats (N, H, W, C) with each 2-D kernel in turn, after padding
+    ``pad`` pixels per side with ``pad_mode``; the output keeps (N, H, W, C)."""
+    n, h, w, c = x.shape
+    planes = x.permute(0, 3, 1, 2).reshape(n * c, 1, h, w)  # (N·C, 1, H, W)
+    planes = torch.nn.functional.pad(planes, (pad, pad, pad, pad), mode=pad_mode)
+    for kernel in kernels:
+        planes = torch.nn.functional.conv2d(planes, kernel[None, None].to(planes.dtype))
+    return planes.reshape(n, c, h, w).permute(0, 2, 3, 1)
+
+
 def _skimage_gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """``skimage.filters.gaussian(x, sigma, channel_axis=-1)`` on floats (N, H, W, C)."""
     radius = int(4.0 * sigma + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = kernel / kernel.sum()  # (2r + 1,)
-    n, h, w, c = x.shape
-    planes = x.permute(0, 3, 1, 2).reshape(n * c, 1, h, w)  # (N·C, 1, H, W)
-    planes = torch.nn.functional.pad(planes, (radius, radius, radius, radius), mode="replicate")
-    planes = torch.nn.functional.conv2d(planes, kernel.view(1, 1, -1, 1).to(planes.dtype))  # along H
-    planes = torch.nn.functional.conv2d(planes, kernel.view(1, 1, 1, -1).to(planes.dtype))  # along W
-    return planes.reshape(n, c, h, w).permute(0, 2, 3, 1)
+    # separable: along H, then along W; skimage's 'nearest' edges are torch's 'replicate'
+    return _filter_channels(x, [kernel.view(-1, 1), kernel.view(1, -1)], radius, "replicate")
 
 
 def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
@@ -236,12 +244,9 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
 
 def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Per-channel correlation with the blurred disk, borders reflected (``cv2.filter2D``). Deterministic."""
-    kernel = disk_kernel(*DEFOCUS[severity - 1]).to(images.device)
-    n, h, w, c = images.shape
-    x = (images.float() / 255.0).permute(0, 3, 1, 2).reshape(n * c, 1, h, w)  # (N·C, 1, H, W)
-    x = torch.nn.functional.pad(x, (8, 8, 8, 8), mode="reflect")  # cv2's BORDER_REFLECT_101
-    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 17, 17))
-    return _to_uint8(x.reshape(n, c, h, w).permute(0, 2, 3, 1))
+    kernel = disk_kernel(*DEFOCUS[severity - 1]).to(images.device)  # (17, 17)
+    # torch's 'reflect' leaves the edge pixel out, as cv2's default BORDER_REFLECT_101 does
+    return _to_uint8(_filter_channels(images.float() / 255.0, [kernel], 8, "reflect"))
 
 
 _PIL_PRECISION_BITS = 22  # Pillow's fixed-point precision for 8-bit resampling (32 − 8 − 2)
@@ -327,6 +332,7 @@ def clipped_zoom_matrix(size: int, zoom: float) -> torch.Tensor:
     return interpolate[trim : trim + size]  # (size, size)
 
 
+@functools.cache
 def zoom_operator(height: int, width: int, severity: int) -> torch.Tensor:
     """(H·W, H·W) float32 K with vec(zoom_blur(x)) = K vec(x) for one channel: every zoom is linear,
     rows ⊗ columns, so their mean with the identity is one matrix and the blur one matmul."""
@@ -337,16 +343,10 @@ def zoom_operator(height: int, width: int, severity: int) -> torch.Tensor:
     return (total / (len(factors) + 1)).float()
 
 
-_ZOOM_OPERATORS: dict[tuple[int, int, int], torch.Tensor] = {}
-
-
 def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Mean of the image and its centre zooms at the published factors. Deterministic."""
     n, h, w, c = images.shape
-    key = (h, w, severity)
-    if key not in _ZOOM_OPERATORS:
-        _ZOOM_OPERATORS[key] = zoom_operator(h, w, severity)
-    operator = _ZOOM_OPERATORS[key].to(images.device)  # (H·W, H·W)
+    operator = zoom_operator(h, w, severity).to(images.device)  # (H·W, H·W)
     planes = images.permute(0, 3, 1, 2).reshape(n * c, h * w).float() / 255.0  # (N·C, H·W)
     blurred = planes @ operator.t()
     return _to_uint8(blurred.reshape(n, c, h, w).permute(0, 2, 3, 1))
