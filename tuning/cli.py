@@ -1,4 +1,4 @@
-"""The ``ovatune`` command line: sweep, promote, evaluate, run (all three), ui.
+"""The ``ovatune`` command line: sweep, promote, evaluate, run (all three), ui, corrupt.
 
 Every choice (experiment, loss, scheduler, sampler) comes from its registry and is checked, like
 the tracking store, before Ray starts.
@@ -42,6 +42,18 @@ def _losses(text: str) -> list[str]:
             f"unknown loss {', '.join(unknown) or text!r}; choose from: {', '.join(METHODS)}"
         )
     return losses
+
+
+def _corruption_names(text: str) -> list[str]:
+    from trainables.data.corruptions import CORRUPTIONS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CORRUPTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown corruption {', '.join(unknown) or text!r}; choose from: {', '.join(CORRUPTIONS)}"
+        )
+    return names
 
 
 def _experiment_list() -> str:
@@ -118,11 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     _add_store_options(ui)
+    from trainables.data.corrupted import CORRUPTED_SETS
+
+    corrupt = sub.add_parser(
+        "corrupt",
+        help="write CIFAR-10-C / CIFAR-100-C (published layout) from the CIFAR test set",
+        description="Corrupt the CIFAR test set with every corruption at intensities 1-5 and write "
+        "<out>/<corruption>.npy (5 x 10000 images, severity 1 first) and labels.npy, as the published "
+        "CIFAR-10-C. cifar100 uses the paper's 17 corruptions (all but motion_blur and snow). Finished "
+        "files are kept, so an interrupted run resumes where it stopped.",
+    )
+    corrupt.add_argument("dataset", choices=list(CORRUPTED_SETS), metavar="DATASET",
+                         help=f"one of: {', '.join(CORRUPTED_SETS)}")  # fmt: skip
+    corrupt.add_argument("--data-dir", default=os.environ.get("OVATUNE_DATA_DIR"),
+                         help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default: $OVATUNE_DATA_DIR)")  # fmt: skip
+    corrupt.add_argument("--out", help="output folder (default: <data-dir>/CIFAR-10-C or CIFAR-100-C)")
+    corrupt.add_argument("--corruptions", type=_corruption_names,
+                         help="comma-separated subset (default: all of the dataset's)")  # fmt: skip
+    corrupt.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    corrupt.add_argument("--workers", type=_positive_int, help="processes on CPU (default: one per core)")
+    corrupt.add_argument("--seed", type=int, default=0, help="fixes every random draw (default 0)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "corrupt":
+        return _corrupt(args)
     from tuning.settings import resolve_settings
     from tuning.tracking import TrackingUnavailable, check_tracking_uri, quiet_mlflow_logs
 
@@ -145,6 +179,35 @@ def main(argv: list[str] | None = None) -> int:
     if code == 0 and args.command == "run":
         code = _evaluate(space, settings)
     return code
+
+
+def _corrupt(args) -> int:
+    import torch
+
+    from trainables.data import DatasetNotAvailable
+    from trainables.data.cifar import read_cifar
+    from trainables.data.corrupted import CORRUPTED_SETS, write_corrupted
+
+    if not args.data_dir:
+        return _fail("--data-dir is required (or set OVATUNE_DATA_DIR): the folder that holds the CIFAR download")
+    if args.device != "cpu":
+        if not args.device.startswith("cuda") or not torch.cuda.is_available():
+            return _fail(f"device {args.device!r} is not available here; use cpu, or cuda on a machine with a GPU")
+    folder, default_corruptions = CORRUPTED_SETS[args.dataset]
+    try:
+        images, labels = read_cifar(args.dataset, args.data_dir, train=False)
+    except DatasetNotAvailable as error:
+        return _fail(str(error))
+    out = Path(args.out or Path(args.data_dir) / folder)
+    corruptions = args.corruptions or list(default_corruptions)
+    print(f"{args.dataset} test set: {len(images)} images -> {out} ({len(corruptions)} corruptions x 5 intensities)")
+    started = time.time()
+    status = write_corrupted(images, labels, out, corruptions, seed=args.seed, device=args.device, workers=args.workers)
+    kept = [name for name, state in status.items() if state == "kept"]
+    if kept:
+        print(f"kept {len(kept)} finished file(s) from an earlier run: {', '.join(kept)}")
+    print(f"done in {time.time() - started:.1f} s: {out}")
+    return 0
 
 
 def _fail(message: str) -> int:

@@ -827,9 +827,10 @@ CHUNK = 256  # images per call: small enough that the float intermediates stay i
 def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0, chunk: int = CHUNK) -> torch.Tensor:
     """Apply corruption ``name`` at ``severity`` to a uint8 batch (N, H, W, C), reproducibly.
 
-    The batch is processed ``chunk`` images at a time from one generator seeded by (seed, name,
-    severity), so the result is a function of those and the images: the first k images come out the
-    same whether or not more follow (the draws happen in order).
+    The batch is processed ``chunk`` images at a time, in order, from one generator seeded by
+    (seed, name, severity): the result depends on those, the images and the chunk size only (not on
+    the machine's thread count or on other corruptions). CPU and CUDA generators draw different
+    streams, so the same seed gives different (equally valid) random corruptions on each.
 
     Raises:
         ValueError: unknown corruption name, severity outside 1–5, or images not uint8 NHWC.
