@@ -846,3 +846,34 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0, chunk
     generator.manual_seed(zlib.crc32(f"{seed}/{name}/{severity}".encode()))
     function = CORRUPTIONS[name]
     return torch.cat([function(part, severity, generator).contiguous() for part in images.split(chunk)])
+
+
+# Corruptions of each value on its own: their intensity does not depend on the image's size.
+PIXELWISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "brightness", "contrast", "saturate")
+CIFAR_SIZE = 32
+
+
+def corrupt_small(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
+    """The corruptions adapted to square images smaller than CIFAR's, e.g. the 8×8 digits (gray or RGB).
+
+    Pixel-wise ones (``PIXELWISE``) apply to the values as they are. Every other one acts in a 32×32
+    frame: each pixel is repeated k×k times (k = 32 / size; k = 4 for the digits, which are 32×32
+    bitmaps averaged 4×4), the CIFAR corruption runs with the CIFAR parameters, and k×k blocks are
+    averaged back (rounded). So spatial sizes — blur radii, zoom factors, displacements, motion
+    lengths, frost and snow textures — keep their size relative to the image, which is what a
+    severity means on CIFAR; in the small image's own pixels they are scaled by size / 32.
+    Gray images (C = 1) are corrupted as RGB with equal channels and come back as the channels' mean.
+    """
+    n, h, w, c = images.shape
+    if h != w or CIFAR_SIZE % h:
+        raise ValueError(f"corrupt_small needs square images whose size divides {CIFAR_SIZE}, got {h}×{w}")
+    rgb = images.expand(n, h, w, 3) if c == 1 else images
+    if name in PIXELWISE:
+        out = corrupt(rgb, name, severity, seed).float()
+    else:
+        k = CIFAR_SIZE // h
+        frame = rgb.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2)  # (N, 32, 32, 3)
+        out = corrupt(frame, name, severity, seed).float().reshape(n, h, k, w, k, 3).mean(dim=(2, 4))
+    if c == 1:
+        out = out.mean(dim=3, keepdim=True)
+    return out.round().to(torch.uint8)

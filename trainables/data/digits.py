@@ -11,12 +11,14 @@ themselves are 32×32 bitmaps averaged down the same way.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sklearn.datasets
 import torch
 
 from trainables.data import Dataset, Split, stratified_split
-from trainables.data.corruptions import corrupt
+from trainables.data.corruptions import CORRUPTIONS, corrupt_small
 
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
@@ -60,8 +62,9 @@ def load_digits(seed: int = 0) -> Dataset:
     def split(index: np.ndarray) -> Split:
         return Split(to_model_input(all_images[index]), all_labels[index])
 
+    @functools.cache  # every champion is evaluated on the same shifted sets
     def shifted(corruption: str, intensity: int) -> torch.Tensor:
-        return to_model_input(corrupt(test_images, corruption, intensity, seed))
+        return to_model_input(corrupt_small(test_images, corruption, intensity, seed))
 
     ood_images = torch.from_numpy(photo_patches(OOD_PATCHES_PER_PHOTO, seed))
     return Dataset(
@@ -71,6 +74,6 @@ def load_digits(seed: int = 0) -> Dataset:
         val=split(val),
         test=split(test),
         ood={"photo_patches": to_model_input(ood_images)},
-        shift_corruptions=("gaussian_noise", "contrast"),
+        shift_corruptions=tuple(CORRUPTIONS),
         shifted=shifted,
     )
