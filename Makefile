@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test test-fast lint install browser
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +16,20 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# The UI test drives Debian's Chromium (no browser download): installed here when missing.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "note: the MLflow UI browser test needs Debian's chromium ($(CHROMIUM)): sudo apt-get install chromium"; \
+	fi
+
+browser: $(CHROMIUM)
+
 demo: $(INSTALLED)
 	$(VENV)/bin/ovatune run digits
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

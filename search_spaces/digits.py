@@ -6,7 +6,7 @@ SPACE = SearchSpace(
     name="digits",
     description=(
         "scikit-learn's bundled 8×8 handwritten digits (no download) with a 2×128 MLP and Adam; "
-        "shift: gaussian noise and contrast at intensities 1-5; OOD: 8×8 patches of the two photos "
+        "shift: the 19 CIFAR-10-C corruptions at intensities 1-5; OOD: 8×8 patches of the two photos "
         "that ship with scikit-learn."
     ),
     # The CIFAR-10 ranges for β1 and ε; lr narrowed from [1e-3, 1] so that a budget of 8 trials

@@ -130,6 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     _add_store_options(ui)
+    export = sub.add_parser(
+        "export",
+        help="write the champions as TorchScript, ONNX or MLflow models, each with a model card",
+        description="Export each loss's champion (the registered model's `champion` alias) with its "
+        "preprocessing, class names and a none-of-the-above threshold chosen on the validation split. "
+        "Each <out>/<loss>/<format>/ holds the model, serving.json, model_card.md and manifest.json "
+        "(SHA-256 of every file, checked on load by trainables.serving.ExportedModel).",
+    )
+    export.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
+    export.add_argument("--loss", type=_losses, help="comma-separated losses (default: every loss with a champion)")
+    export.add_argument("--format", default="torchscript", choices=["torchscript", "onnx", "mlflow"])
+    export.add_argument("--out", default="exports", help="output folder (default ./exports)")
+    _add_store_options(export)
     from trainables.data.corrupted import CORRUPTED_SETS
 
     corrupt = sub.add_parser(
@@ -171,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     space = get_space(args.experiment)
     if args.command == "evaluate":
         return _evaluate(space, settings)
+    if args.command == "export":
+        return _export(space, settings, args)
     if space.dataset not in DATASETS:
         return _fail(f"the {space.name} experiment needs the {space.dataset!r} dataset, which this version "
                      f"cannot load yet; experiments that run now: "
@@ -179,6 +194,26 @@ def main(argv: list[str] | None = None) -> int:
     if code == 0 and args.command == "run":
         code = _evaluate(space, settings)
     return code
+
+
+def _export(space, settings, args) -> int:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tuning.export import NoChampion, champion_losses, export_champion
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri)
+    losses = args.loss or champion_losses(space, client)
+    if not losses:
+        return _fail(f"{space.name} has no champions in {settings.tracking_uri}; run `ovatune run {space.name}` first")
+    for loss in losses:
+        try:
+            folder = export_champion(space, loss, args.format, args.out, client)
+        except NoChampion as error:
+            return _fail(str(error))
+        print(f"{loss:8s} -> {folder}")
+    return 0
 
 
 def _corrupt(args) -> int:
@@ -275,7 +310,9 @@ def serve_ui(settings, host: str, port: int) -> int:
                "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
     if settings.is_local_store:
         command += ["--default-artifact-root", Path(settings.artifact_root).as_uri()]
-    print(f"MLflow UI for {settings.tracking_uri}: http://{host}:{port}  (Ctrl-C stops it)", flush=True)
+    # workflowType: open the UI on training runs and the model registry, not on its GenAI trace views
+    url = f"http://{host}:{port}/#/experiments?workflowType=machine_learning"
+    print(f"MLflow UI for {settings.tracking_uri}: {url}  (Ctrl-C stops it)", flush=True)
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import mlflow
 import numpy as np
 import torch
@@ -21,7 +22,15 @@ from mlflow.tracking import MlflowClient
 
 import trainables
 from search_spaces import SearchSpace
-from trainables.models import ProbabilityModel
+from trainables.methods import METHODS
+from trainables.serving import (
+    KEEP_FRACTION,
+    OUTPUTS,
+    choose_threshold,
+    load_serving_bundle,
+    raw_inputs,
+    write_serving_bundle,
+)
 from trainables.train import cached_dataset, load_classifier
 from tuning.settings import Settings
 from tuning.tracking import find_runs
@@ -70,7 +79,13 @@ def best_results(results, space: SearchSpace) -> dict[str, Any]:
 
 
 def promote(results, space: SearchSpace, sweep: str, experiment_id: str, settings: Settings) -> dict[str, Champion]:
-    """Log and register each loss's best trial, and point the ``champion`` alias at it."""
+    """Log and register each loss's best trial, and point the ``champion`` alias at it.
+
+    The registered model is an MLflow pyfunc from code (``trainables/pyfunc_model.py``) around a
+    bundle of the weights, the checkpoint's metadata and ``serving.json`` (classes, method,
+    preprocessing, the none-of-the-above threshold chosen on the validation split, SHA-256 of each
+    file): raw inputs in; probabilities, confidence, prediction and none_of_the_above out.
+    """
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     champions = {}
@@ -79,41 +94,67 @@ def promote(results, space: SearchSpace, sweep: str, experiment_id: str, setting
         (trial_run,) = find_runs(client, experiment_id, kind="trial", sweep=sweep, loss=loss, trial_number=str(number))
         with result.checkpoint.as_directory() as directory:
             classifier, meta = load_classifier(directory)
-        model = ProbabilityModel(classifier).eval()
-        example = _input_example(meta)
+        data = cached_dataset(meta["config"])
         with torch.no_grad():
-            signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
+            confidence = classifier.probabilities(data.val.x).max(dim=1).values.numpy()
+        threshold = choose_threshold(confidence)
+        raw = raw_inputs(data.preprocessing, data.val.x[:4]).numpy().astype(np.float32)  # (4, *raw shape)
+        # The signature takes one flattened raw input per row: a DataFrame row, an array row or a JSON list.
+        example = raw.reshape(len(raw), -1)
         name = registered_name(space.name, loss)
-        with mlflow.start_run(run_id=trial_run.info.run_id):
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=example,
-                registered_model_name=name,
-                # A pickled module, not MLflow's default torch.export graph: evaluation needs the
-                # classifier's embeddings and centres, and a fixed-shape export would pin the batch size.
-                serialization_format="pickle",
-                code_paths=[trainables.__path__[0]],  # the model classes travel with the model
-                pip_requirements=[
-                    f"torch=={torch.__version__.split('+')[0]}",
-                    f"cloudpickle=={cloudpickle.__version__}",
-                    f"numpy=={np.__version__}",
-                ],
+        with tempfile.TemporaryDirectory() as scratch:
+            bundle = write_serving_bundle(
+                Path(scratch) / "bundle",
+                classifier,
+                meta,
+                experiment=space.name,
+                dataset=space.dataset,
+                loss=loss,
+                method_title=METHODS[loss].title,
+                class_names=meta["class_names"],
+                preprocessing=data.preprocessing,
+                raw_input_shape=list(raw.shape[1:]),
+                threshold=threshold,
+                threshold_rule=f"the largest confidence threshold that keeps {KEEP_FRACTION:.0%} of the "
+                f"{len(confidence)} in-distribution validation examples",
+                validation_kept=float((confidence >= threshold).mean()),
+                sweep=sweep,
+                trial_number=number,
             )
+            serving, _ = load_serving_bundle(bundle)
+            with torch.no_grad():
+                outputs = dict(zip(OUTPUTS, (o.numpy() for o in serving(torch.from_numpy(raw)))))
+            with mlflow.start_run(run_id=trial_run.info.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(Path(trainables.__path__[0]) / "pyfunc_model.py"),
+                    artifacts={"bundle": str(bundle)},
+                    code_paths=[trainables.__path__[0]],  # the model classes travel with the model
+                    signature=infer_signature(example, outputs),
+                    input_example=example,
+                    registered_model_name=name,
+                    pip_requirements=[
+                        f"torch=={torch.__version__.split('+')[0]}",
+                        f"numpy=={np.__version__}",
+                        f"mlflow=={mlflow.__version__}",
+                    ],
+                )
         # Logging reopened the trial's run; its end time stays the trial's, not the promotion's.
         client.set_terminated(trial_run.info.run_id, status=trial_run.info.status, end_time=trial_run.info.end_time)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(name, ALIAS, version)
         client.update_registered_model(
             name,
-            description=f"{space.name}: the best {loss} model of each ovatune sweep ({space.metric}, {space.mode}).",
+            description=f"{space.name}: the best {loss} ({METHODS[loss].title}) model of each ovatune sweep, "
+            f"by {space.metric} ({space.mode}). Raw inputs in; probabilities, confidence, prediction and "
+            f"none_of_the_above out. The alias `{ALIAS}` points at the current best.",
         )
         for key, value in {
             "sweep": sweep,
             "loss": loss,
             "trial_number": number,
             space.metric: result.metrics[space.metric],
+            "none_of_the_above_threshold": f"{threshold:.6g}",
         }.items():
             client.set_model_version_tag(name, version, key, str(value))
         champions[loss] = Champion(
@@ -121,11 +162,6 @@ def promote(results, space: SearchSpace, sweep: str, experiment_id: str, setting
         )
         log.info("promoted %s trial %d as %s version %s", loss, number, name, version)
     return champions
-
-
-def _input_example(meta: dict[str, Any]) -> np.ndarray:
-    """The first validation inputs of the trial's dataset, float32 (4, ...)."""
-    return cached_dataset(meta["config"]).val.x[:4].numpy().astype(np.float32)
 
 
 def finish_parents(client: MlflowClient, parents: dict[str, str], champions: dict[str, Champion], metric: str) -> None:

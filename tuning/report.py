@@ -22,6 +22,8 @@ from evaluation.runner import Evaluation, evaluate_model
 from search_spaces import SearchSpace
 from trainables.data import load_dataset
 from trainables.methods import METHODS
+from trainables.models import ProbabilityModel
+from tuning.export import CARD_FILE, model_card
 from tuning.promote import ALIAS, registered_name
 from tuning.settings import Settings
 from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, find_runs, get_or_create_experiment
@@ -42,7 +44,8 @@ class EvaluationReport:
 
 
 def load_champions(space: SearchSpace, client: MlflowClient) -> dict[str, tuple]:
-    """loss -> (model version, loaded model) for every loss that has a ``champion`` alias."""
+    """loss -> (model version, model: inputs → probabilities, serving info) for every loss that has a
+    ``champion`` alias. The registered pyfunc checks its files' hashes and loads weights only."""
     champions = {}
     for loss in METHODS:
         name = registered_name(space.name, loss)
@@ -50,7 +53,8 @@ def load_champions(space: SearchSpace, client: MlflowClient) -> dict[str, tuple]
             version = client.get_model_version_by_alias(name, ALIAS)
         except MlflowException:
             continue
-        champions[loss] = (version, mlflow.pytorch.load_model(f"models:/{name}@{ALIAS}", map_location="cpu"))
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{ALIAS}").unwrap_python_model()
+        champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
     if not champions:
         raise NoChampions(
             f"no registered model of {space.name!r} has the alias {ALIAS!r} in {client.tracking_uri}; "
@@ -71,19 +75,19 @@ def evaluate_experiment(space: SearchSpace, settings: Settings) -> EvaluationRep
     sweep = some_version.tags.get("sweep", "unknown")
 
     evaluations = {}
-    for loss, (_, model) in champions.items():
+    for loss, (_, model, _) in champions.items():
         print(f"evaluating {loss} ...", flush=True)
         evaluations[loss] = evaluate_model(model, data, loss)
 
     out = settings.reports / space.name
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    drawn = _draw_figures(evaluations, {loss: m for loss, (_, m) in champions.items()}, data)
+    drawn = _draw_figures(evaluations, {loss: m for loss, (_, m, _) in champions.items()}, data)
     for name, fig in drawn.items():
         fig.savefig(out / "figures" / f"{name}.png", dpi=110)
         plt.close(fig)
     hyperparameters = {
         loss: {k: v for k, v in client.get_run(version.run_id).data.params.items() if k in space.ranges}
-        for loss, (version, _) in champions.items()
+        for loss, (version, _, _) in champions.items()
     }
     report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn))
     path = out / "report.md"
@@ -92,11 +96,17 @@ def evaluate_experiment(space: SearchSpace, settings: Settings) -> EvaluationRep
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {sweep}",
                           tags={TAG_KIND: "evaluation", TAG_SWEEP: sweep}) as run:  # fmt: skip
-        mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _) in champions.items()})
+        mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _, _) in champions.items()})
         mlflow.log_metrics(flat_metrics(evaluations))
         mlflow.log_artifacts(str(out / "figures"), artifact_path="figures")
         mlflow.log_artifact(str(path))
         mlflow.log_dict(summary_rows(evaluations), "summary.json")
+    # Each champion's model card: the registered version's description (the MLflow UI renders it) and
+    # model_card.md beside the trial's model; `ovatune export` ships it with every export.
+    for loss, (version, _, info) in champions.items():
+        card = model_card(space, loss, version, info, hyperparameters[loss], evaluations[loss])
+        client.update_model_version(version.name, version.version, description=card)
+        client.log_text(version.run_id, card, CARD_FILE)
     # The parent runs of the sweep show their champion's test metrics next to the search results.
     for parent in find_runs(client, experiment_id, kind="parent", sweep=sweep):
         ev = evaluations.get(parent.data.tags[TAG_LOSS])
@@ -189,7 +199,7 @@ def render_report(
         f"| loss | registered model | trial | validation {space.metric} | hyperparameters |",
         "|---|---|---|---|---|",
     ]
-    for loss, (version, _) in champions.items():
+    for loss, (version, _, _) in champions.items():
         chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(hyperparameters[loss].items()))
         metric = float(version.tags.get(space.metric, "nan"))
         lines.append(

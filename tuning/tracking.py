@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import urllib.error
 import urllib.request
@@ -84,8 +85,8 @@ def quiet_mlflow_logs() -> None:
     """MLflow's SQLite store logs every schema migration at INFO: keep the terminal readable."""
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # We log pickled modules on purpose (tuning/promote.py says why); the warning repeats per model.
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    # a progress bar per downloaded model would bury the command's own output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, description: str, settings: Settings) -> str:
@@ -94,9 +95,9 @@ def get_or_create_experiment(client: MlflowClient, name: str, description: str, 
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = (settings.artifact_root / name).as_uri() if settings.is_local_store else None
-    return client.create_experiment(
-        name, artifact_location=artifact_location, tags={"mlflow.note.content": description}
-    )
+    # experimentKind: the MLflow UI opens a model-training experiment on its runs, not on GenAI traces
+    tags = {"mlflow.note.content": description, "mlflow.experimentKind": "custom_model_development"}
+    return client.create_experiment(name, artifact_location=artifact_location, tags=tags)
 
 
 def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> list:

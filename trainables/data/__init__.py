@@ -42,6 +42,8 @@ class Dataset:
         shifted: ``shifted(corruption, intensity)`` gives the test inputs under that shift (labels
             are ``test.y``); None when the data has no notion of shift.
         extras: dataset-specific things figures need (e.g. the toy problem's class centres).
+        preprocessing: how raw inputs become model inputs, a key of
+            ``trainables.serving.PREPROCESSING``; exported models include it.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Dataset:
     shift_corruptions: tuple[str, ...] = ()
     shifted: Callable[[str, int], torch.Tensor] | None = None
     extras: dict = field(default_factory=dict)
+    preprocessing: str = "identity"
 
     @property
     def num_classes(self) -> int:

@@ -76,4 +76,5 @@ def load_digits(seed: int = 0) -> Dataset:
         ood={"photo_patches": to_model_input(ood_images)},
         shift_corruptions=tuple(CORRUPTIONS),
         shifted=shifted,
+        preprocessing="images_0_255_nhwc",  # exported models take the 8×8 images, 0–255, channels last
     )

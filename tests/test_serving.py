@@ -1,0 +1,237 @@
+"""Export, serving and the MLflow UI, for real, after a real (small) digits sweep.
+
+One module-scoped sweep (1 trial per loss) feeds every test: exports round-trip through TorchScript,
+ONNX (onnxruntime) and MLflow; `mlflow models serve` answers over HTTP; headless Chromium (Debian's
+package, driven by Playwright) browses the MLflow UI and saves screenshots under ``test-artifacts/``.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trainables.data import load_dataset
+from trainables.methods import METHODS
+from trainables.serving import ExportedModel, TamperedFile, raw_inputs
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+ARTIFACTS = Path(os.environ.get("OVATUNE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, seconds: float, what: str) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{what} did not answer at {url} within {seconds} s")
+
+
+def _cli(*args: str, home: Path) -> str:
+    result = subprocess.run(
+        [str(BIN / "ovatune"), *args, "--home", str(home)], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("serving") / "home"
+    _cli("run", "digits", "--trials", "1", "--epochs", "4", home=path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def expected(home):
+    """loss -> (raw test inputs, the in-process outputs of the registered champion, its serving info)."""
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    data = load_dataset("digits")
+    raw = raw_inputs(data.preprocessing, data.test.x)  # (N, 8, 8, 1), values 0–255
+    out = {}
+    for loss in METHODS:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/ovatune-digits-{loss}@champion").unwrap_python_model()
+        with torch.no_grad():
+            outputs = [o.numpy() for o in pyfunc.model(raw)]
+        out[loss] = (
+            raw.numpy(),
+            dict(zip(("probabilities", "confidence", "prediction", "none_of_the_above"), outputs)),
+            pyfunc.info,
+        )
+    return out
+
+
+def _assert_same(got: dict, want: dict, threshold: float) -> float:
+    difference = float(np.abs(np.asarray(got["probabilities"], np.float64) - want["probabilities"]).max())
+    assert difference <= 1e-5
+    np.testing.assert_array_equal(np.asarray(got["prediction"]), want["prediction"])
+    clear = np.abs(want["confidence"] - threshold) > 1e-5  # flags may only differ right at the threshold
+    np.testing.assert_array_equal(np.asarray(got["none_of_the_above"], bool)[clear], want["none_of_the_above"][clear])
+    return difference
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "mlflow"])
+def test_exports_round_trip_to_1e_5(home, expected, fmt, tmp_path):
+    _cli("export", "digits", "--format", fmt, "--out", str(tmp_path), home=home)
+    differences = {}
+    for loss, (raw, want, info) in expected.items():
+        folder = tmp_path / loss / fmt
+        exported = ExportedModel(folder)
+        assert exported.info["class_names"] == [str(i) for i in range(10)] and exported.info["loss"] == loss
+        differences[loss] = _assert_same(exported(raw), want, info["threshold"])
+        card = (folder / "model_card.md").read_text()
+        assert f"{info['threshold']:.6g}" in card and "## Evaluation" in card and "accuracy" in card
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert "model_card.md" in manifest and "serving.json" in manifest
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"roundtrip_{fmt}.json").write_text(json.dumps(differences, indent=1))
+
+
+def test_threshold_keeps_95_percent_of_validation(expected):
+    data = load_dataset("digits")
+    for loss, (_, _, info) in expected.items():
+        with torch.no_grad():
+            confidence = mlflow.pyfunc.load_model(f"models:/ovatune-digits-{loss}@champion").predict(
+                raw_inputs(data.preprocessing, data.val.x).reshape(len(data.val.x), -1).numpy()
+            )["confidence"]
+        kept = (confidence >= info["threshold"]).mean()
+        # at least 95% kept, and it is the largest such threshold: any higher one keeps fewer than 95%
+        assert kept >= 0.95 and (confidence > info["threshold"]).mean() < 0.95, (loss, kept)
+
+
+def test_registered_pyfunc_predicts_on_dataframe_and_array(home, expected):
+    raw, want, info = expected["ova"]
+    model = mlflow.pyfunc.load_model("models:/ovatune-digits-ova@champion")
+    flat = raw.reshape(len(raw), -1)
+    for given in (flat, pd.DataFrame(flat)):
+        _assert_same(model.predict(given), want, info["threshold"])
+
+
+def test_tampered_export_is_refused(home, tmp_path):
+    _cli("export", "digits", "--loss", "ova", "--format", "torchscript", "--out", str(tmp_path), home=home)
+    folder = tmp_path / "ova" / "torchscript"
+    ExportedModel(folder)  # intact: loads
+    for name in ("model.pt", "serving.json"):
+        copy = tmp_path / f"tampered-{name}"
+        shutil.copytree(folder, copy)
+        data = bytearray((copy / name).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (copy / name).write_bytes(bytes(data))
+        with pytest.raises(TamperedFile, match=f"{name} does not match the SHA-256"):
+            ExportedModel(copy)
+
+
+def test_mlflow_models_serve_answers_like_the_model_in_process(home, expected):
+    port = _free_port()
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+                   "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", "models:/ovatune-digits-ova_dm@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", 180, "mlflow models serve")
+        raw, want, info = expected["ova_dm"]
+        body = json.dumps({"inputs": raw.reshape(len(raw), -1).tolist()}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = json.load(response)["predictions"]
+        assert set(predictions) == {"probabilities", "confidence", "prediction", "none_of_the_above"}
+        _assert_same(predictions, want, info["threshold"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+# Chromium comes from Debian's package (`make browser`, run by .ci/run): CI must have it, so there a
+# missing browser fails instead of skipping.
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"), reason=f"{CHROMIUM} not installed (make browser)"
+)
+
+
+@needs_chromium
+def test_the_mlflow_ui_in_a_real_browser(home):
+    import re
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    port = _free_port()
+    ui = subprocess.Popen([str(BIN / "ovatune"), "ui", "--port", str(port), "--home", str(home)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        _wait_for(f"{url}/health", 120, "ovatune ui")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page.goto(f"{url}/#/experiments")
+            page.get_by_text("Model training", exact=True).click()
+            page.get_by_role("link", name="digits").click()
+            expect(page.get_by_text("evaluation · ").first).to_be_visible(timeout=60_000)
+            if page.get_by_role("button", name="Close").count():
+                page.get_by_role("button", name="Close").first.click()  # the assistant side panel
+            for loss in METHODS:  # each parent run, expanded to show its trial
+                link = page.get_by_role("link", name=re.compile(rf"^{loss} · digits-"))
+                expect(link).to_be_visible()
+                link.locator("xpath=ancestor::div[@role='gridcell']"
+                             "//button[contains(@data-component-id,'runnamecellrenderer')]").click()  # fmt: skip
+                expect(page.get_by_role("link", name=f"{loss}-trial-000")).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "mlflow_ui_runs.png"))
+
+            page.get_by_role("link", name=re.compile(r"^evaluation · ")).click()
+            page.get_by_role("tab", name="Artifacts").click()
+            page.get_by_text("figures", exact=True).click()
+            page.get_by_text("shift.png", exact=True).click()
+            expect(page.get_by_text("figures/shift.png", exact=True)).to_be_visible(timeout=20_000)
+            expect(page.locator("img[src^='blob:'], img[src^='data:image/png']").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "mlflow_ui_figures.png"))
+
+            page.goto(f"{url}/#/models")
+            try:  # the registry greets a new browser with an announcement of its alias-based UI
+                page.get_by_role("button", name="Try it now").click(timeout=10_000)
+            except PlaywrightTimeout:
+                pass
+            for loss in METHODS:
+                row = page.get_by_role("row").filter(
+                    has=page.get_by_role("link", name=f"ovatune-digits-{loss}", exact=True)
+                )
+                expect(row).to_contain_text("champion", timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "mlflow_ui_models.png"))
+
+            page.get_by_role("link", name="ovatune-digits-ova_dm", exact=True).click()
+            page.get_by_role("link", name="Version 1").first.click()
+            expect(page.get_by_text("Model card: ovatune-digits-ova_dm v1")).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "mlflow_ui_model_card.png"), full_page=True)
+            browser.close()
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)

@@ -1,0 +1,7 @@
+"""The registered model's code (MLflow "models from code": no pickled object is stored or loaded)."""
+
+import mlflow
+
+from trainables.serving import OvatunePyfunc
+
+mlflow.models.set_model(OvatunePyfunc())

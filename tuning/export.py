@@ -1,0 +1,158 @@
+"""``ovatune export``: the champions as TorchScript, ONNX or MLflow models, each with a model card.
+
+Every export folder holds the model file(s), ``serving.json`` (classes, method, preprocessing, the
+none-of-the-above threshold and how it was chosen), ``model_card.md`` and ``manifest.json`` with the
+SHA-256 of every other file; ``trainables.serving.load_export`` checks those before loading.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from search_spaces import SearchSpace
+from trainables.methods import METHODS
+from trainables.serving import MANIFEST_FILE, OUTPUTS, SERVING_FILE, load_serving_bundle, sha256
+from tuning.promote import ALIAS, registered_name
+
+FORMATS = ("torchscript", "onnx", "mlflow")
+CARD_FILE = "model_card.md"
+
+
+class NoChampion(RuntimeError):
+    """The requested loss has no registered champion."""
+
+
+def model_card(
+    space: SearchSpace,
+    loss: str,
+    version: Any,
+    info: dict[str, Any],
+    hyperparameters: dict[str, str],
+    evaluation: Any | None,
+) -> str:
+    """The markdown model card of one champion (``evaluation``: an ``Evaluation``, or None if the
+    champion has not been evaluated yet)."""
+    method = METHODS[loss]
+    lines = [
+        f"# Model card: {version.name} v{version.version}",
+        "",
+        f"The best **{method.title}** (`{loss}`) model of the ovatune `{space.name}` sweep `{info.get('sweep')}` "
+        f"(trial {info.get('trial_number')}), chosen by validation `{space.metric}` ({space.mode}).",
+        "",
+        "## Data",
+        f"- Dataset: `{info['dataset']}`; {len(info['class_names'])} classes: "
+        + ", ".join(f"`{c}`" for c in info["class_names"][:20])
+        + (" …" if len(info["class_names"]) > 20 else ""),
+        f"- Input: raw values of shape {tuple(info['raw_input_shape'])} per example "
+        f"(preprocessing `{info['preprocessing']}` is part of the model).",
+        "",
+        "## Method",
+        f"- Loss: {method.title}. Outputs: `probabilities` (the method's own probabilities), `confidence` "
+        "(max probability), `prediction` (argmax) and `none_of_the_above`.",
+        "",
+        "## Hyperparameters",
+        *[f"- `{k}` = {v}" for k, v in sorted(hyperparameters.items())],
+        "",
+        "## None of the above",
+        f"- Threshold on confidence: **{info['threshold']:.6g}**: {info['threshold_rule']} "
+        f"({info['validation_kept']:.1%} kept). `none_of_the_above` is true when confidence < threshold.",
+        "",
+        "## Evaluation",
+    ]
+    if evaluation is None:
+        lines.append(f"- Not evaluated yet: run `ovatune evaluate {space.name}`.")
+    else:
+        lines.append("- Test: " + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.test.items()))
+        for name, values in evaluation.ood.items():
+            lines.append(
+                f"- OOD `{name}`: AUROC {values['auroc']:.4f}, AUPRC {values['auprc']:.4f}, "
+                f"mean confidence {values['mean_confidence']:.3f}"
+            )
+        if evaluation.shift:
+            lines += ["", "| shift intensity | mean accuracy | mean ECE |", "|---|---|---|"]
+            for level in range(6):
+                rows = [r for r in evaluation.shift if r["intensity"] == level]
+                if rows:
+                    label = "test" if level == 0 else str(level)
+                    accuracy = np.mean([r["accuracy"] for r in rows])
+                    ece = np.mean([r["ece"] for r in rows])
+                    lines.append(f"| {label} | {accuracy:.4f} | {ece:.4f} |")
+            lines.append(f"\n(means over {len({r['corruption'] for r in evaluation.shift})} corruptions)")
+    return "\n".join(lines) + "\n"
+
+
+def _write_manifest(directory: Path) -> None:
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    manifest = {str(p.relative_to(directory)): sha256(p) for p in files}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+
+
+def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, client: MlflowClient) -> Path:
+    """Write ``loss``'s champion of ``space`` to ``out/<loss>/<fmt>/``; returns that folder.
+
+    Raises:
+        NoChampion: ``loss`` has no model with the ``champion`` alias.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
+    name = registered_name(space.name, loss)
+    try:
+        version = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException as error:
+        raise NoChampion(f"{name} has no version with alias {ALIAS!r}: run `ovatune sweep {space.name}` first") from error
+    target = Path(out) / loss / fmt
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{ALIAS}", dst_path=scratch))
+        bundle = model_dir / "artifacts" / "bundle"
+        serving, info = load_serving_bundle(bundle)  # checks the registered files' hashes
+        example = torch.zeros(2, *info["raw_input_shape"])
+        if fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(serving, example)
+            torch.jit.save(traced, str(target / "model.pt"))
+        elif fmt == "onnx":
+            torch.onnx.export(
+                serving,
+                (example,),
+                str(target / "model.onnx"),
+                input_names=["raw_inputs"],
+                output_names=list(OUTPUTS),
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+                verbose=False,
+            )
+        else:
+            shutil.copytree(model_dir, target / "mlflow_model")
+        (target / SERVING_FILE).write_text(json.dumps({**info, "format": fmt}, indent=1))
+    card = version.description if (version.description or "").startswith("# Model card") else None
+    if card is None:
+        params = client.get_run(version.run_id).data.params
+        card = model_card(space, loss, version, info, {k: v for k, v in params.items() if k in space.ranges}, None)
+    (target / CARD_FILE).write_text(card)
+    _write_manifest(target)
+    return target
+
+
+def champion_losses(space: SearchSpace, client: MlflowClient) -> list[str]:
+    """The losses of ``space`` that have a champion."""
+    losses = []
+    for loss in METHODS:
+        try:
+            client.get_model_version_by_alias(registered_name(space.name, loss), ALIAS)
+            losses.append(loss)
+        except MlflowException:
+            continue
+    return losses
