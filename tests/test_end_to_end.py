@@ -71,11 +71,15 @@ def test_run_digits_end_to_end(home):
         assert parent.info.status == "FINISHED" and "test_accuracy" in parent.data.metrics
 
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    model = mlflow.pytorch.load_model("models:/ovatune-digits-ova_dm@champion")
+    model = mlflow.pyfunc.load_model("models:/ovatune-digits-ova_dm@champion")
     from trainables.data import load_dataset
+    from trainables.serving import raw_inputs
 
-    probs = model(load_dataset("digits").test.x[:50]).detach()
+    data = load_dataset("digits")
+    outputs = model.predict(raw_inputs(data.preprocessing, data.test.x[:50]).reshape(50, -1).numpy())
+    probs = outputs["probabilities"]
     assert probs.shape == (50, 10) and (probs > 0).all() and (probs <= 1).all()
+    assert (outputs["prediction"] == probs.argmax(axis=1)).all()
 
     (evaluation,) = runs_of(client, "digits", "evaluation")
     figures = {a.path for a in client.list_artifacts(evaluation.info.run_id, "figures")}

@@ -51,9 +51,19 @@ def _wait_for(url: str, seconds: float, what: str) -> None:
     raise AssertionError(f"{what} did not answer at {url} within {seconds} s")
 
 
+def _environment(**extra: str) -> dict[str, str]:
+    """This process's environment without MLFLOW_TRACKING_URI (mlflow.set_tracking_uri exports it,
+    so an earlier test's store would leak into the subprocess) plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **extra}
+
+
 def _cli(*args: str, home: Path) -> str:
     result = subprocess.run(
-        [str(BIN / "ovatune"), *args, "--home", str(home)], capture_output=True, text=True, timeout=900
+        [str(BIN / "ovatune"), *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_environment(),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
@@ -147,8 +157,9 @@ def test_tampered_export_is_refused(home, tmp_path):
 
 def test_mlflow_models_serve_answers_like_the_model_in_process(home, expected):
     port = _free_port()
-    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-                   "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    environment = _environment(
+        MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    )
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "models", "serve", "-m", "models:/ovatune-digits-ova_dm@champion",
          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
@@ -184,7 +195,7 @@ def test_the_mlflow_ui_in_a_real_browser(home):
     from playwright.sync_api import expect, sync_playwright
 
     port = _free_port()
-    ui = subprocess.Popen([str(BIN / "ovatune"), "ui", "--port", str(port), "--home", str(home)],
+    ui = subprocess.Popen([str(BIN / "ovatune"), "ui", "--port", str(port), "--home", str(home)], env=_environment(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -186,13 +186,7 @@ def method_title(method: str) -> str:
 
 
 try:  # the pyfunc flavour exists only where MLflow is installed (always, for ovatune itself)
-    import warnings
-
     import mlflow.pyfunc
-
-    # The signature (raw inputs in, four named outputs) is explicit, so MLflow's advice to add type
-    # hints for signature inference does not apply; it would print on every load.
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
     class OvatunePyfunc(mlflow.pyfunc.PythonModel):
         """The registered model: loads the bundle (checked, weights only) and predicts the four outputs."""
@@ -200,6 +194,8 @@ try:  # the pyfunc flavour exists only where MLflow is installed (always, for ov
         def load_context(self, context) -> None:
             self.model, self.info = load_serving_bundle(context.artifacts["bundle"])
 
+        # No type hints on the inputs: MLflow would then validate by them instead of the logged
+        # signature (it prints a one-line suggestion to add some; the signature is the check here).
         def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
             x = as_raw_batch(model_input, self.info["raw_input_shape"])
             with torch.no_grad():
