@@ -45,9 +45,18 @@ def test_unreachable_tracking_server_fails_fast(capsys, home):
 
 
 def test_experiment_without_a_loader_says_so_before_ray_starts(capsys, home):
-    assert main(["sweep", "cifar10"]) == 2
+    assert main(["sweep", "imagenet"]) == 2
     err = capsys.readouterr().err
-    assert "cannot load yet" in err and "digits, toy2d" in err
+    assert "cannot load yet" in err and "digits, toy2d, cifar10, cifar100" in err
+    assert not ray.is_initialized()
+
+
+def test_missing_cifar_files_fail_before_ray_starts(capsys, home, tmp_path, monkeypatch):
+    monkeypatch.delenv("OVATUNE_DATA_DIR", raising=False)
+    assert main(["sweep", "cifar10"]) == 2
+    assert "pass --data-dir" in capsys.readouterr().err
+    assert main(["sweep", "cifar100", "--data-dir", str(tmp_path)]) == 2
+    assert f"looked for {tmp_path}/cifar-100-python/test" in capsys.readouterr().err
     assert not ray.is_initialized()
 
 

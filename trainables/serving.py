@@ -46,10 +46,18 @@ class ImagesFrom0To255(nn.Module):
         return x.permute(0, 3, 1, 2) / 255.0
 
 
+class ChannelsFirst(nn.Module):
+    """Raw images (B, H, W, C), values 0–255 → (B, C, H, W) 0–255; the network scales them itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
 # preprocessing name -> (raw → model input module, model input → raw). Each dataset names one.
 PREPROCESSING = {
     "identity": (nn.Identity, lambda x: x),
     "images_0_255_nhwc": (ImagesFrom0To255, lambda x: torch.round(x * 255.0).permute(0, 2, 3, 1)),
+    "images_0_255_nhwc_unscaled": (ChannelsFirst, lambda x: x.float().permute(0, 2, 3, 1)),
 }
 
 

@@ -44,6 +44,18 @@ def _losses(text: str) -> list[str]:
     return losses
 
 
+def _setting(text: str) -> tuple[str, object]:
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def _corruption_names(text: str) -> list[str]:
     from trainables.data.corruptions import CORRUPTIONS
 
@@ -107,6 +119,9 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--smoke-test", action="store_true", help="1 trial per loss, 2 epochs: checks the whole path in seconds"
     )
+    p.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                   help="override one of the space's fixed settings, e.g. --set batch_size=128 --set width=8 "
+                   "(values are read as JSON, else kept as text)")  # fmt: skip
     _add_store_options(p)
 
 
@@ -190,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"the {space.name} experiment needs the {space.dataset!r} dataset, which this version "
                      f"cannot load yet; experiments that run now: "
                      f"{', '.join(n for n, s in SPACES.items() if s.dataset in DATASETS)}")  # fmt: skip
+    from trainables.data import DatasetNotAvailable, check_available
+
+    try:
+        check_available(space.dataset, args.data_dir)
+    except DatasetNotAvailable as error:
+        return _fail(str(error))
     code = _sweep(space, settings, args)
     if code == 0 and args.command == "run":
         code = _evaluate(space, settings)
@@ -257,7 +278,7 @@ def _sweep(space, settings, args) -> int:
     from tuning.sweep import run_sweep
 
     trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
-    overrides = {}
+    overrides = dict(args.settings)
     if args.epochs or args.smoke_test:
         overrides["epochs"] = args.epochs or SMOKE_TEST["epochs"]
     started = time.time()
@@ -270,7 +291,7 @@ def _sweep(space, settings, args) -> int:
             sampler=args.sampler, address=args.address, resume=args.resume, name=args.name,
             data_dir=args.data_dir, overrides=overrides,
         )  # fmt: skip
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         return _fail(str(error))
     champions = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
     finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, champions, space.metric)

@@ -109,7 +109,9 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
     try:
         version = client.get_model_version_by_alias(name, ALIAS)
     except MlflowException as error:
-        raise NoChampion(f"{name} has no version with alias {ALIAS!r}: run `ovatune sweep {space.name}` first") from error
+        raise NoChampion(
+            f"{name} has no version with alias {ALIAS!r}: run `ovatune sweep {space.name}` first"
+        ) from error
     target = Path(out) / loss / fmt
     if target.exists():
         shutil.rmtree(target)

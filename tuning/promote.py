@@ -31,7 +31,7 @@ from trainables.serving import (
     raw_inputs,
     write_serving_bundle,
 )
-from trainables.train import cached_dataset, load_classifier
+from trainables.train import cached_dataset, load_classifier, predict_probabilities
 from tuning.settings import Settings
 from tuning.tracking import find_runs
 
@@ -95,8 +95,7 @@ def promote(results, space: SearchSpace, sweep: str, experiment_id: str, setting
         with result.checkpoint.as_directory() as directory:
             classifier, meta = load_classifier(directory)
         data = cached_dataset(meta["config"])
-        with torch.no_grad():
-            confidence = classifier.probabilities(data.val.x).max(dim=1).values.numpy()
+        confidence = predict_probabilities(classifier, data.val.x).max(axis=1)  # batched: any model size
         threshold = choose_threshold(confidence)
         raw = raw_inputs(data.preprocessing, data.val.x[:4]).numpy().astype(np.float32)  # (4, *raw shape)
         # The signature takes one flattened raw input per row: a DataFrame row, an array row or a JSON list.

@@ -185,7 +185,6 @@ def run_sweep(
 
     cpus = float(cpus_per_trial if cpus_per_trial is not None else space.resources.get("cpu", 1))
     gpus = float(gpus_per_trial if gpus_per_trial is not None else space.resources.get("gpu", 0))
-    trainable = tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus})
 
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -202,8 +201,13 @@ def run_sweep(
             )
         parents = parent_runs(client, experiment_id, name, losses, {})
         init_ray(address)
+        cpus, gpus = fit_resources(cpus, gpus, cpus_per_trial is not None, gpus_per_trial is not None)
+        trainable = tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus})
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
+        init_ray(address)
+        cpus, gpus = fit_resources(cpus, gpus, cpus_per_trial is not None, gpus_per_trial is not None)
+        trainable = tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus})
         param_space = {
             **space.fixed,
             **(overrides or {}),
@@ -216,7 +220,6 @@ def run_sweep(
         sweep_params = {"losses": ",".join(losses), "trials_per_loss": trials, "seed": seed, "sampler": sampler,
                         "scheduler": scheduler, "metric": space.metric, "mode": space.mode, **param_space}  # fmt: skip
         parents = parent_runs(client, experiment_id, name, losses, sweep_params)
-        init_ray(address)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -246,6 +249,36 @@ def run_sweep(
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, _slots(cpus, gpus) + 1)))
     results = tuner.fit()
     return SweepOutcome(name, path, results, experiment_id, parents, losses)
+
+
+def fit_resources(cpus: float, gpus: float, explicit_cpus: bool, explicit_gpus: bool) -> tuple[float, float]:
+    """The space's per-trial resources, fitted to the connected Ray cluster.
+
+    A space written for GPU machines (cifar10 asks for 4 CPUs and 1 GPU per trial) would otherwise
+    wait forever on a laptop: without a GPU in the cluster its trials run on the CPU, and a CPU
+    request larger than the cluster is capped, each with a note. Requests given on the command line
+    are kept; when they cannot fit, that is an error.
+
+    Raises:
+        ValueError: an explicit request exceeds what the cluster has.
+    """
+    import ray
+
+    total = ray.cluster_resources()
+    have_cpus, have_gpus = total.get("CPU", 0), total.get("GPU", 0)
+    if gpus > have_gpus:
+        if explicit_gpus:
+            raise ValueError(f"--gpus-per-trial {gpus:g}, but the Ray cluster has {have_gpus:g} GPU(s)")
+        print(f"ovatune: the space asks for {gpus:g} GPU per trial and the Ray cluster has {have_gpus:g}: "
+              "trials run on the CPU (--gpus-per-trial to choose)", flush=True)  # fmt: skip
+        gpus = 0.0
+    if cpus > have_cpus:
+        if explicit_cpus:
+            raise ValueError(f"--cpus-per-trial {cpus:g}, but the Ray cluster has {have_cpus:g} CPU(s)")
+        print(f"ovatune: the space asks for {cpus:g} CPUs per trial and the Ray cluster has {have_cpus:g}: "
+              f"using {have_cpus:g} (--cpus-per-trial to choose)", flush=True)  # fmt: skip
+        cpus = float(have_cpus)
+    return cpus, gpus
 
 
 def _slots(cpus: float, gpus: float) -> int:

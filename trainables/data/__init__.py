@@ -44,6 +44,8 @@ class Dataset:
         extras: dataset-specific things figures need (e.g. the toy problem's class centres).
         preprocessing: how raw inputs become model inputs, a key of
             ``trainables.serving.PREPROCESSING``; exported models include it.
+        augmentation: training-time augmentation of a batch on the device, a key of
+            ``trainables.data.augment.AUGMENTATIONS``, or None.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Dataset:
     shifted: Callable[[str, int], torch.Tensor] | None = None
     extras: dict = field(default_factory=dict)
     preprocessing: str = "identity"
+    augmentation: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -87,11 +90,49 @@ def _load_digits(data_dir: str | None, seed: int) -> Dataset:
     return load_digits(seed)
 
 
+def _load_cifar10(data_dir: str | None, seed: int) -> Dataset:
+    from trainables.data.cifar import load_cifar
+
+    return load_cifar("cifar10", data_dir, seed)
+
+
+def _load_cifar100(data_dir: str | None, seed: int) -> Dataset:
+    from trainables.data.cifar import load_cifar
+
+    return load_cifar("cifar100", data_dir, seed)
+
+
 # name -> loader(data_dir, data_seed). The embedded datasets ignore data_dir: they need no files.
 DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
     "toy2d": _load_toy2d,
     "digits": _load_digits,
+    "cifar10": _load_cifar10,
+    "cifar100": _load_cifar100,
 }
+
+
+def check_available(name: str, data_dir: str | None) -> None:
+    """Fail fast, before any trial starts, when an on-disk dataset's files are missing.
+
+    Raises:
+        DatasetNotAvailable: no loader for ``name``, or its files are not under ``data_dir``.
+    """
+    if name not in DATASETS:
+        raise DatasetNotAvailable(
+            f"no loader for dataset {name!r} in this version of ovatune; datasets available: {', '.join(DATASETS)}"
+        )
+    if name in ("cifar10", "cifar100"):
+        import os
+
+        from trainables.data.cifar import CIFAR_FILES
+
+        data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
+        if not data_dir:
+            raise DatasetNotAvailable(f"{name} is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the "
+                                      f"folder that holds {CIFAR_FILES[name][0]}/")  # fmt: skip
+        from trainables.data.cifar import read_cifar
+
+        read_cifar(name, data_dir, train=False)  # the test split: small, and it checks the path
 
 
 def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:

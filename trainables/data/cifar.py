@@ -7,12 +7,15 @@ R, G, B planes, and the labels (``labels``, or ``fine_labels`` for CIFAR-100).
 
 from __future__ import annotations
 
+import os
 import pickle
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from trainables.data import DatasetNotAvailable
+from trainables.data import Dataset, DatasetNotAvailable, Split, stratified_split
 
 # name -> (folder, training files, test file, label key)
 CIFAR_FILES = {
@@ -51,12 +54,132 @@ def read_cifar(name: str, data_dir: str | Path, train: bool) -> tuple[np.ndarray
 
 
 def write_cifar(name: str, data_dir: str | Path, images: np.ndarray, labels: np.ndarray, train: bool) -> Path:
-    """Write images (N, 32, 32, 3) uint8 and labels as one split in the same format (for tests and
-    benchmarks, which cannot download CIFAR). Returns the file written."""
+    """Write images (N, 32, 32, 3) uint8 and labels as one split in the same format, the training
+    split spread over CIFAR-10's five batch files (for tests and benchmarks, which cannot download
+    CIFAR). Returns the folder written."""
     folder, train_files, test_file, label_key = CIFAR_FILES[name]
-    path = Path(data_dir) / folder / (train_files[0] if train else test_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1)
-    with open(path, "wb") as f:
-        pickle.dump({b"data": data, label_key: [int(v) for v in labels]}, f)
-    return path
+    root = Path(data_dir) / folder
+    root.mkdir(parents=True, exist_ok=True)
+    files = train_files if train else [test_file]
+    parts = np.array_split(np.arange(len(images)), len(files))
+    for file, part in zip(files, parts):
+        data = np.ascontiguousarray(images[part].transpose(0, 3, 1, 2)).reshape(len(part), -1)
+        with open(root / file, "wb") as f:
+            pickle.dump({b"data": data, label_key: [int(v) for v in labels[part]]}, f)
+    return root
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+VAL_FRACTION = 0.1  # of the training set, stratified and seeded (DESIGN §5)
+# the other CIFAR is OOD for each, as is SVHN's test split (paper Tables S2, S3)
+OOD_PAIRS = {"cifar10": ("cifar100", "svhn"), "cifar100": ("cifar10", "svhn")}
+
+
+def class_names(name: str, data_dir: str | Path) -> list[str]:
+    """The label names from the dataset's own meta file, else CIFAR-10's or "class i"."""
+    folder = Path(data_dir).expanduser() / CIFAR_FILES[name][0]
+    meta, key = (
+        (folder / "batches.meta", b"label_names") if name == "cifar10" else (folder / "meta", b"fine_label_names")
+    )
+    if meta.is_file():
+        with open(meta, "rb") as f:
+            return [n.decode() for n in pickle.load(f, encoding="bytes")[key]]
+    return CIFAR10_CLASSES if name == "cifar10" else [f"class {i}" for i in range(100)]
+
+
+def read_svhn_test(data_dir: str | Path) -> np.ndarray:
+    """SVHN's test images, uint8 (26 032, 32, 32, 3), from torchvision's ``test_32x32.mat``.
+
+    Raises:
+        DatasetNotAvailable: the file is in neither ``<data_dir>/svhn/`` nor ``<data_dir>/``.
+    """
+    from scipy.io import loadmat
+
+    candidates = [
+        Path(data_dir).expanduser() / "svhn" / "test_32x32.mat",
+        Path(data_dir).expanduser() / "test_32x32.mat",
+    ]
+    for path in candidates:
+        if path.is_file():
+            return np.ascontiguousarray(loadmat(path)["X"].transpose(3, 0, 1, 2))
+    raise DatasetNotAvailable(
+        f"SVHN (the OOD set) not found: looked for {' and '.join(map(str, candidates))}. Get it with "
+        f"`python -c \"import torchvision; torchvision.datasets.SVHN('{Path(data_dir) / 'svhn'}', split='test', "
+        f'download=True)"` on a machine with internet access'
+    )
+
+
+def _nchw(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) → uint8 (N, C, H, W): the model inputs, kept as bytes (augmented on the device)."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+class LazyOOD(Mapping):
+    """OOD sets read on first use: training never needs them, evaluation reads each once."""
+
+    def __init__(self, loaders: dict[str, Callable[[], torch.Tensor]]):
+        self._loaders, self._cache = loaders, {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._cache:
+            self._cache[name] = self._loaders[name]()
+        return self._cache[name]
+
+    def __iter__(self):
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
+def load_cifar(name: str, data_dir: str | None, seed: int = 0) -> Dataset:
+    """CIFAR-10 or CIFAR-100 from ``data_dir`` (or $OVATUNE_DATA_DIR): splits, OOD sets and CIFAR-C shifts.
+
+    Inputs stay uint8 (N, 3, 32, 32); the networks scale them to [−1, 1] and training augments them
+    on the device (``trainables.data.augment``). Shifted test sets come from
+    ``<data_dir>/CIFAR-10-C`` (published) or ``<data_dir>/CIFAR-100-C`` (``ovatune corrupt cifar100``).
+    """
+    from trainables.data import DatasetNotAvailable as NotAvailable
+    from trainables.data.corrupted import CORRUPTED_SETS
+
+    data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
+    if not data_dir:
+        raise NotAvailable(f"{name} is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the folder "
+                           f"that holds {CIFAR_FILES[name][0]}/")  # fmt: skip
+    train_images, train_labels = read_cifar(name, data_dir, train=True)
+    test_images, test_labels = read_cifar(name, data_dir, train=False)
+    keep, held_out = stratified_split(train_labels, VAL_FRACTION, seed)
+
+    def split(images: np.ndarray, labels: np.ndarray) -> Split:
+        return Split(_nchw(images), torch.from_numpy(labels))
+
+    folder, corruptions = CORRUPTED_SETS[name]
+
+    def shifted(corruption: str, intensity: int) -> torch.Tensor:
+        path = Path(data_dir).expanduser() / folder / f"{corruption}.npy"
+        if not path.is_file():
+            how = (f"`ovatune corrupt {name} --data-dir {data_dir}`" if name == "cifar100"
+                   else "the published CIFAR-10-C (https://zenodo.org/record/2535967), or `ovatune corrupt cifar10`")  # fmt: skip
+            raise NotAvailable(f"{path} not found: the shifted test sets of {name} come from {how}")
+        block = np.load(path, mmap_mode="r")[(intensity - 1) * len(test_labels) : intensity * len(test_labels)]
+        return _nchw(np.asarray(block))
+
+    other, svhn = OOD_PAIRS[name]
+    ood = LazyOOD(
+        {
+            other: lambda: _nchw(read_cifar(other, data_dir, train=False)[0]),
+            svhn: lambda: _nchw(read_svhn_test(data_dir)),
+        }
+    )
+    return Dataset(
+        name=name,
+        class_names=class_names(name, data_dir),
+        train=split(train_images[keep], train_labels[keep]),
+        val=split(train_images[held_out], train_labels[held_out]),
+        test=split(test_images, test_labels),
+        ood=ood,
+        shift_corruptions=corruptions,
+        shifted=shifted,
+        preprocessing="images_0_255_nhwc_unscaled",
+        augmentation="pad_crop_flip",
+    )

@@ -16,6 +16,7 @@ from torch import nn
 
 from trainables.methods import get_method
 from trainables.models.mlp import MLP
+from trainables.models.resnet import ResNet50, ResNetV1, WideResNet
 
 
 def build_mlp(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
@@ -23,8 +24,28 @@ def build_mlp(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module
     return MLP(math.prod(input_shape), config["hidden"])
 
 
+def build_resnet20(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
+    """ResNet-20 v1 for CIFAR; ``depth`` and ``width`` override 20 and 16."""
+    return ResNetV1(input_shape[0], int(config.get("depth", 20)), int(config.get("width", 16)))
+
+
+def build_wide_resnet28_10(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
+    """WRN-28-10; ``depth``, ``widen`` and ``width`` override 28, 10 and 16."""
+    return WideResNet(
+        input_shape[0], int(config.get("depth", 28)), int(config.get("widen", 10)), int(config.get("width", 16))
+    )
+
+
+def build_resnet50(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
+    """ResNet-50 v1.5; ``width`` overrides the bottleneck width 64."""
+    return ResNet50(int(config.get("width", 64)))
+
+
 MODELS: dict[str, Callable[[tuple[int, ...], dict[str, Any]], nn.Module]] = {
     "mlp": build_mlp,
+    "resnet20": build_resnet20,
+    "wide_resnet28_10": build_wide_resnet28_10,
+    "resnet50": build_resnet50,
 }
 
 
