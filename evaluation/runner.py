@@ -17,7 +17,8 @@ BATCH_SIZE = 1024
 def predict(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     """Probabilities (N, K) float64 from a model whose forward returns probabilities."""
     model.eval()
-    return torch.cat([model(chunk) for chunk in x.split(BATCH_SIZE)]).double().numpy()
+    device = next(model.parameters()).device
+    return torch.cat([model(chunk.to(device)).cpu() for chunk in x.split(BATCH_SIZE)]).double().numpy()
 
 
 @dataclass
@@ -43,8 +44,9 @@ class Evaluation:
     shift: list[dict] = field(default_factory=list)
 
 
-def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str) -> Evaluation:
-    """Run every measurement of DESIGN §4 for ``model`` (inputs → probabilities) on ``data``."""
+def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: bool = False) -> Evaluation:
+    """Run every measurement of DESIGN §4 for ``model`` (inputs → probabilities) on ``data``;
+    ``progress`` shows a bar over the shifted test sets (Ray's, which prints from inside tasks)."""
     labels = data.test.y.numpy()
     probs = predict(model, data.test.x)
     result = Evaluation(
@@ -60,6 +62,11 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str) -> Evaluati
         result.ood_probs[name] = ood_probs
         result.ood[name] = {"auroc": auroc, "auprc": auprc, "mean_confidence": float(ood_probs.max(axis=1).mean())}
     if data.shifted is not None:
+        bar = None
+        if progress:
+            from ray.experimental.tqdm_ray import tqdm
+
+            bar = tqdm(total=5 * len(data.shift_corruptions), desc=f"{loss}: shifted test sets")
         for corruption in data.shift_corruptions:
             result.shift.append(
                 {
@@ -79,4 +86,8 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str) -> Evaluati
                         "ece": expected_calibration_error(shifted, labels),
                     }
                 )
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
     return result

@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_options(sweep)
     evaluate = sub.add_parser("evaluate", help="measure the champions: test, shift, OOD; figures and report.md")
     evaluate.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
+    evaluate.add_argument("--address", help="Ray cluster to evaluate on ('auto' inside one); default: a local Ray")
     _add_store_options(evaluate)
     ui = sub.add_parser("ui", help="serve the MLflow UI for the store on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_ui(settings, args.host, args.port)
     space = get_space(args.experiment)
     if args.command == "evaluate":
-        return _evaluate(space, settings)
+        return _evaluate(space, settings, args.address)
     if args.command == "export":
         return _export(space, settings, args)
     if space.dataset not in DATASETS:
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error))
     code = _sweep(space, settings, args)
     if code == 0 and args.command == "run":
-        code = _evaluate(space, settings)
+        code = _evaluate(space, settings, args.address)
     return code
 
 
@@ -312,11 +313,11 @@ def _sweep(space, settings, args) -> int:
     return 0
 
 
-def _evaluate(space, settings) -> int:
+def _evaluate(space, settings, address: str | None = None) -> int:
     from tuning.report import NoChampions, evaluate_experiment, summary_table
 
     try:
-        report = evaluate_experiment(space, settings)
+        report = evaluate_experiment(space, settings, address)
     except NoChampions as error:
         return _fail(str(error))
     print(f"\n{space.name}: champions on the test split (report: {report.path})\n")

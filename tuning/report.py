@@ -63,7 +63,43 @@ def load_champions(space: SearchSpace, client: MlflowClient) -> dict[str, tuple]
     return champions
 
 
-def evaluate_experiment(space: SearchSpace, settings: Settings) -> EvaluationReport:
+def _evaluate_champion(tracking_uri: str, model_name: str, dataset: str, data_dir, data_seed: int, loss: str):
+    """One champion's measurements, where it runs: on the GPU if the task was given one."""
+    import torch
+
+    from tuning.tracking import quiet_mlflow_logs
+
+    quiet_mlflow_logs()
+    mlflow.set_tracking_uri(tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@{ALIAS}").unwrap_python_model()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = ProbabilityModel(pyfunc.model.classifier).to(device).eval()
+    return evaluate_model(model, load_dataset(dataset, data_dir, data_seed), loss, progress=True)
+
+
+def evaluate_champions(
+    space: SearchSpace, settings: Settings, losses: list[str], data_dir, data_seed: int, address: str | None = None
+) -> dict:
+    """loss -> ``Evaluation``, each champion measured in its own Ray task (one GPU each when the
+    cluster has GPUs, else one CPU), all at once as the cluster allows."""
+    import ray
+
+    from tuning.sweep import init_ray
+
+    init_ray(address)  # no-op when a sweep already connected this process
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_champion)
+    futures = {
+        loss: task.remote(
+            settings.tracking_uri, registered_name(space.name, loss), space.dataset, data_dir, data_seed, loss
+        )  # fmt: skip
+        for loss in losses
+    }
+    print(f"evaluating {', '.join(losses)} as Ray tasks ({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)
+    return {loss: ray.get(future) for loss, future in futures.items()}
+
+
+def evaluate_experiment(space: SearchSpace, settings: Settings, address: str | None = None) -> EvaluationReport:
     """Evaluate every champion of ``space`` and record the results (see module doc)."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
@@ -74,10 +110,9 @@ def evaluate_experiment(space: SearchSpace, settings: Settings) -> EvaluationRep
     data = load_dataset(space.dataset, data_dir, int(params.get("data_seed", 0)))
     sweep = some_version.tags.get("sweep", "unknown")
 
-    evaluations = {}
-    for loss, (_, model, _) in champions.items():
-        print(f"evaluating {loss} ...", flush=True)
-        evaluations[loss] = evaluate_model(model, data, loss)
+    evaluations = evaluate_champions(
+        space, settings, list(champions), data_dir, int(params.get("data_seed", 0)), address
+    )
 
     out = settings.reports / space.name
     (out / "figures").mkdir(parents=True, exist_ok=True)
