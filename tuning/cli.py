@@ -228,7 +228,7 @@ def _export(space, settings, args) -> int:
     client = MlflowClient(settings.tracking_uri)
     losses = args.loss or champion_losses(space, client)
     if not losses:
-        return _fail(f"{space.name} has no champions in {settings.tracking_uri}; run `ovatune run {space.name}` first")
+        return _fail(f"{space.name} has no champions in {settings.display_uri}; run `ovatune run {space.name}` first")
     for loss in losses:
         try:
             folder = export_champion(space, loss, args.format, args.out, client)
@@ -284,7 +284,7 @@ def _sweep(space, settings, args) -> int:
         overrides["epochs"] = args.epochs or SMOKE_TEST["epochs"]
     started = time.time()
     print(f"ovatune: {'resuming' if args.resume else 'sweeping'} {space.name}: {trials} trials x "
-          f"{len(args.losses)} losses; MLflow store {settings.tracking_uri}", flush=True)  # fmt: skip
+          f"{len(args.losses)} losses; MLflow store {settings.display_uri}", flush=True)  # fmt: skip
     try:
         outcome = run_sweep(
             space, settings, args.losses, trials, seed=args.seed, max_concurrent=args.max_concurrent,
@@ -334,7 +334,7 @@ def serve_ui(settings, host: str, port: int) -> int:
         command += ["--default-artifact-root", Path(settings.artifact_root).as_uri()]
     # workflowType: open the UI on training runs and the model registry, not on its GenAI trace views
     url = f"http://{host}:{port}/#/experiments?workflowType=machine_learning"
-    print(f"MLflow UI for {settings.tracking_uri}: {url}  (Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI for {settings.display_uri}: {url}  (Ctrl-C stops it)", flush=True)
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from trainables.methods import METHODS
 from trainables.models import ProbabilityModel
 from tuning.export import CARD_FILE, model_card
 from tuning.promote import ALIAS, registered_name
-from tuning.settings import Settings
+from tuning.settings import Settings, redact
 from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, find_runs, get_or_create_experiment
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def load_champions(space: SearchSpace, client: MlflowClient) -> dict[str, tuple]
         champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
     if not champions:
         raise NoChampions(
-            f"no registered model of {space.name!r} has the alias {ALIAS!r} in {client.tracking_uri}; "
+            f"no registered model of {space.name!r} has the alias {ALIAS!r} in {redact(client.tracking_uri)}; "
             f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
         )
     return champions

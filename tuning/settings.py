@@ -7,8 +7,10 @@ The home is ``--home``, else ``$OVATUNE_HOME``, else ``./ovatune-home``. The MLf
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_HOME = "ovatune-home"
 
@@ -35,6 +37,11 @@ class Settings:
         return self.home / "reports"
 
     @property
+    def display_uri(self) -> str:
+        """The tracking URI as it may be printed or logged: any password or token masked."""
+        return redact(self.tracking_uri)
+
+    @property
     def is_local_store(self) -> bool:
         return self.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in self.tracking_uri
 
@@ -43,4 +50,32 @@ def resolve_settings(home: str | os.PathLike | None = None, tracking_uri: str | 
     """Settings from explicit values, then the environment, then the defaults."""
     home_path = Path(home or os.environ.get("OVATUNE_HOME") or DEFAULT_HOME).expanduser().resolve()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_path / 'mlflow.db'}"
-    return Settings(home=home_path, tracking_uri=uri)
+    return Settings(home=home_path, tracking_uri=_credentials_to_environment(uri))
+
+
+def _credentials_to_environment(uri: str) -> str:
+    """An HTTP tracking URI's ``user:password@`` moved into MLflow's MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD (where unset): MLflow sends them as basic auth, and the URI, which MLflow
+    and ovatune print in run links and messages, no longer holds the password."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or parts.password is None:
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", parts.username or "")
+    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", parts.password)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+_SECRET_QUERY = re.compile(r"((?:password|passwd|pwd|token|secret|key)=)[^&;]*", re.IGNORECASE)
+
+
+def redact(uri: str) -> str:
+    """``uri`` with the password of ``user:password@`` and secret-looking query values replaced by ***."""
+    parts = urlsplit(uri)
+    if parts.password is None and not _SECRET_QUERY.search(parts.query):
+        return uri  # nothing to hide (and urlunsplit would drop sqlite:////'s empty host)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = netloc.rsplit("@", 1)[1]
+        netloc = f"{user}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, query=_SECRET_QUERY.sub(r"\1***", parts.query)))

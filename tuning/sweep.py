@@ -196,7 +196,7 @@ def run_sweep(
         losses = [loss for loss in METHODS if loss in parents]
         if not losses:
             raise FileNotFoundError(
-                f"sweep {name!r} has no runs in the MLflow store {settings.tracking_uri}; resume it with "
+                f"sweep {name!r} has no runs in the MLflow store {settings.display_uri}; resume it with "
                 "the --home and --tracking-uri it was started with"
             )
         parents = parent_runs(client, experiment_id, name, losses, {})

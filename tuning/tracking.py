@@ -25,12 +25,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from tuning.settings import Settings
+from tuning.settings import Settings, redact
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,17 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             whose directory cannot be created.
     """
     if uri.startswith(("http://", "https://")):
+        shown = redact(uri)  # never print a password that came in the URI
+        parts = urlsplit(uri)
+        health = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""),
+                                           path=parts.path.rstrip("/") + "/health", query=""))  # fmt: skip
         try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            with urllib.request.urlopen(health, timeout=timeout_s) as response:
                 if response.status != 200:
-                    raise TrackingUnavailable(f"{uri}/health answered HTTP {response.status}")
+                    raise TrackingUnavailable(f"{shown}/health answered HTTP {response.status}")
         except (urllib.error.URLError, OSError) as error:
             raise TrackingUnavailable(
-                f"cannot reach the MLflow tracking server at {uri} ({error}). Start it "
+                f"cannot reach the MLflow tracking server at {shown} ({error}). Start it "
                 "(`mlflow server --host 127.0.0.1 ...`) or leave out --tracking-uri to use the "
                 "local SQLite store in the ovatune home."
             ) from None
