@@ -125,9 +125,9 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
     args = ["sweep", "digits", "--trials", "3", "--epochs", "30", "--losses", "softmax,ova", "--name", "killed"]
+    client = store(home)  # the store's schema first: two processes migrating one new SQLite file collide
     process = subprocess.Popen([OVATUNE, *args, "--home", str(home)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    client = store(home)
 
     def progress() -> bool:
         try:
