@@ -159,6 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="torchscript", choices=["torchscript", "onnx", "mlflow"])
     export.add_argument("--out", default="exports", help="output folder (default ./exports)")
     _add_store_options(export)
+    submit = sub.add_parser(
+        "submit",
+        help="run a sweep as a Ray Job on a cluster (prints the job id)",
+        description="Submit `ovatune sweep EXPERIMENT [options] --address auto` to a Ray cluster's Jobs API, "
+        "with this project as the job's working directory. Here --address is the cluster's dashboard "
+        "(http://HEAD:8265, default $RAY_API_SERVER_ADDRESS). Follow the job with `ovatune status` and `ovatune logs`.",
+    )
+    _add_sweep_options(submit)
+    for command, text in (("status", "the state of submitted sweeps (all, or one job)"),
+                          ("logs", "the output of a submitted sweep")):  # fmt: skip
+        job = sub.add_parser(command, help=text)
+        job.add_argument("job_id", nargs="?" if command == "status" else None, metavar="JOB_ID")
+        job.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
+                         help="the cluster's dashboard, e.g. http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)")  # fmt: skip
+        if command == "logs":
+            job.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     from trainables.data.corrupted import CORRUPTED_SETS
 
     corrupt = sub.add_parser(
@@ -186,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "corrupt":
         return _corrupt(args)
+    if args.command in ("submit", "status", "logs"):
+        return _jobs(args, argv if argv is not None else sys.argv[1:])
     from tuning.settings import resolve_settings
     from tuning.tracking import TrackingUnavailable, check_tracking_uri, quiet_mlflow_logs
 
@@ -235,6 +253,34 @@ def _export(space, settings, args) -> int:
         except NoChampion as error:
             return _fail(str(error))
         print(f"{loss:8s} -> {folder}")
+    return 0
+
+
+def _jobs(args, argv: list[str]) -> int:
+    from tuning import jobs
+
+    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
+    if not address:
+        return _fail("the cluster's Jobs API address is needed: --address http://HEAD:8265 (or RAY_API_SERVER_ADDRESS)")
+    try:
+        if args.command == "submit":
+            # the sweep's options go through as given; --address (the dashboard here) becomes `auto` there
+            sweep_args, skip = [], False
+            for token in argv[1:]:
+                if skip or token == "--address":
+                    skip = not skip
+                    continue
+                if not token.startswith("--address="):
+                    sweep_args.append(token)
+            job_id = jobs.submit(address, sweep_args)
+            print(f"submitted {job_id}\n  ovatune status {job_id} --address {address}\n"
+                  f"  ovatune logs {job_id} --address {address} --follow")  # fmt: skip
+        elif args.command == "status":
+            print("\n".join(jobs.status_lines(address, args.job_id)) or "no jobs")
+        else:
+            jobs.print_logs(address, args.job_id, args.follow)
+    except Exception as error:  # the SDK raises its own kinds (connection, authentication, unknown job)
+        return _fail(f"Ray Jobs API at {address}: {type(error).__name__}: {str(error).splitlines()[0]}")
     return 0
 
 

@@ -1,0 +1,92 @@
+"""`ovatune submit | status | logs` against a real Ray head (`ray start`) with its dashboard on 127.0.0.1."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ovatune(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ovatune"), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
+    # the cluster's nodes have the project installed and on PATH, as the image gives them
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    dashboard = _free_port()
+    # --block keeps `ray start` in the foreground with the head's processes in its session, so the
+    # test stops exactly this cluster (`ray stop` would stop every Ray on the machine)
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
+         "--include-dashboard", "true", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{dashboard}"
+    home = tmp_path / "home"
+    try:
+        deadline = time.time() + 120
+        while _ovatune("status", "--address", address, env=env).returncode != 0:
+            assert time.time() < deadline and head.poll() is None, "the Ray head did not come up"
+            time.sleep(2)
+        for _ in range(10):  # the head answers before its job agent is ready to take jobs
+            submitted = _ovatune("submit", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home),
+                                 "--address", address, env=env)  # fmt: skip
+            if submitted.returncode == 0:
+                break
+            time.sleep(3)
+        assert submitted.returncode == 0, submitted.stderr[-2000:]
+        job_id = re.search(r"submitted (\S+)", submitted.stdout).group(1)
+
+        deadline, state = time.time() + 300, ""
+        while time.time() < deadline:
+            state = _ovatune("status", job_id, "--address", address, env=env).stdout
+            if "SUCCEEDED" in state or "FAILED" in state or "STOPPED" in state:
+                break
+            time.sleep(3)
+        logs = _ovatune("logs", job_id, "--address", address, env=env).stdout
+        assert "SUCCEEDED" in state, state + logs[-3000:]
+        assert "ovatune sweep digits --smoke-test --losses softmax" in state and "--address auto" in state
+        assert "sweep digits-" in logs and "ovatune-digits-softmax@champion" in logs
+        listed = _ovatune("status", "--address", address, env=env).stdout
+        assert job_id in listed
+
+        client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+        trials = client.search_runs([client.get_experiment_by_name("digits").experiment_id],
+                                    "tags.`ovatune.kind` = 'trial'")  # fmt: skip
+        assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+
+        unknown = _ovatune("status", "raysubmit_nope", "--address", address, env=env)
+        assert unknown.returncode == 2 and "Ray Jobs API at" in unknown.stderr
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+
+
+def test_submit_without_an_address_says_what_to_pass(capsys, monkeypatch):
+    from tuning.cli import main
+
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    assert main(["status"]) == 2
+    assert "--address http://HEAD:8265" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+"""``ovatune submit | status | logs``: sweeps as Ray Jobs on a cluster, through Ray's Jobs SDK.
+
+``submit`` sends ``ovatune sweep <experiment> … --address auto`` with this project as the job's
+working directory (so the code that runs is the code you have), and prints the job id; the job's
+driver runs on the cluster's head, next to Ray, and survives your laptop closing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+# what never travels with a job: environments, local state, caches, build output
+EXCLUDES = [".venv", "ovatune-home", "exports", "test-artifacts", ".git", "**/__pycache__", ".pytest_cache",
+            ".ruff_cache", "*.egg-info", "build", "dist"]  # fmt: skip
+
+
+def client(address: str):
+    """A Jobs SDK client. Clusters with Ray's token authentication need the token: it is sent when
+    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token provides one (RAY_AUTH_MODE=token)."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:  # what Ray's own CLI does: turn token mode on when a token exists and RAY_AUTH_MODE is unset
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ImportError:  # a Ray without token authentication
+        pass
+    return JobSubmissionClient(address)
+
+
+def submit(address: str, sweep_args: list[str]) -> str:
+    """Submit ``ovatune sweep <sweep_args> --address auto`` as a Ray Job; returns its id."""
+    entrypoint = shlex.join(["ovatune", "sweep", *sweep_args, "--address", "auto"])
+    return client(address).submit_job(
+        entrypoint=entrypoint,
+        runtime_env={"working_dir": str(PROJECT), "excludes": EXCLUDES},
+        metadata={"submitted_by": "ovatune", "experiment": sweep_args[0]},
+    )
+
+
+def status_lines(address: str, job_id: str | None) -> list[str]:
+    """One line per job (or just ``job_id``): id, status, entrypoint."""
+    jobs_client = client(address)
+    if job_id:
+        info = jobs_client.get_job_info(job_id)
+        return [f"{job_id}  {info.status}  {info.entrypoint}" + (f"  ({info.message})" if info.message else "")]
+    return [f"{job.submission_id}  {job.status}  {job.entrypoint}" for job in jobs_client.list_jobs()]
+
+
+def print_logs(address: str, job_id: str, follow: bool) -> None:
+    """Print a job's output so far, or follow it until the job ends."""
+    import asyncio
+
+    jobs_client = client(address)
+    if not follow:
+        print(jobs_client.get_job_logs(job_id), end="")
+        return
+
+    async def tail() -> None:
+        async for lines in jobs_client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    asyncio.run(tail())
