@@ -277,3 +277,21 @@ def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home
     assert set(best_results(outcome.results, space)) == {"softmax", "ova_dm"}
     stopped = [t for t in runs_of(store(home), "digits", "trial") if t.data.tags["ovatune.outcome"] == "stopped"]
     assert stopped and all(t.info.status == "KILLED" for t in stopped)
+
+
+def test_a_stale_ray_start_record_does_not_capture_a_local_run(tmp_path):
+    # `ray start` records its address in /tmp/ray/ray_current_cluster and a bare ray.init() joins it,
+    # hanging when that cluster is gone; without --address, ovatune always starts its own local Ray.
+    record = Path("/tmp/ray/ray_current_cluster")
+    before = record.read_text() if record.exists() else None
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("192.0.2.254:6379")  # nothing listens there
+    try:
+        code = "from tuning.sweep import init_ray; init_ray(None); import ray; print(ray.cluster_resources()['CPU'])"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and float(result.stdout.strip().splitlines()[-1]) >= 1, result.stderr[-2000:]
+    finally:
+        if before is None:
+            record.unlink(missing_ok=True)
+        else:
+            record.write_text(before)

@@ -2,10 +2,12 @@
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +25,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _current_cluster() -> str | None:
+    """What /tmp/ray/ray_current_cluster says (the cluster a bare ray.init() would join), if anything."""
+    path = Path("/tmp/ray/ray_current_cluster")
+    return path.read_text() if path.exists() else None
+
+
 def _ovatune(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "ovatune"), *args], capture_output=True, text=True, timeout=300, env=env)
 
@@ -34,8 +42,13 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
     dashboard = _free_port()
     # --block keeps `ray start` in the foreground with the head's processes in its session, so the
     # test stops exactly this cluster (`ray stop` would stop every Ray on the machine)
+    # its own --temp-dir (short: socket paths are limited), so the address `ray start` records for
+    # `ray.init()` to find does not outlive the test in /tmp/ray
+    temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")
+    recorded_before = _current_cluster()
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+        [str(BIN / "ray"), "start", "--head", "--block", "--temp-dir", temp_dir,
+         "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
          "--include-dashboard", "true", "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
@@ -82,6 +95,8 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert _current_cluster() == recorded_before  # no stale address left for the next ray.init()
 
 
 def test_submit_without_an_address_says_what_to_pass(capsys, monkeypatch):

@@ -129,7 +129,8 @@ def latest_sweep(settings: Settings, experiment: str) -> str | None:
 
 
 def init_ray(address: str | None) -> None:
-    """Connect to a cluster (``address``) or start a local Ray with no dashboard."""
+    """Connect to a cluster (``address``; "auto" finds the one this machine belongs to) or start a
+    local Ray with no dashboard."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
@@ -141,7 +142,9 @@ def init_ray(address: str | None) -> None:
     # The compact status table (CLIReporter) instead of a config box per trial start.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=True, logging_level="WARNING")
+        # "local": without an address, always a new local Ray. Ray's own default would join the last
+        # cluster `ray start` recorded in /tmp/ray, and hang when that cluster is gone.
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=True, logging_level="WARNING")
 
 
 def run_sweep(
