@@ -6,6 +6,7 @@ reach the output, the logged params or the tags.
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -112,3 +113,71 @@ def test_sweep_against_an_mlflow_server_on_postgresql(database, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _start_server(backend: str, artifacts: Path, port: int) -> subprocess.Popen:
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--artifacts-destination", artifacts.as_uri(),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=clean_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+            time.sleep(0.5)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
+    """The server goes away mid-sweep and comes back 10 s later: the sweep finishes and no metric is
+    lost. MLflow's client retries with exponential back-off (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default
+    7; MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, default 2), and ovatune logs metrics asynchronously."""
+    port = _free_port()
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    server = _start_server(backend, tmp_path / "artifacts", port)
+    uri = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    sweep = subprocess.Popen(
+        [str(BIN / "ovatune"), "sweep", "digits", "--losses", "softmax,ova", "--trials", "2", "--epochs", "25",
+         "--tracking-uri", uri, "--home", str(tmp_path / "home")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        client = MlflowClient(uri)
+        deadline = time.time() + 300
+        while True:  # until some trial has logged a few epochs
+            experiment = client.get_experiment_by_name("digits")
+            trials = (
+                client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'") if experiment else []
+            )
+            if any(len(client.get_metric_history(t.info.run_id, "val_accuracy")) >= 3 for t in trials):
+                break
+            assert time.time() < deadline and sweep.poll() is None, "the sweep never logged 3 epochs"
+            time.sleep(0.5)
+        _stop(server)
+        time.sleep(10)
+        assert sweep.poll() is None, "the sweep ended while the server was down: the outage proved nothing"
+        server = _start_server(backend, tmp_path / "artifacts", port)
+        output, _ = sweep.communicate(timeout=900)
+        assert sweep.returncode == 0, output[-3000:]
+
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("digits")
+        trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
+        assert len(trials) == 4 and all(t.info.status == "FINISHED" for t in trials)
+        for trial in trials:
+            steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_accuracy")]
+            assert sorted(steps) == list(range(1, 26)), (trial.info.run_name, steps)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+        _stop(server)
