@@ -1,0 +1,82 @@
+"""A worker node dies under a running trial: the trial resumes from its last checkpoint on the other
+node, the sweep finishes, and MLflow has every trial once with every epoch once.
+
+A real multi-node Ray on this machine (``ray.cluster_utils.Cluster``: a head with no CPUs for trials
+and two worker nodes as separate raylets); the sweep's storage is a directory all of them see.
+"""
+
+import json
+import threading
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search_spaces import get_space
+
+pytestmark = pytest.mark.slow
+
+EPOCHS, CHECKPOINT_EVERY = 80, 5
+
+
+def test_a_trial_survives_the_death_of_its_node(home):
+    import ray
+    from ray.cluster_utils import Cluster
+    from ray.util.state import list_actors
+
+    from tuning.settings import resolve_settings
+    from tuning.sweep import run_sweep
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    settings = resolve_settings(str(home))
+    outcome, failure = {}, []
+
+    def sweep() -> None:
+        try:
+            outcome["sweep"] = run_sweep(get_space("digits"), settings, ["softmax"], 2, address=cluster.address,
+                                         cpus_per_trial=1, name="nodes", verbose=0,
+                                         overrides={"epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY})  # fmt: skip
+        except BaseException as error:  # surfaced by the assertions below
+            failure.append(error)
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    try:
+        client = MlflowClient(settings.tracking_uri)
+        deadline, victim = time.time() + 300, None
+        while victim is None:  # once a trial has two checkpoints behind it, kill the node it runs on
+            assert time.time() < deadline and thread.is_alive(), failure
+            time.sleep(0.5)
+            experiment = client.get_experiment_by_name("digits")
+            runs = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'") if experiment else []
+            if not any(
+                len(client.get_metric_history(r.info.run_id, "val_accuracy")) >= 2 * CHECKPOINT_EVERY + 2 for r in runs
+            ):
+                continue
+            busy = {a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")]) if a.class_name == "ImplicitFunc"}
+            victim = next((w for w in workers if w.node_id in busy), None)
+        cluster.remove_node(victim)
+        thread.join(timeout=600)
+        assert not thread.is_alive() and not failure and "sweep" in outcome, failure
+
+        runs = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
+        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+        for run in runs:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+            assert sorted(steps) == list(range(1, EPOCHS + 1)), (run.info.run_name, steps)
+
+        restored = []
+        for path in (settings.ray_results / "nodes").glob("*/result.json"):
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            assert [r["epoch"] for r in rows].count(1) == 1, "a trial started over from epoch 0"
+            # Ray counts iterations since the last restore: a 1 after the first row is a restore
+            restored += [r["epoch"] for r in rows[1:] if r["iterations_since_restore"] == 1]
+        assert len(restored) == 1, restored  # the trial on the dead node, once; the other ran through
+        assert (restored[0] - 1) % CHECKPOINT_EVERY == 0 and restored[0] > 1  # right after a checkpoint
+    finally:
+        if thread.is_alive():
+            thread.join(timeout=60)
+        ray.shutdown()
+        cluster.shutdown()
