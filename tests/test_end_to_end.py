@@ -157,6 +157,16 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
     by_loss = {loss: sorted(t.data.tags["ovatune.trial_number"] for t in after if t.data.tags["ovatune.loss"] == loss)
                for loss in ("softmax", "ova")}  # fmt: skip
     assert by_loss == {"softmax": ["0", "1", "2"], "ova": ["0", "1", "2"]}
+    # the searchers' state was restored: the configurations are the seeded sequence of an uninterrupted sweep
+    from tuning.sweep import PerLossSearch
+
+    space = get_space("digits")
+    searcher = PerLossSearch(space, ["softmax", "ova"], 3, 0)
+    expected = {(c["method"], str(c["trial_number"])): c for c in (searcher.suggest(f"t{i}") for i in range(6))}
+    for trial in after:
+        sampled = expected[(trial.data.tags["ovatune.loss"], trial.data.tags["ovatune.trial_number"])]
+        for key in space.ranges:
+            assert float(trial.data.params[key]) == pytest.approx(sampled[key], rel=1e-12), (trial.info.run_name, key)
     for trial in after:
         assert trial.info.status == "FINISHED", (trial.info.run_name, trial.data.tags)
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
