@@ -12,7 +12,7 @@ from trainables.data.corruptions import (
     CONTRAST_FACTOR,
     CORRUPTIONS,
     PIXELWISE,
-    _border_index,
+    _border_indices,
     _magick_motion_kernel,
     canny,
     chamfer_distance,
@@ -63,7 +63,7 @@ def test_chunking_splits_work_without_mixing_images(photos, name):
     ],
 )
 def test_border_rules(border, expected):
-    assert [_border_index(i, 4, border) for i in range(-3, 5)] == expected
+    assert _border_indices(torch.arange(-3, 5), 4, border).tolist() == expected
 
 
 def test_correlation_matrix_folds_the_border_in():

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.methods import get_method
 from trainables.models import Classifier, build_classifier
 
 SERVING_FILE = "serving.json"  # metadata: classes, method, preprocessing, threshold, file hashes
@@ -187,10 +186,6 @@ class ExportedModel:
         if self.format == "onnx":
             return dict(zip(OUTPUTS, self._model.run(list(OUTPUTS), {"raw_inputs": x.numpy()})))
         return self._model.predict(x.reshape(len(x), -1).numpy())
-
-
-def method_title(method: str) -> str:
-    return get_method(method).title
 
 
 try:  # the pyfunc flavour exists only where MLflow is installed (always, for ovatune itself)

@@ -34,14 +34,23 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _losses(text: str) -> list[str]:
-    losses = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in losses if name not in METHODS]
-    if unknown or not losses:
-        raise argparse.ArgumentTypeError(
-            f"unknown loss {', '.join(unknown) or text!r}; choose from: {', '.join(METHODS)}"
-        )
-    return losses
+def _names_in(registry, kind: str):
+    """An argparse type for a comma-separated list of keys of ``registry``, refusing unknown ones
+    with the valid choices."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in registry]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {', '.join(unknown) or text!r}; choose from: {', '.join(registry)}"
+            )
+        return names
+
+    return parse
+
+
+_losses = _names_in(METHODS, "loss")
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -54,18 +63,6 @@ def _setting(text: str) -> tuple[str, object]:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
-
-
-def _corruption_names(text: str) -> list[str]:
-    from trainables.data.corruptions import CORRUPTIONS
-
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in CORRUPTIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown corruption {', '.join(unknown) or text!r}; choose from: {', '.join(CORRUPTIONS)}"
-        )
-    return names
 
 
 def _experiment_list() -> str:
@@ -190,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--data-dir", default=os.environ.get("OVATUNE_DATA_DIR"),
                          help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default: $OVATUNE_DATA_DIR)")  # fmt: skip
     corrupt.add_argument("--out", help="output folder (default: <data-dir>/CIFAR-10-C or CIFAR-100-C)")
-    corrupt.add_argument("--corruptions", type=_corruption_names,
+    from trainables.data.corruptions import CORRUPTIONS
+
+    corrupt.add_argument("--corruptions", type=_names_in(CORRUPTIONS, "corruption"),
                          help="comma-separated subset (default: all of the dataset's)")  # fmt: skip
     corrupt.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     corrupt.add_argument("--workers", type=_positive_int, help="processes on CPU (default: one per core)")
@@ -288,20 +287,19 @@ def _corrupt(args) -> int:
     import torch
 
     from trainables.data import DatasetNotAvailable
-    from trainables.data.cifar import read_cifar
+    from trainables.data.cifar import cifar_data_dir, read_cifar
     from trainables.data.corrupted import CORRUPTED_SETS, write_corrupted
 
-    if not args.data_dir:
-        return _fail("--data-dir is required (or set OVATUNE_DATA_DIR): the folder that holds the CIFAR download")
     if args.device != "cpu":
         if not args.device.startswith("cuda") or not torch.cuda.is_available():
             return _fail(f"device {args.device!r} is not available here; use cpu, or cuda on a machine with a GPU")
     folder, default_corruptions = CORRUPTED_SETS[args.dataset]
     try:
-        images, labels = read_cifar(args.dataset, args.data_dir, train=False)
+        data_dir = cifar_data_dir(args.dataset, args.data_dir)
+        images, labels = read_cifar(args.dataset, data_dir, train=False)
     except DatasetNotAvailable as error:
         return _fail(str(error))
-    out = Path(args.out or Path(args.data_dir) / folder)
+    out = Path(args.out or Path(data_dir) / folder)
     corruptions = args.corruptions or list(default_corruptions)
     print(f"{args.dataset} test set: {len(images)} images -> {out} ({len(corruptions)} corruptions x 5 intensities)")
     started = time.time()

@@ -26,8 +26,8 @@ from trainables.methods import METHODS
 from trainables.serving import (
     KEEP_FRACTION,
     OUTPUTS,
+    ServingModel,
     choose_threshold,
-    load_serving_bundle,
     raw_inputs,
     write_serving_bundle,
 )
@@ -120,7 +120,7 @@ def promote(results, space: SearchSpace, sweep: str, experiment_id: str, setting
                 sweep=sweep,
                 trial_number=number,
             )
-            serving, _ = load_serving_bundle(bundle)
+            serving = ServingModel(classifier, data.preprocessing, threshold).eval()
             with torch.no_grad():
                 outputs = dict(zip(OUTPUTS, (o.numpy() for o in serving(torch.from_numpy(raw)))))
             with mlflow.start_run(run_id=trial_run.info.run_id):

@@ -186,8 +186,12 @@ def run_sweep(
         name = name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = settings.ray_results / name
 
-    cpus = float(cpus_per_trial if cpus_per_trial is not None else space.resources.get("cpu", 1))
-    gpus = float(gpus_per_trial if gpus_per_trial is not None else space.resources.get("gpu", 0))
+    def connect() -> tuple[Any, float, float]:
+        """Ray up (only once the checks that need no cluster have passed), and the trainable with its
+        per-trial resources fitted to the cluster."""
+        init_ray(address)
+        cpus, gpus = fit_resources(space, cpus_per_trial, gpus_per_trial)
+        return tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus}), cpus, gpus
 
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -203,14 +207,10 @@ def run_sweep(
                 "the --home and --tracking-uri it was started with"
             )
         parents = parent_runs(client, experiment_id, name, losses, {})
-        init_ray(address)
-        cpus, gpus = fit_resources(cpus, gpus, cpus_per_trial is not None, gpus_per_trial is not None)
-        trainable = tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus})
+        trainable, cpus, gpus = connect()
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
-        init_ray(address)
-        cpus, gpus = fit_resources(cpus, gpus, cpus_per_trial is not None, gpus_per_trial is not None)
-        trainable = tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus})
+        trainable, cpus, gpus = connect()
         param_space = {
             **space.fixed,
             **(overrides or {}),
@@ -254,8 +254,10 @@ def run_sweep(
     return SweepOutcome(name, path, results, experiment_id, parents, losses)
 
 
-def fit_resources(cpus: float, gpus: float, explicit_cpus: bool, explicit_gpus: bool) -> tuple[float, float]:
-    """The space's per-trial resources, fitted to the connected Ray cluster.
+def fit_resources(
+    space: SearchSpace, cpus_per_trial: float | None, gpus_per_trial: float | None
+) -> tuple[float, float]:
+    """Per-trial (CPUs, GPUs): the command line's, else the space's, fitted to the connected Ray cluster.
 
     A space written for GPU machines (cifar10 asks for 4 CPUs and 1 GPU per trial) would otherwise
     wait forever on a laptop: without a GPU in the cluster its trials run on the CPU, and a CPU
@@ -267,6 +269,9 @@ def fit_resources(cpus: float, gpus: float, explicit_cpus: bool, explicit_gpus: 
     """
     import ray
 
+    cpus = float(cpus_per_trial if cpus_per_trial is not None else space.resources.get("cpu", 1))
+    gpus = float(gpus_per_trial if gpus_per_trial is not None else space.resources.get("gpu", 0))
+    explicit_cpus, explicit_gpus = cpus_per_trial is not None, gpus_per_trial is not None
     total = ray.cluster_resources()
     have_cpus, have_gpus = total.get("CPU", 0), total.get("GPU", 0)
     if gpus > have_gpus:

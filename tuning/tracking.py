@@ -25,7 +25,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -64,12 +63,9 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             whose directory cannot be created.
     """
     if uri.startswith(("http://", "https://")):
-        shown = redact(uri)  # never print a password that came in the URI
-        parts = urlsplit(uri)
-        health = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""),
-                                           path=parts.path.rstrip("/") + "/health", query=""))  # fmt: skip
+        shown = redact(uri)  # never print a secret (resolve_settings already moved user:password@ out)
         try:
-            with urllib.request.urlopen(health, timeout=timeout_s) as response:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
                 if response.status != 200:
                     raise TrackingUnavailable(f"{shown}/health answered HTTP {response.status}")
         except (urllib.error.URLError, OSError) as error:

@@ -122,17 +122,11 @@ def check_available(name: str, data_dir: str | None) -> None:
             f"no loader for dataset {name!r} in this version of ovatune; datasets available: {', '.join(DATASETS)}"
         )
     if name in ("cifar10", "cifar100"):
-        import os
+        from trainables.data.cifar import cifar_data_dir, cifar_paths
 
-        from trainables.data.cifar import CIFAR_FILES
-
-        data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
-        if not data_dir:
-            raise DatasetNotAvailable(f"{name} is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the "
-                                      f"folder that holds {CIFAR_FILES[name][0]}/")  # fmt: skip
-        from trainables.data.cifar import read_cifar
-
-        read_cifar(name, data_dir, train=False)  # the test split: small, and it checks the path
+        data_dir = cifar_data_dir(name, data_dir)
+        for train in (False, True):  # the files of both splits exist; the trials read them
+            cifar_paths(name, data_dir, train)
 
 
 def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:

@@ -24,16 +24,29 @@ CIFAR_FILES = {
 }
 
 
-def read_cifar(name: str, data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 (N, 32, 32, 3) and labels int64 (N,) of one CIFAR split.
+def cifar_data_dir(name: str, data_dir: str | Path | None) -> str | Path:
+    """``data_dir``, else $OVATUNE_DATA_DIR.
 
     Raises:
-        DatasetNotAvailable: the files are not under ``data_dir``; the message names the path looked
-            at and how to get them.
+        DatasetNotAvailable: neither is set.
+    """
+    data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
+    if not data_dir:
+        raise DatasetNotAvailable(f"{name} is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the "
+                                  f"folder that holds {CIFAR_FILES[name][0]}/")  # fmt: skip
+    return data_dir
+
+
+def cifar_paths(name: str, data_dir: str | Path, train: bool) -> list[Path]:
+    """The files of one CIFAR split, checked to exist (nothing is read).
+
+    Raises:
+        DatasetNotAvailable: some are not under ``data_dir``; the message names the paths looked at
+            and how to get them.
     """
     if name not in CIFAR_FILES:
         raise ValueError(f"unknown CIFAR dataset {name!r}; choose from: {', '.join(CIFAR_FILES)}")
-    folder, train_files, test_file, label_key = CIFAR_FILES[name]
+    folder, train_files, test_file, _ = CIFAR_FILES[name]
     root = Path(data_dir).expanduser() / folder
     paths = [root / f for f in (train_files if train else [test_file])]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -44,6 +57,17 @@ def read_cifar(name: str, data_dir: str | Path, train: bool) -> tuple[np.ndarray
             f'download=True)"` on a machine with internet access, or copy the extracted '
             f"{folder}/ folder of https://www.cs.toronto.edu/~kriz/cifar.html into {data_dir}"
         )
+    return paths
+
+
+def read_cifar(name: str, data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 (N, 32, 32, 3) and labels int64 (N,) of one CIFAR split.
+
+    Raises:
+        DatasetNotAvailable: see ``cifar_paths``.
+    """
+    paths = cifar_paths(name, data_dir, train)
+    label_key = CIFAR_FILES[name][3]
     images, labels = [], []
     for path in paths:
         with open(path, "rb") as f:
@@ -139,13 +163,9 @@ def load_cifar(name: str, data_dir: str | None, seed: int = 0) -> Dataset:
     on the device (``trainables.data.augment``). Shifted test sets come from
     ``<data_dir>/CIFAR-10-C`` (published) or ``<data_dir>/CIFAR-100-C`` (``ovatune corrupt cifar100``).
     """
-    from trainables.data import DatasetNotAvailable as NotAvailable
     from trainables.data.corrupted import CORRUPTED_SETS
 
-    data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
-    if not data_dir:
-        raise NotAvailable(f"{name} is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the folder "
-                           f"that holds {CIFAR_FILES[name][0]}/")  # fmt: skip
+    data_dir = cifar_data_dir(name, data_dir)
     train_images, train_labels = read_cifar(name, data_dir, train=True)
     test_images, test_labels = read_cifar(name, data_dir, train=False)
     keep, held_out = stratified_split(train_labels, VAL_FRACTION, seed)
@@ -160,7 +180,7 @@ def load_cifar(name: str, data_dir: str | None, seed: int = 0) -> Dataset:
         if not path.is_file():
             how = (f"`ovatune corrupt {name} --data-dir {data_dir}`" if name == "cifar100"
                    else "the published CIFAR-10-C (https://zenodo.org/record/2535967), or `ovatune corrupt cifar10`")  # fmt: skip
-            raise NotAvailable(f"{path} not found: the shifted test sets of {name} come from {how}")
+            raise DatasetNotAvailable(f"{path} not found: the shifted test sets of {name} come from {how}")
         block = np.load(path, mmap_mode="r")[(intensity - 1) * len(test_labels) : intensity * len(test_labels)]
         return _nchw(np.asarray(block))
 

@@ -44,14 +44,13 @@ def _corrupt_job(images_path: str, out_path: str, name: str, severity: int, seed
     """Worker: corrupt the saved test images at one severity into rows of the partial file."""
     import torch
 
-    from trainables.data.corruptions import corrupt
+    from trainables.data.corruptions import CHUNK, corrupt
 
     if device == "cpu":
         torch.set_num_threads(1)  # one process per core is faster than threads here
     images = torch.from_numpy(np.load(images_path)).to(device)
     n = len(images)
-    chunk = n if device != "cpu" else None
-    result = corrupt(images, name, severity, seed, **({"chunk": chunk} if chunk else {}))
+    result = corrupt(images, name, severity, seed, chunk=CHUNK if device == "cpu" else n)  # a GPU takes all at once
     target = np.load(out_path, mmap_mode="r+")
     target[(severity - 1) * n : severity * n] = result.cpu().numpy()
     target.flush()

@@ -212,18 +212,24 @@ def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generato
     return _to_uint8(_skimage_gaussian(images.float() / 255.0, GAUSSIAN_BLUR_SIGMA[severity - 1]))
 
 
-def _border_index(index: int, size: int, border: str) -> int:
-    """Where a 1-D filter reads an index outside [0, size) under each library's border rule."""
-    while not 0 <= index < size:
-        if border == "replicate":  # skimage/scipy 'nearest', cv2 BORDER_REPLICATE: a a | a b c
-            index = min(max(index, 0), size - 1)
-        elif border == "reflect101":  # cv2's default BORDER_REFLECT_101: c b | a b c
-            index = -index if index < 0 else 2 * size - 2 - index
-        elif border == "symmetric":  # scipy/skimage 'reflect': b a | a b c
-            index = -index - 1 if index < 0 else 2 * size - 1 - index
-        else:
-            raise ValueError(f"unknown border rule {border!r}")
-    return index
+def _border_indices(index: torch.Tensor, size: int, border: str) -> torch.Tensor:
+    """Where a filter reads integer positions ``index`` outside [0, size) under each library's
+    border rule (one reflection period, so any distance works):
+
+    - 'replicate': skimage/scipy 'nearest', cv2 BORDER_REPLICATE: a a | a b c
+    - 'reflect101': cv2's default BORDER_REFLECT_101: c b | a b c
+    - 'symmetric': scipy/skimage 'reflect': b a | a b c
+    """
+    if border == "replicate":
+        return index.clamp(0, size - 1)
+    if border == "reflect101":
+        period = max(2 * size - 2, 1)
+        index = index.abs() % period
+        return torch.where(index >= size, period - index, index)
+    if border == "symmetric":
+        index = index % (2 * size)
+        return torch.where(index >= size, 2 * size - 1 - index, index)
+    raise ValueError(f"unknown border rule {border!r}")
 
 
 @functools.cache
@@ -233,9 +239,9 @@ def correlation_matrix(size: int, taps: tuple[float, ...], border: str) -> torch
     matrix makes every separable filter two matmuls, far faster on 32×32 planes than a convolution."""
     radius = len(taps) // 2
     matrix = torch.zeros(size, size, dtype=torch.float64)
-    for i in range(size):
-        for k, weight in enumerate(taps):
-            matrix[i, _border_index(i + k - radius, size, border)] += weight
+    for k, weight in enumerate(taps):  # tap k of output i reads position i + k − radius
+        sources = _border_indices(torch.arange(size) + k - radius, size, border)
+        matrix.index_put_((torch.arange(size), sources), torch.tensor(weight, dtype=torch.float64), accumulate=True)
     return matrix.float()
 
 
@@ -521,10 +527,10 @@ def snow(images: torch.Tensor, severity: int, generator: torch.Generator) -> tor
 
 
 @functools.cache
-def frost_textures() -> torch.Tensor:
+def frost_textures() -> tuple[torch.Tensor, torch.Tensor]:
     """The five frost photographs of the published code, reduced as its CIFAR code reduces them, as one
-    uint8 tensor (5, 120, 180, 3) padded with zeros, and their sizes. See ``frost/README.md``: they are
-    the published files (Apache License 2.0), shipped in this package."""
+    uint8 tensor (5, 120, 180, 3) padded with zeros, and their sizes, long (5, 2) of (rows, columns).
+    See ``frost/README.md``: they are the published files (Apache License 2.0), shipped in this package."""
     from PIL import Image
 
     folder = Path(__file__).with_name("frost")
@@ -532,17 +538,14 @@ def frost_textures() -> torch.Tensor:
     stacked = torch.zeros(5, max(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays), 3, dtype=torch.uint8)
     for i, array in enumerate(arrays):
         stacked[i, : array.shape[0], : array.shape[1]] = torch.from_numpy(array.copy())
-    return stacked
-
-
-FROST_SIZES = ((120, 180), (63, 112), (63, 112), (70, 105), (99, 132))  # (rows, cols) of each reduced texture
+    return stacked, torch.tensor([a.shape[:2] for a in arrays])
 
 
 def frost_with_crops(images: torch.Tensor, severity: int, crops: torch.Tensor) -> torch.Tensor:
     """``frost`` with the crops given: (N, 3) integer rows of (texture 0–4, top row, left column)."""
     weight_image, weight_frost = FROST[severity - 1]
     n, h, w, _ = images.shape
-    textures = frost_textures().to(images.device)
+    textures = frost_textures()[0].to(images.device)
     crops = crops.to(images.device).long()
     rows = crops[:, 1].view(n, 1, 1) + torch.arange(h, device=images.device).view(1, h, 1)
     cols = crops[:, 2].view(n, 1, 1) + torch.arange(w, device=images.device).view(1, 1, w)
@@ -555,29 +558,16 @@ def frost(images: torch.Tensor, severity: int, generator: torch.Generator) -> to
     """Blend each image with a random crop of one of five frost textures (the published photographs,
     see ``frost_textures``). Images must be smaller than 63×105, the smallest texture, as CIFAR's are."""
     n, h, w, _ = images.shape
-    if h >= min(r for r, _ in FROST_SIZES) or w >= min(c for _, c in FROST_SIZES):
+    sizes = frost_textures()[1]  # (5, 2)
+    if h >= sizes[:, 0].min() or w >= sizes[:, 1].min():
         raise ValueError(f"frost uses CIFAR's reduced textures and needs images under 63×105 pixels, got {h}×{w}")
     device = generator.device
     texture = torch.randint(0, 5, (n,), generator=generator, device=device)
-    sizes = torch.tensor(FROST_SIZES, device=device)[texture]  # (N, 2)
+    sizes = sizes.to(device)[texture]  # (N, 2)
     # numpy's randint(0, size − 32) excludes its upper end: top rows 0 … rows − 33
     top = (torch.rand(n, generator=generator, device=device, dtype=torch.float64) * (sizes[:, 0] - h)).long()
     left = (torch.rand(n, generator=generator, device=device, dtype=torch.float64) * (sizes[:, 1] - w)).long()
     return frost_with_crops(images, severity, torch.stack([texture, top, left], dim=1))
-
-
-def _border_indices(index: torch.Tensor, size: int, border: str) -> torch.Tensor:
-    """``_border_index`` for a whole integer tensor (one reflection period, so any distance works)."""
-    if border == "replicate":
-        return index.clamp(0, size - 1)
-    if border == "reflect101":
-        period = max(2 * size - 2, 1)
-        index = index.abs() % period
-        return torch.where(index >= size, period - index, index)
-    if border == "symmetric":
-        index = index % (2 * size)
-        return torch.where(index >= size, 2 * size - 1 - index, index)
-    raise ValueError(f"unknown border rule {border!r}")
 
 
 def _bilinear_sample(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, border: str) -> torch.Tensor:
