@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from evaluation.metrics import accuracy, classification_metrics, expected_calibration_error, ood_scores
-from trainables.data import Dataset
+from trainables.data import Dataset, input_batches
+
+if TYPE_CHECKING:
+    from trainables.data.imagenet import ImageFiles
 
 BATCH_SIZE = 1024
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """Probabilities (N, K) float64 from a model whose forward returns probabilities."""
+def predict(model: torch.nn.Module, x: torch.Tensor | ImageFiles) -> np.ndarray:
+    """Probabilities (N, K) float64 from a model whose forward returns probabilities; files are
+    decoded by as many DataLoader workers as this process may use threads."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(chunk.to(device)).cpu() for chunk in x.split(BATCH_SIZE)]).double().numpy()
+    batches = input_batches(x, BATCH_SIZE, workers=torch.get_num_threads())
+    return torch.cat([model(chunk.to(device)).cpu() for chunk in batches]).double().numpy()
 
 
 @dataclass

@@ -16,6 +16,9 @@ SPACE = SearchSpace(
         "optimizer": "sgd_nesterov",
         "momentum": 0.9,
         "batch_size": 4096,
+        # 4096 ResNet-50 images do not fit on one GPU: each step accumulates the gradient of 16
+        # micro-batches of 256 (bf16, ~20 GB on an H100); a smaller card can --set micro_batch_size=128.
+        "micro_batch_size": 256,
         "epochs": 90,
         "warmup_epochs": 5,
         "lr_milestones": [30, 60, 80],

@@ -25,7 +25,7 @@ def write_fake_cifar(root, train_per_class: int = 20, test: int = 60, seed: int 
     test_images = (rng.integers(0, 60, (test, 32, 32, 3)) + test_labels[:, None, None, None] * 19).astype(np.uint8)
     write_cifar("cifar10", root, test_images, test_labels, train=False)
     with open(root / "cifar-10-batches-py" / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [f"thing{i}".encode() for i in range(10)]}, f)
+        pickle.dump({"label_names": [f"thing{i}" for i in range(10)]}, f)
     write_cifar(
         "cifar100", root, rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), np.arange(40) % 100, train=False
     )
@@ -171,3 +171,58 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home):
     want = mlflow.pyfunc.load_model("models:/ovatune-cifar10-ova@champion").predict(raw.reshape(len(raw), -1))
     got = exported(raw)
     assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5
+
+
+def test_download_flag_fetches_cifar_and_svhn_through_torchvision(tmp_path, monkeypatch):
+    """--download runs torchvision's download=True: archives in the published layout are served on
+    127.0.0.1 (this machine cannot reach the real hosts), torchvision fetches, checks and extracts
+    them, and the loader reads the result. A second run, with the server gone, downloads nothing."""
+    import hashlib
+    import http.server
+    import pickle
+    import tarfile
+    import threading
+
+    import torchvision
+
+    from trainables.data import check_available
+
+    source, served = tmp_path / "source", tmp_path / "served"
+    served.mkdir()
+    write_fake_cifar(source)
+    rng = np.random.default_rng(1)
+    write_cifar("cifar100", source, rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8), np.arange(200) % 100, True)
+    with open(source / "cifar-100-python" / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
+
+    def md5(path) -> str:
+        return hashlib.md5(path.read_bytes()).hexdigest()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(served))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    for cls, folder, meta_file in ((torchvision.datasets.CIFAR10, "cifar-10-batches-py", "batches.meta"),
+                                   (torchvision.datasets.CIFAR100, "cifar-100-python", "meta")):  # fmt: skip
+        with tarfile.open(served / cls.filename, "w:gz") as tar:
+            tar.add(source / folder, arcname=folder)
+        monkeypatch.setattr(cls, "url", f"{base}/{cls.filename}")
+        monkeypatch.setattr(cls, "tgz_md5", md5(served / cls.filename))
+        monkeypatch.setattr(cls, "train_list", [[n, md5(source / folder / n)] for n, _ in cls.train_list])
+        monkeypatch.setattr(cls, "test_list", [[n, md5(source / folder / n)] for n, _ in cls.test_list])
+        monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(source / folder / meta_file)})
+    svhn = source / "svhn" / "test_32x32.mat"
+    (served / "test_32x32.mat").write_bytes(svhn.read_bytes())
+    monkeypatch.setattr(torchvision.datasets.SVHN, "split_list",
+                        {"test": [f"{base}/test_32x32.mat", "test_32x32.mat", md5(svhn)]})  # fmt: skip
+
+    data_dir = tmp_path / "data"
+    try:
+        check_available("cifar10", str(data_dir), download=True)
+    finally:
+        server.shutdown()
+    data = load_dataset("cifar10", str(data_dir))
+    assert len(data.train) + len(data.val) == 200 and data.class_names[0] == "thing0"
+    assert data.ood["cifar100"].shape == (40, 3, 32, 32) and data.ood["svhn"].shape == (30, 3, 32, 32)
+    check_available("cifar10", str(data_dir), download=True)  # all there and intact: no request is made

@@ -22,16 +22,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from evaluation.metrics import classification_metrics
-from trainables.data import Dataset, Split, load_dataset
+from trainables.data import Dataset, Split, input_batches, load_dataset
 from trainables.data.augment import AUGMENTATIONS
 from trainables.methods import Method, get_method
 from trainables.models import Classifier, build_classifier
+
+if TYPE_CHECKING:
+    from trainables.data.imagenet import ImageFiles
 
 CHECKPOINT_STATE = "state.pt"  # model, optimizer and schedule state; loads with weights_only=True
 CHECKPOINT_META = "meta.json"  # what it takes to rebuild the model without Ray: config, classes
@@ -110,40 +113,60 @@ def fit_epoch(
 ) -> tuple[float, float]:
     """Train one epoch (0-based index ``epoch``); returns (mean training loss, training accuracy).
 
-    Batches are gathered, and augmented by ``augment`` when given, on the data's device. On CUDA the
-    forward pass runs in bfloat16 autocast. The loss is summed on the device and read once per epoch
-    (no per-step synchronisation); a non-finite value comes back as such for the caller to act on.
+    Each optimizer step takes ``batch_size`` examples. With ``micro_batch_size`` smaller than that,
+    the step's gradient is accumulated over micro-batches (each loss weighted by its share of the
+    batch), so a batch that does not fit on the device still gives the same step; batch-norm
+    statistics are then those of each micro-batch.
+
+    In-memory inputs are gathered, and augmented by ``augment`` when given, on the data's device.
+    Files (:class:`~trainables.data.imagenet.ImageFiles`) are decoded and augmented by
+    ``loader_workers`` DataLoader processes, seeded by the trial's seed and the epoch, and copied to
+    the model's device. On CUDA the forward pass runs in bfloat16 autocast. The loss is summed on the
+    device and read once per epoch (no per-step synchronisation); a non-finite value comes back as
+    such for the caller to act on.
     """
     seed = int(config["seed"]) * 100_003 + epoch
     generator = torch.Generator().manual_seed(seed)
-    batches = batch_order(len(train), int(config["batch_size"]), config.get("steps_per_epoch"), generator)
+    batch_size = int(config["batch_size"])
+    micro_batch_size = int(config.get("micro_batch_size") or batch_size)
+    steps = batch_order(len(train), batch_size, config.get("steps_per_epoch"), generator)
+    micro_batches = [chunk for step in steps for chunk in step.split(micro_batch_size)]
+    device = next(model.parameters()).device
+    if isinstance(train.x, torch.Tensor):
+        on = train.x.device  # gathered where the data lives, then moved (a no-op when that is the model's device)
+        source = ((train.x[i].to(device), train.y[i].to(device)) for i in (c.to(on) for c in micro_batches))
+    else:
+        workers = int(config.get("loader_workers", config.get("threads", 1)))
+        loader = train.x.loader([c.tolist() for c in micro_batches], workers, seed, pin_memory=device.type == "cuda")
+        source = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
     model.train()
-    device = train.x.device
     augment_generator = torch.Generator(device=device).manual_seed(seed)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    for index in batches:
-        index = index.to(device)
-        x, y = train.x[index], train.y[index]  # (B, ...), (B,)
-        if augment is not None:
-            x = augment(x, augment_generator)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(x)  # (B, K)
-        loss = method.loss(logits.float(), y)
+    for step in steps:
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        for _ in range(math.ceil(len(step) / micro_batch_size)):
+            x, y = next(source)  # (b, ...), (b,)
+            if augment is not None:
+                x = augment(x, augment_generator)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(x)  # (b, K)
+            share = len(y) / len(step)  # the micro-batch's weight in the step's mean loss
+            loss = method.loss(logits.float(), y) * share
+            loss.backward()
+            total_loss += loss.detach()
+            correct += (logits.detach().argmax(dim=1) == y).sum()
         optimizer.step()
-        total_loss += loss.detach()
-        correct += (logits.detach().argmax(dim=1) == y).sum()
-    seen = sum(len(b) for b in batches)
-    return float(total_loss) / len(batches), float(correct) / seen
+    seen = sum(len(b) for b in steps)
+    return float(total_loss) / len(steps), float(correct) / seen
 
 
 @torch.no_grad()
-def predict_probabilities(model: Classifier, x: torch.Tensor) -> np.ndarray:
-    """The method's evaluation probabilities for inputs x, (N, K) float64."""
+def predict_probabilities(model: Classifier, x: torch.Tensor | ImageFiles, workers: int = 0) -> np.ndarray:
+    """The method's evaluation probabilities for inputs x (a tensor or files), (N, K) float64."""
     model.eval()
-    chunks = [model.probabilities(chunk) for chunk in x.split(EVAL_BATCH_SIZE)]
+    device = next(model.parameters()).device
+    chunks = [model.probabilities(chunk.to(device)) for chunk in input_batches(x, EVAL_BATCH_SIZE, workers)]
     return torch.cat(chunks).double().cpu().numpy()
 
 
@@ -193,7 +216,7 @@ def train_classifier(config: dict[str, Any]) -> None:
     data = cached_dataset(config)
     # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train, val = (Split(s.x.to(device), s.y.to(device)) for s in (data.train, data.val))
+    train, val = data.train.to(device), data.val.to(device)
     method = get_method(config["method"])
     torch.manual_seed(int(config["seed"]))
     model = build_classifier(data.input_shape, data.num_classes, config).to(device)
@@ -239,7 +262,8 @@ def train_classifier(config: dict[str, Any]) -> None:
                 }
             )
             return
-        val_metrics = classification_metrics(predict_probabilities(model, val.x), data.val.y.numpy())
+        workers = int(config.get("loader_workers", config.get("threads", 1)))
+        val_metrics = classification_metrics(predict_probabilities(model, val.x, workers), data.val.y.numpy())
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,

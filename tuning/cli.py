@@ -34,6 +34,11 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _absolute_path(value: str) -> str:
+    """Trials read the path in other processes, whose working directory is not the caller's."""
+    return str(Path(value).expanduser().absolute())
+
+
 def _names_in(registry, kind: str):
     """An argparse type for a comma-separated list of keys of ``registry``, refusing unknown ones
     with the valid choices."""
@@ -111,7 +116,16 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--name", help="sweep name (default: EXPERIMENT-<date>-<time>)")
     p.add_argument(
-        "--data-dir", default=os.environ.get("OVATUNE_DATA_DIR"), help="where on-disk datasets live ($OVATUNE_DATA_DIR)"
+        "--data-dir",
+        type=_absolute_path,
+        default=os.environ.get("OVATUNE_DATA_DIR"),
+        help="where on-disk datasets live ($OVATUNE_DATA_DIR)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download missing datasets into --data-dir first (torchvision's download=True: CIFAR-10/100 and "
+        "SVHN; ImageNet and the -C sets cannot be downloaded automatically)",
     )
     p.add_argument(
         "--smoke-test", action="store_true", help="1 trial per loss, 2 epochs: checks the whole path in seconds"
@@ -184,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     corrupt.add_argument("dataset", choices=list(CORRUPTED_SETS), metavar="DATASET",
                          help=f"one of: {', '.join(CORRUPTED_SETS)}")  # fmt: skip
-    corrupt.add_argument("--data-dir", default=os.environ.get("OVATUNE_DATA_DIR"),
+    corrupt.add_argument("--data-dir", type=_absolute_path, default=os.environ.get("OVATUNE_DATA_DIR"),
                          help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default: $OVATUNE_DATA_DIR)")  # fmt: skip
     corrupt.add_argument("--out", help="output folder (default: <data-dir>/CIFAR-10-C or CIFAR-100-C)")
     from trainables.data.corruptions import CORRUPTIONS
@@ -226,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.data import DatasetNotAvailable, check_available
 
     try:
-        check_available(space.dataset, args.data_dir)
+        check_available(space.dataset, args.data_dir, download=args.download)
     except DatasetNotAvailable as error:
         return _fail(str(error))
     code = _sweep(space, settings, args)

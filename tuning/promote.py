@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 import trainables
 from search_spaces import SearchSpace
+from trainables.data import input_batches
 from trainables.methods import METHODS
 from trainables.serving import (
     KEEP_FRACTION,
@@ -97,7 +98,9 @@ def promote(results, space: SearchSpace, sweep: str, experiment_id: str, setting
         data = cached_dataset(meta["config"])
         confidence = predict_probabilities(classifier, data.val.x).max(axis=1)  # batched: any model size
         threshold = choose_threshold(confidence)
-        raw = raw_inputs(data.preprocessing, data.val.x[:4]).numpy().astype(np.float32)  # (4, *raw shape)
+        raw = (
+            raw_inputs(data.preprocessing, next(input_batches(data.val.x, 4))).numpy().astype(np.float32)
+        )  # (4, *raw shape)
         # The signature takes one flattened raw input per row: a DataFrame row, an array row or a JSON list.
         example = raw.reshape(len(raw), -1)
         name = registered_name(space.name, loss)

@@ -14,13 +14,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from evaluation import figures
 from evaluation.runner import Evaluation, evaluate_model
 from search_spaces import SearchSpace
-from trainables.data import load_dataset
+from trainables.data import load_dataset, take
 from trainables.methods import METHODS
 from trainables.models import ProbabilityModel
 from tuning.export import CARD_FILE, model_card
@@ -29,6 +30,7 @@ from tuning.settings import Settings, redact
 from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, find_runs, get_or_create_experiment
 
 log = logging.getLogger(__name__)
+PCA_EXAMPLES = 2000
 
 
 class NoChampions(RuntimeError):
@@ -163,7 +165,10 @@ def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dic
         drawn["confidence_landscape"] = figures.confidence_landscape(models, data.train.x.numpy())
     distance = {loss: m.classifier for loss, m in models.items() if METHODS[loss].is_distance}
     if distance:
-        drawn["class_centres_pca"] = figures.class_centres_pca(distance, data.train.x, data.train.y.numpy())
+        # At most 2000 training examples: the plot needs no more, and a large set would not fit in one batch.
+        index = torch.arange(0, len(data.train), max(1, len(data.train) // PCA_EXAMPLES))[:PCA_EXAMPLES]
+        sample = take(data.train.x, index)  # (n, ...), spread evenly over the split
+        drawn["class_centres_pca"] = figures.class_centres_pca(distance, sample, data.train.y[index].numpy())
     return drawn
 
 
@@ -218,6 +223,29 @@ def summary_table(evaluations: dict[str, Evaluation]) -> str:
     return format_table(summary_rows(evaluations), columns, headers)
 
 
+def ood_paper_table(dataset: str, evaluations: dict[str, Evaluation]) -> str:
+    """AUROC / AUPRC per OOD set and loss, laid out as the paper's Tables S2 and S3."""
+    ood_names = list(next(iter(evaluations.values())).ood)
+    lines = ["| D_in | Loss function | " + " | ".join(f"D_ood = {n}: AUROC / AUPRC" for n in ood_names) + " |",
+             "|" + "---|" * (2 + len(ood_names))]  # fmt: skip
+    for loss, ev in evaluations.items():
+        cells = [f"{ev.ood[n]['auroc']:.4f} / {ev.ood[n]['auprc']:.4f}" for n in ood_names]
+        lines.append(f"| {dataset} | {METHODS[loss].title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def shift_table(evaluations: dict[str, Evaluation]) -> str:
+    """One row per (corruption, loss): accuracy / ECE at each intensity, the numbers behind the box plots."""
+    lines = ["| corruption | loss | " + " | ".join(f"intensity {i}" for i in range(1, 6)) + " |", "|" + "---|" * 7]
+    corruptions = dict.fromkeys(r["corruption"] for ev in evaluations.values() for r in ev.shift)
+    for corruption in corruptions:
+        for loss, ev in evaluations.items():
+            at = {r["intensity"]: r for r in ev.shift if r["corruption"] == corruption}
+            cells = [f"{at[i]['accuracy']:.3f} / {at[i]['ece']:.3f}" for i in range(1, 6)]
+            lines.append(f"| {corruption} | {loss} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render_report(
     space, sweep, champions, hyperparameters, evaluations: dict[str, Evaluation], figure_names: list[str]
 ) -> str:
@@ -261,6 +289,7 @@ def render_report(
         columns = [f"{n}_{k}" for n in ood_names for k in ("auroc", "auprc", "mean_confidence")]
         headers = [f"{n} {k.replace('_', ' ')}" for n in ood_names for k in ("AUROC", "AUPRC", "mean_confidence")]
         lines.append(format_table(rows, ["loss"] + columns, ["loss"] + headers))
+        lines += ["", "As the paper's Tables S2/S3:", "", ood_paper_table(space.dataset, evaluations)]
     if any(ev.shift for ev in evaluations.values()):
         lines += ["", "## Under shift (mean over corruptions)", ""]
         rows = []
@@ -273,6 +302,7 @@ def render_report(
             rows.append(row)
         lines.append(format_table(rows, ["loss"] + [f"acc{i}" for i in range(6)] + [f"ece{i}" for i in range(6)],
                                   ["loss"] + [f"acc {i or 'test'}" for i in range(6)] + [f"ECE {i or 'test'}" for i in range(6)]))  # fmt: skip
+        lines += ["", "### Every corruption (accuracy / ECE at intensities 1-5)", "", shift_table(evaluations)]
     lines += ["", "## Figures", ""]
     lines += [f"### {name.replace('_', ' ')}\n\n![{name}](figures/{name}.png)\n" for name in figure_names]
     return "\n".join(lines) + "\n"

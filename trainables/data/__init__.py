@@ -7,11 +7,15 @@ has images, shifted copies of the test split (corruption × intensity 1–5).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from trainables.data.imagenet import ImageFiles
 
 
 class DatasetNotAvailable(RuntimeError):
@@ -20,13 +24,39 @@ class DatasetNotAvailable(RuntimeError):
 
 @dataclass
 class Split:
-    """Model inputs ``x`` (N, ...) float32 and integer labels ``y`` (N,)."""
+    """Model inputs ``x`` (N, ...) and integer labels ``y`` (N,).
 
-    x: torch.Tensor
+    ``x`` is a tensor (float features, or uint8 images augmented on the device), or, for data too
+    large for memory (ImageNet), :class:`~trainables.data.imagenet.ImageFiles` that DataLoader workers
+    decode; :func:`input_batches` iterates either.
+    """
+
+    x: torch.Tensor | ImageFiles
     y: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def to(self, device: torch.device) -> Split:
+        """The split with its tensors on ``device`` (files stay files: their batches move later)."""
+        x = self.x.to(device) if isinstance(self.x, torch.Tensor) else self.x
+        return Split(x, self.y.to(device))
+
+
+def take(x: torch.Tensor | ImageFiles, index: torch.Tensor) -> torch.Tensor:
+    """The inputs at ``index`` as one tensor (B, ...), decoded when they are files."""
+    if isinstance(x, torch.Tensor):
+        return x[index]
+    return next(iter(x.loader([index.tolist()], workers=0, seed=0)))[0]
+
+
+def input_batches(x: torch.Tensor | ImageFiles, batch_size: int, workers: int = 0) -> Iterator[torch.Tensor]:
+    """Consecutive batches of inputs, in order: slices of a tensor, or decoded batches of files
+    (``workers`` DataLoader processes)."""
+    if isinstance(x, torch.Tensor):
+        yield from x.split(batch_size)
+    else:
+        yield from x.batches(batch_size, workers)
 
 
 @dataclass
@@ -102,17 +132,30 @@ def _load_cifar100(data_dir: str | None, seed: int) -> Dataset:
     return load_cifar("cifar100", data_dir, seed)
 
 
+def _load_imagenet(data_dir: str | None, seed: int) -> Dataset:
+    from trainables.data.imagenet import load_imagenet
+
+    return load_imagenet(data_dir, seed)
+
+
 # name -> loader(data_dir, data_seed). The embedded datasets ignore data_dir: they need no files.
 DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
     "toy2d": _load_toy2d,
     "digits": _load_digits,
     "cifar10": _load_cifar10,
     "cifar100": _load_cifar100,
+    "imagenet": _load_imagenet,
 }
 
 
-def check_available(name: str, data_dir: str | None) -> None:
+def check_available(name: str, data_dir: str | None, download: bool = False) -> None:
     """Fail fast, before any trial starts, when an on-disk dataset's files are missing.
+
+    Args:
+        name: a key of ``DATASETS``.
+        data_dir: where on-disk datasets live (else $OVATUNE_DATA_DIR).
+        download: fetch what is missing first, where the dataset can be downloaded (see
+            ``download_dataset``).
 
     Raises:
         DatasetNotAvailable: no loader for ``name``, or its files are not under ``data_dir``.
@@ -121,12 +164,52 @@ def check_available(name: str, data_dir: str | None) -> None:
         raise DatasetNotAvailable(
             f"no loader for dataset {name!r} in this version of ovatune; datasets available: {', '.join(DATASETS)}"
         )
+    if download:
+        download_dataset(name, data_dir)
     if name in ("cifar10", "cifar100"):
         from trainables.data.cifar import cifar_data_dir, cifar_paths
 
         data_dir = cifar_data_dir(name, data_dir)
         for train in (False, True):  # the files of both splits exist; the trials read them
             cifar_paths(name, data_dir, train)
+    if name == "imagenet":
+        from trainables.data.imagenet import imagenet_root
+
+        imagenet_root(data_dir)
+
+
+def download_dataset(name: str, data_dir: str | None) -> None:
+    """Download ``name`` (and its OOD sets) into ``data_dir`` where its publisher allows it.
+
+    CIFAR-10, CIFAR-100 and SVHN come through torchvision's ``download=True`` (checked against
+    torchvision's MD5 sums), into the layout the loaders read. Files already there are not fetched
+    again. The embedded datasets need nothing; ImageNet and ImageNet-C need a licence or a manual
+    download, so asking for them is an error that says where to get them.
+
+    Raises:
+        DatasetNotAvailable: the dataset cannot be downloaded automatically, or the download failed.
+    """
+    if name in ("toy2d", "digits"):
+        return
+    if name in ("cifar10", "cifar100"):
+        import torchvision
+
+        from trainables.data.cifar import OOD_PAIRS, cifar_data_dir
+
+        root = str(cifar_data_dir(name, data_dir))
+        classes = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+        try:
+            for cifar in (name, OOD_PAIRS[name][0]):  # the dataset and the other CIFAR (its OOD set)
+                classes[cifar](root, train=True, download=True)
+            torchvision.datasets.SVHN(f"{root}/svhn", split="test", download=True)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError
+            raise DatasetNotAvailable(f"downloading {name} into {root} failed: {error}") from error
+        return
+    raise DatasetNotAvailable(
+        f"{name} cannot be downloaded automatically: get it from its publisher (ImageNet: "
+        f"https://image-net.org, after accepting its terms; ImageNet-C: https://zenodo.org/record/2235448) "
+        f"and put it under --data-dir, as the README's 'Datasets' section shows"
+    )
 
 
 def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:

@@ -2,7 +2,8 @@
 
 ``<data_dir>/cifar-10-batches-py/{data_batch_1..5,test_batch}`` and
 ``<data_dir>/cifar-100-python/{train,test}``: each a pickle of ``data`` (N, 3072) uint8, rows of
-R, G, B planes, and the labels (``labels``, or ``fine_labels`` for CIFAR-100).
+R, G, B planes, and the labels (``labels``, or ``fine_labels`` for CIFAR-100). The published files
+are Python 2 pickles; they are read with ``encoding="latin1"``, as torchvision reads them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from trainables.data import Dataset, DatasetNotAvailable, Split, stratified_spli
 
 # name -> (folder, training files, test file, label key)
 CIFAR_FILES = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels"),
-    "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels"),
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels"),
+    "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels"),
 }
 
 
@@ -71,8 +72,8 @@ def read_cifar(name: str, data_dir: str | Path, train: bool) -> tuple[np.ndarray
     images, labels = [], []
     for path in paths:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            batch = pickle.load(f, encoding="latin1")  # Python 2 pickles, read as torchvision reads them
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
@@ -89,7 +90,7 @@ def write_cifar(name: str, data_dir: str | Path, images: np.ndarray, labels: np.
     for file, part in zip(files, parts):
         data = np.ascontiguousarray(images[part].transpose(0, 3, 1, 2)).reshape(len(part), -1)
         with open(root / file, "wb") as f:
-            pickle.dump({b"data": data, label_key: [int(v) for v in labels[part]]}, f)
+            pickle.dump({"data": data, label_key: [int(v) for v in labels[part]]}, f)
     return root
 
 
@@ -102,12 +103,10 @@ OOD_PAIRS = {"cifar10": ("cifar100", "svhn"), "cifar100": ("cifar10", "svhn")}
 def class_names(name: str, data_dir: str | Path) -> list[str]:
     """The label names from the dataset's own meta file, else CIFAR-10's or "class i"."""
     folder = Path(data_dir).expanduser() / CIFAR_FILES[name][0]
-    meta, key = (
-        (folder / "batches.meta", b"label_names") if name == "cifar10" else (folder / "meta", b"fine_label_names")
-    )
+    meta, key = (folder / "batches.meta", "label_names") if name == "cifar10" else (folder / "meta", "fine_label_names")
     if meta.is_file():
         with open(meta, "rb") as f:
-            return [n.decode() for n in pickle.load(f, encoding="bytes")[key]]
+            return list(pickle.load(f, encoding="latin1")[key])
     return CIFAR10_CLASSES if name == "cifar10" else [f"class {i}" for i in range(100)]
 
 

@@ -1,0 +1,107 @@
+"""One ResNet-20 CIFAR-10 epoch on a GPU through the trainable's own loop, and what the paper's sweep costs.
+
+Runs ``trainables.train.fit_epoch`` (the code every trial runs) with the ``cifar10`` space's settings:
+ResNet-20 v1, Adam, batch 512, 45 000 training images (CIFAR-10's 50 000 less the 10% validation
+split) held on the GPU as uint8, pad-crop-flip augmentation on the GPU, channels_last, bf16
+autocast; then the per-epoch validation pass on 5 000 images, as a trial does. The pixels are random
+(the speed does not depend on them), so no dataset is needed.
+
+It prints the epoch time (training steps alone, and with validation), images/s, and the projected
+wall time of the paper's CIFAR-10 sweep (4 losses × 100 trials × 200 epochs) on one GPU, one trial
+at a time. With ``--concurrent K`` it also runs K such trials at once in separate processes, as
+``--gpus-per-trial 1/K`` packs them on one GPU, and projects the sweep from their summed throughput.
+
+    python benchmarks/gpu_epoch.py [--epochs 3] [--compile] [--concurrent 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from search_spaces import get_space
+from trainables.data import Split
+from trainables.data.augment import pad_crop_flip
+from trainables.methods import get_method
+from trainables.models import build_classifier
+from trainables.train import build_optimizer, fit_epoch, predict_probabilities, set_epoch_lr
+
+TRAIN, VAL = 45_000, 5_000
+SWEEP_TRIALS = 4 * 100  # losses × trials per loss (paper Appendix E.2)
+
+
+def measure(epochs: int, compile_model: bool, device: str) -> dict:
+    """Train ``epochs`` epochs (the first is warm-up); returns per-epoch seconds of the others."""
+    space = get_space("cifar10")
+    config = {**space.fixed, "method": "softmax", "lr": 1e-3, "seed": 0, "adam_beta1": 0.9, "adam_eps": 1e-7}
+    dev = torch.device(device)
+    generator = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randint(0, 256, (TRAIN + VAL, 3, 32, 32), dtype=torch.uint8, device=dev, generator=generator)
+    y = torch.randint(0, 10, (TRAIN + VAL,), device=dev, generator=generator)
+    train, val = Split(x[:TRAIN], y[:TRAIN]), Split(x[TRAIN:], y[TRAIN:])
+    torch.manual_seed(0)
+    model = build_classifier((3, 32, 32), 10, config).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), config)
+    step_model = torch.compile(model) if compile_model else model
+    fit_s, val_s = [], []
+    for epoch in range(epochs):
+        set_epoch_lr(optimizer, config, epoch)
+        started = time.perf_counter()
+        fit_epoch(
+            step_model, get_method("softmax"), optimizer, train, config, epoch, pad_crop_flip
+        )  # reads the loss: synchronised
+        fitted = time.perf_counter()
+        predict_probabilities(model, val.x)  # copies to the host: synchronised
+        if epoch > 0:
+            fit_s.append(fitted - started)
+            val_s.append(time.perf_counter() - fitted)
+    fit, validate = sum(fit_s) / len(fit_s), sum(val_s) / len(val_s)
+    return {"fit_s": fit, "epoch_s": fit + validate, "images_per_s": TRAIN / fit}
+
+
+def projected_hours(epoch_s: float, concurrent: int = 1) -> float:
+    epochs = get_space("cifar10").fixed["epochs"]
+    return SWEEP_TRIALS * epochs * epoch_s / concurrent / 3600
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement; the first is warm-up")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (the trials' compile=true)")
+    parser.add_argument("--concurrent", type=int, default=0, help="also run K trials at once on the GPU")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one child of --concurrent
+    args = parser.parse_args()
+    result = measure(args.epochs, args.compile, args.device)
+    if args.json:
+        print(json.dumps(result))
+        return
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    print("$ python " + " ".join(sys.argv))
+    print(f"device: {name}, torch {torch.__version__}, compile={args.compile}")
+    print(f"one trial : epoch {result['fit_s']:.2f} s training + {result['epoch_s'] - result['fit_s']:.2f} s "
+          f"validation; {result['images_per_s']:,.0f} images/s (goal on one H100: epoch <= 3 s)")  # fmt: skip
+    print(f"            paper's CIFAR-10 sweep ({SWEEP_TRIALS} trials x 200 epochs), one trial at a time: "
+          f"{projected_hours(result['epoch_s']):.1f} h per GPU")  # fmt: skip
+    if args.concurrent > 1:
+        command = [sys.executable, __file__, "--epochs", str(args.epochs), "--device", args.device, "--json"]
+        command += ["--compile"] if args.compile else []
+        children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(args.concurrent)]
+        results = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
+        epoch_s = max(r["epoch_s"] for r in results)  # each finishes an epoch in this long
+        total = sum(r["images_per_s"] for r in results)
+        print(f"{args.concurrent} at once : epoch {epoch_s:.2f} s each (with validation); {total:,.0f} images/s "
+              f"together; the sweep with --gpus-per-trial {1 / args.concurrent:.2g}: "
+              f"{projected_hours(epoch_s, args.concurrent):.1f} h per GPU")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The report's tables, from evaluations made by hand."""
+
+import numpy as np
+
+from evaluation.runner import Evaluation
+from tuning.report import ood_paper_table, shift_table
+
+
+def _evaluation(loss: str, auroc: float) -> Evaluation:
+    shift = [{"corruption": c, "intensity": i, "accuracy": 1 - i / 10, "ece": i / 100 + (c == "fog") / 2}
+             for c in ("fog", "snow") for i in range(6)]  # fmt: skip
+    return Evaluation(
+        loss=loss,
+        test={},
+        train_accuracy=1.0,
+        test_probs=np.zeros((0, 2)),
+        test_labels=np.zeros(0),
+        ood={"cifar100": {"auroc": auroc, "auprc": 0.75871}, "svhn": {"auroc": 0.642, "auprc": 0.77794}},
+        shift=shift,
+    )
+
+
+def test_ood_table_has_the_layout_of_tables_s2_and_s3():
+    table = ood_paper_table(
+        "cifar10", {"softmax": _evaluation("softmax", 0.80031), "ova_dm": _evaluation("ova_dm", 0.7669)}
+    )
+    lines = table.splitlines()
+    assert lines[0] == "| D_in | Loss function | D_ood = cifar100: AUROC / AUPRC | D_ood = svhn: AUROC / AUPRC |"
+    assert lines[2] == "| cifar10 | Crossentropy | 0.8003 / 0.7587 | 0.6420 / 0.7779 |"
+    assert lines[3] == "| cifar10 | One-vs-all DM | 0.7669 / 0.7587 | 0.6420 / 0.7779 |"
+
+
+def test_shift_table_lists_every_corruption_and_intensity():
+    lines = shift_table({"softmax": _evaluation("softmax", 0.8), "dm": _evaluation("dm", 0.8)}).splitlines()
+    assert len(lines) == 2 + 2 * 2  # header, rule, (fog, snow) × (softmax, dm)
+    assert (
+        lines[2] == "| fog | softmax | 0.900 / 0.510 | 0.800 / 0.520 | 0.700 / 0.530 | 0.600 / 0.540 | 0.500 / 0.550 |"
+    )
+    assert lines[5].startswith("| snow | dm | 0.900 / 0.010 |")
