@@ -44,11 +44,19 @@ def test_unreachable_tracking_server_fails_fast(capsys, home):
     assert not ray.is_initialized()
 
 
-def test_experiment_without_a_loader_says_so_before_ray_starts(capsys, home):
-    assert main(["sweep", "imagenet"]) == 2
-    err = capsys.readouterr().err
-    assert "cannot load yet" in err and "digits, toy2d, cifar10, cifar100" in err
+@pytest.mark.parametrize("experiment", ["imagenet", "clinc"])
+def test_missing_files_of_every_on_disk_dataset_fail_before_ray_starts(capsys, home, tmp_path, experiment):
+    assert main(["sweep", experiment, "--data-dir", str(tmp_path)]) == 2
+    assert f"looked for {tmp_path}/" in capsys.readouterr().err
     assert not ray.is_initialized()
+
+
+def test_a_relative_data_dir_reaches_the_trials_as_an_absolute_path(tmp_path, monkeypatch):
+    from tuning.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["sweep", "cifar10", "--data-dir", "data"])
+    assert args.data_dir == str(tmp_path / "data")
 
 
 def test_missing_cifar_files_fail_before_ray_starts(capsys, home, tmp_path, monkeypatch):

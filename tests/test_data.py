@@ -61,8 +61,8 @@ def test_digits_ood_patches_come_from_the_photos():
 
 
 def test_unknown_dataset_names_the_available_ones():
-    with pytest.raises(DatasetNotAvailable, match="toy2d, digits, cifar10, cifar100"):
-        load_dataset("imagenet")
+    with pytest.raises(DatasetNotAvailable, match="toy2d, digits, cifar10, cifar100, imagenet, clinc"):
+        load_dataset("mnist")
 
 
 def test_contrast_by_hand_and_truncation():

@@ -38,6 +38,7 @@ def test_paper_fixed_settings():
     assert c100["optimizer"] == "sgd_nesterov" and c100["warmup_epochs"] == 1
     imagenet = get_space("imagenet").fixed
     assert (imagenet["batch_size"], imagenet["epochs"], imagenet["optimizer"]) == (4096, 90, "sgd_nesterov")
+    assert imagenet["batch_size"] % imagenet["micro_batch_size"] == 0  # whole micro-batches per step
     clinc = get_space("clinc").fixed
     assert (clinc["batch_size"], clinc["epochs"], clinc["max_length"], clinc["optimizer"]) == (256, 1000, 32, "adam")
     toy = get_space("toy2d").fixed
@@ -60,8 +61,11 @@ def test_every_space_is_complete_and_converts_to_tune_domains(space):
         assert isinstance(domain, tune.search.sample.Float)
 
 
-def test_embedded_spaces_have_loaders():
-    assert {"toy2d", "digits"} <= {s.dataset for s in SPACES.values() if s.dataset in DATASETS}
+def test_every_space_has_a_loader_and_a_model():
+    from trainables.models import MODELS
+
+    for space in SPACES.values():
+        assert space.dataset in DATASETS and space.fixed["model"] in MODELS
 
 
 def test_unknown_space_lists_the_valid_names():

@@ -30,6 +30,7 @@ from trainables.models import Classifier, build_classifier
 SERVING_FILE = "serving.json"  # metadata: classes, method, preprocessing, threshold, file hashes
 MANIFEST_FILE = "manifest.json"  # an export's files and their SHA-256
 WEIGHTS_FILE = "weights.pt"  # the model's state dict only
+TOKENIZER_FILE = "tokenizer.json"  # text models' exports: the tokenizer that makes their token ids
 OUTPUTS = ("probabilities", "confidence", "prediction", "none_of_the_above")
 KEEP_FRACTION = 0.95  # the threshold keeps this share of in-distribution validation examples
 
@@ -52,11 +53,19 @@ class ChannelsFirst(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+class TokenIds(nn.Module):
+    """Token ids (B, L), sent as numbers → int64 ids (text is tokenized before, with the shipped tokenizer)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.round().long()
+
+
 # preprocessing name -> (raw → model input module, model input → raw). Each dataset names one.
 PREPROCESSING = {
     "identity": (nn.Identity, lambda x: x),
     "images_0_255_nhwc": (ImagesFrom0To255, lambda x: torch.round(x * 255.0).permute(0, 2, 3, 1)),
     "images_0_255_nhwc_unscaled": (ChannelsFirst, lambda x: x.float().permute(0, 2, 3, 1)),
+    "token_ids": (TokenIds, lambda x: x.float()),
 }
 
 
@@ -144,6 +153,16 @@ def as_raw_batch(model_input: Any, raw_shape: list[int]) -> torch.Tensor:
     return torch.from_numpy(array.reshape(-1, *raw_shape))
 
 
+def _texts(model_input: Any) -> list[str] | None:
+    """The strings in a list, array, Series or one-column DataFrame of text, else None (numbers)."""
+    if hasattr(model_input, "to_numpy"):
+        model_input = model_input.to_numpy()
+    values = np.asarray(model_input, dtype=object).ravel()
+    if len(values) and all(isinstance(v, str) for v in values):
+        return [str(v) for v in values]
+    return None
+
+
 class ExportedModel:
     """An ``ovatune export`` folder, loaded after checking every file against ``manifest.json``.
 
@@ -195,11 +214,22 @@ try:  # the pyfunc flavour exists only where MLflow is installed (always, for ov
         """The registered model: loads the bundle (checked, weights only) and predicts the four outputs."""
 
         def load_context(self, context) -> None:
-            self.model, self.info = load_serving_bundle(context.artifacts["bundle"])
+            self.model, self.info = load_serving_bundle(context.artifacts["bundle"])  # checks the hashes
+            meta = json.loads((Path(context.artifacts["bundle"]) / "meta.json").read_text())
+            self.tokenizer = None
+            if meta.get("tokenizer"):
+                from trainables.data.clinc import load_tokenizer
+
+                self.tokenizer = load_tokenizer(meta["tokenizer"])
 
         # No type hints on the inputs: MLflow would then validate by them instead of the logged
         # signature (it prints a one-line suggestion to add some; the signature is the check here).
         def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
+            texts = _texts(model_input) if self.tokenizer is not None else None
+            if texts is not None:  # a text model sent text: tokenize it as in training
+                from trainables.data.clinc import encode
+
+                model_input = encode(self.tokenizer, texts).numpy()
             x = as_raw_batch(model_input, self.info["raw_input_shape"])
             with torch.no_grad():
                 outputs = self.model(x)

@@ -178,6 +178,7 @@ def save_checkpoint(directory: Path, model, optimizer, epoch: int, config: dict,
     )
     meta = {
         "config": {k: v for k, v in config.items() if _is_json(v)},
+        "tokenizer": data.tokenizer,  # text: the tokenizer that made the inputs (tokenizers JSON), else None
         "input_shape": list(data.input_shape),
         "class_names": data.class_names,
         "epoch": epoch,
@@ -214,6 +215,7 @@ def train_classifier(config: dict[str, Any]) -> None:
     # Threads per trial are set deliberately: on small models, more threads than cores is far slower.
     torch.set_num_threads(int(config.get("threads", 1)))
     data = cached_dataset(config)
+    config = {**config, **data.model_settings}  # e.g. a text model's vocabulary size, saved in checkpoints
     # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train, val = data.train.to(device), data.val.to(device)

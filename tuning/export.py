@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
 from trainables.methods import METHODS
-from trainables.serving import MANIFEST_FILE, OUTPUTS, SERVING_FILE, load_serving_bundle, sha256
+from trainables.serving import MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle, sha256
 from tuning.promote import ALIAS, registered_name
 
 FORMATS = ("torchscript", "onnx", "mlflow")
@@ -139,6 +139,9 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
         else:
             shutil.copytree(model_dir, target / "mlflow_model")
         (target / SERVING_FILE).write_text(json.dumps({**info, "format": fmt}, indent=1))
+        tokenizer = json.loads((bundle / "meta.json").read_text()).get("tokenizer")
+        if tokenizer:  # text models take token ids: the tokenizer that makes them ships beside the model
+            (target / TOKENIZER_FILE).write_text(tokenizer)
     card = version.description if (version.description or "").startswith("# Model card") else None
     if card is None:
         params = client.get_run(version.run_id).data.params

@@ -16,6 +16,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import torch
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -103,6 +104,11 @@ def promote(results, space: SearchSpace, sweep: str, experiment_id: str, setting
         )  # (4, *raw shape)
         # The signature takes one flattened raw input per row: a DataFrame row, an array row or a JSON list.
         example = raw.reshape(len(raw), -1)
+        if data.tokenizer:  # a text model is registered to take text: it tokenizes as training did
+            from trainables.data.clinc import load_tokenizer
+
+            tokenizer = load_tokenizer(data.tokenizer)
+            example = pd.DataFrame({"text": [tokenizer.decode([int(i) for i in ids]) for ids in raw]})
         name = registered_name(space.name, loss)
         with tempfile.TemporaryDirectory() as scratch:
             bundle = write_serving_bundle(

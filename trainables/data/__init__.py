@@ -76,6 +76,10 @@ class Dataset:
             ``trainables.serving.PREPROCESSING``; exported models include it.
         augmentation: training-time augmentation of a batch on the device, a key of
             ``trainables.data.augment.AUGMENTATIONS``, or None.
+        tokenizer: for text, the tokenizer that made the token ids (``tokenizers`` JSON); it is
+            saved with every checkpoint and export.
+        model_settings: what the network must know of the data (e.g. ``vocab_size``); added to
+            the trial's config.
     """
 
     name: str
@@ -89,6 +93,8 @@ class Dataset:
     extras: dict = field(default_factory=dict)
     preprocessing: str = "identity"
     augmentation: str | None = None
+    tokenizer: str | None = None
+    model_settings: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -138,6 +144,12 @@ def _load_imagenet(data_dir: str | None, seed: int) -> Dataset:
     return load_imagenet(data_dir, seed)
 
 
+def _load_clinc(data_dir: str | None, seed: int) -> Dataset:
+    from trainables.data.clinc import load_clinc
+
+    return load_clinc(data_dir, seed)
+
+
 # name -> loader(data_dir, data_seed). The embedded datasets ignore data_dir: they need no files.
 DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
     "toy2d": _load_toy2d,
@@ -145,6 +157,7 @@ DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
     "cifar10": _load_cifar10,
     "cifar100": _load_cifar100,
     "imagenet": _load_imagenet,
+    "clinc": _load_clinc,
 }
 
 
@@ -176,13 +189,18 @@ def check_available(name: str, data_dir: str | None, download: bool = False) -> 
         from trainables.data.imagenet import imagenet_root
 
         imagenet_root(data_dir)
+    if name == "clinc":
+        from trainables.data.clinc import clinc_source
+
+        clinc_source(data_dir)
 
 
 def download_dataset(name: str, data_dir: str | None) -> None:
     """Download ``name`` (and its OOD sets) into ``data_dir`` where its publisher allows it.
 
     CIFAR-10, CIFAR-100 and SVHN come through torchvision's ``download=True`` (checked against
-    torchvision's MD5 sums), into the layout the loaders read. Files already there are not fetched
+    torchvision's MD5 sums), into the layout the loaders read; CLINC150 through Hugging Face
+    ``datasets`` (``clinc_oos``, config ``plus``, saved with ``save_to_disk``). Files already there are not fetched
     again. The embedded datasets need nothing; ImageNet and ImageNet-C need a licence or a manual
     download, so asking for them is an error that says where to get them.
 
@@ -204,6 +222,11 @@ def download_dataset(name: str, data_dir: str | None) -> None:
             torchvision.datasets.SVHN(f"{root}/svhn", split="test", download=True)
         except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError
             raise DatasetNotAvailable(f"downloading {name} into {root} failed: {error}") from error
+        return
+    if name == "clinc":
+        from trainables.data.clinc import download_clinc
+
+        download_clinc(data_dir)
         return
     raise DatasetNotAvailable(
         f"{name} cannot be downloaded automatically: get it from its publisher (ImageNet: "

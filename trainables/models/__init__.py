@@ -41,11 +41,28 @@ def build_resnet50(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.M
     return ResNet50(int(config.get("width", 64)))
 
 
+def build_bert_mini(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
+    """BERT-Mini from scratch; the data sets ``vocab_size``, ``max_length`` and ``pad_id``, and
+    ``width``, ``depth``, ``heads``, ``intermediate`` override 256, 4, 4, 1024."""
+    from trainables.models.bert import BertBody  # transformers is imported only for text models
+
+    return BertBody(
+        vocab_size=int(config["vocab_size"]),
+        max_length=int(config.get("max_length", input_shape[0])),
+        pad_id=int(config.get("pad_id", 0)),
+        hidden=int(config.get("width", 256)),
+        layers=int(config.get("depth", 4)),
+        heads=int(config.get("heads", 4)),
+        intermediate=int(config.get("intermediate", 1024)),
+    )
+
+
 MODELS: dict[str, Callable[[tuple[int, ...], dict[str, Any]], nn.Module]] = {
     "mlp": build_mlp,
     "resnet20": build_resnet20,
     "wide_resnet28_10": build_wide_resnet28_10,
     "resnet50": build_resnet50,
+    "bert_mini": build_bert_mini,
 }
 
 
