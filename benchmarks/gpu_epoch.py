@@ -36,15 +36,15 @@ TRAIN, VAL = 45_000, 5_000
 SWEEP_TRIALS = 4 * 100  # losses × trials per loss (paper Appendix E.2)
 
 
-def measure(epochs: int, compile_model: bool, device: str) -> dict:
+def measure(epochs: int, compile_model: bool, device: str, train_images: int = TRAIN) -> dict:
     """Train ``epochs`` epochs (the first is warm-up); returns per-epoch seconds of the others."""
     space = get_space("cifar10")
     config = {**space.fixed, "method": "softmax", "lr": 1e-3, "seed": 0, "adam_beta1": 0.9, "adam_eps": 1e-7}
     dev = torch.device(device)
     generator = torch.Generator(device=dev).manual_seed(0)
-    x = torch.randint(0, 256, (TRAIN + VAL, 3, 32, 32), dtype=torch.uint8, device=dev, generator=generator)
-    y = torch.randint(0, 10, (TRAIN + VAL,), device=dev, generator=generator)
-    train, val = Split(x[:TRAIN], y[:TRAIN]), Split(x[TRAIN:], y[TRAIN:])
+    x = torch.randint(0, 256, (train_images + VAL, 3, 32, 32), dtype=torch.uint8, device=dev, generator=generator)
+    y = torch.randint(0, 10, (train_images + VAL,), device=dev, generator=generator)
+    train, val = Split(x[:train_images], y[:train_images]), Split(x[train_images:], y[train_images:])
     torch.manual_seed(0)
     model = build_classifier((3, 32, 32), 10, config).to(dev)
     if dev.type == "cuda":
@@ -64,7 +64,8 @@ def measure(epochs: int, compile_model: bool, device: str) -> dict:
             fit_s.append(fitted - started)
             val_s.append(time.perf_counter() - fitted)
     fit, validate = sum(fit_s) / len(fit_s), sum(val_s) / len(val_s)
-    return {"fit_s": fit, "epoch_s": fit + validate, "images_per_s": TRAIN / fit}
+    scale = TRAIN / train_images  # a full CIFAR-10 epoch, when fewer images were timed (trying it on a CPU)
+    return {"fit_s": fit * scale, "epoch_s": fit * scale + validate, "images_per_s": train_images / fit}
 
 
 def projected_hours(epoch_s: float, concurrent: int = 1) -> float:
@@ -78,9 +79,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (the trials' compile=true)")
     parser.add_argument("--concurrent", type=int, default=0, help="also run K trials at once on the GPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--train-images", type=int, default=TRAIN, help="fewer to try the script on a CPU")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one child of --concurrent
     args = parser.parse_args()
-    result = measure(args.epochs, args.compile, args.device)
+    result = measure(args.epochs, args.compile, args.device, args.train_images)
     if args.json:
         print(json.dumps(result))
         return
@@ -92,7 +94,8 @@ def main() -> None:
     print(f"            paper's CIFAR-10 sweep ({SWEEP_TRIALS} trials x 200 epochs), one trial at a time: "
           f"{projected_hours(result['epoch_s']):.1f} h per GPU")  # fmt: skip
     if args.concurrent > 1:
-        command = [sys.executable, __file__, "--epochs", str(args.epochs), "--device", args.device, "--json"]
+        command = [sys.executable, __file__, "--epochs", str(args.epochs), "--device", args.device, "--json",
+                   "--train-images", str(args.train_images)]  # fmt: skip
         command += ["--compile"] if args.compile else []
         children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(args.concurrent)]
         results = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]

@@ -3,7 +3,7 @@
 import numpy as np
 
 from evaluation.runner import Evaluation
-from tuning.report import ood_paper_table, shift_table
+from tuning.report import accuracy_paper_table, ood_paper_table, shift_table
 
 
 def _evaluation(loss: str, auroc: float) -> Evaluation:
@@ -11,7 +11,7 @@ def _evaluation(loss: str, auroc: float) -> Evaluation:
              for c in ("fog", "snow") for i in range(6)]  # fmt: skip
     return Evaluation(
         loss=loss,
-        test={},
+        test={"accuracy": 0.90164, "ece": 0.0786},
         train_accuracy=1.0,
         test_probs=np.zeros((0, 2)),
         test_labels=np.zeros(0),
@@ -37,3 +37,8 @@ def test_shift_table_lists_every_corruption_and_intensity():
         lines[2] == "| fog | softmax | 0.900 / 0.510 | 0.800 / 0.520 | 0.700 / 0.530 | 0.600 / 0.540 | 0.500 / 0.550 |"
     )
     assert lines[5].startswith("| snow | dm | 0.900 / 0.010 |")
+
+
+def test_accuracy_table_has_the_layout_of_table_s1():
+    lines = accuracy_paper_table({"ova": _evaluation("ova", 0.8)}).splitlines()
+    assert lines == ["| Loss function | Test Accuracy | Test ECE |", "|---|---|---|", "| One-vs-all | 90.16 | 0.079 |"]

