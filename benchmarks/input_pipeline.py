@@ -68,7 +68,11 @@ def torchvision_rate(images: np.ndarray, labels: np.ndarray, batches: int, worke
     next(stream)  # workers started and warm
     started = time.perf_counter()
     for _ in range(batches):
-        x, _ = next(stream)
+        try:
+            x, _ = next(stream)
+        except StopIteration:  # an epoch is 97 batches: go on into the next, as training does
+            stream = iter(loader)
+            x, _ = next(stream)
     elapsed = time.perf_counter() - started
     assert x.shape == (BATCH, 3, 32, 32) and x.dtype == torch.float32
     return batches / elapsed
