@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from trainables.data.imagenet import ImageFiles
 
 BATCH_SIZE = 1024
+TRAIN_ACCURACY_FILES = 50_000  # training accuracy of file-based data (ImageNet) is measured on this many
 
 
 @torch.no_grad()
@@ -55,10 +56,14 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: b
     ``progress`` shows a bar over the shifted test sets (Ray's, which prints from inside tasks)."""
     labels = data.test.y.numpy()
     probs = predict(model, data.test.x)
+    train_x, train_y = data.train.x, data.train.y.numpy()
+    if not isinstance(train_x, torch.Tensor):  # files (ImageNet): an evenly spaced sample, not augmented
+        train_x = train_x.evaluation_view(TRAIN_ACCURACY_FILES)
+        train_y = train_x.labels.numpy()
     result = Evaluation(
         loss=loss,
         test=classification_metrics(probs, labels),
-        train_accuracy=accuracy(predict(model, data.train.x), data.train.y.numpy()),
+        train_accuracy=accuracy(predict(model, train_x), train_y),
         test_probs=probs,
         test_labels=labels,
     )

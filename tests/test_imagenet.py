@@ -57,6 +57,9 @@ def test_imagenet_loader_splits_and_shapes(tmp_path):
     means = batch.float().mean(dim=(1, 2, 3))
     assert (means[data.test.y == 2] > means[data.test.y == 0] + 100).all()
     assert data.shifted is not None and len(data.shift_corruptions) == 15
+    view = data.train.x.evaluation_view(10)  # training accuracy's sample: spread out, not augmented
+    assert len(view) == 9 and view.transform is not data.train.x.transform
+    assert sorted(set(view.labels.tolist())) == [0, 1, 2]
     with pytest.raises(DatasetNotAvailable, match=r"ImageNet-C/fog/3 not found.*zenodo"):
         data.shifted("fog", 3)
     (tmp_path / "ImageNet-C" / "fog" / "3" / WNIDS[0]).mkdir(parents=True)
@@ -117,7 +120,7 @@ def test_imagenet_sweep_promote_evaluate(tmp_path, home):
     ovatune = str(Path(sys.executable).parent / "ovatune")
     # fmt: off
     result = subprocess.run(
-        [ovatune, "run", "imagenet", "--data-dir", str(tmp_path / "data"), "--losses", "softmax,ova_dm",
+        [ovatune, "run", "imagenet", "--data-dir", str(tmp_path / "data"),
          "--trials", "1", "--epochs", "2", "--set", "width=4", "--set", "batch_size=8", "--set", "micro_batch_size=4",
          "--set", "warmup_epochs=1", "--cpus-per-trial", "1", "--home", str(home)],
         capture_output=True, text=True, timeout=900,
@@ -129,7 +132,7 @@ def test_imagenet_sweep_promote_evaluate(tmp_path, home):
     experiment = client.get_experiment_by_name("imagenet")
     (evaluation,) = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'evaluation'")
     metrics = evaluation.data.metrics
-    for loss in ("softmax", "ova_dm"):
+    for loss in ("softmax", "dm", "ova", "ova_dm"):
         assert 0 <= metrics[f"{loss}/test_accuracy"] <= 1
         assert all(f"{loss}/shift_{c}_{i}_ece" in metrics for c in IMAGENET_C for i in range(1, 6))
     trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")

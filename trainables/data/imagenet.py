@@ -82,6 +82,11 @@ class ImageFiles(torch.utils.data.Dataset):
         path, label = self.samples[int(index)]
         return self.transform(read_rgb(path)), label  # (3, 224, 224) uint8, int
 
+    def evaluation_view(self, max_examples: int) -> ImageFiles:
+        """At most ``max_examples`` evenly spaced files, seen as evaluation sees them (no augmentation)."""
+        step = max(1, -(-len(self) // max_examples))
+        return ImageFiles(self.samples[::step], EVAL_TRANSFORM)
+
     def loader(self, batches: list[list[int]], workers: int, seed: int, pin_memory: bool = False) -> DataLoader:
         """A DataLoader over the given index batches. ``seed`` fixes every random crop and flip: the
         workers' RNGs are seeded from it (the same ``workers`` gives the same images)."""
