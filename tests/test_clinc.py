@@ -161,3 +161,27 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home):
     want = registered.predict(pd.DataFrame({"text": ["Will it rain in Paris today"]}))
     assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5
     assert got["prediction"][0] == want["prediction"][0]
+
+
+def test_a_bert_serving_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
+    """What `ovatune export clinc --format onnx` runs: token ids in, the four outputs out, any batch size."""
+    import onnxruntime
+
+    from trainables.serving import OUTPUTS, ServingModel
+
+    config = {"model": "bert_mini", "method": "ova_dm", "vocab_size": 500, "max_length": 32, "pad_id": 0,
+              "width": 16, "depth": 1, "heads": 2, "intermediate": 32}  # fmt: skip
+    torch.manual_seed(0)
+    model = ServingModel(build_classifier((32,), 5, config), "token_ids", 0.5).eval()
+    ids = torch.randint(1, 500, (3, 32)).float()
+    ids[:, 10:] = 0
+    torch.onnx.export(model, (torch.zeros(2, 32),), str(tmp_path / "model.onnx"), input_names=["raw_inputs"],
+                      output_names=list(OUTPUTS), dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+                      verbose=False)  # fmt: skip
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"raw_inputs": ids.numpy()})))
+    with torch.no_grad():
+        want = dict(zip(OUTPUTS, (o.numpy() for o in model(ids))))
+    assert got["probabilities"].shape == (3, 5)
+    assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5
+    assert (got["prediction"] == want["prediction"]).all()
