@@ -14,7 +14,7 @@
 
 Goal: ovatune ≥ 0.95× bare.
 
-    python benchmarks/train_throughput.py [--threads 1] [--steps 6] [--epochs 3] [--batch-size 512]
+    python benchmarks/train_throughput.py [--threads 1] [--steps 6] [--epochs 3] [--batch-size 512] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -114,27 +114,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="training steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs; the first is warm-up")
     parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating bare / trial measurements")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(5000, 32, 32, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(10), 500)
 
-    # The bare loop runs before and after the sweep: this machine's speed drifts by ~10% between runs.
+    # This machine's speed drifts by 10-20% between runs (shared hosts): the bare loop and the trial
+    # alternate --repeats times and the medians are compared.
     x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    bare_before = bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_cifar("cifar10", tmp, images, labels, train=True)
-        write_cifar("cifar10", tmp, images[:1000], labels[:1000], train=False)
-        ours = ovatune_rate(Path(tmp), Path(tmp) / "home", args.threads, args.batch_size, args.steps, args.epochs)
-    bare_after = bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs)
-    bare = (bare_before + bare_after) / 2
+    bares, ours_all = [], []
+    for _ in range(args.repeats):
+        bares.append(bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs))
+        with tempfile.TemporaryDirectory() as tmp:
+            write_cifar("cifar10", tmp, images, labels, train=True)
+            write_cifar("cifar10", tmp, images[:1000], labels[:1000], train=False)
+            home = Path(tmp) / "home"
+            ours_all.append(ovatune_rate(Path(tmp), home, args.threads, args.batch_size, args.steps, args.epochs))
+    bares.append(bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs))
+    bare, ours = float(np.median(bares)), float(np.median(ours_all))
     tune_only = plain_tune_rate(images, labels, args.threads, args.batch_size, args.steps, args.epochs)
     print("$ python " + " ".join(sys.argv))
     print(f"machine: {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}, ResNet-20, "
           f"batch {args.batch_size}, {args.steps} steps x {args.epochs - 1} timed epochs")  # fmt: skip
-    print(f"ovatune trial : {ours:8.1f} images/s")
-    print(f"bare loop     : {bare:8.1f} images/s (mean of {bare_before:.1f} before and {bare_after:.1f} after)")
+    print(f"ovatune trial : {ours:8.1f} images/s (median of {', '.join(f'{v:.1f}' for v in ours_all)})")
+    print(f"bare loop     : {bare:8.1f} images/s (median of {', '.join(f'{v:.1f}' for v in bares)})")
     print(f"plain Ray Tune: {tune_only:8.1f} images/s (the bare loop inside a minimal Tune function trainable)")
     print(f"ratio         : {ours / bare:8.3f}  (goal >= 0.95); vs plain Ray Tune: {ours / tune_only:.3f}")
 
