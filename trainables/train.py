@@ -93,6 +93,11 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, config: dict[str, Any], epoch
         group["lr"] = float(config["lr"]) * lr_factor(epoch, config)
 
 
+def loader_workers(config: dict[str, Any]) -> int:
+    """DataLoader processes that decode file-based data (ImageNet): ``loader_workers``, else the trial's CPUs."""
+    return int(config.get("loader_workers", config.get("threads", 1)))
+
+
 def batch_order(n: int, batch_size: int, steps: int | None, generator: torch.Generator) -> list[torch.Tensor]:
     """Index batches for one epoch: one shuffled pass, or ``steps`` batches across reshuffled passes."""
     if steps is None:
@@ -136,7 +141,7 @@ def fit_epoch(
         on = train.x.device  # gathered where the data lives, then moved (a no-op when that is the model's device)
         source = ((train.x[i].to(device), train.y[i].to(device)) for i in (c.to(on) for c in micro_batches))
     else:
-        workers = int(config.get("loader_workers", config.get("threads", 1)))
+        workers = loader_workers(config)
         loader = train.x.loader([c.tolist() for c in micro_batches], workers, seed, pin_memory=device.type == "cuda")
         source = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
     model.train()
@@ -264,8 +269,8 @@ def train_classifier(config: dict[str, Any]) -> None:
                 }
             )
             return
-        workers = int(config.get("loader_workers", config.get("threads", 1)))
-        val_metrics = classification_metrics(predict_probabilities(model, val.x, workers), data.val.y.numpy())
+        val_probs = predict_probabilities(model, val.x, loader_workers(config))
+        val_metrics = classification_metrics(val_probs, data.val.y.numpy())
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,

@@ -225,33 +225,34 @@ def summary_table(evaluations: dict[str, Evaluation]) -> str:
 
 def accuracy_paper_table(evaluations: dict[str, Evaluation]) -> str:
     """Test accuracy (%) and ECE per loss, laid out as the paper's Table S1."""
-    lines = ["| Loss function | Test Accuracy | Test ECE |", "|---|---|---|"]
-    for loss, ev in evaluations.items():
-        lines.append(f"| {METHODS[loss].title} | {100 * ev.test['accuracy']:.2f} | {ev.test['ece']:.3f} |")
-    return "\n".join(lines)
+    rows = [{"loss": METHODS[loss].title, "accuracy": f"{100 * ev.test['accuracy']:.2f}", "ece": f"{ev.test['ece']:.3f}"}
+            for loss, ev in evaluations.items()]  # fmt: skip
+    return format_table(rows, ["loss", "accuracy", "ece"], ["Loss function", "Test Accuracy", "Test ECE"])
 
 
 def ood_paper_table(dataset: str, evaluations: dict[str, Evaluation]) -> str:
     """AUROC / AUPRC per OOD set and loss, laid out as the paper's Tables S2 and S3."""
     ood_names = list(next(iter(evaluations.values())).ood)
-    lines = ["| D_in | Loss function | " + " | ".join(f"D_ood = {n}: AUROC / AUPRC" for n in ood_names) + " |",
-             "|" + "---|" * (2 + len(ood_names))]  # fmt: skip
-    for loss, ev in evaluations.items():
-        cells = [f"{ev.ood[n]['auroc']:.4f} / {ev.ood[n]['auprc']:.4f}" for n in ood_names]
-        lines.append(f"| {dataset} | {METHODS[loss].title} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [{"d_in": dataset, "loss": METHODS[loss].title,
+             **{n: f"{ev.ood[n]['auroc']:.4f} / {ev.ood[n]['auprc']:.4f}" for n in ood_names}}
+            for loss, ev in evaluations.items()]  # fmt: skip
+    headers = ["D_in", "Loss function"] + [f"D_ood = {n}: AUROC / AUPRC" for n in ood_names]
+    return format_table(rows, ["d_in", "loss", *ood_names], headers)
 
 
 def shift_table(evaluations: dict[str, Evaluation]) -> str:
     """One row per (corruption, loss): accuracy / ECE at each intensity, the numbers behind the box plots."""
-    lines = ["| corruption | loss | " + " | ".join(f"intensity {i}" for i in range(1, 6)) + " |", "|" + "---|" * 7]
     corruptions = dict.fromkeys(r["corruption"] for ev in evaluations.values() for r in ev.shift)
+    rows = []
     for corruption in corruptions:
         for loss, ev in evaluations.items():
             at = {r["intensity"]: r for r in ev.shift if r["corruption"] == corruption}
-            cells = [f"{at[i]['accuracy']:.3f} / {at[i]['ece']:.3f}" for i in range(1, 6)]
-            lines.append(f"| {corruption} | {loss} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells = {str(i): f"{at[i]['accuracy']:.3f} / {at[i]['ece']:.3f}" for i in range(1, 6)}
+            rows.append({"corruption": corruption, "loss": loss, **cells})
+    intensities = [str(i) for i in range(1, 6)]
+    return format_table(
+        rows, ["corruption", "loss", *intensities], ["corruption", "loss"] + [f"intensity {i}" for i in intensities]
+    )
 
 
 def render_report(

@@ -7,8 +7,10 @@ has images, shifted copies of the test split (corruption × intensity 1–5).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +22,20 @@ if TYPE_CHECKING:
 
 class DatasetNotAvailable(RuntimeError):
     """A dataset the experiment needs is missing; the message says where we looked and what to do."""
+
+
+def data_root(name: str, data_dir: str | Path | None, holds: str) -> Path:
+    """``data_dir``, else $OVATUNE_DATA_DIR, where dataset ``name`` is read from.
+
+    Raises:
+        DatasetNotAvailable: neither is set; the message says what the folder must hold.
+    """
+    data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
+    if not data_dir:
+        raise DatasetNotAvailable(
+            f"{name} is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the folder that holds {holds}"
+        )
+    return Path(data_dir).expanduser()
 
 
 @dataclass

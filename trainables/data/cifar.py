@@ -8,7 +8,6 @@ are Python 2 pickles; they are read with ``encoding="latin1"``, as torchvision r
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.data import Dataset, DatasetNotAvailable, Split, stratified_split
+from trainables.data import Dataset, DatasetNotAvailable, Split, data_root, stratified_split
 
 # name -> (folder, training files, test file, label key)
 CIFAR_FILES = {
@@ -25,17 +24,9 @@ CIFAR_FILES = {
 }
 
 
-def cifar_data_dir(name: str, data_dir: str | Path | None) -> str | Path:
-    """``data_dir``, else $OVATUNE_DATA_DIR.
-
-    Raises:
-        DatasetNotAvailable: neither is set.
-    """
-    data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
-    if not data_dir:
-        raise DatasetNotAvailable(f"{name} is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the "
-                                  f"folder that holds {CIFAR_FILES[name][0]}/")  # fmt: skip
-    return data_dir
+def cifar_data_dir(name: str, data_dir: str | Path | None) -> Path:
+    """``data_dir``, else $OVATUNE_DATA_DIR (see ``trainables.data.data_root``)."""
+    return data_root(name, data_dir, f"{CIFAR_FILES[name][0]}/")
 
 
 def cifar_paths(name: str, data_dir: str | Path, train: bool) -> list[Path]:

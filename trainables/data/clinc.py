@@ -21,12 +21,11 @@ is deterministic given the training split, and it travels as JSON with every che
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from trainables.data import Dataset, DatasetNotAvailable, Split
+from trainables.data import Dataset, DatasetNotAvailable, Split, data_root
 
 MAX_LENGTH = 32
 VOCAB_SIZE = 8192  # an upper bound: CLINC's training sentences hold fewer distinct word pieces
@@ -40,11 +39,8 @@ Rows = dict[str, tuple[list[str], list[str]]]
 
 
 def clinc_data_dir(data_dir: str | Path | None) -> Path:
-    data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
-    if not data_dir:
-        raise DatasetNotAvailable("clinc is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the "
-                                  f"folder that holds {HF_FOLDER}/ or {JSON_FILES[0]}")  # fmt: skip
-    return Path(data_dir).expanduser()
+    """``data_dir``, else $OVATUNE_DATA_DIR (see ``trainables.data.data_root``)."""
+    return data_root("clinc", data_dir, f"{HF_FOLDER}/ or {JSON_FILES[0]}")
 
 
 def clinc_source(data_dir: str | Path | None) -> Path:

@@ -18,7 +18,6 @@ images get ``RandomResizedCrop(224)`` and a horizontal flip; evaluation images `
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets.folder import find_classes, make_dataset
 from torchvision.transforms import v2
 
-from trainables.data import Dataset, DatasetNotAvailable, Split, stratified_split
+from trainables.data import Dataset, DatasetNotAvailable, Split, data_root, stratified_split
 
 IMAGE_SIZE = 224
 EXTENSIONS = (".jpeg", ".jpg", ".png")  # what make_dataset accepts, case-insensitively
@@ -101,9 +100,8 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def batches(self, batch_size: int, workers: int = 0) -> Iterator[torch.Tensor]:
         """The inputs in order, (B, 3, 224, 224) uint8 per batch (evaluation)."""
-        order = np.arange(len(self)).reshape(-1, 1) if len(self) else np.zeros((0, 1), dtype=int)
-        index = [chunk.ravel().tolist() for chunk in np.array_split(order, max(1, -(-len(self) // batch_size)))]
-        for x, _ in self.loader([i for i in index if i], workers, seed=0):
+        index = [list(range(i, min(i + batch_size, len(self)))) for i in range(0, len(self), batch_size)]
+        for x, _ in self.loader(index, workers, seed=0):
             yield x
 
 
@@ -113,11 +111,7 @@ def imagenet_root(data_dir: str | Path | None) -> Path:
     Raises:
         DatasetNotAvailable: not there; the message names the paths and how to get the data.
     """
-    data_dir = data_dir or os.environ.get("OVATUNE_DATA_DIR")
-    if not data_dir:
-        raise DatasetNotAvailable("imagenet is read from disk: pass --data-dir (or set OVATUNE_DATA_DIR) to the "
-                                  "folder that holds imagenet/train/ and imagenet/val/")  # fmt: skip
-    root = Path(data_dir).expanduser() / "imagenet"
+    root = data_root("imagenet", data_dir, "imagenet/train/ and imagenet/val/") / "imagenet"
     missing = [str(root / split) for split in ("train", "val") if not (root / split).is_dir()]
     if missing:
         raise DatasetNotAvailable(
