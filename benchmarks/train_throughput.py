@@ -5,12 +5,12 @@
   (Adam, batch 512 unless ``--batch-size``, on-device augmentation). Its throughput is
   steps × batch / ``fit_time_s``, the seconds of training steps the trainable reports every epoch;
   the first epoch is warm-up and not counted.
-- bare: a plain loop in this process on the same thread count: the same ResNet-20 with a linear
-  softmax head, ``torch.optim.Adam``, cross-entropy, random index batches, the same batched
-  ``pad_crop_flip`` augmentation. Nothing else.
-
-- plain Ray Tune: the bare loop inside a minimal Ray Tune function trainable, for reference: it
-  separates what Ray Tune's trial process costs from what ovatune's code adds.
+- bare: a plain loop in a fresh Python process on the same thread count: the same ResNet-20 with a
+  linear softmax head, ``torch.optim.Adam``, cross-entropy, random index batches, the same batched
+  ``pad_crop_flip`` augmentation. Nothing else. Measured twice:
+  - as a user would run it (the system's malloc), the baseline of the goal;
+  - with the environment ovatune gives its Ray workers (``tuning.sweep.worker_environment``:
+    jemalloc that keeps freed memory): what is left is what Ray and ovatune's own code cost.
 
 Goal: ovatune ≥ 0.95× bare.
 
@@ -59,25 +59,12 @@ def bare_rate(x_all: torch.Tensor, y_all: torch.Tensor, batch: int, steps: int, 
     return (epochs - 1) * steps * batch / timed
 
 
-def plain_tune_rate(images: np.ndarray, labels: np.ndarray, threads: int, batch: int, steps: int, epochs: int) -> float:
-    """Images/s of ``bare_rate`` run inside a minimal Ray Tune function trainable (no ovatune code):
-    what Ray Tune's trial process costs by itself on this machine."""
-    import ray
-    from ray import tune
-
-    def trainable(config):
-        torch.set_num_threads(threads)
-        x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        tune.report({"rate": bare_rate(x_all, torch.from_numpy(labels), batch, steps, epochs)})
-
-    ray.init(address="local", num_cpus=os.cpu_count(), log_to_driver=False)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            run = tune.RunConfig(storage_path=tmp, verbose=0)
-            results = tune.Tuner(tune.with_resources(trainable, {"cpu": threads}), run_config=run).fit()
-            return float(results[0].metrics["rate"])
-    finally:
-        ray.shutdown()
+def bare_rate_in_process(env: dict[str, str], threads: int, batch: int, steps: int, epochs: int) -> float:
+    """``bare_rate`` in a fresh Python process with ``env`` added to this one's environment."""
+    command = [sys.executable, __file__, "--bare", "--threads", str(threads), "--batch-size", str(batch),
+               "--steps", str(steps), "--epochs", str(epochs)]  # fmt: skip
+    done = subprocess.run(command, check=True, env={**os.environ, **env}, capture_output=True, text=True)
+    return float(done.stdout.split()[-1])
 
 
 def ovatune_rate(data_dir: Path, home: Path, threads: int, batch: int, steps: int, epochs: int) -> float:
@@ -115,33 +102,46 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs; the first is warm-up")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="alternating bare / trial measurements")
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)  # one bare loop, print its rate
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(5000, 32, 32, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(10), 500)
+    if args.bare:
+        x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        print(bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs))
+        return
 
-    # This machine's speed drifts by 10-20% between runs (shared hosts): the bare loop and the trial
+    from tuning.sweep import worker_environment
+
+    workers = worker_environment(None)
+    loop = (args.threads, args.batch_size, args.steps, args.epochs)
+    # This machine's speed drifts by 10-20% between runs (shared hosts): the three measurements
     # alternate --repeats times and the medians are compared.
-    x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    bares, ours_all = [], []
+    bares, bares_env, ours_all = [], [], []
     for _ in range(args.repeats):
-        bares.append(bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs))
+        bares.append(bare_rate_in_process({}, *loop))
+        bares_env.append(bare_rate_in_process(workers, *loop))
         with tempfile.TemporaryDirectory() as tmp:
             write_cifar("cifar10", tmp, images, labels, train=True)
             write_cifar("cifar10", tmp, images[:1000], labels[:1000], train=False)
             home = Path(tmp) / "home"
-            ours_all.append(ovatune_rate(Path(tmp), home, args.threads, args.batch_size, args.steps, args.epochs))
-    bares.append(bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs))
-    bare, ours = float(np.median(bares)), float(np.median(ours_all))
-    tune_only = plain_tune_rate(images, labels, args.threads, args.batch_size, args.steps, args.epochs)
+            ours_all.append(ovatune_rate(Path(tmp), home, *loop))
+    bare, bare_env, ours = (float(np.median(v)) for v in (bares, bares_env, ours_all))
+
+    def runs(values: list[float]) -> str:
+        return "median of " + ", ".join(f"{v:.1f}" for v in values)
+
     print("$ python " + " ".join(sys.argv))
     print(f"machine: {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}, ResNet-20, "
           f"batch {args.batch_size}, {args.steps} steps x {args.epochs - 1} timed epochs")  # fmt: skip
-    print(f"ovatune trial : {ours:8.1f} images/s (median of {', '.join(f'{v:.1f}' for v in ours_all)})")
-    print(f"bare loop     : {bare:8.1f} images/s (median of {', '.join(f'{v:.1f}' for v in bares)})")
-    print(f"plain Ray Tune: {tune_only:8.1f} images/s (the bare loop inside a minimal Tune function trainable)")
-    print(f"ratio         : {ours / bare:8.3f}  (goal >= 0.95); vs plain Ray Tune: {ours / tune_only:.3f}")
+    print(f"worker environment: {workers or 'none (not Linux, or LD_PRELOAD/MALLOC_CONF already set)'}")
+    print(f"ovatune trial          : {ours:7.1f} images/s ({runs(ours_all)})")
+    print(f"bare loop              : {bare:7.1f} images/s ({runs(bares)})")
+    print(f"bare loop, worker env. : {bare_env:7.1f} images/s ({runs(bares_env)})")
+    print(f"ratio to the bare loop : {ours / bare:7.3f}  (goal >= 0.95)")
+    print(f"ratio, same environment: {ours / bare_env:7.3f}  (what Ray Tune and ovatune's own code cost)")
 
 
 if __name__ == "__main__":
