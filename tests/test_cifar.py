@@ -114,29 +114,20 @@ def test_missing_cifar_says_where_it_looked(tmp_path):
 
 
 @pytest.mark.slow
-def test_cifar10_sweep_promote_evaluate_export(tmp_path, home):
+def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     """The whole path on CIFAR-10 files written here: corrupt, sweep (tiny ResNet-20 code), promote,
     evaluate with CIFAR-10-C and both OOD sets, export."""
-    import subprocess
-    import sys
-    from pathlib import Path
 
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from trainables.serving import ExportedModel, raw_inputs
 
-    ovatune = str(Path(sys.executable).parent / "ovatune")
     data_dir = tmp_path / "data"
     write_fake_cifar(data_dir, train_per_class=30, test=60)
 
-    def cli(*args: str) -> str:
-        result = subprocess.run([ovatune, *args], capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        return result.stdout
-
-    cli("corrupt", "cifar10", "--data-dir", str(data_dir))
-    out = cli("run", "cifar10", "--data-dir", str(data_dir), "--trials", "1", "--epochs", "2", "--set", "width=4",
+    ovatune("corrupt", "cifar10", "--data-dir", str(data_dir))
+    out = ovatune("run", "cifar10", "--data-dir", str(data_dir), "--trials", "1", "--epochs", "2", "--set", "width=4",
               "--set", "depth=8", "--set", "batch_size=32", "--cpus-per-trial", "1", "--home", str(home))  # fmt: skip
     assert "champions on the test split" in out
 
@@ -152,7 +143,7 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home):
     trial = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")[0]
     assert trial.data.params["width"] == "4" and trial.data.params["model"] == "resnet20"
 
-    cli(
+    ovatune(
         "export",
         "cifar10",
         "--loss",

@@ -115,11 +115,9 @@ def test_bert_mini_full_size_and_a_tiny_one():
 
 
 @pytest.mark.slow
-def test_clinc_sweep_promote_evaluate_export(tmp_path, home):
+def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     """Every loss's whole path on the HF-format fixture with a tiny BERT: sweep, champion, evaluation
     with the out-of-scope queries as OOD, an export that ships the tokenizer."""
-    import subprocess
-    import sys
 
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -127,15 +125,9 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home):
     from trainables.serving import ExportedModel
 
     write_clinc_hf(tmp_path / "data")
-    ovatune = str(Path(sys.executable).parent / "ovatune")
-
-    def cli(*args: str) -> str:
-        result = subprocess.run([ovatune, *args], capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        return result.stdout
 
     # fmt: off
-    out = cli("run", "clinc", "--data-dir", str(tmp_path / "data"), "--trials", "1",
+    out = ovatune("run", "clinc", "--data-dir", str(tmp_path / "data"), "--trials", "1",
               "--epochs", "3", "--set", "width=16", "--set", "depth=1", "--set", "heads=2", "--set", "intermediate=32",
               "--set", "batch_size=16", "--cpus-per-trial", "1", "--home", str(home))
     # fmt: on
@@ -149,7 +141,7 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home):
     report = (home / "reports" / "clinc" / "report.md").read_text()
     assert "D_ood = out_of_scope: AUROC / AUPRC" in report and "accuracy_vs_confidence" in report
 
-    cli("export", "clinc", "--loss", "ova_dm", "--format", "torchscript", "--out", str(tmp_path / "exports"),
+    ovatune("export", "clinc", "--loss", "ova_dm", "--format", "torchscript", "--out", str(tmp_path / "exports"),
         "--home", str(home))  # fmt: skip
     folder = tmp_path / "exports" / "ova_dm" / "torchscript"
     tokenizer = load_tokenizer((folder / "tokenizer.json").read_text())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import DatasetNotAvailable, load_dataset, stratified_split
+from trainables.data import DATASETS, DatasetNotAvailable, check_available, load_dataset, stratified_split
 from trainables.data.corruptions import CONTRAST_FACTOR, GAUSSIAN_NOISE_STD, corrupt
 from trainables.data.toy2d import class_centres
 
@@ -63,6 +63,21 @@ def test_digits_ood_patches_come_from_the_photos():
 def test_unknown_dataset_names_the_available_ones():
     with pytest.raises(DatasetNotAvailable, match="toy2d, digits, cifar10, cifar100, imagenet, clinc"):
         load_dataset("mnist")
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_every_dataset_is_embedded_or_says_where_it_looked(name, tmp_path, monkeypatch):
+    monkeypatch.delenv("OVATUNE_DATA_DIR", raising=False)
+    source = DATASETS[name]
+    if source.embedded:
+        check_available(name, None)  # nothing to find, nothing to fetch
+        assert source.download is None
+        return
+    with pytest.raises(DatasetNotAvailable, match="--data-dir"):  # no folder given at all
+        check_available(name, None)
+    with pytest.raises(DatasetNotAvailable, match=f"not found: looked for {tmp_path}/"):
+        check_available(name, str(tmp_path))
+    assert callable(source.download)
 
 
 def test_contrast_by_hand_and_truncation():

@@ -108,26 +108,19 @@ def test_gradient_accumulation_gives_the_full_batch_step():
 
 
 @pytest.mark.slow
-def test_imagenet_sweep_promote_evaluate(tmp_path, home):
+def test_imagenet_sweep_promote_evaluate(tmp_path, home, ovatune):
     """The whole path on an ImageFolder: a tiny ResNet-50 (same code) trained from JPEGs by DataLoader
     workers with accumulated gradients, promoted, evaluated on all 15 ImageNet-C corruptions."""
-    import subprocess
-    import sys
 
     from mlflow.tracking import MlflowClient
 
     write_fake_imagenet(tmp_path / "data")
-    ovatune = str(Path(sys.executable).parent / "ovatune")
     # fmt: off
-    result = subprocess.run(
-        [ovatune, "run", "imagenet", "--data-dir", str(tmp_path / "data"),
-         "--trials", "1", "--epochs", "2", "--set", "width=4", "--set", "batch_size=8", "--set", "micro_batch_size=4",
-         "--set", "warmup_epochs=1", "--cpus-per-trial", "1", "--home", str(home)],
-        capture_output=True, text=True, timeout=900,
-    )
+    out = ovatune("run", "imagenet", "--data-dir", str(tmp_path / "data"),
+                  "--trials", "1", "--epochs", "2", "--set", "width=4", "--set", "batch_size=8",
+                  "--set", "micro_batch_size=4", "--set", "warmup_epochs=1", "--cpus-per-trial", "1", "--home", str(home))
     # fmt: on
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "champions on the test split" in result.stdout
+    assert "champions on the test split" in out
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("imagenet")
     (evaluation,) = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'evaluation'")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from search_spaces import SPACES, get_space
+from trainables.data import DATASETS, DatasetNotAvailable, check_available
 from trainables.methods import METHODS
 
 SMOKE_TEST = {"trials": 1, "epochs": 2}
@@ -72,7 +73,7 @@ def _setting(text: str) -> tuple[str, object]:
 def _experiment_list() -> str:
     lines = ["experiments:"]
     for name, space in SPACES.items():
-        data = "embedded data" if space.dataset in ("toy2d", "digits") else "--data-dir"
+        data = "embedded data" if DATASETS[space.dataset].embedded else "--data-dir"
         lines.append(f"  {name:<9} {space.trials:>3} trials/loss  {data}")
     lines.append("losses: " + ", ".join(f"{m.name} ({m.title})" for m in METHODS.values()))
     return "\n".join(lines)
@@ -232,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(space, settings, args.address)
     if args.command == "export":
         return _export(space, settings, args)
-    from trainables.data import DatasetNotAvailable, check_available
-
     try:
         check_available(space.dataset, args.data_dir, download=args.download)
     except DatasetNotAvailable as error:
@@ -295,7 +294,6 @@ def _jobs(args, argv: list[str]) -> int:
 def _corrupt(args) -> int:
     import torch
 
-    from trainables.data import DatasetNotAvailable
     from trainables.data.cifar import cifar_data_dir, read_cifar
     from trainables.data.corrupted import CORRUPTED_SETS, write_corrupted
 

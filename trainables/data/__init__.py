@@ -1,4 +1,4 @@
-"""Datasets as in-memory tensors, one loader per dataset, registered in ``DATASETS``.
+"""Datasets as in-memory tensors, one row per dataset in ``DATASETS``: load, check files, download.
 
 Every loader returns a :class:`Dataset`: train / validation / test splits as model inputs, the
 out-of-distribution (OOD) sets that evaluation scores against the test split, and, where the data
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,6 +131,11 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.sort(keep), np.sort(held_out)
 
 
+# One row per dataset (``DATASETS`` below): how to load it, check its files, download them. The
+# per-dataset modules are imported inside these functions: each pulls in what only it needs
+# (scikit-learn, torchvision, tokenizers), and each imports this module's Dataset and Split.
+
+
 def _load_toy2d(data_dir: str | None, seed: int) -> Dataset:
     from trainables.data.toy2d import load_toy2d
 
@@ -142,16 +148,22 @@ def _load_digits(data_dir: str | None, seed: int) -> Dataset:
     return load_digits(seed)
 
 
-def _load_cifar10(data_dir: str | None, seed: int) -> Dataset:
+def _load_cifar(name: str, data_dir: str | None, seed: int) -> Dataset:
     from trainables.data.cifar import load_cifar
 
-    return load_cifar("cifar10", data_dir, seed)
+    return load_cifar(name, data_dir, seed)
 
 
-def _load_cifar100(data_dir: str | None, seed: int) -> Dataset:
-    from trainables.data.cifar import load_cifar
+def _check_cifar(name: str, data_dir: str | None) -> None:
+    from trainables.data.cifar import check_cifar
 
-    return load_cifar("cifar100", data_dir, seed)
+    check_cifar(name, data_dir)
+
+
+def _download_cifar(name: str, data_dir: str | None) -> None:
+    from trainables.data.cifar import download_cifar
+
+    download_cifar(name, data_dir)
 
 
 def _load_imagenet(data_dir: str | None, seed: int) -> Dataset:
@@ -160,21 +172,84 @@ def _load_imagenet(data_dir: str | None, seed: int) -> Dataset:
     return load_imagenet(data_dir, seed)
 
 
+def _check_imagenet(data_dir: str | None) -> None:
+    from trainables.data.imagenet import imagenet_root
+
+    imagenet_root(data_dir)
+
+
+def _download_imagenet(data_dir: str | None) -> None:
+    from trainables.data.imagenet import download_imagenet
+
+    download_imagenet(data_dir)
+
+
 def _load_clinc(data_dir: str | None, seed: int) -> Dataset:
     from trainables.data.clinc import load_clinc
 
     return load_clinc(data_dir, seed)
 
 
-# name -> loader(data_dir, data_seed). The embedded datasets ignore data_dir: they need no files.
-DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
-    "toy2d": _load_toy2d,
-    "digits": _load_digits,
-    "cifar10": _load_cifar10,
-    "cifar100": _load_cifar100,
-    "imagenet": _load_imagenet,
-    "clinc": _load_clinc,
+def _check_clinc(data_dir: str | None) -> None:
+    from trainables.data.clinc import clinc_source
+
+    clinc_source(data_dir)
+
+
+def _download_clinc(data_dir: str | None) -> None:
+    from trainables.data.clinc import download_clinc
+
+    download_clinc(data_dir)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where one dataset comes from: a row of ``DATASETS``.
+
+    Attributes:
+        load: ``load(data_dir, seed)``, the :class:`Dataset`; the seed fixes its splits.
+        check: ``check(data_dir)`` raises :class:`DatasetNotAvailable`, naming the paths it looked
+            at and how to get the data, when files are missing. None: embedded (no files).
+        download: ``download(data_dir)`` fetches the files where the publisher allows it (files
+            already there are not fetched again), else raises saying where to get them. None:
+            embedded.
+    """
+
+    load: Callable[[str | None, int], Dataset]
+    check: Callable[[str | None], None] | None = None
+    download: Callable[[str | None], None] | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """Ships with ovatune's dependencies: no --data-dir, nothing to download."""
+        return self.check is None
+
+
+DATASETS: dict[str, DatasetSource] = {
+    "toy2d": DatasetSource(_load_toy2d),
+    "digits": DatasetSource(_load_digits),
+    "cifar10": DatasetSource(
+        partial(_load_cifar, "cifar10"), partial(_check_cifar, "cifar10"), partial(_download_cifar, "cifar10")
+    ),
+    "cifar100": DatasetSource(
+        partial(_load_cifar, "cifar100"), partial(_check_cifar, "cifar100"), partial(_download_cifar, "cifar100")
+    ),
+    "imagenet": DatasetSource(_load_imagenet, _check_imagenet, _download_imagenet),
+    "clinc": DatasetSource(_load_clinc, _check_clinc, _download_clinc),
 }
+
+
+def dataset_source(name: str) -> DatasetSource:
+    """The row of ``DATASETS`` for ``name``.
+
+    Raises:
+        DatasetNotAvailable: no such dataset; the message lists those there are.
+    """
+    if name not in DATASETS:
+        raise DatasetNotAvailable(
+            f"no loader for dataset {name!r} in this version of ovatune; datasets available: {', '.join(DATASETS)}"
+        )
+    return DATASETS[name]
 
 
 def check_available(name: str, data_dir: str | None, download: bool = False) -> None:
@@ -183,72 +258,18 @@ def check_available(name: str, data_dir: str | None, download: bool = False) -> 
     Args:
         name: a key of ``DATASETS``.
         data_dir: where on-disk datasets live (else $OVATUNE_DATA_DIR).
-        download: fetch what is missing first, where the dataset can be downloaded (see
-            ``download_dataset``).
+        download: fetch what is missing first, where the dataset can be downloaded.
 
     Raises:
-        DatasetNotAvailable: no loader for ``name``, or its files are not under ``data_dir``.
+        DatasetNotAvailable: no loader for ``name``, its files are not under ``data_dir``, or they
+            cannot be downloaded.
     """
-    if name not in DATASETS:
-        raise DatasetNotAvailable(
-            f"no loader for dataset {name!r} in this version of ovatune; datasets available: {', '.join(DATASETS)}"
-        )
+    source = dataset_source(name)
+    if source.embedded:
+        return
     if download:
-        download_dataset(name, data_dir)
-    if name in ("cifar10", "cifar100"):
-        from trainables.data.cifar import cifar_data_dir, cifar_paths
-
-        data_dir = cifar_data_dir(name, data_dir)
-        for train in (False, True):  # the files of both splits exist; the trials read them
-            cifar_paths(name, data_dir, train)
-    if name == "imagenet":
-        from trainables.data.imagenet import imagenet_root
-
-        imagenet_root(data_dir)
-    if name == "clinc":
-        from trainables.data.clinc import clinc_source
-
-        clinc_source(data_dir)
-
-
-def download_dataset(name: str, data_dir: str | None) -> None:
-    """Download ``name`` (and its OOD sets) into ``data_dir`` where its publisher allows it.
-
-    CIFAR-10, CIFAR-100 and SVHN come through torchvision's ``download=True`` (checked against
-    torchvision's MD5 sums), into the layout the loaders read; CLINC150 through Hugging Face
-    ``datasets`` (``clinc_oos``, config ``plus``, saved with ``save_to_disk``). Files already there are not fetched
-    again. The embedded datasets need nothing; ImageNet and ImageNet-C need a licence or a manual
-    download, so asking for them is an error that says where to get them.
-
-    Raises:
-        DatasetNotAvailable: the dataset cannot be downloaded automatically, or the download failed.
-    """
-    if name in ("toy2d", "digits"):
-        return
-    if name in ("cifar10", "cifar100"):
-        import torchvision
-
-        from trainables.data.cifar import OOD_PAIRS, cifar_data_dir
-
-        root = str(cifar_data_dir(name, data_dir))
-        classes = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
-        try:
-            for cifar in (name, OOD_PAIRS[name][0]):  # the dataset and the other CIFAR (its OOD set)
-                classes[cifar](root, train=True, download=True)
-            torchvision.datasets.SVHN(f"{root}/svhn", split="test", download=True)
-        except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError
-            raise DatasetNotAvailable(f"downloading {name} into {root} failed: {error}") from error
-        return
-    if name == "clinc":
-        from trainables.data.clinc import download_clinc
-
-        download_clinc(data_dir)
-        return
-    raise DatasetNotAvailable(
-        f"{name} cannot be downloaded automatically: get it from its publisher (ImageNet: "
-        f"https://image-net.org, after accepting its terms; ImageNet-C: https://zenodo.org/record/2235448) "
-        f"and put it under --data-dir, as the README's 'Datasets' section shows"
-    )
+        source.download(data_dir)
+    source.check(data_dir)
 
 
 def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:
@@ -263,8 +284,4 @@ def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Datas
     Raises:
         DatasetNotAvailable: no loader for ``name`` exists in this version.
     """
-    if name not in DATASETS:
-        raise DatasetNotAvailable(
-            f"no loader for dataset {name!r} in this version of ovatune; datasets available: {', '.join(DATASETS)}"
-        )
-    return DATASETS[name](data_dir, seed)
+    return dataset_source(name).load(data_dir, seed)

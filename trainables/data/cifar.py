@@ -52,6 +52,37 @@ def cifar_paths(name: str, data_dir: str | Path, train: bool) -> list[Path]:
     return paths
 
 
+def check_cifar(name: str, data_dir: str | Path | None) -> None:
+    """Both splits' files of ``name`` exist under ``data_dir`` (else $OVATUNE_DATA_DIR); nothing is read.
+
+    Raises:
+        DatasetNotAvailable: they do not; the message names the paths and how to get them.
+    """
+    data_dir = cifar_data_dir(name, data_dir)
+    for train in (False, True):
+        cifar_paths(name, data_dir, train)
+
+
+def download_cifar(name: str, data_dir: str | Path | None) -> None:
+    """Fetch ``name``, the other CIFAR (its OOD set) and SVHN's test split into ``data_dir`` with
+    torchvision's ``download=True`` (checked against torchvision's MD5 sums), in the layout the
+    loaders read. Files already there are not fetched again.
+
+    Raises:
+        DatasetNotAvailable: a download failed.
+    """
+    import torchvision
+
+    root = str(cifar_data_dir(name, data_dir))
+    classes = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+    try:
+        for cifar in (name, OOD_PAIRS[name][0]):
+            classes[cifar](root, train=True, download=True)
+        torchvision.datasets.SVHN(f"{root}/svhn", split="test", download=True)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError
+        raise DatasetNotAvailable(f"downloading {name} into {root} failed: {error}") from error
+
+
 def read_cifar(name: str, data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (N, 32, 32, 3) and labels int64 (N,) of one CIFAR split.
 

@@ -123,6 +123,20 @@ def imagenet_root(data_dir: str | Path | None) -> Path:
     return root
 
 
+def download_imagenet(data_dir: str | Path | None) -> None:
+    """ImageNet and ImageNet-C cannot be downloaded automatically (ImageNet needs its licence
+    accepted): always an error that says where to get them.
+
+    Raises:
+        DatasetNotAvailable: always.
+    """
+    raise DatasetNotAvailable(
+        "imagenet cannot be downloaded automatically: get ILSVRC-2012 from https://image-net.org (after "
+        "accepting its terms) and ImageNet-C from https://zenodo.org/record/2235448, and put them under "
+        "--data-dir as the README's 'Datasets' section shows"
+    )
+
+
 def _samples(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
     try:
         return make_dataset(str(folder), class_to_idx, extensions=EXTENSIONS, allow_empty=True)
