@@ -136,10 +136,10 @@ def worker_environment(address: str | None) -> dict[str, str]:
     of MB) every step. glibc's malloc and jemalloc's defaults hand such buffers back to the kernel
     as soon as they are freed, so every step pays again for page faults and for the kernel zeroing
     fresh pages, and in a many-threaded Ray worker each unmap also costs a TLB shoot-down. jemalloc
-    with purging turned off keeps them. Measured on the 2-core machine, ResNet-20 at batch 512 (see
-    ``benchmarks/train_throughput.py``): a trial ran at 115 images/s, with this at 184; kernel time in
-    the trial went from 19 s to 4 s. This is the allocator set-up PyTorch's CPU performance guides
-    recommend; the cost is that a worker keeps its peak memory until it exits.
+    with purging turned off keeps them. Measured on the 2-core machine, ResNet-20 at batch 512
+    (``benchmarks/train_throughput.py``): an ovatune trial trains at 173 images/s, a bare loop with
+    the system malloc at 115. PyTorch's performance tuning guide recommends jemalloc (or TCMalloc)
+    for CPU training; the cost of never purging is that a worker keeps its peak memory until it exits.
 
     The library is the jemalloc that Ray ships (``ray/core/libjemalloc.so``). Nothing is set when
     the user's environment already sets ``LD_PRELOAD`` or ``MALLOC_CONF`` (their choice wins), off
