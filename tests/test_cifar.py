@@ -128,7 +128,7 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
 
     ovatune("corrupt", "cifar10", "--data-dir", str(data_dir))
     out = ovatune("run", "cifar10", "--data-dir", str(data_dir), "--trials", "1", "--epochs", "2", "--set", "width=4",
-              "--set", "depth=8", "--set", "batch_size=32", "--cpus-per-trial", "1", "--home", str(home))  # fmt: skip
+                  "--set", "depth=8", "--set", "batch_size=32", "--cpus-per-trial", "1", "--home", str(home))  # fmt: skip
     assert "champions on the test split" in out
 
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")

@@ -128,8 +128,8 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
 
     # fmt: off
     out = ovatune("run", "clinc", "--data-dir", str(tmp_path / "data"), "--trials", "1",
-              "--epochs", "3", "--set", "width=16", "--set", "depth=1", "--set", "heads=2", "--set", "intermediate=32",
-              "--set", "batch_size=16", "--cpus-per-trial", "1", "--home", str(home))
+                  "--epochs", "3", "--set", "width=16", "--set", "depth=1", "--set", "heads=2", "--set", "intermediate=32",
+                  "--set", "batch_size=16", "--cpus-per-trial", "1", "--home", str(home))
     # fmt: on
     assert "champions on the test split" in out
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
@@ -142,7 +142,7 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     assert "D_ood = out_of_scope: AUROC / AUPRC" in report and "accuracy_vs_confidence" in report
 
     ovatune("export", "clinc", "--loss", "ova_dm", "--format", "torchscript", "--out", str(tmp_path / "exports"),
-        "--home", str(home))  # fmt: skip
+            "--home", str(home))  # fmt: skip
     folder = tmp_path / "exports" / "ova_dm" / "torchscript"
     tokenizer = load_tokenizer((folder / "tokenizer.json").read_text())
     ids = np.array([tokenizer.encode("will it rain in paris today").ids], dtype=np.float32)

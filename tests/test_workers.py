@@ -1,8 +1,10 @@
 """The environment ovatune gives Ray's worker processes: jemalloc that keeps freed memory.
 
-Why it matters: see ``tuning.sweep.worker_environment`` (a CPU trial ran 1.6x faster with it).
+Why it matters: see ``tuning.sweep.worker_environment`` (a CPU ResNet-20 trial trained 1.5x faster with it).
 """
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +46,6 @@ print(json.dumps(ray.get(probe.remote())))
 
 
 def run_probe(env: dict[str, str] | None = None) -> dict:
-    import json
-    import os
-
     environment = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
     done = subprocess.run(
         [sys.executable, "-c", WORKER_PROBE],
