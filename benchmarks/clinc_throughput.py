@@ -59,7 +59,7 @@ def main() -> None:
     train = train.to(device)
     torch.manual_seed(0)
     model = build_classifier((LENGTH,), INTENTS, config).to(device)
-    optimizer = build_optimizer(model.parameters(), config)
+    optimizer = build_optimizer(model, config)
     method = get_method("softmax")
 
     def run(steps: int, epoch: int) -> float:

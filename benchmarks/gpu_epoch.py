@@ -49,7 +49,7 @@ def measure(epochs: int, compile_model: bool, device: str, train_images: int = T
     model = build_classifier((3, 32, 32), 10, config).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), config)
+    optimizer = build_optimizer(model, config)
     step_model = torch.compile(model) if compile_model else model
     fit_s, val_s = [], []
     for epoch in range(epochs):

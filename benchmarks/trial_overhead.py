@@ -41,7 +41,7 @@ def bare_loop(config: dict) -> float:
     data = cached_dataset(config)
     torch.manual_seed(int(config["seed"]))
     model = build_classifier(data.input_shape, data.num_classes, config)
-    optimizer = build_optimizer(model.parameters(), config)
+    optimizer = build_optimizer(model, config)
     steps_s = 0.0
     for epoch in range(int(config["epochs"])):
         set_epoch_lr(optimizer, config, epoch)

@@ -96,7 +96,7 @@ def test_gradient_accumulation_gives_the_full_batch_step():
         torch.manual_seed(0)
         model = build_classifier((10,), 3, config)
         loss, _ = fit_epoch(
-            model, get_method("ova"), build_optimizer(model.parameters(), config), Split(x, y), config, 0
+            model, get_method("ova"), build_optimizer(model, config), Split(x, y), config, 0
         )
         results.append((loss, torch.cat([p.detach().ravel() for p in model.parameters()])))
     (loss_full, weights_full), (loss_micro, weights_micro) = results

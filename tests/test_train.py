@@ -35,13 +35,38 @@ def test_batch_order_covers_each_example_once_per_pass():
 
 
 def test_optimizers_and_l2():
-    params = [torch.nn.Parameter(torch.zeros(2))]
+    params = torch.nn.Linear(2, 1)
     adam = build_optimizer(params, {"optimizer": "adam", "lr": 0.1, "adam_beta1": 0.9, "adam_eps": 1e-7})
     assert adam.defaults["betas"] == (0.9, 0.999) and adam.defaults["eps"] == 1e-7
     sgd = build_optimizer(params, {"optimizer": "sgd_nesterov", "lr": 0.1, "l2": 1e-4})
-    assert sgd.defaults["nesterov"] and sgd.defaults["weight_decay"] == pytest.approx(2e-4)  # d/dw l2·w² = 2·l2·w
+    assert sgd.defaults["nesterov"] and sgd.param_groups[0]["weight_decay"] == pytest.approx(2e-4)  # d/dw l2·w² = 2·l2·w
     with pytest.raises(ValueError, match="sgd, sgd_nesterov, adam"):
         build_optimizer(params, {"optimizer": "lamb", "lr": 0.1})
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd_nesterov", "adam"])
+def test_class_centres_are_not_weight_decayed_and_the_body_is(optimizer):
+    """With l2 > 0 and a zero loss gradient, one step moves a parameter only by its decay term."""
+    config = {"model": "mlp", "hidden": [4], "method": "ova_dm", "optimizer": optimizer, "lr": 0.1, "l2": 0.05}
+    torch.manual_seed(0)
+    model = build_classifier((3,), 2, config)
+    with torch.no_grad():
+        model.head.weight.normal_()  # centres away from the origin, where decay would pull them in
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    opt = build_optimizer(model, config)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no data term: only weight decay can move anything
+    opt.step()
+    assert torch.equal(model.head.weight, before["head.weight"])  # the centres' update has no decay term
+    body = [name for name in before if name.startswith("body.") and before[name].abs().sum() > 0]
+    assert body and all(not torch.equal(dict(model.named_parameters())[n], before[n]) for n in body)
+    assert [g["weight_decay"] for g in opt.param_groups] == [pytest.approx(0.1), 0.0]
+
+
+def test_a_dense_head_is_weight_decayed_like_the_body():
+    model = build_classifier((3,), 2, {"model": "mlp", "hidden": [4], "method": "softmax"})
+    opt = build_optimizer(model, {"optimizer": "sgd", "lr": 0.1, "l2": 0.05})
+    assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -52,7 +77,7 @@ def test_a_few_epochs_learn_digits_and_checkpoints_round_trip(method, tmp_path):
     data = cached_dataset(config)
     torch.manual_seed(0)
     model = build_classifier(data.input_shape, data.num_classes, config)
-    optimizer = build_optimizer(model.parameters(), config)
+    optimizer = build_optimizer(model, config)
     losses = [fit_epoch(model, METHODS[method], optimizer, data.train, config, e)[0] for e in range(3)]
     assert losses[-1] < losses[0]
     probs = predict_probabilities(model, data.val.x)
@@ -76,6 +101,6 @@ def test_training_is_reproducible_from_the_seed():
     for _ in range(2):
         torch.manual_seed(3)
         model = build_classifier(data.input_shape, data.num_classes, config)
-        optimizer = build_optimizer(model.parameters(), config)
+        optimizer = build_optimizer(model, config)
         results.append(fit_epoch(model, METHODS["ova_dm"], optimizer, data.train, config, 0))
     assert results[0] == results[1]

@@ -29,7 +29,6 @@ from torch import nn
 # sits exactly on a class centre (d‖x‖/dx = x/‖x‖ is 0/0 there).
 DISTANCE_EPS = 1e-12
 
-
 # ----------------------------------------------------------------------------------------------
 # Heads: embedding (B, D) -> logits (B, K)
 
@@ -62,14 +61,22 @@ class DistanceHead(nn.Module):
         self.weight = nn.Parameter(torch.zeros(num_classes, embedding_dim))  # (K, D)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        # ‖f − w‖² = ‖f‖² − 2 fᵀw + ‖w‖², which needs (B, K) memory instead of (B, K, D).
-        # Rounding can make it slightly negative when f == w: clamp before the square root.
-        squared = (
-            f.pow(2).sum(dim=1, keepdim=True)  # (B, 1)
-            - 2.0 * f @ self.weight.t()  # (B, K)
-            + self.weight.pow(2).sum(dim=1)  # (K,)
-        ).clamp_min(0.0)
-        return -torch.sqrt(squared + DISTANCE_EPS)  # (B, K)
+        # ‖f − w‖² = ‖f‖² − 2fᵀw + ‖w‖² needs (B, K) memory instead of (B, K, D), but it cancels
+        # catastrophically near a centre: with ‖f‖ ≈ 25 and f 0.05 from its centre, the distance
+        # is off by up to 0.014 in float32 and by up to 2.4 when autocast runs the matmul in
+        # bfloat16 (CUDA training) — and near their centres is where dm and ova_dm learn. So the
+        # head leaves autocast and computes in float64, whatever the caller's precision: ≤ 1e-6 from
+        # the exact distance there (tests/test_methods.py), at the cost of one small (B, D)·(D, K)
+        # float64 matmul. (cdist's exact difference mode has no ONNX export; this does.)
+        with torch.autocast(device_type=f.device.type, enabled=False):
+            f64, w64 = f.double(), self.weight.double()  # (B, D), (K, D)
+            squared = (
+                f64.pow(2).sum(dim=1, keepdim=True)  # (B, 1)
+                - 2.0 * f64 @ w64.t()  # (B, K)
+                + w64.pow(2).sum(dim=1)  # (K,)
+            ).clamp_min(0.0)  # rounding can make it slightly negative when f == w
+            distances = torch.sqrt(squared + DISTANCE_EPS)  # (B, K)
+        return -distances.to(torch.promote_types(f.dtype, torch.float32))  # (B, K): float32 (float64 in, float64 out)
 
     @property
     def centres(self) -> torch.Tensor:

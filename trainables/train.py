@@ -30,7 +30,7 @@ import torch
 from evaluation.metrics import classification_metrics
 from trainables.data import Dataset, Split, input_batches, load_dataset
 from trainables.data.augment import AUGMENTATIONS
-from trainables.methods import Method, get_method
+from trainables.methods import DistanceHead, Method, get_method
 from trainables.models import Classifier, build_classifier
 
 if TYPE_CHECKING:
@@ -52,28 +52,37 @@ def cached_dataset(config: dict[str, Any]) -> Dataset:
     return _DATASETS[key]
 
 
-def build_optimizer(params, config: dict[str, Any]) -> torch.optim.Optimizer:
-    """``sgd``, ``sgd_nesterov`` or ``adam`` from flat config keys.
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The model's parameters as optimizer groups: the class centres of a distance head undecayed.
 
-    ``l2`` is the paper's L2 factor on the loss, l2·Σw²; its gradient 2·l2·w is ``weight_decay=2·l2``.
+    Weight decay pulls every parameter towards 0, which for a centre w_k means towards the origin of
+    the embedding space, not towards a simpler function: the reference code's distance layer
+    (``DisMax``) has no regularizer either. Everything else (the body, a dense head) is decayed.
+    """
+    centres = {id(p) for m in model.modules() if isinstance(m, DistanceHead) for p in m.parameters()}
+    decayed = [p for p in model.parameters() if id(p) not in centres]
+    undecayed = [p for p in model.parameters() if id(p) in centres]
+    groups = [{"params": decayed, "weight_decay": weight_decay}]
+    if undecayed:
+        groups.append({"params": undecayed, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: torch.nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:
+    """``sgd``, ``sgd_nesterov`` or ``adam`` over the model's :func:`parameter_groups`, from flat config keys.
+
+    ``l2`` is the paper's L2 factor on the loss, l2·Σw²; its gradient 2·l2·w is ``weight_decay=2·l2``,
+    applied to every parameter except the class centres of a distance head.
     """
     name, lr = config["optimizer"], float(config["lr"])
-    weight_decay = 2.0 * float(config.get("l2", 0.0))
+    params = parameter_groups(model, 2.0 * float(config.get("l2", 0.0)))
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.0)), weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.0)))
     if name == "sgd_nesterov":
-        return torch.optim.SGD(
-            params,
-            lr=lr,
-            momentum=float(config.get("momentum", 0.9)),
-            nesterov=True,
-            weight_decay=weight_decay,
-        )
+        return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.9)), nesterov=True)
     if name == "adam":
         betas = (float(config.get("adam_beta1", 0.9)), float(config.get("adam_beta2", 0.999)))
-        return torch.optim.Adam(
-            params, lr=lr, betas=betas, eps=float(config.get("adam_eps", 1e-8)), weight_decay=weight_decay
-        )
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=float(config.get("adam_eps", 1e-8)))
     raise ValueError(f"unknown optimizer {name!r}; choose from: sgd, sgd_nesterov, adam")
 
 
@@ -229,7 +238,7 @@ def train_classifier(config: dict[str, Any]) -> None:
     model = build_classifier(data.input_shape, data.num_classes, config).to(device)
     if device.type == "cuda" and len(data.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)  # images: the layout cuDNN is fastest in
-    optimizer = build_optimizer(model.parameters(), config)
+    optimizer = build_optimizer(model, config)
     augment = AUGMENTATIONS[data.augmentation] if data.augmentation else None
     step_model = torch.compile(model) if config.get("compile") else model  # optional: worth it on GPUs
 
