@@ -218,7 +218,9 @@ def _distance_head():
         ((a - b).abs().max() / b.abs().max()).item() for a, b in zip(steps["bf16"][1:], steps["float32"][1:])
     )
     assert loss_gap < 1e-6 and grad_gap < 1e-5, f"bf16 vs float32: loss {loss_gap:.1e}, gradients {grad_gap:.1e}"
-    return f"max distance error {distance_error:.1e}; bf16 vs float32 step: loss {loss_gap:.1e}, gradients {grad_gap:.1e}"
+    return (
+        f"max distance error {distance_error:.1e}; bf16 vs float32 step: loss {loss_gap:.1e}, gradients {grad_gap:.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def test_optimizers_and_l2():
     adam = build_optimizer(params, {"optimizer": "adam", "lr": 0.1, "adam_beta1": 0.9, "adam_eps": 1e-7})
     assert adam.defaults["betas"] == (0.9, 0.999) and adam.defaults["eps"] == 1e-7
     sgd = build_optimizer(params, {"optimizer": "sgd_nesterov", "lr": 0.1, "l2": 1e-4})
-    assert sgd.defaults["nesterov"] and sgd.param_groups[0]["weight_decay"] == pytest.approx(2e-4)  # d/dw l2·w² = 2·l2·w
+    assert sgd.defaults["nesterov"] and sgd.param_groups[0]["weight_decay"] == pytest.approx(
+        2e-4
+    )  # d/dw l2·w² = 2·l2·w
     with pytest.raises(ValueError, match="sgd, sgd_nesterov, adam"):
         build_optimizer(params, {"optimizer": "lamb", "lr": 0.1})
 
