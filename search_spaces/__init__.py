@@ -48,7 +48,8 @@ class SearchSpace:
         fixed: settings shared by every trial: dataset, model, optimizer, batch size, epochs, ...
         metric: the validation metric (a key the trainable reports) that selects the best trial.
         mode: "max" or "min" for ``metric``.
-        resources: what one trial needs, e.g. {"cpu": 1, "gpu": 0}.
+        resources: what one trial needs, e.g. {"cpu": 1, "gpu": 0}; with "workers": N, the trial
+            is N data-parallel Ray Train workers and "cpu"/"gpu" are per worker.
     """
 
     name: str

@@ -16,8 +16,9 @@ SPACE = SearchSpace(
         "optimizer": "sgd_nesterov",
         "momentum": 0.9,
         "batch_size": 4096,
-        # 4096 ResNet-50 images do not fit on one GPU: each step accumulates the gradient of 16
-        # micro-batches of 256 (bf16, ~20 GB on an H100); a smaller card can --set micro_batch_size=128.
+        # A trial is 4 DDP workers (below), so each step is 4 x 1024 images; 1024 ResNet-50 images
+        # do not fit on one GPU either: each worker accumulates 4 micro-batches of 256 (bf16, ~20 GB
+        # on an H100); a smaller card can --set micro_batch_size=128.
         "micro_batch_size": 256,
         "epochs": 90,
         "warmup_epochs": 5,
@@ -26,5 +27,6 @@ SPACE = SearchSpace(
     },
     metric="val_accuracy",
     mode="max",
-    resources={"cpu": 8, "gpu": 1},
+    # per worker; 90 epochs of 1.28 M images (~10^8 per trial) is days on one GPU, hours on four
+    resources={"cpu": 8, "gpu": 1, "workers": 4},
 )

@@ -95,9 +95,7 @@ def test_gradient_accumulation_gives_the_full_batch_step():
                   "batch_size": 32, "micro_batch_size": micro}  # fmt: skip
         torch.manual_seed(0)
         model = build_classifier((10,), 3, config)
-        loss, _ = fit_epoch(
-            model, get_method("ova"), build_optimizer(model, config), Split(x, y), config, 0
-        )
+        loss, _ = fit_epoch(model, get_method("ova"), build_optimizer(model, config), Split(x, y), config, 0)
         results.append((loss, torch.cat([p.detach().ravel() for p in model.parameters()])))
     (loss_full, weights_full), (loss_micro, weights_micro) = results
     assert loss_micro == pytest.approx(loss_full, rel=1e-6)

@@ -15,6 +15,7 @@ run them without Ray to measure what the service costs on top.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -132,6 +133,11 @@ def fit_epoch(
     batch), so a batch that does not fit on the device still gives the same step; batch-norm
     statistics are then those of each micro-batch.
 
+    In a multi-worker trial (a ``torch.distributed`` process group; ``model`` wrapped in
+    ``DistributedDataParallel``) ``batch_size`` is the global batch: each worker takes its slice of
+    every batch and DDP all-reduces the gradients, so a step is the one-process step on the same
+    batch. The returned loss and accuracy are the whole batch's on every worker.
+
     In-memory inputs are gathered, and augmented by ``augment`` when given, on the data's device.
     Files (:class:`~trainables.data.imagenet.ImageFiles`) are decoded and augmented by
     ``loader_workers`` DataLoader processes, seeded by the trial's seed and the epoch, and copied to
@@ -143,7 +149,14 @@ def fit_epoch(
     generator = torch.Generator().manual_seed(seed)
     batch_size = int(config["batch_size"])
     micro_batch_size = int(config.get("micro_batch_size") or batch_size)
-    steps = batch_order(len(train), batch_size, config.get("steps_per_epoch"), generator)
+    steps = batch_order(len(train), batch_size, config.get("steps_per_epoch"), generator)  # global batches
+    rank, world = data_parallel_rank()
+    if world > 1:
+        # Every worker drew the same global batches (same seed) and takes its own slice of each. A
+        # last batch too small to give every worker an example is dropped (DDP needs all of them).
+        steps = [step for step in steps if len(step) >= world]
+    global_sizes = [len(step) for step in steps]
+    steps = [step.tensor_split(world)[rank] for step in steps]  # this worker's share of each batch
     micro_batches = [chunk for step in steps for chunk in step.split(micro_batch_size)]
     device = next(model.parameters()).device
     if isinstance(train.x, torch.Tensor):
@@ -154,25 +167,40 @@ def fit_epoch(
         loader = train.x.loader([c.tolist() for c in micro_batches], workers, seed, pin_memory=device.type == "cuda")
         source = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
     model.train()
-    augment_generator = torch.Generator(device=device).manual_seed(seed)
+    augment_generator = torch.Generator(device=device).manual_seed(seed * world + rank)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    for step in steps:
+    for step, global_size in zip(steps, global_sizes):
         optimizer.zero_grad(set_to_none=True)
-        for _ in range(math.ceil(len(step) / micro_batch_size)):
+        chunks = math.ceil(len(step) / micro_batch_size)
+        for chunk in range(chunks):
             x, y = next(source)  # (b, ...), (b,)
             if augment is not None:
                 x = augment(x, augment_generator)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(x)  # (b, K)
-            share = len(y) / len(step)  # the micro-batch's weight in the step's mean loss
-            loss = method.loss(logits.float(), y) * share
-            loss.backward()
+            # DDP all-reduces gradients in backward: only once per step, after the last micro-batch
+            last = chunk == chunks - 1
+            with contextlib.nullcontext() if last or world == 1 else model.no_sync():
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    logits = model(x)  # (b, K)
+                # the micro-batch's weight in the global batch's mean loss; ×world because DDP
+                # averages the workers' gradients instead of summing them
+                share = len(y) / global_size * world
+                loss = method.loss(logits.float(), y) * share
+                loss.backward()
             total_loss += loss.detach()
             correct += (logits.detach().argmax(dim=1) == y).sum()
         optimizer.step()
-    seen = sum(len(b) for b in steps)
-    return float(total_loss) / len(steps), float(correct) / seen
+    if world > 1:  # every worker returns the whole batch's figures (and so agrees on divergence)
+        torch.distributed.all_reduce(total_loss)
+        torch.distributed.all_reduce(correct)
+    return float(total_loss) / world / len(steps), float(correct) / sum(global_sizes)
+
+
+def data_parallel_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in a multi-worker trial's process group; (0, 1) outside one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 @torch.no_grad()
@@ -220,31 +248,64 @@ def _is_json(value: Any) -> bool:
 
 
 def train_classifier(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: train one configuration, report every epoch."""
+    """Ray Tune function trainable: train one configuration, report every epoch.
+
+    With ``workers_per_trial`` > 1 the trial is a Ray Train ``TorchTrainer`` of that many workers
+    (:func:`trainables.distributed.train_data_parallel`), each running :func:`train_loop`.
+    """
     from ray import tune  # Ray only where it is needed: the rest of this module runs without it
 
     # Ray logs every checkpoint at INFO from inside the trial: one line per epoch per trial is noise.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    if int(config.get("workers_per_trial", 1)) > 1:
+        from trainables.distributed import train_data_parallel
+
+        return train_data_parallel(config)
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train_loop(config, tune, tune.get_checkpoint(), device, ray_placement())
+
+
+def ray_placement() -> dict[str, str]:
+    """Where Ray placed this process: its node and the GPUs it was assigned (reported with the
+    metrics, so the trial's MLflow run says which node and GPUs trained it)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    return {"node_id": context.get_node_id(), "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids())}
+
+
+def train_loop(
+    config: dict[str, Any], ray_api: Any, checkpoint: Any, device: torch.device, placement: dict[str, str]
+) -> None:
+    """Train one configuration from ``checkpoint`` (or from scratch), reporting every epoch.
+
+    Args:
+        config: the trial's flat config.
+        ray_api: whose ``report`` and ``Checkpoint`` to use: the ``ray.tune`` module in a one-process
+            trial, ``ray.train`` in each worker of a multi-worker trial. There, rank 0 reports the
+            metrics and writes the checkpoint; every worker reports (Ray Train's reports are a barrier).
+        checkpoint: a Ray checkpoint to resume from, or None.
+        device: where this process trains.
+        placement: where Ray placed it (:func:`ray_placement`), reported with rank 0's metrics.
+    """
     # Threads per trial are set deliberately: on small models, more threads than cores is far slower.
     torch.set_num_threads(int(config.get("threads", 1)))
     data = cached_dataset(config)
     config = {**config, **data.model_settings}  # e.g. a text model's vocabulary size, saved in checkpoints
-    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = data_parallel_rank()
     train, val = data.train.to(device), data.val.to(device)
     method = get_method(config["method"])
-    torch.manual_seed(int(config["seed"]))
+    torch.manual_seed(int(config["seed"]))  # the same initial weights on every worker
     model = build_classifier(data.input_shape, data.num_classes, config).to(device)
     if device.type == "cuda" and len(data.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)  # images: the layout cuDNN is fastest in
     optimizer = build_optimizer(model, config)
     augment = AUGMENTATIONS[data.augmentation] if data.augmentation else None
-    step_model = torch.compile(model) if config.get("compile") else model  # optional: worth it on GPUs
 
     epochs = int(config["epochs"])
     start_epoch = 0
-    checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
@@ -252,11 +313,20 @@ def train_classifier(config: dict[str, Any]) -> None:
         if int(state["epoch"]) >= epochs:
             # Finished before the driver stopped, but not yet recorded as finished: report the
             # final result again instead of training anything.
-            tune.report(meta["metrics"], checkpoint=checkpoint)
+            ray_api.report(meta["metrics"], checkpoint=checkpoint if rank == 0 else None)
             return
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
+
+    step_model: torch.nn.Module = model
+    if world > 1:
+        if config.get("sync_batchnorm"):  # batch statistics over the global batch, not each shard
+            step_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
+        ids = [device.index] if device.type == "cuda" else None
+        step_model = torch.nn.parallel.DistributedDataParallel(step_model, device_ids=ids)
+    if config.get("compile"):
+        step_model = torch.compile(step_model)  # optional: worth it on GPUs
 
     checkpoint_every = int(config.get("checkpoint_every", 1))
     for epoch in range(start_epoch, epochs):
@@ -266,7 +336,7 @@ def train_classifier(config: dict[str, Any]) -> None:
         fit_s = time.perf_counter() - started
         if not math.isfinite(train_loss):
             # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
-            tune.report(
+            ray_api.report(
                 {
                     "epoch": epoch + 1,
                     "train_loss": train_loss,
@@ -278,22 +348,26 @@ def train_classifier(config: dict[str, Any]) -> None:
                 }
             )
             return
-        val_probs = predict_probabilities(model, val.x, loader_workers(config))
-        val_metrics = classification_metrics(val_probs, data.val.y.numpy())
-        metrics = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "val_accuracy": val_metrics["accuracy"],
-            "val_nll": val_metrics["nll"],
-            "val_ece": val_metrics["ece"],
-            "learning_rate": optimizer.param_groups[0]["lr"],
-            "fit_time_s": fit_s,
-            "diverged": 0,
-        }
+        metrics: dict[str, Any] = {"epoch": epoch + 1}
+        if rank == 0:  # rank 0 validates (the whole validation split) and reports for the trial
+            val_probs = predict_probabilities(model, val.x, loader_workers(config))
+            val_metrics = classification_metrics(val_probs, data.val.y.numpy())
+            metrics.update(
+                train_loss=train_loss,
+                train_accuracy=train_accuracy,
+                val_accuracy=val_metrics["accuracy"],
+                val_nll=val_metrics["nll"],
+                val_ece=val_metrics["ece"],
+                learning_rate=optimizer.param_groups[0]["lr"],
+                fit_time_s=fit_s,
+                diverged=0,
+                **placement,
+            )
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             with tempfile.TemporaryDirectory() as directory:
-                save_checkpoint(Path(directory), model, optimizer, epoch + 1, config, data, metrics)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+                if rank == 0:
+                    save_checkpoint(Path(directory), model, optimizer, epoch + 1, config, data, metrics)
+                saved = ray_api.Checkpoint.from_directory(directory) if rank == 0 else None
+                ray_api.report(metrics, checkpoint=saved)
         else:
-            tune.report(metrics)
+            ray_api.report(metrics)

@@ -102,6 +102,12 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
         "--gpus-per-trial", type=_non_negative_float, help="GPUs per trial; fractions pack trials on one GPU"
     )
     p.add_argument(
+        "--workers-per-trial",
+        type=_positive_int,
+        help="run each trial as a Ray Train job of N DDP workers (gloo on CPU, NCCL on GPU), each with "
+        "--cpus-per-trial and --gpus-per-trial; the space's batch_size is the global batch (default: the space's, else 1)",
+    )
+    p.add_argument(
         "--scheduler",
         choices=["fifo", "asha"],
         default="fifo",
@@ -339,11 +345,12 @@ def _sweep(space, settings, args) -> int:
     try:
         outcome = run_sweep(
             space, settings, args.losses, trials, seed=args.seed, max_concurrent=args.max_concurrent,
-            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, scheduler=args.scheduler,
+            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+            workers_per_trial=args.workers_per_trial, scheduler=args.scheduler,
             sampler=args.sampler, address=args.address, resume=args.resume, name=args.name,
             data_dir=args.data_dir, overrides=overrides,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # ClusterCannotRun is a ValueError
         return _fail(str(error))
     champions = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
     finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, champions, space.metric)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from tuning.cluster import use_cluster_token
+
 PROJECT = Path(__file__).resolve().parents[1]
 # what never travels with a job: environments, local state, caches, build output
 EXCLUDES = [".venv", "ovatune-home", "exports", "test-artifacts", ".git", "**/__pycache__", ".pytest_cache",
@@ -21,14 +23,7 @@ def client(address: str):
     RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token provides one (RAY_AUTH_MODE=token)."""
     from ray.job_submission import JobSubmissionClient
 
-    try:  # what Ray's own CLI does: turn token mode on when a token exists and RAY_AUTH_MODE is unset
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    except ImportError:  # a Ray without token authentication
-        pass
+    use_cluster_token()
     return JobSubmissionClient(address)
 
 

@@ -86,10 +86,11 @@ def evaluate_champions(
     cluster has GPUs, else one CPU), all at once as the cluster allows."""
     import ray
 
+    from tuning.cluster import evaluation_gpus
     from tuning.sweep import init_ray
 
     init_ray(address)  # no-op when a sweep already connected this process
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    gpus = evaluation_gpus(on_cluster=address is not None)  # on a cluster: a GPU node it can launch counts
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_champion)
     futures = {
         loss: task.remote(

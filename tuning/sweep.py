@@ -27,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces import SearchSpace
 from trainables.methods import METHODS
 from trainables.train import train_classifier
+from tuning.cluster import TrialResources, plan_trial_resources, use_cluster_token
 from tuning.settings import Settings
 from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
 
@@ -155,9 +156,10 @@ def worker_environment(address: str | None) -> dict[str, str]:
     return {"LD_PRELOAD": str(jemalloc), "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, dashboard: bool = False) -> None:
     """Connect to a cluster (``address``; "auto" finds the one this machine belongs to) or start a
-    local Ray with no dashboard. Workers get :func:`worker_environment`."""
+    local Ray, with its dashboard only when asked (``dashboard``: Ray Train's multi-worker trials
+    query the state API it serves). Workers get :func:`worker_environment`."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
@@ -170,11 +172,15 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
         workers = worker_environment(address)
+        if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial
+            workers["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+        else:
+            use_cluster_token()
         # "local": without an address, always a new local Ray. Ray's own default would join the last
         # cluster `ray start` recorded in /tmp/ray, and hang when that cluster is gone.
         ray.init(
             address=address or "local",
-            include_dashboard=False,
+            include_dashboard=dashboard,
             log_to_driver=True,
             logging_level="WARNING",
             runtime_env={"env_vars": workers} if workers else None,
@@ -190,6 +196,7 @@ def run_sweep(
     max_concurrent: int | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
+    workers_per_trial: int | None = None,
     scheduler: str = "fifo",
     sampler: str = "random",
     address: str | None = None,
@@ -202,12 +209,16 @@ def run_sweep(
     """Run (or resume) a sweep of ``space`` over ``losses`` with ``trials`` trials per loss.
 
     Args:
+        cpus_per_trial, gpus_per_trial: per trial, or per worker of a multi-worker trial (default:
+            the space's ``resources``).
+        workers_per_trial: Ray Train workers per trial (DDP; default: the space's, else 1).
         overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
         resume: continue the sweep ``name`` (default: the latest of this experiment) where it
             stopped; its original settings apply, finished trials are kept.
 
     Raises:
         FileNotFoundError: ``resume`` with no sweep to resume.
+        ClusterCannotRun: trials of the requested size can never run on the Ray cluster.
     """
     from mlflow.tracking import MlflowClient
 
@@ -220,12 +231,25 @@ def run_sweep(
         name = name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = settings.ray_results / name
 
-    def connect() -> tuple[Any, float, float]:
+    def connect(stored: dict[str, str]) -> tuple[Any, TrialResources, int]:
         """Ray up (only once the checks that need no cluster have passed), and the trainable with its
-        per-trial resources fitted to the cluster."""
-        init_ray(address)
-        cpus, gpus = fit_resources(space, cpus_per_trial, gpus_per_trial)
-        return tune.with_resources(train_classifier, {"cpu": cpus, "gpu": gpus}), cpus, gpus
+        per-trial resources planned for the cluster. ``stored``: a resumed sweep's parent-run params,
+        whose trial shape (workers, per-worker resources) the restored trials keep."""
+        workers = workers_per_trial or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
+        cpus = cpus_per_trial if cpus_per_trial is not None else stored.get("cpus_per_worker")
+        gpus = gpus_per_trial if gpus_per_trial is not None else stored.get("gpus_per_worker")
+        requested = TrialResources(
+            float(cpus if cpus is not None else space.resources.get("cpu", 1)),
+            float(gpus if gpus is not None else space.resources.get("gpu", 0)),
+            workers,
+        )
+        explicit = {name for name, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
+                                             ("workers", workers_per_trial)) if value is not None}  # fmt: skip
+        init_ray(address, dashboard=workers > 1)
+        resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=address is not None)
+        for note in notes:
+            print(f"ovatune: {note}", flush=True)
+        return tune.with_resources(train_classifier, resources.tune_request()), resources, slots
 
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -241,10 +265,10 @@ def run_sweep(
                 "the --home and --tracking-uri it was started with"
             )
         parents = parent_runs(client, experiment_id, name, losses, {})
-        trainable, cpus, gpus = connect()
+        trainable, resources, slots = connect(client.get_run(next(iter(parents.values()))).data.params)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
-        trainable, cpus, gpus = connect()
+        trainable, resources, slots = connect({})
         param_space = {
             **space.fixed,
             **(overrides or {}),
@@ -252,8 +276,14 @@ def run_sweep(
             "seed": seed,
             "data_seed": 0,
             "data_dir": data_dir,
-            "threads": max(1, int(cpus)),
+            "threads": max(1, int(resources.cpus)),
+            "workers_per_trial": resources.workers,
+            **({"cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus} if resources.workers > 1 else {}),
         }
+        if resources.workers > 1:
+            # Tune sees only each trial's small driver: it would start every trial at once, each
+            # waiting for its workers. Run as many as the cluster can hold workers for.
+            max_concurrent = min(max_concurrent or slots, slots)
         sweep_params = {"losses": ",".join(losses), "trials_per_loss": trials, "seed": seed, "sampler": sampler,
                         "scheduler": scheduler, "metric": space.metric, "mode": space.mode, **param_space}  # fmt: skip
         parents = parent_runs(client, experiment_id, name, losses, sweep_params)
@@ -283,56 +313,10 @@ def run_sweep(
         )
     # Ray Tune keeps only one trial pending when a custom searcher is used; with trials shorter than
     # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, _slots(cpus, gpus) + 1)))
+    # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, slots + 1)))
     results = tuner.fit()
     return SweepOutcome(name, path, results, experiment_id, parents, losses)
-
-
-def fit_resources(
-    space: SearchSpace, cpus_per_trial: float | None, gpus_per_trial: float | None
-) -> tuple[float, float]:
-    """Per-trial (CPUs, GPUs): the command line's, else the space's, fitted to the connected Ray cluster.
-
-    A space written for GPU machines (cifar10 asks for 4 CPUs and 1 GPU per trial) would otherwise
-    wait forever on a laptop: without a GPU in the cluster its trials run on the CPU, and a CPU
-    request larger than the cluster is capped, each with a note. Requests given on the command line
-    are kept; when they cannot fit, that is an error.
-
-    Raises:
-        ValueError: an explicit request exceeds what the cluster has.
-    """
-    import ray
-
-    cpus = float(cpus_per_trial if cpus_per_trial is not None else space.resources.get("cpu", 1))
-    gpus = float(gpus_per_trial if gpus_per_trial is not None else space.resources.get("gpu", 0))
-    explicit_cpus, explicit_gpus = cpus_per_trial is not None, gpus_per_trial is not None
-    total = ray.cluster_resources()
-    have_cpus, have_gpus = total.get("CPU", 0), total.get("GPU", 0)
-    if gpus > have_gpus:
-        if explicit_gpus:
-            raise ValueError(f"--gpus-per-trial {gpus:g}, but the Ray cluster has {have_gpus:g} GPU(s)")
-        print(f"ovatune: the space asks for {gpus:g} GPU per trial and the Ray cluster has {have_gpus:g}: "
-              "trials run on the CPU (--gpus-per-trial to choose)", flush=True)  # fmt: skip
-        gpus = 0.0
-    if cpus > have_cpus:
-        if explicit_cpus:
-            raise ValueError(f"--cpus-per-trial {cpus:g}, but the Ray cluster has {have_cpus:g} CPU(s)")
-        print(f"ovatune: the space asks for {cpus:g} CPUs per trial and the Ray cluster has {have_cpus:g}: "
-              f"using {have_cpus:g} (--cpus-per-trial to choose)", flush=True)  # fmt: skip
-        cpus = float(have_cpus)
-    return cpus, gpus
-
-
-def _slots(cpus: float, gpus: float) -> int:
-    """How many trials of this size fit the connected Ray cluster at once."""
-    import ray
-
-    available = ray.cluster_resources()
-    fits = [
-        available.get("CPU", 1) / cpus if cpus else float("inf"),
-        available.get("GPU", 0) / gpus if gpus else float("inf"),
-    ]
-    return max(1, int(min(fits)))
 
 
 class PerLossASHA(tune.schedulers.FIFOScheduler):

@@ -41,6 +41,9 @@ TAG_TRIAL_NUMBER = "ovatune.trial_number"
 TAG_TRIAL_ID = "ovatune.ray_trial_id"
 TAG_OUTCOME = "ovatune.outcome"  # completed | diverged | stopped | error
 TAG_STOP_REASON = "ovatune.stop_reason"
+TAG_NODE_ID = "ovatune.node_id"  # the Ray node that trained the trial (rank 0's, for a multi-worker trial)
+TAG_NODE_TYPE = "ovatune.node_type"  # that node's autoscaler node type, where the autoscaler says
+TAG_GPU_IDS = "ovatune.gpu_ids"  # the GPU ids Ray assigned it ("" on the CPU)
 TAG_PARENT = "mlflow.parentRunId"
 
 # Keys of a Ray result that are bookkeeping rather than metrics of the model.
@@ -158,13 +161,16 @@ class MlflowTrialCallback(Callback):
         self._runs: dict[tuple[str, int], Any] = {}  # (loss, trial number) -> mlflow Run
         self._last_step: dict[str, int] = {}  # run id -> last epoch logged
         self._pending: dict[str, list] = {}  # run id -> metric writes still in flight
+        self._node: dict[str, str] = {}  # run id -> the node its tags name
+
+    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node")
 
     # The client and run cache are rebuilt after Tuner.restore unpickles this callback.
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_runs", "_last_step", "_pending")}
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={})
+        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={})
 
     @property
     def client(self) -> MlflowClient:
@@ -233,6 +239,19 @@ class MlflowTrialCallback(Callback):
         # store write here would stall training. The run's writes are awaited when it finishes.
         self._pending.setdefault(run_id, []).append(self.client.log_batch(run_id, metrics=metrics, synchronous=False))
         self._last_step[run_id] = step
+        if result.get("node_id") and self._node.get(run_id) != result["node_id"]:
+            self._tag_placement(run_id, result)
+
+    def _tag_placement(self, run_id: str, result: dict) -> None:
+        """Tag the run with the node (and its autoscaler node type) and GPUs that train it."""
+        from tuning.cluster import node_type_of
+
+        tags = [RunTag(TAG_NODE_ID, result["node_id"]), RunTag(TAG_GPU_IDS, str(result.get("gpu_ids", "")))]
+        node_type = node_type_of(result["node_id"])
+        if node_type:
+            tags.append(RunTag(TAG_NODE_TYPE, node_type))
+        self.client.log_batch(run_id, tags=tags)
+        self._node[run_id] = result["node_id"]
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
