@@ -14,6 +14,15 @@ choices, the sweep and the tests all read it.
 
 Confidence is max_k p_k and the prediction argmax_k p_k for all four; one-vs-all probabilities need
 not sum to one (that is the point: they can all be small, "none of the above").
+
+Two choices the paper leaves to its reference code, made as there:
+
+- The class centres w_k of a distance head are not weight-decayed: the L2 term (``l2``, spaces
+  cifar100 and imagenet) applies to the body and to dense heads only
+  (``trainables.train.parameter_groups``), as the reference distance layer (``DisMax``) has no
+  regularizer. Decay would pull every centre towards the origin of the embedding space.
+- Distances are computed in float64 outside autocast (:class:`DistanceHead`), so bf16 training on
+  CUDA learns from the same distances as float32 evaluation.
 """
 
 from __future__ import annotations

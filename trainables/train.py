@@ -9,8 +9,11 @@ A non-finite training loss ends the trial early with ``diverged = 1`` and a ``st
 paper's ranges (lr up to 1 with Adam) divergence is an expected outcome of a trial, not an error, so
 the trial finishes normally and the sweep goes on; promotion never picks it.
 
-``fit_epoch`` and ``predict_probabilities`` hold the training and inference loops; the benchmarks
-run them without Ray to measure what the service costs on top.
+``train_loop`` is one trial's training, whoever runs it: the Tune trial itself, or each worker of a
+multi-worker trial (``workers_per_trial`` > 1; ``trainables.distributed`` runs it under Ray Train's
+``TorchTrainer`` with DDP, and ``batch_size`` is then the global batch). ``fit_epoch`` and
+``predict_probabilities`` hold the training and inference loops; the benchmarks run them without
+Ray to measure what the service costs on top.
 """
 
 from __future__ import annotations

@@ -260,7 +260,7 @@ def plan_trial_resources(
         total = ray.cluster_resources()
         have_cpus, have_gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
         if gpus and workers * gpus > have_gpus:
-            if explicit & {"gpus", "workers"}:
+            if "gpus" in explicit:
                 raise ClusterCannotRun(f"a trial of {requested.describe()} needs {workers * gpus:g} GPU(s), "
                                        f"but this machine's Ray has {have_gpus:g}")  # fmt: skip
             notes.append(f"the space asks for {gpus:g} GPU per trial and this machine's Ray has {have_gpus:g}: "

@@ -280,6 +280,9 @@ def run_sweep(
             "workers_per_trial": resources.workers,
             **({"cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus} if resources.workers > 1 else {}),
         }
+        if param_space.get("sync_batchnorm") and resources.workers > 1 and not resources.gpus:
+            raise ValueError("sync_batchnorm=true needs GPU workers (PyTorch's SyncBatchNorm runs on CUDA only); "
+                             "leave it out on the CPU")  # fmt: skip
         if resources.workers > 1:
             # Tune sees only each trial's small driver: it would start every trial at once, each
             # waiting for its workers. Run as many as the cluster can hold workers for.
@@ -295,7 +298,9 @@ def run_sweep(
                 num_samples=trials * len(losses),
                 max_concurrent_trials=max_concurrent,
                 scheduler=_scheduler(scheduler, space, param_space),
-                reuse_actors=True,  # saves seconds per short trial
+                # saves seconds per short trial; a multi-worker trial's process owns its Ray Train
+                # run, which must end with it (a stopped trial's reused process would keep it going)
+                reuse_actors=resources.workers == 1,
             ),
             run_config=tune.RunConfig(
                 name=name,
