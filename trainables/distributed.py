@@ -116,6 +116,9 @@ def train_data_parallel(config: dict[str, Any]) -> None:
                 break
         runner.join()
     finally:
-        storage.storage_filesystem.delete_dir(f"{storage.trial_fs_path}/{run_name}")
+        try:  # Tune has its own copies of the checkpoints it was handed
+            storage.storage_filesystem.delete_dir(f"{storage.trial_fs_path}/{run_name}")
+        except OSError:  # nothing was persisted (the run failed to start)
+            pass
     if failure:
         raise failure[0]
