@@ -57,31 +57,33 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="training steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs; the first is warm-up")
     parser.add_argument("--batch-size", type=int, default=512, help="the global batch")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating 1-worker / N-worker measurements")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating measurements of the three shapes")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(5000, 32, 32, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(10), 500)
-    rates: dict[int, list[float]] = {1: [], args.workers: []}
+    # (workers, CPUs each): one process on one core, one process on all N cores, N processes of one
+    shapes = [(1, 1), (1, args.workers), (args.workers, 1)]
+    rates: dict[tuple[int, int], list[float]] = {shape: [] for shape in shapes}
     with tempfile.TemporaryDirectory() as tmp:
         write_cifar("cifar10", tmp, images, labels, train=True)
         write_cifar("cifar10", tmp, images[:1000], labels[:1000], train=False)
         for repeat in range(args.repeats):
-            for workers in rates:
-                home = Path(tmp) / f"home-{workers}-{repeat}"
-                rates[workers].append(trial_rate(Path(tmp), home, workers, args.batch_size, args.steps, args.epochs))
-    one, many = (float(np.median(rates[w])) for w in rates)
+            for workers, cpus in shapes:
+                home = Path(tmp) / f"home-{workers}-{cpus}-{repeat}"
+                rate = trial_rate(Path(tmp), home, workers, cpus, args.batch_size, args.steps, args.epochs)
+                rates[(workers, cpus)].append(rate)
+    median = {shape: float(np.median(values)) for shape, values in rates.items()}
     print("$ python " + " ".join(sys.argv))
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, ResNet-20, global batch {args.batch_size}, "
-          f"{args.steps} steps x {args.epochs - 1} timed epochs, 1 CPU and 1 thread per worker")  # fmt: skip
-    for workers, values in rates.items():
-        print(
-            f"{workers} worker(s): {float(np.median(values)):7.1f} images/s (median of "
-            + ", ".join(f"{v:.1f}" for v in values)
-            + ")"
-        )
-    print(f"speed-up of {args.workers} workers: {many / one:.2f}x")
-
+          f"{args.steps} steps x {args.epochs - 1} timed epochs")  # fmt: skip
+    for (workers, cpus), values in rates.items():
+        runs = ", ".join(f"{v:.1f}" for v in values)
+        print(f"{workers} worker(s) x {cpus} thread(s): {median[(workers, cpus)]:7.1f} images/s (median of {runs})")
+    base = median[(1, 1)]
+    print(f"{args.workers} workers vs 1 worker on 1 thread : {median[(args.workers, 1)] / base:.2f}x")
+    threads = median[(1, args.workers)]
+    print(f"{args.workers} workers vs 1 worker on {args.workers} threads: {median[(args.workers, 1)] / threads:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,9 @@
 
 All functions take ``probs`` (N, K) — the method's evaluation probabilities, which for one-vs-all
 methods need not sum to one — and integer ``labels`` (N,). Confidence is max_k p_k and the
-prediction argmax_k p_k for every method.
+prediction argmax_k p_k for every method. Probabilities that are NaN or infinite are refused
+(:class:`NonFiniteProbabilities`): no metric of them means anything, and treating them as
+anything else (uniform, zero) would report a broken model as a merely bad one.
 """
 
 from __future__ import annotations
@@ -15,18 +17,32 @@ ECE_BINS = 15
 _TINY = 1e-12
 
 
+class NonFiniteProbabilities(ValueError):
+    """Probabilities that contain NaN or ±inf."""
+
+
+def require_finite(probs: np.ndarray, what: str = "the probabilities") -> np.ndarray:
+    """``probs`` as an array, or :class:`NonFiniteProbabilities` saying how many rows of ``what`` are not finite."""
+    probs = np.asarray(probs)
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        raise NonFiniteProbabilities(f"{int(bad.sum())} of {len(probs)} rows of {what} are NaN or infinite")
+    return probs
+
+
 def confidence_and_prediction(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """max_k p_k and argmax_k p_k, each (N,)."""
-    probs = np.asarray(probs)
+    probs = require_finite(probs)
     return probs.max(axis=1), probs.argmax(axis=1)
 
 
 def renormalise(probs: np.ndarray) -> np.ndarray:
-    """p / Σ_k p_k in float64, for NLL and Brier; a row that sums to 0 becomes uniform."""
-    probs = np.asarray(probs, dtype=np.float64)
+    """p / Σ_k p_k in float64, for NLL and Brier, for any positive sum however small (far from every
+    class centre one-vs-all DM's probabilities sum to 1e-13 and less); a row of zeros is uniform."""
+    probs = require_finite(probs).astype(np.float64)
     total = probs.sum(axis=1, keepdims=True)  # (N, 1)
     uniform = np.full_like(probs, 1.0 / probs.shape[1])
-    return np.where(total > 0, probs / np.maximum(total, _TINY), uniform)
+    return np.divide(probs, total, out=uniform, where=total > 0)
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -91,6 +107,7 @@ def ood_scores(probs_in: np.ndarray, probs_ood: np.ndarray) -> tuple[float, floa
     """(AUROC, AUPRC) of telling OOD (positive) from in-distribution by the score 1 − max_k p_k."""
     from sklearn.metrics import average_precision_score, roc_auc_score  # slow import; trials never need it
 
+    probs_in, probs_ood = require_finite(probs_in), require_finite(probs_ood, "the OOD probabilities")
     score = np.concatenate([1.0 - np.max(probs_in, axis=1), 1.0 - np.max(probs_ood, axis=1)])
     is_ood = np.concatenate([np.zeros(len(probs_in)), np.ones(len(probs_ood))])
     return float(roc_auc_score(is_ood, score)), float(average_precision_score(is_ood, score))
@@ -112,7 +129,7 @@ def accuracy_vs_confidence(
     """
     thresholds = np.linspace(0.0, 1.0, 101) if thresholds is None else np.asarray(thresholds)
     conf_in, pred_in = confidence_and_prediction(probs_in)
-    confidence = np.concatenate([conf_in, np.max(probs_ood, axis=1)])
+    confidence = np.concatenate([conf_in, np.max(require_finite(probs_ood, "the OOD probabilities"), axis=1)])
     correct = np.concatenate([pred_in == np.asarray(labels_in), np.zeros(len(probs_ood), bool)])
     kept = confidence[None, :] >= thresholds[:, None]  # (T, N)
     n_kept = kept.sum(axis=1)

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from evaluation.metrics import accuracy, classification_metrics, expected_calibration_error, ood_scores
+from evaluation.metrics import (
+    accuracy,
+    classification_metrics,
+    expected_calibration_error,
+    ood_scores,
+    require_finite,
+)
 from trainables.data import Dataset, input_batches
 
 if TYPE_CHECKING:
@@ -53,9 +59,18 @@ class Evaluation:
 
 def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: bool = False) -> Evaluation:
     """Run every measurement of DESIGN §4 for ``model`` (inputs → probabilities) on ``data``;
-    ``progress`` shows a bar over the shifted test sets (Ray's, which prints from inside tasks)."""
+    ``progress`` shows a bar over the shifted test sets (Ray's, which prints from inside tasks).
+
+    Raises:
+        NonFiniteProbabilities: the model gives NaN or infinite probabilities on one of the sets
+            (the message names the loss and the set).
+    """
+
+    def probabilities_on(x, what: str) -> np.ndarray:
+        return require_finite(predict(model, x), f"the {loss} model's probabilities on {what}")
+
     labels = data.test.y.numpy()
-    probs = predict(model, data.test.x)
+    probs = probabilities_on(data.test.x, f"the {data.name} test split")
     train_x, train_y = data.train.x, data.train.y.numpy()
     if not isinstance(train_x, torch.Tensor):  # files (ImageNet): an evenly spaced sample, not augmented
         train_x = train_x.evaluation_view(TRAIN_ACCURACY_FILES)
@@ -63,12 +78,12 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: b
     result = Evaluation(
         loss=loss,
         test=classification_metrics(probs, labels),
-        train_accuracy=accuracy(predict(model, train_x), train_y),
+        train_accuracy=accuracy(probabilities_on(train_x, f"the {data.name} training split"), train_y),
         test_probs=probs,
         test_labels=labels,
     )
     for name, x in data.ood.items():
-        ood_probs = predict(model, x)
+        ood_probs = probabilities_on(x, f"the OOD set {name}")
         auroc, auprc = ood_scores(probs, ood_probs)
         result.ood_probs[name] = ood_probs
         result.ood[name] = {"auroc": auroc, "auprc": auprc, "mean_confidence": float(ood_probs.max(axis=1).mean())}
@@ -88,7 +103,9 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: b
                 }
             )
             for intensity in range(1, 6):
-                shifted = predict(model, data.shifted(corruption, intensity))
+                shifted = probabilities_on(
+                    data.shifted(corruption, intensity), f"{corruption} at intensity {intensity}"
+                )
                 result.shift.append(
                     {
                         "corruption": corruption,

@@ -6,6 +6,7 @@ import torch
 from torchmetrics.classification import MulticlassCalibrationError
 
 from evaluation.metrics import (
+    NonFiniteProbabilities,
     accuracy,
     accuracy_vs_confidence,
     brier_score,
@@ -79,3 +80,44 @@ def test_accuracy_vs_confidence_counts_ood_as_wrong():
     # >= 0.65 keeps 0.9 R, 0.7 R, 0.8 OOD; >= 0.85 keeps 0.9 R; >= 0.95 keeps nothing
     assert np.allclose(acc[:3], [2 / 5, 2 / 3, 1.0])
     assert np.isnan(acc[3]) and np.allclose(kept, [1.0, 3 / 5, 1 / 5, 0.0])
+
+
+def test_renormalisation_is_right_for_any_positive_sum():
+    """Far from every centre one-vs-all DM's probabilities sum to 1e-13: dividing by max(sum, 1e-12)
+    gave [[0.1, 0.2]] and an NLL of 17.11 instead of −log(1/3)."""
+    assert np.allclose(renormalise(np.array([[1e-13, 2e-13]])), [[1 / 3, 2 / 3]], rtol=1e-12)
+    assert np.allclose(renormalise(np.array([[1e-300, 3e-300]])), [[0.25, 0.75]])
+    tiny = np.array([[1e-13, 2e-13], [4e-14, 1e-14]])
+    expected = -np.mean([np.log(2 / 3), np.log(0.8)])
+    assert negative_log_likelihood(tiny, np.array([1, 0])) == pytest.approx(expected, rel=1e-12)
+    assert brier_score(tiny, np.array([1, 0])) == pytest.approx(np.mean([2 * (1 / 3) ** 2, 2 * 0.2**2]))
+    assert np.allclose(renormalise(np.zeros((2, 5))), 0.2)  # a row of zeros: uniform (documented)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_probabilities_are_refused_by_every_metric(bad):
+    probs = np.array([[0.9, 0.1], [bad, 0.5], [0.2, 0.8]])
+    labels = np.array([0, 1, 1])
+    for metric in (negative_log_likelihood, brier_score, expected_calibration_error, accuracy):
+        with pytest.raises(NonFiniteProbabilities, match="1 of 3 rows"):
+            metric(probs, labels)
+    with pytest.raises(NonFiniteProbabilities):
+        ood_scores(np.array([[0.9, 0.1]]), probs)
+    with pytest.raises(NonFiniteProbabilities, match="OOD"):
+        accuracy_vs_confidence(np.array([[0.9, 0.1]]), np.array([0]), probs)
+
+
+def test_an_evaluation_of_nan_probabilities_names_the_loss_and_the_set():
+    from evaluation.runner import evaluate_model
+    from trainables.data import load_dataset
+
+    class Broken(torch.nn.Module):  # a champion whose weights overflowed: NaN out
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.full((len(x), 10), float("nan")) + self.w
+
+    with pytest.raises(NonFiniteProbabilities, match="the ova_dm model's probabilities on the digits test split"):
+        evaluate_model(Broken(), load_dataset("digits"), "ova_dm")

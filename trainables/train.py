@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from evaluation.metrics import classification_metrics
+from evaluation.metrics import NonFiniteProbabilities, classification_metrics
 from trainables.data import Dataset, Split, input_batches, load_dataset
 from trainables.data.augment import AUGMENTATIONS
 from trainables.methods import DistanceHead, Method, get_method
@@ -337,35 +337,36 @@ def train_loop(
         started = time.perf_counter()
         train_loss, train_accuracy = fit_epoch(step_model, method, optimizer, train, config, epoch, augment)
         fit_s = time.perf_counter() - started
-        if not math.isfinite(train_loss):
-            # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
-            ray_api.report(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": train_loss,
-                    "val_accuracy": float("nan"),
-                    "val_nll": float("nan"),
-                    "val_ece": float("nan"),
-                    "diverged": 1,
-                    "stop_reason": f"non-finite training loss ({train_loss}) in epoch {epoch + 1}",
-                }
-            )
-            return
         metrics: dict[str, Any] = {"epoch": epoch + 1}
-        if rank == 0:  # rank 0 validates (the whole validation split) and reports for the trial
+        stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"
+        if rank == 0 and stop_reason is None:  # rank 0 validates (the whole validation split) and reports
             val_probs = predict_probabilities(model, val.x, loader_workers(config))
-            val_metrics = classification_metrics(val_probs, data.val.y.numpy())
+            try:
+                val_metrics = classification_metrics(val_probs, data.val.y.numpy())
+            except NonFiniteProbabilities as error:  # the weights overflowed although the loss did not
+                stop_reason, val_metrics = f"non-finite validation probabilities ({error})", {}
             metrics.update(
                 train_loss=train_loss,
                 train_accuracy=train_accuracy,
-                val_accuracy=val_metrics["accuracy"],
-                val_nll=val_metrics["nll"],
-                val_ece=val_metrics["ece"],
+                val_accuracy=val_metrics.get("accuracy"),
+                val_nll=val_metrics.get("nll"),
+                val_ece=val_metrics.get("ece"),
                 learning_rate=optimizer.param_groups[0]["lr"],
                 fit_time_s=fit_s,
                 diverged=0,
                 **placement,
             )
+        if world > 1:  # every worker stops together (the loss is already the same on all of them)
+            stopped = torch.tensor([stop_reason is not None], device=device)
+            torch.distributed.broadcast(stopped, src=0)
+            if stopped.item() and stop_reason is None:
+                stop_reason = "rank 0 found non-finite validation probabilities"
+        if stop_reason is not None:
+            # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
+            nan = float("nan")
+            ray_api.report({"epoch": epoch + 1, "train_loss": train_loss, "val_accuracy": nan, "val_nll": nan,
+                            "val_ece": nan, "diverged": 1, "stop_reason": f"{stop_reason} in epoch {epoch + 1}"})  # fmt: skip
+            return
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             with tempfile.TemporaryDirectory() as directory:
                 if rank == 0:

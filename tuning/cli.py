@@ -324,9 +324,10 @@ def _corrupt(args) -> int:
     return 0
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
+    """One ``ovatune: error:`` line; exit code 2 for what the user asked, 1 for what went wrong."""
     print(f"ovatune: error: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
 def _sweep(space, settings, args) -> int:
@@ -372,12 +373,16 @@ def _sweep(space, settings, args) -> int:
 
 
 def _evaluate(space, settings, address: str | None = None) -> int:
+    from evaluation.metrics import NonFiniteProbabilities
     from tuning.report import NoChampions, evaluate_experiment, summary_table
 
     try:
         report = evaluate_experiment(space, settings, address)
     except NoChampions as error:
         return _fail(str(error))
+    except NonFiniteProbabilities as error:  # raised in a Ray task: the cause is the message
+        cause = getattr(error, "cause", error)
+        return _fail(f"evaluation failed: {cause}; nothing was reported. Its weights are broken: retrain it", 1)
     print(f"\n{space.name}: champions on the test split (report: {report.path})\n")
     print(summary_table(report.evaluations))
     print(f"\nbrowse the runs: ovatune ui --home {settings.home}")
