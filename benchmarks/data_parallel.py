@@ -85,5 +85,6 @@ def main() -> None:
     threads = median[(1, args.workers)]
     print(f"{args.workers} workers vs 1 worker on {args.workers} threads: {median[(args.workers, 1)] / threads:.2f}x")
 
+
 if __name__ == "__main__":
     main()
