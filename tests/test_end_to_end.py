@@ -267,6 +267,47 @@ def test_ui_serves_the_store_on_loopback(home):
         server.wait(timeout=30)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, signum):
+    import psutil
+
+    store(home).create_experiment("digits")
+    port = _free_port()
+    ui = subprocess.Popen([OVATUNE, "ui", "--port", str(port), "--home", str(home)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        _wait_for(healthy, 120, "the MLflow server")
+        started = psutil.Process(ui.pid).children(recursive=True)
+        assert started, "the UI server runs in processes of its own"
+        ui.send_signal(signum)  # to ovatune's own PID, as `kill` or a terminal's Ctrl-C would
+        assert ui.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(started, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]  # no server process outlives ovatune
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # and the port is free again
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+
+    with socket.socket() as busy:  # a port already in use: one error line, nothing started
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        refused = subprocess.run([OVATUNE, "ui", "--port", str(taken), "--home", str(home)],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("ovatune: error:") and f"port {taken}" in refused.stderr
+    assert "MLflow UI for" not in refused.stdout
+
+
 def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home, local_ray):
     from tuning.promote import best_results
     from tuning.settings import resolve_settings

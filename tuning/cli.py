@@ -390,7 +390,21 @@ def _evaluate(space, settings, address: str | None = None) -> int:
 
 
 def serve_ui(settings, host: str, port: int) -> int:
-    """Run ``mlflow server`` on the store until interrupted."""
+    """Run ``mlflow server`` on the store until interrupted (Ctrl-C, SIGTERM or SIGHUP).
+
+    The server is a tree of processes (MLflow's app server and its workers) in a process group of
+    its own, which ovatune owns: whichever signal stops ovatune stops every process of that group,
+    so no stale server keeps the port. A port already in use is an error before anything starts.
+    """
+    import signal
+    import socket
+
+    with socket.socket() as probe:  # what the server would do first: a clear error instead of its retries
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return _fail(f"cannot serve the UI on {host}:{port}: {error.strerror or error}; "
+                         f"stop what uses port {port} or pass --port", 1)  # fmt: skip
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
                "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
     if settings.is_local_store:
@@ -398,10 +412,29 @@ def serve_ui(settings, host: str, port: int) -> int:
     # workflowType: open the UI on training runs and the model registry, not on its GenAI trace views
     url = f"http://{host}:{port}/#/experiments?workflowType=machine_learning"
     print(f"MLflow UI for {settings.display_uri}: {url}  (Ctrl-C stops it)", flush=True)
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
+    server = subprocess.Popen(command, start_new_session=True)
+    stopped_by: list[int] = []
+
+    def stop(signum, frame) -> None:
+        stopped_by.append(signum)
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    code = server.wait()
+    if stopped_by:
+        try:
+            server.wait(timeout=15)
+        finally:
+            try:  # whatever of the group outlived SIGTERM
+                os.killpg(server.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return 0
+    return code
 
 
 if __name__ == "__main__":
