@@ -353,6 +353,8 @@ def _sweep(space, settings, args) -> int:
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as error:  # ClusterCannotRun is a ValueError
         return _fail(str(error))
+    if outcome.interrupted:
+        return _interrupted(space, settings, outcome, args)
     champions = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
     finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, champions, space.metric)
     failed = sum(1 for r in outcome.results if r.error is not None)
@@ -370,6 +372,30 @@ def _sweep(space, settings, args) -> int:
     if not champions:
         return _fail("no trial of any loss finished without diverging; try other ranges or --epochs")
     return 0
+
+
+def _interrupted(space, settings, outcome, args) -> int:
+    """A stopped sweep: its unfinished runs closed as interrupted, nothing promoted, the command that
+    resumes it printed; exit 128 + the signal (130 for Ctrl-C), as a shell reports it."""
+    import shlex
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from tuning.tracking import mark_interrupted
+
+    name = signal.Signals(outcome.interrupted).name
+    unfinished = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name, name)
+    resume = ["ovatune", "sweep", space.name, "--resume", "--name", outcome.name, "--home", str(settings.home)]
+    if not settings.is_local_store:
+        resume += ["--tracking-uri", settings.display_uri]
+    if args.data_dir:
+        resume += ["--data-dir", args.data_dir]
+    if args.address:
+        resume += ["--address", args.address]
+    print(f"\nsweep {outcome.name} interrupted ({name}): {unfinished} unfinished trial(s) kept with their "
+          f"checkpoints; nothing was promoted. Resume it with:\n  {shlex.join(resume)}", flush=True)  # fmt: skip
+    return 128 + outcome.interrupted
 
 
 def _evaluate(space, settings, address: str | None = None) -> int:

@@ -10,8 +10,10 @@ does not change the configurations another loss draws.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import signal
 import sys
 import time
 import zlib
@@ -118,10 +120,11 @@ class SweepOutcome:
 
     name: str
     path: Path
-    results: tune.ResultGrid
+    results: tune.ResultGrid | None  # None when a second signal stopped it at once
     experiment_id: str
     parents: dict[str, str]  # loss -> parent run id
     losses: list[str]
+    interrupted: int | None = None  # the signal that stopped it before every trial finished, if one did
 
 
 def latest_sweep(settings: Settings, experiment: str) -> str | None:
@@ -320,8 +323,58 @@ def run_sweep(
     # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
     # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, slots + 1)))
-    results = tuner.fit()
-    return SweepOutcome(name, path, results, experiment_id, parents, losses)
+    with Interruption() as interruption:
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:  # the second signal: stopped at once
+            results = None
+    return SweepOutcome(name, path, results, experiment_id, parents, losses, interruption.signum)
+
+
+def _quiet_interruption(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    quiet = ("Tuner.restore", "Stop signal received", "Trials did not complete", "Failed to fetch metrics")
+    return not any(text in message for text in quiet)
+
+
+class Interruption:
+    """Ctrl-C (SIGINT) or SIGTERM during ``Tuner.fit``: stop cleanly once, at once the second time.
+
+    The first signal asks Ray Tune to stop the way its own Ctrl-C handling does (SIGUSR1 is the
+    signal Tune always listens to): trials stop, and the experiment state and the trials'
+    checkpoints are saved, so ``--resume`` continues exactly. A second signal raises
+    ``KeyboardInterrupt`` out of ``fit``: what was logged stays logged. ``signum`` tells the caller
+    that the sweep did not finish (and which signal stopped it), so nothing half-trained is promoted.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interruption:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this class is the handler
+        # Tune's own words on stopping name its Python API (Tuner.restore) and its stop signal;
+        # ovatune prints its own, with the command that resumes
+        # (and the trials it never started have no results to fetch)
+        for logger in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+            logging.getLogger(logger).addFilter(_quiet_interruption)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+            self.signum = self.signum or signum
+            raise KeyboardInterrupt  # the second signal, or Tune is not listening yet: stop now
+        self.signum = signum
+        print(f"\novatune: {signal.Signals(signum).name}: stopping the sweep; its trials are checkpointed "
+              "and its state saved for --resume (Ctrl-C again stops at once)", flush=True)  # fmt: skip
+        os.kill(os.getpid(), signal.SIGUSR1)
 
 
 class PerLossASHA(tune.schedulers.FIFOScheduler):

@@ -39,7 +39,7 @@ TAG_SWEEP = "ovatune.sweep"
 TAG_LOSS = "ovatune.loss"
 TAG_TRIAL_NUMBER = "ovatune.trial_number"
 TAG_TRIAL_ID = "ovatune.ray_trial_id"
-TAG_OUTCOME = "ovatune.outcome"  # completed | diverged | stopped | error
+TAG_OUTCOME = "ovatune.outcome"  # completed | diverged | stopped | error | interrupted
 TAG_STOP_REASON = "ovatune.stop_reason"
 TAG_NODE_ID = "ovatune.node_id"  # the Ray node that trained the trial (rank 0's, for a multi-worker trial)
 TAG_NODE_TYPE = "ovatune.node_type"  # that node's autoscaler node type, where the autoscaler says
@@ -131,6 +131,21 @@ def parent_runs(
         client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         parents[loss] = run.info.run_id
     return parents
+
+
+def mark_interrupted(client: MlflowClient, experiment_id: str, sweep: str, signal_name: str) -> int:
+    """Close a stopped sweep's unfinished runs as KILLED, tagged ``interrupted`` (not FINISHED, not
+    diverged): its parents, and every trial run still RUNNING. ``--resume`` reopens them. Returns the
+    number of trial runs closed."""
+    reason = f"interrupted by {signal_name}; resume with ovatune sweep --resume"
+    closed = 0
+    for run in find_runs(client, experiment_id, sweep=sweep):
+        if run.info.status != "RUNNING":
+            continue
+        closed += run.data.tags.get(TAG_KIND) == "trial"
+        client.log_batch(run.info.run_id, tags=[RunTag(TAG_OUTCOME, "interrupted"), RunTag(TAG_STOP_REASON, reason)])
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return closed
 
 
 def finite_metrics(result: dict[str, Any]) -> dict[str, float]:

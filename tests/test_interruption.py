@@ -1,0 +1,98 @@
+"""Ctrl-C and SIGTERM during a sweep: a clean stop, nothing promoted, and the printed command resumes it.
+
+Real signals to a real `ovatune sweep` (its own process group, as a terminal's Ctrl-C reaches it),
+a real local Ray and MLflow store.
+"""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+EPOCHS = 20
+
+
+def _reported(results: Path) -> int:
+    lines = 0
+    for path in results.glob("*/result.json"):
+        lines += sum(1 for line in path.read_text().splitlines() if line.strip())
+    return lines
+
+
+def _start_and_stop(home: Path, signum: int, to_group: bool) -> subprocess.CompletedProcess:
+    sweep = subprocess.Popen(
+        [str(BIN / "ovatune"), "sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "3", "--epochs",
+         str(EPOCHS), "--name", "stopped", "--home", str(home)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 300
+        while _reported(home / "ray_results" / "stopped") < 3:  # some epochs in, no trial finished
+            assert time.time() < deadline and sweep.poll() is None, "the sweep ended before the signal"
+            time.sleep(0.2)
+        if to_group:
+            os.killpg(sweep.pid, signum)
+        else:
+            os.kill(sweep.pid, signum)
+        output, _ = sweep.communicate(timeout=300)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(sweep.args, sweep.returncode, output)
+
+
+def _runs(home: Path) -> tuple[MlflowClient, list]:
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    return client, client.search_runs([client.get_experiment_by_name("digits").experiment_id], max_results=1000)
+
+
+def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(home):
+    stopped = _start_and_stop(home, signal.SIGINT, to_group=True)
+    assert stopped.returncode == 130, stopped.stdout[-3000:]
+    assert "Tuner.restore" not in stopped.stdout and "Traceback" not in stopped.stdout
+    assert "diverged" not in stopped.stdout and "@champion" not in stopped.stdout
+    command = stopped.stdout.strip().splitlines()[-1].strip()
+    assert command == f"ovatune sweep digits --resume --name stopped --home {home}"
+
+    client, runs = _runs(home)
+    assert client.search_registered_models() == []  # nothing half-trained was promoted
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if r.data.tags["ovatune.kind"] == "parent"]
+    assert len(parents) == 2
+    assert all(p.info.status == "KILLED" and p.data.tags["ovatune.outcome"] == "interrupted" for p in parents)
+    trials = [r for r in runs if r.data.tags["ovatune.kind"] == "trial"]
+    unfinished = [t for t in trials if t.data.tags["ovatune.outcome"] != "completed"]
+    assert unfinished and all(t.data.tags["ovatune.outcome"] == "interrupted" for t in unfinished)
+    assert all(t.info.status == "KILLED" for t in unfinished)
+
+    resumed = subprocess.run([str(BIN / "ovatune"), *shlex.split(command)[1:]], capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    client, runs = _runs(home)
+    trials = [r for r in runs if r.data.tags["ovatune.kind"] == "trial"]
+    assert len(trials) == 6 and all(t.info.status == "FINISHED" for t in trials)
+    for trial in trials:
+        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
+        assert steps == list(range(1, EPOCHS + 1)), trial.info.run_name  # every epoch once
+    assert {m.name for m in client.search_registered_models()} == {"ovatune-digits-softmax", "ovatune-digits-ova_dm"}
+
+
+def test_sigterm_to_the_driver_stops_it_the_same_way(home):
+    stopped = _start_and_stop(home, signal.SIGTERM, to_group=False)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stdout[-3000:]
+    assert "interrupted (SIGTERM)" in stopped.stdout and "--resume --name stopped" in stopped.stdout
+    client, runs = _runs(home)
+    assert client.search_registered_models() == []
+    assert not [r for r in runs if r.info.status in ("RUNNING", "FINISHED") and r.data.tags["ovatune.kind"] == "parent"]
+    state = json.loads(next((home / "ray_results" / "stopped").glob("experiment_state-*.json")).read_text())
+    assert state  # Tune saved the experiment's state for --resume
