@@ -85,3 +85,19 @@ def test_resume_without_a_sweep_says_where_it_looked(capsys, home):
     err = capsys.readouterr().err
     assert "no sweep of 'digits' to resume" in err and str(home) in err
     assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "-dash", "sp ace", "x" * 101])
+def test_a_sweep_name_that_is_no_name_is_a_usage_error(name, capsys):
+    from tuning.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["sweep", "digits", f"--name={name}"])
+    assert stopped.value.code == 2 and "invalid sweep name" in capsys.readouterr().err
+
+
+def test_new_sweep_names_differ_within_a_second():
+    from tuning.sweep import check_sweep_name, new_sweep_name
+
+    names = {new_sweep_name("digits") for _ in range(20)}  # within one second: the old names were all equal
+    assert len(names) == 20 and all(check_sweep_name(n) == n and n.startswith("digits-2") for n in names)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from search_spaces import get_space, log_uniform
@@ -265,6 +267,28 @@ def test_ui_serves_the_store_on_loopback(home):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
+    command = [OVATUNE, "sweep", "digits", "--smoke-test", "--losses", "softmax,ova_dm", "--home", str(home)]
+    sweeps = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [s.communicate(timeout=600)[0] for s in sweeps]
+    assert [s.returncode for s in sweeps] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    names = [re.search(r"^sweep (\S+):", out, re.MULTILINE).group(1) for out in outputs]
+    assert names[0] != names[1]
+    client = store(home)
+    experiment = client.get_experiment_by_name("digits").experiment_id
+    for name in names:
+        trials = client.search_runs([experiment], f"tags.`ovatune.sweep` = '{name}' and tags.`ovatune.kind` = 'trial'")
+        assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
+    deleted = client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY)
+    assert deleted == []  # no sweep replaced the other's runs
+
+    # a name that exists is refused without --resume, before anything runs or is deleted
+    again = subprocess.run([*command, "--name", names[0]], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and f"a sweep named {names[0]!r} already exists" in again.stderr
+    assert f"--resume --name {names[0]}" in again.stderr
+    assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

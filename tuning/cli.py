@@ -34,6 +34,15 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _sweep_name(text: str) -> str:
+    from tuning.sweep import check_sweep_name
+
+    try:
+        return check_sweep_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _absolute_path(value: str) -> str:
     """Trials read the path in other processes, whose working directory is not the caller's."""
     return str(Path(value).expanduser().absolute())
@@ -120,7 +129,9 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue the latest (or --name) sweep of EXPERIMENT where it stopped"
     )
-    p.add_argument("--name", help="sweep name (default: EXPERIMENT-<date>-<time>)")
+    p.add_argument("--name", type=_sweep_name,
+                   help="sweep name: letters, digits, '.', '_', '-' (default: EXPERIMENT-<date>-<time>-<random>); "
+                   "an existing one needs --resume")  # fmt: skip
     p.add_argument(
         "--data-dir",
         type=_absolute_path,
@@ -224,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("submit", "status", "logs"):
         return _jobs(args, argv if argv is not None else sys.argv[1:])
     from tuning.settings import resolve_settings
-    from tuning.tracking import TrackingUnavailable, check_tracking_uri, quiet_mlflow_logs
+    from tuning.tracking import TrackingUnavailable, check_tracking_uri, prepare_store, quiet_mlflow_logs
 
     settings = resolve_settings(args.home, args.tracking_uri)
     try:
@@ -232,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingUnavailable as error:
         return _fail(str(error))
     quiet_mlflow_logs()
+    prepare_store(settings.tracking_uri)
     if args.command == "ui":
         return serve_ui(settings, args.host, args.port)
     space = get_space(args.experiment)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
+import secrets
 import signal
 import sys
 import time
@@ -127,6 +129,28 @@ class SweepOutcome:
     interrupted: int | None = None  # the signal that stopped it before every trial finished, if one did
 
 
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def new_sweep_name(experiment: str) -> str:
+    """``<experiment>-<date>-<time>-<6 hex digits>``: the random part keeps two sweeps started in the
+    same second apart, on one machine or on several sharing a tracking server."""
+    return f"{experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def check_sweep_name(name: str) -> str:
+    """``name`` if it can name a sweep: letters, digits, ``.``, ``_`` and ``-``, no path separators,
+    no ``..`` (it becomes a directory under the home and an MLflow tag).
+
+    Raises:
+        ValueError: a name that is not one.
+    """
+    if not SWEEP_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"invalid sweep name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (no '/', no '..')")  # fmt: skip
+    return name
+
+
 def latest_sweep(settings: Settings, experiment: str) -> str | None:
     """Name of the most recently started sweep of ``experiment`` in this home, if any."""
     candidates = sorted(settings.ray_results.glob(f"{experiment}-*"), key=lambda p: p.stat().st_mtime)
@@ -230,8 +254,8 @@ def run_sweep(
         name = name or latest_sweep(settings, space.name)
         if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
             raise FileNotFoundError(f"no sweep of {space.name!r} to resume under {settings.ray_results}")
-    else:
-        name = name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    elif name is None:
+        name = new_sweep_name(space.name)
     path = settings.ray_results / name
 
     def connect(stored: dict[str, str]) -> tuple[Any, TrialResources, int]:
@@ -246,8 +270,8 @@ def run_sweep(
             float(gpus if gpus is not None else space.resources.get("gpu", 0)),
             workers,
         )
-        explicit = {name for name, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
-                                             ("workers", workers_per_trial)) if value is not None}  # fmt: skip
+        explicit = {key for key, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
+                                           ("workers", workers_per_trial)) if value is not None}  # fmt: skip
         init_ray(address, dashboard=workers > 1)
         resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=address is not None)
         for note in notes:
@@ -256,6 +280,9 @@ def run_sweep(
 
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
+    if not resume and (path.exists() or find_runs(client, experiment_id, kind="parent", sweep=name)):
+        raise ValueError(f"a sweep named {name!r} already exists (in {settings.ray_results} or the MLflow store "
+                         f"{settings.display_uri}); continue it with --resume --name {name}, or choose another --name")  # fmt: skip
     if resume:
         # The parent runs say which losses the sweep covers; the Tuner restores the rest.
         parents = {

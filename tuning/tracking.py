@@ -85,6 +85,26 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             raise TrackingUnavailable(f"cannot create the MLflow store at {path}: {error}") from None
 
 
+def prepare_store(uri: str) -> None:
+    """Create (or migrate) a local SQLite store under a file lock.
+
+    Two ovatune commands started together on a fresh home would otherwise both run MLflow's schema
+    migrations on the same file, and one fails ("duplicate column name"). The second waits for the
+    lock and then finds the schema in place. Servers migrate their own stores.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)  # the store's first use runs its migrations
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def quiet_mlflow_logs() -> None:
     """MLflow's SQLite store logs every schema migration at INFO: keep the terminal readable."""
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
