@@ -246,3 +246,38 @@ def test_the_mlflow_ui_in_a_real_browser(home):
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
+
+
+def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_exported(home, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    _cli("export", "digits", "--loss", "ova", "--format", "onnx", "--out", str(tmp_path), home=home)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ova" / "onnx").iterdir()}
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    name = "ovatune-digits-ova"
+    champion = client.get_model_version_by_alias(name, "champion")
+    gone = tmp_path / "gone"  # a champion whose artifacts are missing
+    broken = client.create_model_version(name, source=gone.as_uri(), run_id=champion.run_id)
+    client.set_registered_model_alias(name, "champion", broken.version)
+    try:
+        result = subprocess.run(
+            [str(BIN / "ovatune"), "export", "digits", "--loss", "ova,softmax", "--format", "onnx",
+             "--out", str(tmp_path), "--home", str(home)],
+            capture_output=True, text=True, timeout=900, env=_environment(),
+        )  # fmt: skip
+    finally:
+        client.set_registered_model_alias(name, "champion", champion.version)
+        client.delete_model_version(name, broken.version)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("ovatune: error:")]
+    assert f"ova: exporting {name} v{broken.version}" in error and str(gone) in error and "left as it was" in error
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ova" / "onnx").iterdir()} == before  # untouched
+    ExportedModel(tmp_path / "ova" / "onnx")  # and still verifies
+    ExportedModel(tmp_path / "softmax" / "onnx")  # the other loss was exported all the same
+    assert not [p for p in (tmp_path / "ova").iterdir() if p.name.startswith(".")]  # no partial folder left
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    refused = subprocess.run([str(BIN / "ovatune"), "export", "digits", "--loss", "ova", "--out", str(a_file),
+                              "--home", str(home)], capture_output=True, text=True, timeout=300, env=_environment())  # fmt: skip
+    assert refused.returncode == 1 and "is a file, not a folder" in refused.stderr and "Traceback" not in refused.stderr

@@ -265,20 +265,25 @@ def _export(space, settings, args) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from tuning.export import NoChampion, champion_losses, export_champion
+    from tuning.export import ExportFailed, NoChampion, champion_losses, export_champion
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     losses = args.loss or champion_losses(space, client)
     if not losses:
         return _fail(f"{space.name} has no champions in {settings.display_uri}; run `ovatune run {space.name}` first")
-    for loss in losses:
+    failed = 0
+    for loss in losses:  # one champion that cannot be exported does not stop the others
         try:
             folder = export_champion(space, loss, args.format, args.out, client)
         except NoChampion as error:
             return _fail(str(error))
+        except ExportFailed as error:
+            failed += 1
+            print(f"ovatune: error: {error}", file=sys.stderr)
+            continue
         print(f"{loss:8s} -> {folder}")
-    return 0
+    return 1 if failed else 0
 
 
 def _jobs(args, argv: list[str]) -> int:

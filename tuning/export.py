@@ -32,6 +32,10 @@ class NoChampion(RuntimeError):
     """The requested loss has no registered champion."""
 
 
+class ExportFailed(RuntimeError):
+    """A champion could not be exported; nothing at its target was changed."""
+
+
 def model_card(
     space: SearchSpace,
     loss: str,
@@ -100,8 +104,12 @@ def _write_manifest(directory: Path) -> None:
 def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, client: MlflowClient) -> Path:
     """Write ``loss``'s champion of ``space`` to ``out/<loss>/<fmt>/``; returns that folder.
 
+    The export is written beside ``out/<loss>/<fmt>/`` and renamed into place only when complete.
+
     Raises:
         NoChampion: ``loss`` has no model with the ``champion`` alias.
+        ExportFailed: the export could not be written (the message names the loss and the model's
+            source); a previous export at the target is left as it was.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
@@ -113,11 +121,33 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
             f"{name} has no version with alias {ALIAS!r}: run `ovatune sweep {space.name}` first"
         ) from error
     target = Path(out) / loss / fmt
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ExportFailed(f"--out {out} is a file, not a folder: pass a folder for the exports")
+    # Written beside the target and renamed into place only when complete: a failed export leaves
+    # the previous one as it was.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{fmt}.partial-", dir=target.parent))
+    try:
+        _write_export(space, loss, fmt, name, version, client, staging)
+    except Exception as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportFailed(
+            f"{loss}: exporting {name} v{version.version} (from {version.source}) failed: "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}; "
+            f"{target} was left as it was"
+        ) from error
+    previous = target.with_name(f".{fmt}.previous-{staging.name.rsplit('-', 1)[-1]}")
     if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
+        target.rename(previous)
+    staging.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
+    return target
+
+
+def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, client: MlflowClient, target: Path):
+    """Write one champion's export files into ``target`` (an empty folder)."""
     with tempfile.TemporaryDirectory() as scratch:
-        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{ALIAS}", dst_path=scratch))
+        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}", dst_path=scratch))
         bundle = model_dir / "artifacts" / "bundle"
         serving, info = load_serving_bundle(bundle)  # checks the registered files' hashes
         example = torch.zeros(2, *info["raw_input_shape"])
@@ -148,7 +178,6 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
         card = model_card(space, loss, version, info, {k: v for k, v in params.items() if k in space.ranges}, None)
     (target / CARD_FILE).write_text(card)
     _write_manifest(target)
-    return target
 
 
 def champion_losses(space: SearchSpace, client: MlflowClient) -> list[str]:
