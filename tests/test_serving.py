@@ -281,3 +281,25 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
     refused = subprocess.run([str(BIN / "ovatune"), "export", "digits", "--loss", "ova", "--out", str(a_file),
                               "--home", str(home)], capture_output=True, text=True, timeout=300, env=_environment())  # fmt: skip
     assert refused.returncode == 1 and "is a file, not a folder" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_broken_champion_fails_alone_and_the_others_are_evaluated(home):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    name = "ovatune-digits-ova"
+    champion = client.get_model_version_by_alias(name, "champion")
+    gone = home.parent / "gone"  # a champion whose artifacts are missing
+    broken = client.create_model_version(name, source=gone.as_uri(), run_id=champion.run_id)
+    client.set_registered_model_alias(name, "champion", broken.version)
+    try:
+        result = subprocess.run([str(BIN / "ovatune"), "evaluate", "digits", "--home", str(home)],
+                                capture_output=True, text=True, timeout=900, env=_environment())  # fmt: skip
+    finally:
+        client.set_registered_model_alias(name, "champion", champion.version)
+        client.delete_model_version(name, broken.version)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ovatune: error:")]
+    assert len(errors) == 1 and f"ova: cannot load {name} v{broken.version}" in errors[0] and str(gone) in errors[0]
+    table = [line.split("|")[1].strip() for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert {"softmax", "dm", "ova_dm"} <= set(table) and "ova" not in table  # the other three were evaluated

@@ -416,20 +416,18 @@ def _interrupted(space, settings, outcome, args) -> int:
 
 
 def _evaluate(space, settings, address: str | None = None) -> int:
-    from evaluation.metrics import NonFiniteProbabilities
     from tuning.report import NoChampions, evaluate_experiment, summary_table
 
     try:
         report = evaluate_experiment(space, settings, address)
     except NoChampions as error:
-        return _fail(str(error))
-    except NonFiniteProbabilities as error:  # raised in a Ray task: the cause is the message
-        cause = getattr(error, "cause", error)
-        return _fail(f"evaluation failed: {cause}; nothing was reported. Its weights are broken: retrain it", 1)
+        return _fail(str(error), 1 if "could be evaluated" in str(error) else 2)
     print(f"\n{space.name}: champions on the test split (report: {report.path})\n")
     print(summary_table(report.evaluations))
     print(f"\nbrowse the runs: ovatune ui --home {settings.home}")
-    return 0
+    for message in report.failures.values():  # evaluated without them; the exit code says so
+        print(f"ovatune: error: {message}", file=sys.stderr)
+    return 1 if report.failures else 0
 
 
 def serve_ui(settings, host: str, port: int) -> int:

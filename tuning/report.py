@@ -34,7 +34,7 @@ PCA_EXAMPLES = 2000
 
 
 class NoChampions(RuntimeError):
-    """No loss of the experiment has a registered champion yet."""
+    """No loss of the experiment has a registered champion yet (or none could be evaluated)."""
 
 
 @dataclass
@@ -43,11 +43,14 @@ class EvaluationReport:
     run_id: str  # the MLflow evaluation run
     evaluations: dict[str, Evaluation]
     sweep: str
+    failures: dict[str, str]  # loss -> why its champion could not be evaluated (the others were)
 
 
-def load_champions(space: SearchSpace, client: MlflowClient) -> dict[str, tuple]:
+def load_champions(space: SearchSpace, client: MlflowClient, failures: dict[str, str]) -> dict[str, tuple]:
     """loss -> (model version, model: inputs → probabilities, serving info) for every loss that has a
-    ``champion`` alias. The registered pyfunc checks its files' hashes and loads weights only."""
+    ``champion`` alias. The registered pyfunc checks its files' hashes and loads weights only. A
+    champion that cannot be loaded (its artifacts are gone or changed) goes to ``failures`` with the
+    loss and the model's source, and the others are still loaded."""
     champions = {}
     for loss in METHODS:
         name = registered_name(space.name, loss)
@@ -55,8 +58,15 @@ def load_champions(space: SearchSpace, client: MlflowClient) -> dict[str, tuple]
             version = client.get_model_version_by_alias(name, ALIAS)
         except MlflowException:
             continue
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{ALIAS}").unwrap_python_model()
+        try:
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}").unwrap_python_model()
+        except Exception as error:  # noqa: BLE001 - reported per loss, the others go on
+            failures[loss] = (f"{loss}: cannot load {name} v{version.version} (from {version.source}): "
+                              f"{type(error).__name__}: {_first_line(error)}")  # fmt: skip
+            continue
         champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
+    if not champions and failures:
+        raise NoChampions("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     if not champions:
         raise NoChampions(
             f"no registered model of {space.name!r} has the alias {ALIAS!r} in {redact(client.tracking_uri)}; "
@@ -80,10 +90,17 @@ def _evaluate_champion(tracking_uri: str, model_name: str, dataset: str, data_di
 
 
 def evaluate_champions(
-    space: SearchSpace, settings: Settings, losses: list[str], data_dir, data_seed: int, address: str | None = None
+    space: SearchSpace,
+    settings: Settings,
+    losses: list[str],
+    data_dir,
+    data_seed: int,
+    failures: dict[str, str],
+    address: str | None = None,
 ) -> dict:
     """loss -> ``Evaluation``, each champion measured in its own Ray task (one GPU each when the
-    cluster has GPUs, else one CPU), all at once as the cluster allows."""
+    cluster has GPUs, else one CPU), all at once as the cluster allows. A champion whose task fails
+    goes to ``failures`` (loss -> message); the others are still measured."""
     import ray
 
     from tuning.cluster import evaluation_gpus
@@ -99,14 +116,27 @@ def evaluate_champions(
         for loss in losses
     }
     print(f"evaluating {', '.join(losses)} as Ray tasks ({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)
-    return {loss: ray.get(future) for loss, future in futures.items()}
+    evaluations = {}
+    for loss, future in futures.items():
+        try:
+            evaluations[loss] = ray.get(future)
+        except Exception as error:  # noqa: BLE001 - one champion's failure is its own
+            cause = getattr(error, "cause", None) or error  # a Ray task's error carries the original
+            failures[loss] = f"{loss}: evaluation failed: {type(cause).__name__}: {_first_line(cause)}"
+    return evaluations
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def evaluate_experiment(space: SearchSpace, settings: Settings, address: str | None = None) -> EvaluationReport:
     """Evaluate every champion of ``space`` and record the results (see module doc)."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
-    champions = load_champions(space, client)
+    failures: dict[str, str] = {}
+    champions = load_champions(space, client, failures)
     some_version = next(iter(champions.values()))[0]
     params = client.get_run(some_version.run_id).data.params
     data_dir = None if params.get("data_dir") in (None, "None") else params["data_dir"]
@@ -114,8 +144,11 @@ def evaluate_experiment(space: SearchSpace, settings: Settings, address: str | N
     sweep = some_version.tags.get("sweep", "unknown")
 
     evaluations = evaluate_champions(
-        space, settings, list(champions), data_dir, int(params.get("data_seed", 0)), address
+        space, settings, list(champions), data_dir, int(params.get("data_seed", 0)), failures, address
     )
+    if not evaluations:
+        raise NoChampions("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+    champions = {loss: champion for loss, champion in champions.items() if loss in evaluations}
 
     out = settings.reports / space.name
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -151,7 +184,7 @@ def evaluate_experiment(space: SearchSpace, settings: Settings, address: str | N
         if ev is not None:
             for key, value in ev.test.items():
                 client.log_metric(parent.info.run_id, f"test_{key}", value)
-    return EvaluationReport(path, run.info.run_id, evaluations, sweep)
+    return EvaluationReport(path, run.info.run_id, evaluations, sweep, failures)
 
 
 def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dict[str, plt.Figure]:
