@@ -17,6 +17,7 @@ import re
 import secrets
 import signal
 import sys
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -381,6 +382,8 @@ class Interruption:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interruption:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only: a sweep run from a thread is stopped by its caller
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this class is the handler
         # Tune's own words on stopping name its Python API (Tuner.restore) and its stop signal;
         # ovatune prints its own, with the command that resumes
