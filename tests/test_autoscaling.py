@@ -79,6 +79,7 @@ def autoscaling_cluster(tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="rayfake", dir="/tmp")  # short: socket paths are limited
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
     env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    env["RAY_AUTH_MODE"] = "token"  # a `ray start` head requires Ray's token (~/.ray/auth_token) from drivers
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--temp-dir", temp_dir, "--node-ip-address", "127.0.0.1",
          "--port", str(port), "--num-cpus", "2", f"--autoscaling-config={config}", "--include-dashboard", "false",

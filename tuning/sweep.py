@@ -32,7 +32,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces import SearchSpace
 from trainables.methods import METHODS
 from trainables.train import train_classifier
-from tuning.cluster import TrialResources, plan_trial_resources, use_cluster_token
+from tuning.cluster import TrialResources, plan_trial_resources
 from tuning.settings import Settings
 from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
 
@@ -202,8 +202,6 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
         workers = worker_environment(address)
         if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial
             workers["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
-        else:
-            use_cluster_token()
         # "local": without an address, always a new local Ray. Ray's own default would join the last
         # cluster `ray start` recorded in /tmp/ray, and hang when that cluster is gone.
         ray.init(
