@@ -22,9 +22,10 @@ import pandas as pd
 import pytest
 import torch
 
+from trainables.checksums import TamperedFile
 from trainables.data import load_dataset
 from trainables.methods import METHODS
-from trainables.serving import ExportedModel, TamperedFile, raw_inputs
+from trainables.serving import ExportedModel, raw_inputs
 
 pytestmark = pytest.mark.slow
 

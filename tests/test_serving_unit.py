@@ -5,16 +5,14 @@ import pandas as pd
 import pytest
 import torch
 
+from trainables.checksums import TamperedFile, check_files, sha256
 from trainables.models import build_classifier
 from trainables.serving import (
     ServingModel,
-    TamperedFile,
     as_raw_batch,
-    check_files,
     choose_threshold,
     load_serving_bundle,
     raw_inputs,
-    sha256,
     write_serving_bundle,
 )
 

@@ -16,7 +16,6 @@ and every file of an export or a registered model is checked against its recorde
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.checksums import TamperedFile, check_files, sha256
 from trainables.models import Classifier, build_classifier
 
 SERVING_FILE = "serving.json"  # metadata: classes, method, preprocessing, threshold, file hashes
@@ -33,10 +33,6 @@ WEIGHTS_FILE = "weights.pt"  # the model's state dict only
 TOKENIZER_FILE = "tokenizer.json"  # text models' exports: the tokenizer that makes their token ids
 OUTPUTS = ("probabilities", "confidence", "prediction", "none_of_the_above")
 KEEP_FRACTION = 0.95  # the threshold keeps this share of in-distribution validation examples
-
-
-class TamperedFile(RuntimeError):
-    """A model file does not match the SHA-256 recorded when it was written."""
 
 
 class ImagesFrom0To255(nn.Module):
@@ -93,30 +89,6 @@ def choose_threshold(validation_confidence: np.ndarray, keep: float = KEEP_FRACT
     """The largest threshold t such that at least ``keep`` of the validation confidences are ≥ t."""
     ordered = np.sort(np.asarray(validation_confidence, dtype=np.float64))
     return float(ordered[int(np.floor((1.0 - keep) * len(ordered)))])
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_files(directory: str | Path, hashes: dict[str, str]) -> None:
-    """Refuse to go on if any file differs from its recorded SHA-256.
-
-    Raises:
-        TamperedFile: names the file and both hashes.
-    """
-    for name, expected in hashes.items():
-        path = Path(directory) / name
-        actual = sha256(path) if path.is_file() else "missing"
-        if actual != expected:
-            raise TamperedFile(
-                f"{path} does not match the SHA-256 recorded when it was written (expected {expected}, "
-                f"found {actual}); refusing to load it. Export or promote the model again."
-            )
 
 
 def write_serving_bundle(directory: str | Path, classifier: Classifier, meta: dict[str, Any], **info: Any) -> Path:
@@ -208,32 +180,38 @@ class ExportedModel:
 
 
 try:  # the pyfunc flavour exists only where MLflow is installed (always, for ovatune itself)
+    import warnings
+
     import mlflow.pyfunc
 
-    class OvatunePyfunc(mlflow.pyfunc.PythonModel):
-        """The registered model: loads the bundle (checked, weights only) and predicts the four outputs."""
+    # No type hints on predict's inputs: MLflow would then validate by them instead of the logged
+    # signature (the signature is the check here). MLflow suggests adding some, as a UserWarning on
+    # every import of this class that no filter can silence (it resets the filters around it), so
+    # the warning is recorded here and dropped: it would be the first line of every command's output.
+    with warnings.catch_warnings(record=True):
 
-        def load_context(self, context) -> None:
-            self.model, self.info = load_serving_bundle(context.artifacts["bundle"])  # checks the hashes
-            meta = json.loads((Path(context.artifacts["bundle"]) / "meta.json").read_text())
-            self.tokenizer = None
-            if meta.get("tokenizer"):
-                from trainables.data.clinc import load_tokenizer
+        class OvatunePyfunc(mlflow.pyfunc.PythonModel):
+            """The registered model: loads the bundle (checked, weights only) and predicts the four outputs."""
 
-                self.tokenizer = load_tokenizer(meta["tokenizer"])
+            def load_context(self, context) -> None:
+                self.model, self.info = load_serving_bundle(context.artifacts["bundle"])  # checks the hashes
+                meta = json.loads((Path(context.artifacts["bundle"]) / "meta.json").read_text())
+                self.tokenizer = None
+                if meta.get("tokenizer"):
+                    from trainables.data.clinc import load_tokenizer
 
-        # No type hints on the inputs: MLflow would then validate by them instead of the logged
-        # signature (it prints a one-line suggestion to add some; the signature is the check here).
-        def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
-            texts = _texts(model_input) if self.tokenizer is not None else None
-            if texts is not None:  # a text model sent text: tokenize it as in training
-                from trainables.data.clinc import encode
+                    self.tokenizer = load_tokenizer(meta["tokenizer"])
 
-                model_input = encode(self.tokenizer, texts).numpy()
-            x = as_raw_batch(model_input, self.info["raw_input_shape"])
-            with torch.no_grad():
-                outputs = self.model(x)
-            return {name: value.numpy() for name, value in zip(OUTPUTS, outputs)}
+            def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
+                texts = _texts(model_input) if self.tokenizer is not None else None
+                if texts is not None:  # a text model sent text: tokenize it as in training
+                    from trainables.data.clinc import encode
+
+                    model_input = encode(self.tokenizer, texts).numpy()
+                x = as_raw_batch(model_input, self.info["raw_input_shape"])
+                with torch.no_grad():
+                    outputs = self.model(x)
+                return {name: value.numpy() for name, value in zip(OUTPUTS, outputs)}
 
 except ImportError:  # pragma: no cover
     pass

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from evaluation.metrics import NonFiniteProbabilities, classification_metrics
+from trainables.checksums import TamperedFile, verify_checksums, write_checksums
 from trainables.data import Dataset, Split, input_batches, load_dataset
 from trainables.data.augment import AUGMENTATIONS
 from trainables.methods import DistanceHead, Method, get_method
@@ -230,16 +232,66 @@ def save_checkpoint(directory: Path, model, optimizer, epoch: int, config: dict,
         "metrics": metrics,
     }
     (directory / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
+    write_checksums(directory, [CHECKPOINT_STATE, CHECKPOINT_META])  # checked before anything loads them
+
+
+def verify_checkpoint(directory: str | Path) -> None:
+    """Check a checkpoint's files against the SHA-256 recorded when it was saved.
+
+    Raises:
+        TamperedFile: names the changed or missing file (a checkpoint without checksums is not intact).
+    """
+    verify_checksums(directory, "The checkpoint is corrupted: resume from an earlier one or train the trial again.")
 
 
 def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
-    """Rebuild the trained model from a checkpoint directory; returns (model, meta)."""
+    """Rebuild the trained model from a checkpoint directory (verified first); returns (model, meta).
+
+    Raises:
+        TamperedFile: the checkpoint's files are not those it was saved with.
+    """
     directory = Path(directory)
+    verify_checkpoint(directory)
     meta = json.loads((directory / CHECKPOINT_META).read_text())
     model = build_classifier(tuple(meta["input_shape"]), len(meta["class_names"]), meta["config"])
     state = torch.load(directory / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     return model.eval(), meta
+
+
+def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) -> tuple:
+    """The newest intact state to resume from: ``checkpoint`` (Ray's latest) if its files match their
+    recorded SHA-256, else the newest intact earlier checkpoint of the same trial (Ray keeps a few).
+
+    Returns:
+        (state, meta, the checkpoint they came from, what was wrong with the newer ones); state,
+        meta and checkpoint are None when no checkpoint is intact (the trial starts over).
+    """
+    problems = []
+    for candidate in [checkpoint, *_earlier_checkpoints(checkpoint, checkpoint_type)]:
+        with candidate.as_directory() as directory:
+            try:
+                verify_checkpoint(directory)
+                state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
+                meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
+            except TamperedFile as error:
+                problems.append(str(error).split("; refusing")[0])
+                continue
+            except Exception as error:  # noqa: BLE001 - intact by its hashes but unreadable: same outcome
+                problems.append(f"{directory} cannot be read ({type(error).__name__}: {error})")
+                continue
+        return state, meta, candidate, problems
+    return None, None, None, problems
+
+
+def _earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
+    """The trial's other checkpoints older than ``checkpoint``, newest first (local storage only:
+    elsewhere Ray's latest is the only one this process can see)."""
+    path = Path(checkpoint.path)
+    if not path.is_dir() or not path.name.startswith("checkpoint_"):
+        return []
+    older = sorted((p for p in path.parent.glob("checkpoint_*") if p.is_dir() and p.name < path.name), reverse=True)
+    return [checkpoint_type.from_directory(str(p)) for p in older]
 
 
 def _is_json(value: Any) -> bool:
@@ -309,18 +361,23 @@ def train_loop(
 
     epochs = int(config["epochs"])
     start_epoch = 0
+    fallback: dict[str, str] = {}  # reported with the next epoch when a corrupted checkpoint was passed over
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
-            meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
-        if int(state["epoch"]) >= epochs:
+        state, meta, checkpoint, problems = resume_state(checkpoint, ray_api.Checkpoint, device)
+        if problems:
+            resumed = f"resuming from epoch {state['epoch']}" if state else "training again from scratch"
+            fallback = {"checkpoint_fallback": "; ".join(problems) + f"; {resumed}"}
+            if rank == 0:
+                print(f"ovatune: warning: {fallback['checkpoint_fallback']}", file=sys.stderr, flush=True)
+        if state is not None and int(state["epoch"]) >= epochs:
             # Finished before the driver stopped, but not yet recorded as finished: report the
             # final result again instead of training anything.
-            ray_api.report(meta["metrics"], checkpoint=checkpoint if rank == 0 else None)
+            ray_api.report({**meta["metrics"], **fallback}, checkpoint=checkpoint if rank == 0 else None)
             return
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"])
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch = int(state["epoch"])
 
     step_model: torch.nn.Module = model
     if world > 1:
@@ -372,6 +429,7 @@ def train_loop(
                 if rank == 0:
                     save_checkpoint(Path(directory), model, optimizer, epoch + 1, config, data, metrics)
                 saved = ray_api.Checkpoint.from_directory(directory) if rank == 0 else None
-                ray_api.report(metrics, checkpoint=saved)
+                ray_api.report({**metrics, **fallback}, checkpoint=saved)
         else:
-            ray_api.report(metrics)
+            ray_api.report({**metrics, **fallback})
+        fallback = {}

@@ -147,6 +147,12 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--smoke-test", action="store_true", help="1 trial per loss, 2 epochs: checks the whole path in seconds"
     )
+    from tuning.champion import POLICIES
+
+    p.add_argument("--promote", choices=list(POLICIES),
+                   help="when each loss's best version becomes the champion: "
+                   + "; ".join(f"{name}: {text}" for name, text in POLICIES.items())
+                   + " (default: better; first with --smoke-test)")  # fmt: skip
     p.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                    help="override one of the space's fixed settings, e.g. --set batch_size=128 --set width=8 "
                    "(values are read as JSON, else kept as text)")  # fmt: skip
@@ -169,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="measure the champions: test, shift, OOD; figures and report.md")
     evaluate.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     evaluate.add_argument("--address", help="Ray cluster to evaluate on ('auto' inside one); default: a local Ray")
+    evaluate.add_argument("--sweep", type=_sweep_name, metavar="NAME",
+                          help="evaluate the models this sweep registered (champions or not) instead of the "
+                          "champions; moves no alias; report in reports/EXPERIMENT/sweeps/NAME/")  # fmt: skip
     _add_store_options(evaluate)
     ui = sub.add_parser("ui", help="serve the MLflow UI for the store on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_ui(settings, args.host, args.port)
     space = get_space(args.experiment)
     if args.command == "evaluate":
-        return _evaluate(space, settings, args.address)
+        return _evaluate(space, settings, args.address, args.sweep)
     if args.command == "export":
         return _export(space, settings, args)
     try:
@@ -372,23 +381,31 @@ def _sweep(space, settings, args) -> int:
         return _fail(str(error))
     if outcome.interrupted:
         return _interrupted(space, settings, outcome, args)
-    champions = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
-    finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, champions, space.metric)
+    policy = args.promote or ("first" if args.smoke_test else "better")
+    failures: dict[str, str] = {}  # loss -> a corrupted checkpoint that was not promoted
+    promotions = promote(
+        outcome.results, space, outcome.name, outcome.experiment_id, settings, policy, args.smoke_test, failures
+    )
+    finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promotions, space.metric, failures)
     failed = sum(1 for r in outcome.results if r.error is not None)
     diverged = sum(1 for r in outcome.results if r.error is None and r.metrics.get("diverged"))
     print(f"\nsweep {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s "
           f"({diverged} diverged, {failed} failed)")  # fmt: skip
     for loss in outcome.losses:
-        c = champions.get(loss)
-        status = (
-            f"{c.model_name}@champion (v{c.version}, trial {c.trial_number}, {space.metric} {c.metric:.4f})"
-            if c
-            else "no trial qualified"
-        )
+        p = promotions.get(loss)
+        if p is None:
+            status = "no trial qualified"
+        else:
+            best = f"trial {p.trial_number}, {space.metric} {p.metric:.4f}"
+            alias = "champion" if p.is_champion else "challenger"
+            where = f"{p.model_name}@{alias} (v{p.version}, {best})" if p.version else f"best: {best}"
+            status = f"{where}: {p.reason}"
         print(f"  {loss:<8} {status}")
-    if not champions:
+    for message in failures.values():
+        print(f"ovatune: error: {message}", file=sys.stderr)
+    if not promotions and not failures:
         return _fail("no trial of any loss finished without diverging; try other ranges or --epochs")
-    return 0
+    return 1 if failures else 0
 
 
 def _interrupted(space, settings, outcome, args) -> int:
@@ -415,14 +432,15 @@ def _interrupted(space, settings, outcome, args) -> int:
     return 128 + outcome.interrupted
 
 
-def _evaluate(space, settings, address: str | None = None) -> int:
+def _evaluate(space, settings, address: str | None = None, sweep: str | None = None) -> int:
     from tuning.report import NoChampions, evaluate_experiment, summary_table
 
     try:
-        report = evaluate_experiment(space, settings, address)
+        report = evaluate_experiment(space, settings, address, sweep)
     except NoChampions as error:
         return _fail(str(error), 1 if "could be evaluated" in str(error) else 2)
-    print(f"\n{space.name}: champions on the test split (report: {report.path})\n")
+    what = f"sweep {sweep}'s models" if sweep else "champions"
+    print(f"\n{space.name}: {what} on the test split (report: {report.path})\n")
     print(summary_table(report.evaluations))
     print(f"\nbrowse the runs: ovatune ui --home {settings.home}")
     for message in report.failures.values():  # evaluated without them; the exit code says so

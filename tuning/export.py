@@ -16,13 +16,13 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
+from trainables.checksums import sha256
 from trainables.methods import METHODS
-from trainables.serving import MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle, sha256
-from tuning.promote import ALIAS, registered_name
+from trainables.serving import MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle
+from tuning.champion import CHAMPION, champion_versions, current_champion, registered_name
 
 FORMATS = ("torchscript", "onnx", "mlflow")
 CARD_FILE = "model_card.md"
@@ -114,12 +114,9 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
     name = registered_name(space.name, loss)
-    try:
-        version = client.get_model_version_by_alias(name, ALIAS)
-    except MlflowException as error:
-        raise NoChampion(
-            f"{name} has no version with alias {ALIAS!r}: run `ovatune sweep {space.name}` first"
-        ) from error
+    version = current_champion(client, name)
+    if version is None:
+        raise NoChampion(f"{name} has no version with alias {CHAMPION!r}: run `ovatune sweep {space.name}` first")
     target = Path(out) / loss / fmt
     if Path(out).exists() and not Path(out).is_dir():
         raise ExportFailed(f"--out {out} is a file, not a folder: pass a folder for the exports")
@@ -182,11 +179,4 @@ def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, c
 
 def champion_losses(space: SearchSpace, client: MlflowClient) -> list[str]:
     """The losses of ``space`` that have a champion."""
-    losses = []
-    for loss in METHODS:
-        try:
-            client.get_model_version_by_alias(registered_name(space.name, loss), ALIAS)
-            losses.append(loss)
-        except MlflowException:
-            continue
-    return losses
+    return list(champion_versions(client, space.name))

@@ -1,8 +1,11 @@
-"""Promotion: the best trial of each loss becomes the registered model ``ovatune-<exp>-<loss>@champion``.
+"""Promotion: each sweep registers its best trial per loss as a version of the loss's model.
 
-"Best" is the search space's validation metric at the trial's last epoch; errored, diverged and
-scheduler-stopped-without-checkpoint trials never qualify. Ties (common on the toy problem, where
-many trials reach 100% validation accuracy) go to the lower validation NLL.
+The policy (aliases, when ``champion`` moves, the lookups) is ``tuning.champion``; this module
+makes the registered model: a pyfunc around the checkpoint with its serving bundle.
+
+"Best" within a sweep is the space's validation metric at the trial's last epoch; errored, diverged
+and scheduler-stopped-without-checkpoint trials never qualify. Ties (common on the toy problem,
+where many trials reach 100% validation accuracy) go to the lower validation NLL.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 import trainables
 from search_spaces import SearchSpace
+from trainables.checksums import TamperedFile
 from trainables.data import input_batches
 from trainables.methods import METHODS
 from trainables.serving import (
@@ -34,29 +37,20 @@ from trainables.serving import (
     write_serving_bundle,
 )
 from trainables.train import cached_dataset, load_classifier, predict_probabilities
+from tuning.champion import (
+    CHALLENGER,
+    CHAMPION,
+    POLICIES,
+    Promotion,
+    current_champion,
+    decide,
+    registered_name,
+    sweep_versions,
+)
 from tuning.settings import Settings
 from tuning.tracking import find_runs
 
 log = logging.getLogger(__name__)
-
-ALIAS = "champion"
-
-
-def registered_name(experiment: str, loss: str) -> str:
-    return f"ovatune-{experiment}-{loss}"
-
-
-@dataclass
-class Champion:
-    """One promoted model."""
-
-    loss: str
-    model_name: str
-    version: str
-    run_id: str  # the trial's MLflow run, which holds the logged model
-    trial_number: int
-    metric: float
-    config: dict[str, Any]
 
 
 def _qualifies(result, metric: str) -> bool:
@@ -66,122 +60,209 @@ def _qualifies(result, metric: str) -> bool:
     return not result.metrics.get("diverged") and value is not None and math.isfinite(value)
 
 
+def ranked_results(results, space: SearchSpace) -> dict[str, list]:
+    """loss -> its qualifying ``ray.tune.Result``s, best first (losses with none are left out)."""
+    sign = 1.0 if space.mode == "max" else -1.0
+    ranked: dict[str, list] = {}
+    for result in results:
+        if _qualifies(result, space.metric):
+            ranked.setdefault(result.config["method"], []).append(result)
+    for candidates in ranked.values():
+        candidates.sort(
+            key=lambda r: (sign * r.metrics[space.metric], -r.metrics.get("val_nll", math.inf)), reverse=True
+        )
+    return ranked
+
+
 def best_results(results, space: SearchSpace) -> dict[str, Any]:
     """loss -> the best qualifying ``ray.tune.Result`` of that loss (losses with none are left out)."""
-    sign = 1.0 if space.mode == "max" else -1.0
-    best: dict[str, Any] = {}
-    for result in results:
-        if not _qualifies(result, space.metric):
-            continue
-        loss = result.config["method"]
-        key = (sign * result.metrics[space.metric], -result.metrics.get("val_nll", math.inf))
-        if loss not in best or key > best[loss][0]:
-            best[loss] = (key, result)
-    return {loss: result for loss, (_, result) in best.items()}
+    return {loss: candidates[0] for loss, candidates in ranked_results(results, space).items()}
 
 
-def promote(results, space: SearchSpace, sweep: str, experiment_id: str, settings: Settings) -> dict[str, Champion]:
-    """Log and register each loss's best trial, and point the ``champion`` alias at it.
+def promote(
+    results,
+    space: SearchSpace,
+    sweep: str,
+    experiment_id: str,
+    settings: Settings,
+    policy: str = "better",
+    smoke_test: bool = False,
+    failures: dict[str, str] | None = None,
+) -> dict[str, Promotion]:
+    """Register each loss's best trial of ``sweep`` and move ``champion`` to it as ``policy`` says.
 
     The registered model is an MLflow pyfunc from code (``trainables/pyfunc_model.py``) around a
     bundle of the weights, the checkpoint's metadata and ``serving.json`` (classes, method,
     preprocessing, the none-of-the-above threshold chosen on the validation split, SHA-256 of each
-    file): raw inputs in; probabilities, confidence, prediction and none_of_the_above out.
+    file): raw inputs in; probabilities, confidence, prediction and none_of_the_above out. The
+    version's tags say which sweep and trial it came from, its selection metric and why it is
+    (or is not) the champion; ``challenger`` points at it either way.
+
+    A loss whose sweep already registered a version (a finished sweep resumed) keeps that version:
+    nothing new is registered, and the champion decision is made again (it changes nothing when
+    the first decision was recorded).
+
+    Each checkpoint is verified (SHA-256) before it is loaded: a corrupted one goes to ``failures``
+    (loss -> message naming the file) and the loss's next best intact trial is registered instead.
     """
+    failures = {} if failures is None else failures
+    if policy not in POLICIES:
+        raise ValueError(f"unknown promotion policy {policy!r}; choose from: {', '.join(POLICIES)}")
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
-    champions = {}
-    for loss, result in best_results(results, space).items():
+    promotions = {}
+    for loss, candidates in ranked_results(results, space).items():
+        name = registered_name(space.name, loss)
+        registered = sweep_versions(client, name, sweep)
+        if policy == "never":
+            result, version = candidates[0], None
+        elif registered:  # this sweep was promoted before: the same trial, already a version
+            version = registered[0]
+            result = next((r for r in candidates if str(r.config["trial_number"]) == version.tags.get("trial_number")),
+                          candidates[0])  # fmt: skip
+        else:
+            result, version = _register_first_intact(candidates, space, sweep, loss, name, experiment_id, client,
+                                                     smoke_test, failures)  # fmt: skip
+            if version is None:
+                continue
+        number = int(result.config["trial_number"])
+        value = float(result.metrics[space.metric])
+        (trial_run,) = find_runs(client, experiment_id, kind="trial", sweep=sweep, loss=loss, trial_number=str(number))
+        if version is None:
+            promotions[loss] = Promotion(loss, number, value, name, None, trial_run.info.run_id, False,
+                                         "--promote never: not registered", dict(result.config))  # fmt: skip
+            continue
+        champion = current_champion(client, name)
+        if champion is not None and champion.version == version.version:
+            is_champion, reason = True, version.tags.get("promotion", "").partition(": ")[2] or "champion"
+        else:
+            is_champion, reason = decide(policy, space.metric, space.mode, value, champion)
+            if is_champion:
+                client.set_registered_model_alias(name, CHAMPION, version.version)
+            client.set_model_version_tag(name, version.version, "promotion",
+                                         ("champion: " if is_champion else "challenger: ") + reason)  # fmt: skip
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        promotions[loss] = Promotion(loss, number, value, name, str(version.version), trial_run.info.run_id,
+                                     is_champion, reason, dict(result.config))  # fmt: skip
+        log.info("%s trial %d -> %s v%s: %s", loss, number, name, version.version, reason)
+    return promotions
+
+
+def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, client, smoke_test, failures):
+    """(result, version) of the best of ``candidates`` whose checkpoint is intact, registered; each
+    corrupted one passed over is named in ``failures[loss]``. (None, None) if none is intact."""
+    skipped = []
+    for result in candidates:
         number = int(result.config["trial_number"])
         (trial_run,) = find_runs(client, experiment_id, kind="trial", sweep=sweep, loss=loss, trial_number=str(number))
-        with result.checkpoint.as_directory() as directory:
-            classifier, meta = load_classifier(directory)
-        data = cached_dataset(meta["config"])
-        confidence = predict_probabilities(classifier, data.val.x).max(axis=1)  # batched: any model size
-        threshold = choose_threshold(confidence)
-        raw = (
-            raw_inputs(data.preprocessing, next(input_batches(data.val.x, 4))).numpy().astype(np.float32)
-        )  # (4, *raw shape)
-        # The signature takes one flattened raw input per row: a DataFrame row, an array row or a JSON list.
-        example = raw.reshape(len(raw), -1)
-        if data.tokenizer:  # a text model is registered to take text: it tokenizes as training did
-            from trainables.data.clinc import load_tokenizer
+        try:
+            version = _register(result, space, sweep, loss, name, trial_run, client, smoke_test)
+        except TamperedFile as error:
+            skipped.append(f"trial {number}: {str(error).split('; refusing')[0]}")
+            continue
+        if skipped:
+            failures[loss] = (f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); "
+                              f"registered the next best intact trial, {number}, instead")  # fmt: skip
+        return result, version
+    failures[loss] = f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); no intact trial is left"
+    return None, None
 
-            tokenizer = load_tokenizer(data.tokenizer)
-            example = pd.DataFrame({"text": [tokenizer.decode([int(i) for i in ids]) for ids in raw]})
-        name = registered_name(space.name, loss)
-        with tempfile.TemporaryDirectory() as scratch:
-            bundle = write_serving_bundle(
-                Path(scratch) / "bundle",
-                classifier,
-                meta,
-                experiment=space.name,
-                dataset=space.dataset,
-                loss=loss,
-                method_title=METHODS[loss].title,
-                class_names=meta["class_names"],
-                preprocessing=data.preprocessing,
-                raw_input_shape=list(raw.shape[1:]),
-                threshold=threshold,
-                threshold_rule=f"the largest confidence threshold that keeps {KEEP_FRACTION:.0%} of the "
-                f"{len(confidence)} in-distribution validation examples",
-                validation_kept=float((confidence >= threshold).mean()),
-                sweep=sweep,
-                trial_number=number,
+
+def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, trial_run, client, smoke_test: bool):
+    """Log ``result``'s checkpoint as a pyfunc model in its trial's run and register it as a new
+    version of ``name``; returns the ``ModelVersion`` (tagged, no alias yet)."""
+    number = int(result.config["trial_number"])
+    with result.checkpoint.as_directory() as directory:
+        classifier, meta = load_classifier(directory)
+    data = cached_dataset(meta["config"])
+    confidence = predict_probabilities(classifier, data.val.x).max(axis=1)  # batched: any model size
+    threshold = choose_threshold(confidence)
+    raw = raw_inputs(data.preprocessing, next(input_batches(data.val.x, 4))).numpy().astype(np.float32)  # (4, *raw)
+    # The signature takes one flattened raw input per row: a DataFrame row, an array row or a JSON list.
+    example = raw.reshape(len(raw), -1)
+    if data.tokenizer:  # a text model is registered to take text: it tokenizes as training did
+        from trainables.data.clinc import load_tokenizer
+
+        tokenizer = load_tokenizer(data.tokenizer)
+        example = pd.DataFrame({"text": [tokenizer.decode([int(i) for i in ids]) for ids in raw]})
+    with tempfile.TemporaryDirectory() as scratch:
+        bundle = write_serving_bundle(
+            Path(scratch) / "bundle",
+            classifier,
+            meta,
+            experiment=space.name,
+            dataset=space.dataset,
+            loss=loss,
+            method_title=METHODS[loss].title,
+            class_names=meta["class_names"],
+            preprocessing=data.preprocessing,
+            raw_input_shape=list(raw.shape[1:]),
+            threshold=threshold,
+            threshold_rule=f"the largest confidence threshold that keeps {KEEP_FRACTION:.0%} of the "
+            f"{len(confidence)} in-distribution validation examples",
+            validation_kept=float((confidence >= threshold).mean()),
+            sweep=sweep,
+            trial_number=number,
+        )
+        serving = ServingModel(classifier, data.preprocessing, threshold).eval()
+        with torch.no_grad():
+            outputs = dict(zip(OUTPUTS, (o.numpy() for o in serving(torch.from_numpy(raw)))))
+        with mlflow.start_run(run_id=trial_run.info.run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(trainables.__path__[0]) / "pyfunc_model.py"),
+                artifacts={"bundle": str(bundle)},
+                code_paths=[trainables.__path__[0]],  # the model classes travel with the model
+                signature=infer_signature(example, outputs),
+                input_example=example,
+                registered_model_name=name,
+                pip_requirements=[
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    f"numpy=={np.__version__}",
+                    f"mlflow=={mlflow.__version__}",
+                ],
             )
-            serving = ServingModel(classifier, data.preprocessing, threshold).eval()
-            with torch.no_grad():
-                outputs = dict(zip(OUTPUTS, (o.numpy() for o in serving(torch.from_numpy(raw)))))
-            with mlflow.start_run(run_id=trial_run.info.run_id):
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=str(Path(trainables.__path__[0]) / "pyfunc_model.py"),
-                    artifacts={"bundle": str(bundle)},
-                    code_paths=[trainables.__path__[0]],  # the model classes travel with the model
-                    signature=infer_signature(example, outputs),
-                    input_example=example,
-                    registered_model_name=name,
-                    pip_requirements=[
-                        f"torch=={torch.__version__.split('+')[0]}",
-                        f"numpy=={np.__version__}",
-                        f"mlflow=={mlflow.__version__}",
-                    ],
-                )
-        # Logging reopened the trial's run; its end time stays the trial's, not the promotion's.
-        client.set_terminated(trial_run.info.run_id, status=trial_run.info.status, end_time=trial_run.info.end_time)
-        version = str(info.registered_model_version)
-        client.set_registered_model_alias(name, ALIAS, version)
-        client.update_registered_model(
-            name,
-            description=f"{space.name}: the best {loss} ({METHODS[loss].title}) model of each ovatune sweep, "
-            f"by {space.metric} ({space.mode}). Raw inputs in; probabilities, confidence, prediction and "
-            f"none_of_the_above out. The alias `{ALIAS}` points at the current best.",
-        )
-        for key, value in {
-            "sweep": sweep,
-            "loss": loss,
-            "trial_number": number,
-            space.metric: result.metrics[space.metric],
-            "none_of_the_above_threshold": f"{threshold:.6g}",
-        }.items():
-            client.set_model_version_tag(name, version, key, str(value))
-        champions[loss] = Champion(
-            loss, name, version, trial_run.info.run_id, number, result.metrics[space.metric], dict(result.config)
-        )
-        log.info("promoted %s trial %d as %s version %s", loss, number, name, version)
-    return champions
+    # Logging reopened the trial's run; its end time stays the trial's, not the promotion's.
+    client.set_terminated(trial_run.info.run_id, status=trial_run.info.status, end_time=trial_run.info.end_time)
+    version = str(info.registered_model_version)
+    client.update_registered_model(
+        name,
+        description=f"{space.name}: the best {loss} ({METHODS[loss].title}) model of each ovatune sweep, "
+        f"by {space.metric} ({space.mode}), one version per sweep. Raw inputs in; probabilities, confidence, "
+        f"prediction and none_of_the_above out. The alias `{CHAMPION}` points at the best so far (it moves "
+        f"only when a sweep beats it), `{CHALLENGER}` at the newest sweep's best; each version's `promotion` "
+        "tag says why.",
+    )
+    for key, value in {
+        "sweep": sweep,
+        "loss": loss,
+        "trial_number": number,
+        space.metric: result.metrics[space.metric],
+        "none_of_the_above_threshold": f"{threshold:.6g}",
+        "smoke_test": str(smoke_test).lower(),
+    }.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    return client.get_model_version(name, version)
 
 
-def finish_parents(client: MlflowClient, parents: dict[str, str], champions: dict[str, Champion], metric: str) -> None:
-    """Close each parent run, recording its champion (or that none qualified)."""
+def finish_parents(
+    client: MlflowClient,
+    parents: dict[str, str],
+    promotions: dict[str, Promotion],
+    metric: str,
+    failures: dict[str, str] | None = None,
+) -> None:
+    """Close each parent run, recording what was promoted (or why nothing was)."""
     for loss, run_id in parents.items():
-        champion = champions.get(loss)
-        if champion is None:
-            client.set_tag(run_id, "ovatune.champion", "none: every trial failed or diverged")
+        promotion = promotions.get(loss)
+        if promotion is None:
+            why = (failures or {}).get(loss, "every trial failed or diverged")
+            client.set_tag(run_id, "ovatune.promotion", f"none: {why}")
             client.set_terminated(run_id, status="FAILED")
             continue
-        client.set_tag(
-            run_id, "ovatune.champion", f"{champion.model_name} v{champion.version} (trial {champion.trial_number})"
-        )
-        client.log_metric(run_id, f"best_{metric}", champion.metric)
+        where = f"{promotion.model_name} v{promotion.version}" if promotion.version else "not registered"
+        role = "champion" if promotion.is_champion else (CHALLENGER if promotion.version else "")
+        client.set_tag(run_id, "ovatune.promotion",
+                       f"trial {promotion.trial_number} -> {where}: {role + ': ' if role else ''}{promotion.reason}")  # fmt: skip
+        client.log_metric(run_id, f"best_{metric}", promotion.metric)
         client.set_terminated(run_id, status="FINISHED")

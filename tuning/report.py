@@ -3,6 +3,11 @@
 Everything measured goes to one MLflow run per evaluation (``evaluation · <sweep>``, tag
 ``ovatune.kind=evaluation``): metrics named ``<loss>/<metric>``, the figures as PNG images and the
 markdown report. The report is also written to ``<home>/reports/<experiment>/report.md``.
+
+Champions may come from different sweeps (each stays until a later sweep beats it); the report
+says which sweep each came from and why it is the champion. ``evaluate --sweep S`` measures the
+versions sweep S registered instead (champions or not), without moving any alias, and writes
+``<home>/reports/<experiment>/sweeps/<S>/report.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import torch
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from evaluation import figures
@@ -24,10 +28,10 @@ from search_spaces import SearchSpace
 from trainables.data import load_dataset, take
 from trainables.methods import METHODS
 from trainables.models import ProbabilityModel
+from tuning.champion import CHAMPION, champion_versions
 from tuning.export import CARD_FILE, model_card
-from tuning.promote import ALIAS, registered_name
 from tuning.settings import Settings, redact
-from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, find_runs, get_or_create_experiment
+from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment
 
 log = logging.getLogger(__name__)
 PCA_EXAMPLES = 2000
@@ -42,22 +46,21 @@ class EvaluationReport:
     path: Path  # report.md
     run_id: str  # the MLflow evaluation run
     evaluations: dict[str, Evaluation]
-    sweep: str
+    sweeps: dict[str, str]  # loss -> the sweep its evaluated model came from
     failures: dict[str, str]  # loss -> why its champion could not be evaluated (the others were)
 
 
-def load_champions(space: SearchSpace, client: MlflowClient, failures: dict[str, str]) -> dict[str, tuple]:
+def load_champions(
+    space: SearchSpace, client: MlflowClient, failures: dict[str, str], sweep: str | None = None
+) -> dict[str, tuple]:
     """loss -> (model version, model: inputs → probabilities, serving info) for every loss that has a
-    ``champion`` alias. The registered pyfunc checks its files' hashes and loads weights only. A
-    champion that cannot be loaded (its artifacts are gone or changed) goes to ``failures`` with the
-    loss and the model's source, and the others are still loaded."""
+    ``champion`` alias (with ``sweep``: a version that sweep registered). The registered pyfunc
+    checks its files' hashes and loads weights only. A champion that cannot be loaded (its artifacts
+    are gone or changed) goes to ``failures`` with the loss and the model's source, and the others
+    are still loaded."""
     champions = {}
-    for loss in METHODS:
-        name = registered_name(space.name, loss)
-        try:
-            version = client.get_model_version_by_alias(name, ALIAS)
-        except MlflowException:
-            continue
+    for loss, version in champion_versions(client, space.name, sweep).items():
+        name = version.name
         try:
             pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}").unwrap_python_model()
         except Exception as error:  # noqa: BLE001 - reported per loss, the others go on
@@ -67,15 +70,21 @@ def load_champions(space: SearchSpace, client: MlflowClient, failures: dict[str,
         champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
     if not champions and failures:
         raise NoChampions("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+    if not champions and sweep is not None:
+        raise NoChampions(
+            f"sweep {sweep!r} registered no model of {space.name!r} in {redact(client.tracking_uri)} "
+            "(it does not exist, no trial qualified, it is unfinished or it ran with --promote never); "
+            f"its trials are in the MLflow UI, and `ovatune evaluate {space.name}` measures the champions"
+        )
     if not champions:
         raise NoChampions(
-            f"no registered model of {space.name!r} has the alias {ALIAS!r} in {redact(client.tracking_uri)}; "
+            f"no registered model of {space.name!r} has the alias {CHAMPION!r} in {redact(client.tracking_uri)}; "
             f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
         )
     return champions
 
 
-def _evaluate_champion(tracking_uri: str, model_name: str, dataset: str, data_dir, data_seed: int, loss: str):
+def _evaluate_champion(tracking_uri: str, model_uri: str, dataset: str, data_dir, data_seed: int, loss: str):
     """One champion's measurements, where it runs: on the GPU if the task was given one."""
     import torch
 
@@ -83,7 +92,7 @@ def _evaluate_champion(tracking_uri: str, model_name: str, dataset: str, data_di
 
     quiet_mlflow_logs()
     mlflow.set_tracking_uri(tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@{ALIAS}").unwrap_python_model()
+    pyfunc = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = ProbabilityModel(pyfunc.model.classifier).to(device).eval()
     return evaluate_model(model, load_dataset(dataset, data_dir, data_seed), loss, progress=True)
@@ -92,13 +101,13 @@ def _evaluate_champion(tracking_uri: str, model_name: str, dataset: str, data_di
 def evaluate_champions(
     space: SearchSpace,
     settings: Settings,
-    losses: list[str],
+    versions: dict,
     data_dir,
     data_seed: int,
     failures: dict[str, str],
     address: str | None = None,
 ) -> dict:
-    """loss -> ``Evaluation``, each champion measured in its own Ray task (one GPU each when the
+    """loss -> ``Evaluation`` of ``versions`` (loss -> ``ModelVersion``), each measured in its own Ray task (one GPU each when the
     cluster has GPUs, else one CPU), all at once as the cluster allows. A champion whose task fails
     goes to ``failures`` (loss -> message); the others are still measured."""
     import ray
@@ -111,11 +120,11 @@ def evaluate_champions(
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_champion)
     futures = {
         loss: task.remote(
-            settings.tracking_uri, registered_name(space.name, loss), space.dataset, data_dir, data_seed, loss
+            settings.tracking_uri, f"models:/{v.name}/{v.version}", space.dataset, data_dir, data_seed, loss
         )  # fmt: skip
-        for loss in losses
+        for loss, v in versions.items()
     }
-    print(f"evaluating {', '.join(losses)} as Ray tasks ({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)
+    print(f"evaluating {', '.join(versions)} as Ray tasks ({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)
     evaluations = {}
     for loss, future in futures.items():
         try:
@@ -131,26 +140,32 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def evaluate_experiment(space: SearchSpace, settings: Settings, address: str | None = None) -> EvaluationReport:
-    """Evaluate every champion of ``space`` and record the results (see module doc)."""
+def evaluate_experiment(
+    space: SearchSpace, settings: Settings, address: str | None = None, sweep: str | None = None
+) -> EvaluationReport:
+    """Evaluate every champion of ``space`` (with ``sweep``: that sweep's registered models) and
+    record the results (see module doc). No alias moves."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     failures: dict[str, str] = {}
-    champions = load_champions(space, client, failures)
+    champions = load_champions(space, client, failures, sweep)
     some_version = next(iter(champions.values()))[0]
     params = client.get_run(some_version.run_id).data.params
     data_dir = None if params.get("data_dir") in (None, "None") else params["data_dir"]
     data = load_dataset(space.dataset, data_dir, int(params.get("data_seed", 0)))
-    sweep = some_version.tags.get("sweep", "unknown")
 
+    versions = {loss: version for loss, (version, _, _) in champions.items()}
     evaluations = evaluate_champions(
-        space, settings, list(champions), data_dir, int(params.get("data_seed", 0)), failures, address
+        space, settings, versions, data_dir, int(params.get("data_seed", 0)), failures, address
     )
     if not evaluations:
         raise NoChampions("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     champions = {loss: champion for loss, champion in champions.items() if loss in evaluations}
+    sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in champions.items()}
+    distinct = sorted(set(sweeps.values()))
+    label = distinct[0] if len(distinct) == 1 else f"champions of {len(distinct)} sweeps"
 
-    out = settings.reports / space.name
+    out = settings.reports / space.name / ("sweeps" if sweep else "") / (sweep or "")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     drawn = _draw_figures(evaluations, {loss: m for loss, (_, m, _) in champions.items()}, data)
     for name, fig in drawn.items():
@@ -165,8 +180,12 @@ def evaluate_experiment(space: SearchSpace, settings: Settings, address: str | N
     path.write_text(report)
 
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {sweep}",
-                          tags={TAG_KIND: "evaluation", TAG_SWEEP: sweep}) as run:  # fmt: skip
+    tags = {
+        TAG_KIND: "evaluation",
+        TAG_SWEEP: ",".join(distinct),
+        "ovatune.evaluated": "sweep" if sweep else "champions",
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {label}", tags=tags) as run:
         mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _, _) in champions.items()})
         mlflow.log_metrics(flat_metrics(evaluations))
         mlflow.log_artifacts(str(out / "figures"), artifact_path="figures")
@@ -178,13 +197,12 @@ def evaluate_experiment(space: SearchSpace, settings: Settings, address: str | N
         card = model_card(space, loss, version, info, hyperparameters[loss], evaluations[loss])
         client.update_model_version(version.name, version.version, description=card)
         client.log_text(version.run_id, card, CARD_FILE)
-    # The parent runs of the sweep show their champion's test metrics next to the search results.
-    for parent in find_runs(client, experiment_id, kind="parent", sweep=sweep):
-        ev = evaluations.get(parent.data.tags[TAG_LOSS])
-        if ev is not None:
+    # Each model's own sweep's parent run shows its test metrics next to the search results.
+    for loss, ev in evaluations.items():
+        for parent in find_runs(client, experiment_id, kind="parent", sweep=sweeps[loss], loss=loss):
             for key, value in ev.test.items():
                 client.log_metric(parent.info.run_id, f"test_{key}", value)
-    return EvaluationReport(path, run.info.run_id, evaluations, sweep, failures)
+    return EvaluationReport(path, run.info.run_id, evaluations, sweeps, failures)
 
 
 def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dict[str, plt.Figure]:
@@ -292,24 +310,32 @@ def shift_table(evaluations: dict[str, Evaluation]) -> str:
 def render_report(
     space, sweep, champions, hyperparameters, evaluations: dict[str, Evaluation], figure_names: list[str]
 ) -> str:
-    """The markdown report: champions, tables, then the figures."""
+    """The markdown report: the models (champions, or with ``sweep`` that sweep's best), tables,
+    then the figures."""
+    if sweep is None:
+        what = (f"The champion of each loss: the best version so far by validation `{space.metric}` "
+                f"({space.mode}); champions may come from different sweeps.")  # fmt: skip
+    else:
+        what = (f"The best model of each loss in sweep `{sweep}` (by validation `{space.metric}`, {space.mode}), "
+                "champions or not: evaluating them moved no alias.")  # fmt: skip
     lines = [
-        f"# ovatune report: {space.name}",
+        f"# ovatune report: {space.name}" + (f", sweep {sweep}" if sweep else ""),
         "",
         space.description,
         "",
-        f"Sweep `{sweep}`; champions selected by validation `{space.metric}` ({space.mode}).",
+        what,
         "",
-        "## Champions",
+        "## Champions" if sweep is None else "## Models",
         "",
-        f"| loss | registered model | trial | validation {space.metric} | hyperparameters |",
-        "|---|---|---|---|---|",
+        f"| loss | registered model | sweep | trial | validation {space.metric} | promotion | hyperparameters |",
+        "|---|---|---|---|---|---|---|",
     ]
     for loss, (version, _, _) in champions.items():
         chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(hyperparameters[loss].items()))
         metric = float(version.tags.get(space.metric, "nan"))
         lines.append(
-            f"| {loss} | `{version.name}` v{version.version} | {version.tags.get('trial_number')} | {metric:.4f} | {chosen} |"
+            f"| {loss} | `{version.name}` v{version.version} | `{version.tags.get('sweep')}` | "
+            f"{version.tags.get('trial_number')} | {metric:.4f} | {version.tags.get('promotion', '')} | {chosen} |"
         )
     lines += [
         "",

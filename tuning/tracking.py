@@ -44,6 +44,7 @@ TAG_STOP_REASON = "ovatune.stop_reason"
 TAG_NODE_ID = "ovatune.node_id"  # the Ray node that trained the trial (rank 0's, for a multi-worker trial)
 TAG_NODE_TYPE = "ovatune.node_type"  # that node's autoscaler node type, where the autoscaler says
 TAG_GPU_IDS = "ovatune.gpu_ids"  # the GPU ids Ray assigned it ("" on the CPU)
+TAG_CHECKPOINT_FALLBACK = "ovatune.checkpoint_fallback"  # a resume passed over a corrupted checkpoint
 TAG_PARENT = "mlflow.parentRunId"
 
 # Keys of a Ray result that are bookkeeping rather than metrics of the model.
@@ -261,6 +262,8 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         run_id = self._run_for(trial)
+        if result.get("checkpoint_fallback"):  # resumed past a corrupted checkpoint: the run says which
+            self.client.set_tag(run_id, TAG_CHECKPOINT_FALLBACK, str(result["checkpoint_fallback"])[:5000])
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         if step <= self._last_step.get(run_id, 0):
             return  # already logged before the driver restarted

@@ -1,0 +1,150 @@
+"""The champion policy (``tuning.champion``): when ``champion`` moves, on a real MLflow registry.
+
+The decision is tested on registered versions in a real SQLite store; the whole path (sweeps that
+register, resume, smoke-test, never/always, ``evaluate --sweep``) runs the CLI in
+``test_champion_moves_only_when_beaten_end_to_end``.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tuning.champion import CHAMPION, POLICIES, champion_versions, current_champion, decide, sweep_versions
+
+OVATUNE = str(Path(sys.executable).parent / "ovatune")
+
+
+@pytest.fixture
+def registry(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_registered_model("ovatune-digits-softmax")
+    return client
+
+
+def _version(client, sweep: str, accuracy: float | None):
+    tags = {"sweep": sweep} | ({"val_accuracy": str(accuracy)} if accuracy is not None else {})
+    return client.create_model_version("ovatune-digits-softmax", source="/nowhere", tags=tags)
+
+
+def test_a_first_model_becomes_champion_under_every_policy_that_registers():
+    for policy in ("better", "always", "first"):
+        assert decide(policy, "val_accuracy", "max", 0.1, None) == (True, "first model of this loss")
+
+
+@pytest.mark.parametrize(
+    ("policy", "mode", "held", "new", "moves"),
+    [
+        ("better", "max", 0.90, 0.95, True),
+        ("better", "max", 0.90, 0.90, False),  # a tie keeps the current champion
+        ("better", "max", 0.90, 0.85, False),
+        ("better", "min", 0.30, 0.20, True),  # a loss-like metric: lower is better
+        ("better", "min", 0.30, 0.40, False),
+        ("always", "max", 0.90, 0.10, True),
+        ("first", "max", 0.10, 0.99, False),  # a smoke test never replaces a champion unless asked
+    ],
+)
+def test_the_champion_moves_only_as_the_policy_says(registry, policy, mode, held, new, moves):
+    champion = _version(registry, "old", held)
+    is_champion, reason = decide(policy, "val_accuracy", mode, new, champion)
+    assert is_champion is moves
+    assert f"v{champion.version}" in reason and str(held) in reason
+
+
+def test_a_champion_without_the_metric_is_kept_and_the_reason_says_how_to_replace_it(registry):
+    champion = _version(registry, "old", None)
+    assert decide("better", "val_accuracy", "max", 0.99, champion) == (
+        False,
+        f"champion v{champion.version} (val_accuracy ?) has no val_accuracy to compare with; "
+        "--promote always replaces it",
+    )
+
+
+def test_lookups_find_the_alias_and_each_sweeps_own_version(registry):
+    assert current_champion(registry, "ovatune-digits-softmax") is None
+    assert current_champion(registry, "ovatune-digits-no-such-loss") is None
+    first, second = _version(registry, "s1", 0.9), _version(registry, "s2", 0.8)
+    registry.set_registered_model_alias("ovatune-digits-softmax", CHAMPION, first.version)
+    assert current_champion(registry, "ovatune-digits-softmax").version == first.version
+    assert [v.version for v in sweep_versions(registry, "ovatune-digits-softmax", "s2")] == [second.version]
+    assert sweep_versions(registry, "ovatune-digits-softmax", "s3") == []
+    assert {k: v.version for k, v in champion_versions(registry, "digits").items()} == {"softmax": first.version}
+    assert {k: v.version for k, v in champion_versions(registry, "digits", "s2").items()} == {"softmax": second.version}
+
+
+def _sweep(home: Path, *args: str) -> str:
+    command = [OVATUNE, "sweep", "digits", "--losses", "softmax", *args, "--home", str(home)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_champion_moves_only_when_beaten_end_to_end(home):
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    name = "ovatune-digits-softmax"
+
+    def versions() -> dict[str, dict]:
+        return {str(v.version): v.tags for v in client.search_model_versions(f"name = '{name}'")}
+
+    out = _sweep(home, "--trials", "2", "--epochs", "4", "--name", "real")
+    assert f"{name}@champion (v1" in out and "first model of this loss" in out
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert versions()["1"]["smoke_test"] == "false" and versions()["1"]["promotion"].startswith("champion: ")
+
+    # A smoke test after it registers a challenger and leaves the champion where it was.
+    out = _sweep(home, "--smoke-test", "--name", "quick")
+    assert "smoke test: champion stays v1" in out and f"{name}@challenger (v2" in out
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+    assert versions()["2"]["sweep"] == "quick" and versions()["2"]["smoke_test"] == "true"
+    assert versions()["2"]["promotion"].startswith("challenger: smoke test")
+
+    # Resuming the finished sweep registers nothing new: its version is the same one.
+    out = _sweep(home, "--resume", "--name", "real")
+    assert sorted(versions()) == ["1", "2"] and f"{name}@champion (v1" in out
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+
+    # --promote never registers nothing; the parent run says what its best trial was.
+    out = _sweep(home, "--smoke-test", "--promote", "never", "--name", "unregistered")
+    assert sorted(versions()) == ["1", "2"] and "--promote never: not registered" in out
+    experiment = client.get_experiment_by_name("digits").experiment_id
+    (parent,) = client.search_runs(
+        [experiment], "tags.`ovatune.sweep` = 'unregistered' and tags.`ovatune.kind` = 'parent'"
+    )
+    assert parent.data.tags["ovatune.promotion"].startswith("trial 0 -> not registered")
+
+    # --promote always moves it whatever the numbers.
+    out = _sweep(home, "--smoke-test", "--promote", "always", "--name", "forced")
+    assert "--promote always: replaced v1" in out
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "3"
+
+    # evaluate --sweep measures that sweep's own model and moves no alias.
+    result = subprocess.run([OVATUNE, "evaluate", "digits", "--sweep", "quick", "--home", str(home)],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = home / "reports" / "digits" / "sweeps" / "quick" / "report.md"
+    assert str(report) in result.stdout and "sweep quick's models" in result.stdout
+    assert re.search(r"\| softmax \| `ovatune-digits-softmax` v2 \| `quick` \| 0 \|", report.read_text())
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "3"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "3"
+    (evaluation,) = client.search_runs([experiment], "tags.`ovatune.kind` = 'evaluation'")
+    assert evaluation.info.run_name == "evaluation · quick" and evaluation.data.tags["ovatune.evaluated"] == "sweep"
+
+    missing = subprocess.run([OVATUNE, "evaluate", "digits", "--sweep", "unregistered", "--home", str(home)],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr.startswith("ovatune: error: sweep 'unregistered' registered no")
+    assert "Traceback" not in missing.stderr
+
+
+def test_promote_help_lists_every_policy(capsys):
+    from tuning.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for policy in POLICIES:
+        assert f"{policy}:" in text

@@ -1,0 +1,121 @@
+"""Corrupted checkpoints on the real path: a resumed sweep passes over them, promotion refuses them.
+
+A real `ovatune sweep` is stopped with Ctrl-C (SIGINT to its process group), one byte is flipped in
+each trial's newest checkpoint (in the weights' floats for one, in the pickle for the other), and
+the printed resume command finishes it; then a finished sweep's best checkpoint is corrupted before
+it is promoted.
+"""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from test_checkpoints import flip_byte
+
+pytestmark = pytest.mark.slow
+
+OVATUNE = str(Path(sys.executable).parent / "ovatune")
+EPOCHS = 40
+
+
+def _epochs(trial_dir: Path) -> list[int]:
+    path = trial_dir / "result.json"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["epoch"] for line in lines if line.strip()]
+
+
+def _trial_dirs(home: Path, sweep: str) -> dict[str, Path]:
+    """loss -> its trial's folder (each loss has one trial here)."""
+    dirs = {}
+    for path in (home / "ray_results" / sweep).glob("train_classifier_*"):
+        params = path / "params.json"
+        if params.exists():
+            dirs[json.loads(params.read_text())["method"]] = path
+    return dirs
+
+
+def _trial_runs(home: Path, sweep: str) -> list:
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits").experiment_id
+    return client.search_runs([experiment], f"tags.`ovatune.sweep` = '{sweep}' and tags.`ovatune.kind` = 'trial'")
+
+
+def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(home):
+    command = [OVATUNE, "sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", str(EPOCHS),
+               "--set", "checkpoint_every=1", "--name", "flipped", "--home", str(home)]  # fmt: skip
+    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 300
+        while True:  # both trials a few checkpoints in, neither finished
+            dirs = _trial_dirs(home, "flipped")
+            if len(dirs) == 2 and all(len(_epochs(d)) >= 3 for d in dirs.values()):
+                break
+            assert time.time() < deadline and sweep.poll() is None, "the sweep ended before the signal"
+            time.sleep(0.2)
+        os.killpg(sweep.pid, signal.SIGINT)
+        output, _ = sweep.communicate(timeout=300)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert sweep.returncode == 130, output[-3000:]
+    corrupted = {}  # loss -> (the corrupted checkpoints, the epoch of the intact one left)
+    for loss, member in (("softmax", "data/0"), ("ova", "data.pkl")):
+        # Every checkpoint but the oldest Ray keeps: whichever one Ray resumes from (the newest it
+        # recorded; a trial may have written one more as it stopped), the trial must pass over it.
+        oldest, *newer = sorted(_trial_dirs(home, "flipped")[loss].glob("checkpoint_*"))
+        for folder in newer:
+            flip_byte(folder / "state.pt", member)
+        corrupted[loss] = (newer, json.loads((oldest / "meta.json").read_text())["epoch"])
+
+    resume = shlex.split(output.strip().splitlines()[-1].strip())
+    resumed = subprocess.run([OVATUNE, *resume[1:]], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "(0 diverged, 0 failed)" in resumed.stdout
+    runs = {r.data.tags["ovatune.loss"]: r for r in _trial_runs(home, "flipped")}
+    for loss, (folders, intact_epoch) in corrupted.items():
+        run = runs[loss]
+        assert run.info.status == "FINISHED" and run.data.tags["ovatune.outcome"] == "completed"
+        fallback = run.data.tags["ovatune.checkpoint_fallback"]
+        assert any(f"{folder / 'state.pt'} does not match the SHA-256" in fallback for folder in folders), fallback
+        assert fallback.endswith(f"resuming from epoch {intact_epoch}"), fallback
+        # it trained on from the intact checkpoint: the epoch after it ran twice, every epoch to the end
+        epochs = _epochs(_trial_dirs(home, "flipped")[loss])
+        assert epochs.count(intact_epoch + 1) == 2 and epochs.count(intact_epoch) == 1, epochs
+        assert sorted(set(epochs)) == list(range(1, EPOCHS + 1)), epochs
+    assert re.search(r"ovatune: warning: .*state\.pt does not match the SHA-256", resumed.stdout + resumed.stderr)
+
+
+def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_intact_trial(home):
+    args = ["sweep", "digits", "--losses", "softmax", "--trials", "3", "--epochs", "3", "--name", "ranked"]
+    first = subprocess.run([OVATUNE, *args, "--promote", "never", "--home", str(home)],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    runs = sorted(_trial_runs(home, "ranked"),
+                  key=lambda r: (r.data.metrics["val_accuracy"], -r.data.metrics["val_nll"]), reverse=True)  # fmt: skip
+    best, second = runs[0], runs[1]
+    best_dir = next(
+        p for p in (home / "ray_results" / "ranked").iterdir() if best.data.tags["ovatune.ray_trial_id"] in p.name
+    )
+    checkpoint = max(best_dir.glob("checkpoint_*"))
+    flip_byte(checkpoint / "state.pt", "data/0")
+
+    resumed = subprocess.run(
+        [OVATUNE, *args, "--resume", "--home", str(home)], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 1, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    errors = [line for line in resumed.stderr.splitlines() if line.startswith("ovatune: error:")]
+    assert len(errors) == 1 and "Traceback" not in resumed.stderr
+    assert f"{checkpoint / 'state.pt'} does not match the SHA-256" in errors[0]
+    assert f"registered the next best intact trial, {second.data.tags['ovatune.trial_number']}, instead" in errors[0]
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("ovatune-digits-softmax", "champion")
+    assert champion.run_id == second.info.run_id and champion.tags["sweep"] == "ranked"

@@ -1,0 +1,97 @@
+"""The champion policy: one registered model per (experiment, loss), its aliases and when they move.
+
+``ovatune-<exp>-<loss>`` gets one version per sweep (its best trial, tagged ``sweep``, ``loss``,
+``trial_number``, the selection metric, ``smoke_test`` and ``promotion``: why it is or is not the
+champion). ``champion`` is the best version so far, ``challenger`` the newest sweep's best. This
+module decides and looks up; ``tuning.promote`` registers the models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from trainables.methods import METHODS
+
+CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
+CHALLENGER = "challenger"  # the alias of the newest sweep's best version, promoted or not
+
+# --promote: when a sweep's best version of a loss becomes the champion.
+POLICIES = {
+    "better": "only if it beats the current champion on the selection metric (ties keep the current one)",
+    "always": "always: the newest sweep's best replaces the champion",
+    "first": "only if the loss has no champion yet (the default for --smoke-test)",
+    "never": "never; nothing is registered",
+}
+
+
+def registered_name(experiment: str, loss: str) -> str:
+    return f"ovatune-{experiment}-{loss}"
+
+
+@dataclass
+class Promotion:
+    """What a sweep did with one loss's best trial."""
+
+    loss: str
+    trial_number: int
+    metric: float  # the trial's selection metric
+    model_name: str
+    version: str | None  # the registered version (None under --promote never)
+    run_id: str  # the trial's MLflow run, which holds the logged model
+    is_champion: bool  # whether the version now holds the champion alias
+    reason: str  # why it is (or is not) the champion, as the version's `promotion` tag says
+    config: dict[str, Any]
+
+
+def current_champion(client: MlflowClient, name: str):
+    """The ``ModelVersion`` holding the champion alias of registered model ``name``, or None."""
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:  # no such model, or no version with the alias
+        return None
+
+
+def sweep_versions(client: MlflowClient, name: str, sweep: str) -> list:
+    """The versions of registered model ``name`` that sweep ``sweep`` registered (oldest first)."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and tags.sweep = '{sweep}'")
+    except MlflowException:
+        return []
+    return sorted(versions, key=lambda v: int(v.version))
+
+
+def champion_versions(client: MlflowClient, experiment: str, sweep: str | None = None) -> dict:
+    """loss -> ``ModelVersion`` for every loss of ``experiment`` that has one: its champion, or with
+    ``sweep`` the version that sweep registered (whether or not it is the champion)."""
+    versions = {}
+    for loss in METHODS:
+        name = registered_name(experiment, loss)
+        version = (
+            current_champion(client, name) if sweep is None else next(iter(sweep_versions(client, name, sweep)), None)
+        )
+        if version is not None:
+            versions[loss] = version
+    return versions
+
+
+def decide(policy: str, metric: str, mode: str, value: float, champion) -> tuple[bool, str]:
+    """(becomes champion, why) for a new version whose selection metric is ``value``."""
+    if champion is None:
+        return policy != "never", "first model of this loss"
+    held = f"v{champion.version} ({metric} {champion.tags.get(metric, '?')})"
+    if policy == "always":
+        return True, f"--promote always: replaced {held}"
+    if policy == "first":
+        return False, f"smoke test: champion stays {held} (--promote better or always to compete)"
+    try:
+        current = float(champion.tags[metric])
+    except (KeyError, ValueError):
+        return False, f"champion {held} has no {metric} to compare with; --promote always replaces it"
+    beats = value > current if mode == "max" else value < current
+    if beats:
+        return True, f"beat {held} with {metric} {value:.6g}"
+    return False, f"did not beat {held}: {metric} {value:.6g}"
