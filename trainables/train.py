@@ -38,6 +38,7 @@ from trainables.data import Dataset, Split, input_batches, load_dataset
 from trainables.data.augment import AUGMENTATIONS
 from trainables.methods import DistanceHead, Method, get_method
 from trainables.models import Classifier, build_classifier
+from trainables.trial_config import OPTIMIZERS, setting
 
 if TYPE_CHECKING:
     from trainables.data.imagenet import ImageFiles
@@ -52,7 +53,7 @@ _DATASETS: dict[tuple, Dataset] = {}
 
 def cached_dataset(config: dict[str, Any]) -> Dataset:
     """The trial's dataset, loaded once per process."""
-    key = (config["dataset"], config.get("data_dir"), int(config.get("data_seed", 0)))
+    key = (config["dataset"], config.get("data_dir"), int(setting(config, "data_seed")))
     if key not in _DATASETS:
         _DATASETS[key] = load_dataset(*key)
     return _DATASETS[key]
@@ -81,24 +82,24 @@ def build_optimizer(model: torch.nn.Module, config: dict[str, Any]) -> torch.opt
     applied to every parameter except the class centres of a distance head.
     """
     name, lr = config["optimizer"], float(config["lr"])
-    params = parameter_groups(model, 2.0 * float(config.get("l2", 0.0)))
+    params = parameter_groups(model, 2.0 * float(setting(config, "l2")))
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.0)))
     if name == "sgd_nesterov":
         return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.9)), nesterov=True)
     if name == "adam":
-        betas = (float(config.get("adam_beta1", 0.9)), float(config.get("adam_beta2", 0.999)))
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=float(config.get("adam_eps", 1e-8)))
-    raise ValueError(f"unknown optimizer {name!r}; choose from: sgd, sgd_nesterov, adam")
+        betas = (float(setting(config, "adam_beta1")), float(setting(config, "adam_beta2")))
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=float(setting(config, "adam_eps")))
+    raise ValueError(f"unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
 
 
 def lr_factor(epoch: int, config: dict[str, Any]) -> float:
     """Learning-rate multiplier for a 0-based epoch: linear warm-up, then ×gamma at each milestone."""
-    warmup = int(config.get("warmup_epochs", 0))
+    warmup = int(setting(config, "warmup_epochs"))
     if epoch < warmup:
         return (epoch + 1) / warmup
-    passed = sum(epoch >= m for m in config.get("lr_milestones", []))
-    return float(config.get("lr_gamma", 0.1)) ** passed
+    passed = sum(epoch >= m for m in setting(config, "lr_milestones"))
+    return float(setting(config, "lr_gamma")) ** passed
 
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, config: dict[str, Any], epoch: int) -> None:
@@ -110,7 +111,7 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, config: dict[str, Any], epoch
 
 def loader_workers(config: dict[str, Any]) -> int:
     """DataLoader processes that decode file-based data (ImageNet): ``loader_workers``, else the trial's CPUs."""
-    return int(config.get("loader_workers", config.get("threads", 1)))
+    return int(config.get("loader_workers", setting(config, "threads")))
 
 
 def batch_order(n: int, batch_size: int, steps: int | None, generator: torch.Generator) -> list[torch.Tensor]:
@@ -313,7 +314,7 @@ def train_classifier(config: dict[str, Any]) -> None:
     # Ray logs every checkpoint at INFO from inside the trial: one line per epoch per trial is noise.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
-    if int(config.get("workers_per_trial", 1)) > 1:
+    if int(setting(config, "workers_per_trial")) > 1:
         from trainables.distributed import train_data_parallel
 
         return train_data_parallel(config)
@@ -346,7 +347,7 @@ def train_loop(
         placement: where Ray placed it (:func:`ray_placement`), reported with rank 0's metrics.
     """
     # Threads per trial are set deliberately: on small models, more threads than cores is far slower.
-    torch.set_num_threads(int(config.get("threads", 1)))
+    torch.set_num_threads(int(setting(config, "threads")))
     data = cached_dataset(config)
     config = {**config, **data.model_settings}  # e.g. a text model's vocabulary size, saved in checkpoints
     rank, world = data_parallel_rank()
@@ -388,7 +389,7 @@ def train_loop(
     if config.get("compile"):
         step_model = torch.compile(step_model)  # optional: worth it on GPUs
 
-    checkpoint_every = int(config.get("checkpoint_every", 1))
+    checkpoint_every = int(setting(config, "checkpoint_every"))
     for epoch in range(start_epoch, epochs):
         set_epoch_lr(optimizer, config, epoch)
         started = time.perf_counter()

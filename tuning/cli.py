@@ -20,15 +20,40 @@ from trainables.methods import METHODS
 SMOKE_TEST = {"trials": 1, "epochs": 2}
 
 
+def _number(text: str, kind: type):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    from trainables.trial_config import SEED_MAX
+
+    value = _number(text, int)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX} (a 32-bit seed), got {text}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
@@ -59,6 +84,9 @@ def _names_in(registry, kind: str):
             raise argparse.ArgumentTypeError(
                 f"unknown {kind} {', '.join(unknown) or text!r}; choose from: {', '.join(registry)}"
             )
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{kind} {', '.join(repeated)} given more than once in {text!r}")
         return names
 
     return parse
@@ -96,16 +124,16 @@ def _add_store_options(p: argparse.ArgumentParser) -> None:
 
 def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
-    p.add_argument("--losses", type=_losses, default=list(METHODS), metavar="L1,L2",
+    p.add_argument("--losses", type=_losses, metavar="L1,L2",
                    help=f"comma-separated losses to sweep (default: all of {','.join(METHODS)})")  # fmt: skip
     p.add_argument("--trials", type=_positive_int, help="trials per loss (default: the search space's budget)")
     p.add_argument("--epochs", type=_positive_int, help="override the space's epochs (shorter runs)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the samplers and the trials (default 0)")
+    p.add_argument("--seed", type=_seed, help="seeds the samplers and the trials, 0 to 2**32-1 (default 0)")
     p.add_argument(
         "--max-concurrent", type=_positive_int, help="at most this many trials at once (default: as resources allow)"
     )
     p.add_argument(
-        "--cpus-per-trial", type=_non_negative_float, help="CPUs (and torch threads) per trial (default: the space's)"
+        "--cpus-per-trial", type=_positive_float, help="CPUs (and torch threads) per trial (default: the space's)"
     )
     p.add_argument(
         "--gpus-per-trial", type=_non_negative_float, help="GPUs per trial; fractions pack trials on one GPU"
@@ -119,11 +147,12 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheduler",
         choices=["fifo", "asha"],
-        default="fifo",
-        help="fifo runs every trial to the end; asha stops poor ones early",
+        help="fifo (the default) runs every trial to the end; asha stops poor ones early",
     )
     p.add_argument(
-        "--sampler", choices=["random", "tpe"], default="random", help="Optuna sampler (random search, as the paper)"
+        "--sampler",
+        choices=["random", "tpe"],
+        help="Optuna sampler: random (the default: random search, as the paper) or tpe",
     )
     p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray")
     p.add_argument(
@@ -153,9 +182,12 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help="when each loss's best version becomes the champion: "
                    + "; ".join(f"{name}: {text}" for name, text in POLICIES.items())
                    + " (default: better; first with --smoke-test)")  # fmt: skip
+    from trainables.trial_config import settable
+
     p.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
-                   help="override one of the space's fixed settings, e.g. --set batch_size=128 --set width=8 "
-                   "(values are read as JSON, else kept as text)")  # fmt: skip
+                   help="override a fixed setting of the trials, e.g. --set batch_size=128 --set hidden=[64,64] "
+                   "(values are read as JSON, else kept as text; checked before anything runs); KEY is one of: "
+                   + ", ".join(settable()) + " (not one the experiment searches)")  # fmt: skip
     _add_store_options(p)
 
 
@@ -233,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated subset (default: all of the dataset's)")  # fmt: skip
     corrupt.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     corrupt.add_argument("--workers", type=_positive_int, help="processes on CPU (default: one per core)")
-    corrupt.add_argument("--seed", type=int, default=0, help="fixes every random draw (default 0)")
+    corrupt.add_argument("--seed", type=_seed, default=0, help="fixes every random draw (default 0)")
     return parser
 
 
@@ -359,25 +391,47 @@ def _fail(message: str, code: int = 2) -> int:
 def _sweep(space, settings, args) -> int:
     from mlflow.tracking import MlflowClient
 
+    from trainables.trial_config import InvalidSetting, check_overrides
     from tuning.promote import finish_parents, promote
     from tuning.sweep import run_sweep
 
     trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
+    losses = args.losses or list(METHODS)
+    keys = [key for key, _ in args.settings]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        return _fail(f"--set {', '.join(repeated)} given more than once; give each key once")
     overrides = dict(args.settings)
+    if (args.epochs or args.smoke_test) and "epochs" in overrides:
+        return _fail("epochs given both as --set epochs and as --epochs or --smoke-test; give it once")
     if args.epochs or args.smoke_test:
         overrides["epochs"] = args.epochs or SMOKE_TEST["epochs"]
+    try:
+        check_overrides(space, overrides)
+    except InvalidSetting as error:
+        return _fail(f"--set: {error}")
+    # What this command asks for explicitly: a resumed sweep refuses what contradicts how it was started.
+    asked = {key: value for key, value in (
+        ("losses", ",".join(args.losses) if args.losses else None),
+        ("trials_per_loss", args.trials or (SMOKE_TEST["trials"] if args.smoke_test else None)),
+        ("seed", args.seed), ("sampler", args.sampler), ("scheduler", args.scheduler)) if value is not None}  # fmt: skip
+    asked |= overrides
     started = time.time()
-    print(f"ovatune: {'resuming' if args.resume else 'sweeping'} {space.name}: {trials} trials x "
-          f"{len(args.losses)} losses; MLflow store {settings.display_uri}", flush=True)  # fmt: skip
+    if args.resume:
+        print(f"ovatune: resuming {'sweep ' + args.name if args.name else 'the latest sweep'} of {space.name} with its "
+              f"own losses, trials and settings; MLflow store {settings.display_uri}", flush=True)  # fmt: skip
+    else:
+        print(f"ovatune: sweeping {space.name}: {trials} trials x {len(losses)} losses; "
+              f"MLflow store {settings.display_uri}", flush=True)  # fmt: skip
     try:
         outcome = run_sweep(
-            space, settings, args.losses, trials, seed=args.seed, max_concurrent=args.max_concurrent,
+            space, settings, losses, trials, seed=args.seed or 0, max_concurrent=args.max_concurrent,
             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-            workers_per_trial=args.workers_per_trial, scheduler=args.scheduler,
-            sampler=args.sampler, address=args.address, resume=args.resume, name=args.name,
-            data_dir=args.data_dir, overrides=overrides,
+            workers_per_trial=args.workers_per_trial, scheduler=args.scheduler or "fifo",
+            sampler=args.sampler or "random", address=args.address, resume=args.resume, name=args.name,
+            data_dir=args.data_dir, overrides=overrides, asked=asked,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as error:  # ClusterCannotRun is a ValueError
+    except (FileNotFoundError, ValueError) as error:  # ClusterCannotRun and InvalidSetting are ValueErrors
         return _fail(str(error))
     if outcome.interrupted:
         return _interrupted(space, settings, outcome, args)

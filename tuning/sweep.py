@@ -32,6 +32,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces import SearchSpace
 from trainables.methods import METHODS
 from trainables.train import train_classifier
+from trainables.trial_config import check_overrides
 from tuning.cluster import TrialResources, plan_trial_resources
 from tuning.settings import Settings
 from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
@@ -231,6 +232,7 @@ def run_sweep(
     data_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
     verbose: int = 1,
+    asked: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep of ``space`` over ``losses`` with ``trials`` trials per loss.
 
@@ -241,12 +243,19 @@ def run_sweep(
         overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
         resume: continue the sweep ``name`` (default: the latest of this experiment) where it
             stopped; its original settings apply, finished trials are kept.
+        asked: what the caller asked for explicitly, as the sweep's parent-run params name it
+            (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler`` and ``--set``
+            keys): a resume that contradicts the stored sweep is refused, naming each difference.
 
     Raises:
         FileNotFoundError: ``resume`` with no sweep to resume.
         ClusterCannotRun: trials of the requested size can never run on the Ray cluster.
+        InvalidSetting: an override the trials would not accept (see ``trainables.trial_config``).
+        ValueError: a resume that contradicts the stored sweep; a new sweep whose name exists.
     """
     from mlflow.tracking import MlflowClient
+
+    check_overrides(space, overrides or {})  # before Ray starts
 
     settings.ray_results.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -293,8 +302,10 @@ def run_sweep(
                 f"sweep {name!r} has no runs in the MLflow store {settings.display_uri}; resume it with "
                 "the --home and --tracking-uri it was started with"
             )
+        stored = client.get_run(next(iter(parents.values()))).data.params
+        _check_resume_matches(name, stored, asked or {})
         parents = parent_runs(client, experiment_id, name, losses, {})
-        trainable, resources, slots = connect(client.get_run(next(iter(parents.values()))).data.params)
+        trainable, resources, slots = connect(stored)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
         trainable, resources, slots = connect({})
@@ -355,6 +366,23 @@ def run_sweep(
         except KeyboardInterrupt:  # the second signal: stopped at once
             results = None
     return SweepOutcome(name, path, results, experiment_id, parents, losses, interruption.signum)
+
+
+def _check_resume_matches(name: str, stored: dict[str, str], asked: dict[str, Any]) -> None:
+    """Refuse a resume whose explicit options differ from how sweep ``name`` was started.
+
+    Raises:
+        ValueError: naming each option, what was asked and what the sweep has.
+    """
+    differences = [
+        f"{key} {value} (the sweep has {stored[key] if key in stored else 'none'})"
+        for key, value in asked.items()
+        if stored.get(key) != str(value)
+    ]
+    if differences:
+        raise ValueError(f"--resume continues sweep {name!r} as it was started, but this command asks for "
+                         f"{'; '.join(differences)}: drop those options to resume it, or start a new sweep "
+                         "without --resume")  # fmt: skip
 
 
 def _quiet_interruption(record: logging.LogRecord) -> bool:

@@ -17,6 +17,7 @@ from torch import nn
 from trainables.methods import get_method
 from trainables.models.mlp import MLP
 from trainables.models.resnet import ResNet50, ResNetV1, WideResNet
+from trainables.trial_config import setting
 
 
 def build_mlp(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
@@ -32,7 +33,7 @@ def build_resnet20(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.M
 def build_wide_resnet28_10(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
     """WRN-28-10; ``depth``, ``widen`` and ``width`` override 28, 10 and 16."""
     return WideResNet(
-        input_shape[0], int(config.get("depth", 28)), int(config.get("widen", 10)), int(config.get("width", 16))
+        input_shape[0], int(config.get("depth", 28)), int(setting(config, "widen")), int(config.get("width", 16))
     )
 
 
@@ -49,11 +50,11 @@ def build_bert_mini(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.
     return BertBody(
         vocab_size=int(config["vocab_size"]),
         max_length=int(config.get("max_length", input_shape[0])),
-        pad_id=int(config.get("pad_id", 0)),
+        pad_id=int(setting(config, "pad_id")),
         hidden=int(config.get("width", 256)),
         layers=int(config.get("depth", 4)),
-        heads=int(config.get("heads", 4)),
-        intermediate=int(config.get("intermediate", 1024)),
+        heads=int(setting(config, "heads")),
+        intermediate=int(setting(config, "intermediate")),
     )
 
 

@@ -1,0 +1,128 @@
+"""The trial-config schema (``trainables.trial_config``): every space passes it, ``--set`` and the
+sweep's own options are checked against it before Ray starts, and ``--resume`` refuses options that
+contradict the stored sweep."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+
+from search_spaces import SPACES
+from trainables.trial_config import (
+    TRIAL_CONFIG,
+    InvalidSetting,
+    check_overrides,
+    check_space,
+    check_value,
+    settable,
+    setting,
+)
+from tuning.cli import main
+
+OVATUNE = str(Path(sys.executable).parent / "ovatune")
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_every_search_space_passes_the_schema(name):
+    space = SPACES[name]
+    check_space(space)
+    assert set(space.fixed) <= set(TRIAL_CONFIG) and set(space.ranges) <= set(settable())
+
+
+def test_every_key_has_a_meaning_and_its_default_passes_its_own_check():
+    for name, key in TRIAL_CONFIG.items():
+        assert key.meaning and key.kind
+        if key.default is not None:
+            check_value(name, key.default)
+
+
+def test_defaults_come_from_the_schema():
+    assert setting({}, "adam_beta2") == 0.999 and setting({"adam_beta2": 0.9}, "adam_beta2") == 0.9
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"bogus_key": 3}, "unknown setting 'bogus_key'; the settable ones are: model, hidden"),
+        ({"lr": 0.1}, "lr is searched by the digits space (log-uniform 0.0001 to 0.03)"),
+        ({"batch_size": "abc"}, "batch_size must be an integer >= 1, got 'abc'"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"batch_size": 1.5}, "batch_size must be an integer >= 1"),
+        ({"compile": 1}, "compile must be true or false, got 1"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of: sgd, sgd_nesterov, adam"),
+        ({"model": "vgg"}, "model must be one of: mlp, resnet20"),
+        ({"hidden": [64, "x"]}, "hidden must be a list of integers >= 1"),
+        ({"adam_beta2": 1.0}, "adam_beta2 must be a number >= 0 and <= 0.999999"),
+        ({"l2": float("nan")}, "l2 must be a number >= 0"),
+        ({"threads": 4}, "threads (torch threads per trial) is set by --cpus-per-trial, not by --set"),
+        ({"seed": 4}, "is set by --seed"),
+        ({"dataset": "toy2d"}, "is set by the experiment"),
+    ],
+)
+def test_overrides_a_trial_would_not_accept_are_refused_with_what_would_be(overrides, message):
+    with pytest.raises(InvalidSetting) as error:
+        check_overrides(SPACES["digits"], overrides)
+    assert message in str(error.value)
+
+
+def test_good_overrides_pass():
+    assert check_overrides(SPACES["digits"], {"hidden": [64, 64], "l2": 0, "compile": False}) == {
+        "hidden": [64, 64], "l2": 0, "compile": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "bogus_key=3"], "ovatune: error: --set: unknown setting 'bogus_key'"),
+        (["--set", "lr=-1"], "ovatune: error: --set: lr is searched by the digits space"),
+        (["--set", "batch_size=abc"], "ovatune: error: --set: batch_size must be an integer >= 1, got 'abc'"),
+        (["--set", "width=8", "--set", "width=9"], "ovatune: error: --set width given more than once"),
+        (["--set", "epochs=3", "--epochs", "4"], "ovatune: error: epochs given both as --set epochs"),
+    ],
+)
+def test_bad_settings_are_one_error_line_before_ray_starts(argv, message, capsys, home):
+    assert main(["sweep", "digits", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and len(err.strip().splitlines()) == 1, err
+    assert not ray.is_initialized() and not (home / "ray_results").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed", "100000000000000000000"], "--seed: must be an integer from 0 to 4294967295"),
+        (["--seed", "-1"], "--seed: must be an integer from 0 to 4294967295"),
+        (["--seed", "abc"], "--seed: expected an integer, got 'abc'"),
+        (["--losses", "softmax,softmax"], "--losses: loss softmax given more than once"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial: must be > 0, got 0"),
+    ],
+)
+def test_bad_sweep_options_are_usage_errors(argv, message, capsys, home):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "digits", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_a_resume_that_contradicts_the_stored_sweep_is_refused_naming_each_difference(home):
+    start = [OVATUNE, "sweep", "digits", "--losses", "softmax", "--smoke-test", "--name", "stored", "--home", str(home)]
+    first = subprocess.run(start, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    resume = [OVATUNE, "sweep", "digits", "--resume", "--name", "stored", "--home", str(home)]
+    refused = subprocess.run([*resume, "--trials", "5", "--epochs", "9", "--losses", "softmax,ova", "--set", "width=8"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    (line,) = [line for line in refused.stderr.splitlines() if line.startswith("ovatune: error:")]
+    for difference in ("losses softmax,ova (the sweep has softmax)", "trials_per_loss 5 (the sweep has 1)",
+                       "epochs 9 (the sweep has 2)", "width 8 (the sweep has none)"):  # fmt: skip
+        assert difference in line, line
+    assert "started" not in refused.stdout and "Trial name" not in refused.stdout  # Ray never ran
+
+    again = subprocess.run([*resume, "--losses", "softmax", "--epochs", "2"], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip  # what it was started with: accepted
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming sweep stored of digits with its own losses, trials and settings" in again.stdout
