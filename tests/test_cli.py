@@ -101,3 +101,93 @@ def test_new_sweep_names_differ_within_a_second():
 
     names = {new_sweep_name("digits") for _ in range(20)}  # within one second: the old names were all equal
     assert len(names) == 20 and all(check_sweep_name(n) == n and n.startswith("digits-2") for n in names)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("htp:/nowhere", "--tracking-uri 'htp:/nowhere': unknown scheme 'htp'; use sqlite:///PATH"),
+        ("foo://bar", "unknown scheme 'foo'"),
+        (
+            "{tmp}/mlflow.db",
+            "'{tmp}/mlflow.db' is a file path, not a tracking URI (MLflow's file store is retired): "
+            "use sqlite:///{tmp}/mlflow.db",
+        ),  # fmt: skip
+        ("file://{tmp}/mlruns", "is a file path, not a tracking URI"),
+        ("sqlite+nosuchdriver:///{tmp}/x.db", "names a database driver SQLAlchemy does not know"),
+        ("mysql://u@127.0.0.1/db", "needs a Python database driver that is not installed (No module named 'MySQLdb')"),
+        (
+            "postgresql+psycopg2://postgres@127.0.0.1:5432/ovatune_no_such_db",
+            "cannot connect to the tracking database postgresql+psycopg2://postgres@127.0.0.1:5432/ovatune_no_such_db",
+        ),
+    ],
+)
+def test_a_tracking_uri_mlflow_cannot_use_is_one_error_line(uri, message, capsys, home, tmp_path):
+    started = time.time()
+    assert main(["evaluate", "digits", "--tracking-uri", uri.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ovatune: error: ") and len(err.strip().splitlines()) == 1, err
+    assert message.format(tmp=tmp_path) in err and time.time() - started < 30
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is not a usable SQLite database ((sqlite3.DatabaseError) database disk image is malformed)"),
+        (b"not a database at all\n" * 100, "is not a usable SQLite database ((sqlite3.DatabaseError) file is not a"),
+    ],
+)
+def test_a_truncated_or_foreign_mlflow_db_is_one_error_line(content, message, capsys, home):
+    from mlflow.tracking import MlflowClient
+
+    db = home / "mlflow.db"
+    home.mkdir(parents=True)
+    MlflowClient(f"sqlite:///{db}").create_experiment("digits")  # a real store, then cut short
+    db.write_bytes(content if content is not None else db.read_bytes()[: db.stat().st_size // 3])
+    assert main(["evaluate", "digits"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ovatune: error: the MLflow store {db} {message}") and "restore it from a backup" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_locked_mlflow_db_says_so(capsys, home):
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    home.mkdir(parents=True)
+    db = home / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    holder = sqlite3.connect(db, isolation_level=None)  # another writer holding the database
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["evaluate", "digits"]) == 1
+    finally:
+        holder.close()
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's own log of creating the store above
+    assert err.startswith(f"ovatune: error: the MLflow store {db} is locked by another process") and "wait for" in err
+
+
+@pytest.mark.parametrize("command", [["sweep", "digits", "--smoke-test"], ["evaluate", "digits"], ["export", "digits"]])
+def test_a_home_that_cannot_be_written_is_one_error_line(command, capsys):
+    # /sys/kernel refuses new files even to root: a real unwritable folder
+    assert main([*command, "--home", "/sys/kernel"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ovatune: error: the ovatune home /sys/kernel is not writable (Permission denied): pass --home " \
+                  "(or set OVATUNE_HOME to) a folder you can write\n"  # fmt: skip
+    assert not ray.is_initialized()
+
+
+def test_an_unexpected_fault_is_one_line_and_debug_shows_the_traceback(capsys, home, monkeypatch):
+    import tuning.cli
+
+    def fault(*args, **kwargs):  # a fault no input can cause: the safety net under every command
+        raise OSError(28, "No space left on device", str(home / "reports"))
+
+    monkeypatch.setattr(tuning.cli, "_evaluate", fault)
+    assert main(["evaluate", "digits"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"ovatune: error: OSError ({home / 'reports'}): [Errno 28] No space left on device: "
+                   f"'{home / 'reports'}' (--debug shows the traceback)\n")  # fmt: skip
+    with pytest.raises(OSError, match="No space left"):
+        main(["evaluate", "digits", "--debug"])

@@ -266,11 +266,47 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     corrupt.add_argument("--workers", type=_positive_int, help="processes on CPU (default: one per core)")
     corrupt.add_argument("--seed", type=_seed, default=0, help="fixes every random draw (default 0)")
+    for command in sub.choices.values():  # one meaning everywhere: show the traceback of an unexpected error
+        command.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``ovatune`` command. A mistake or a fault ends in one ``ovatune: error:`` line (exit 2 for
+    what the user asked, 1 for what went wrong); ``--debug`` shows the traceback of the unexpected."""
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args, argv)
+    except KeyboardInterrupt:  # Ctrl-C outside a sweep (which handles its own): stop quietly
+        print("ovatune: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
+        return _fail(f"{type(error).__name__}{where}: {_first_line(error)} (--debug shows the traceback)", 1)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _check_home(settings) -> str | None:
+    """Why the home cannot hold what this command writes (Ray results, reports, the SQLite store), or None."""
+    import tempfile
+
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=settings.home):
+            pass
+    except OSError as error:
+        return (f"the ovatune home {settings.home} is not writable ({error.strerror or error}): pass --home "
+                "(or set OVATUNE_HOME to) a folder you can write")  # fmt: skip
+    return None
+
+
+def _main(args, argv: list[str] | None) -> int:
     if args.command == "corrupt":
         return _corrupt(args)
     if args.command in ("submit", "status", "logs"):
@@ -283,8 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking_uri(settings.tracking_uri)
     except TrackingUnavailable as error:
         return _fail(str(error))
+    if args.command != "ui" and (problem := _check_home(settings)):
+        return _fail(problem)
     quiet_mlflow_logs()
-    prepare_store(settings.tracking_uri)
+    try:
+        prepare_store(settings.tracking_uri)
+    except TrackingUnavailable as error:
+        return _fail(str(error), 1)
     if args.command == "ui":
         return serve_ui(settings, args.host, args.port)
     space = get_space(args.experiment)

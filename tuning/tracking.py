@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -33,6 +35,8 @@ from ray.tune import Callback
 from tuning.settings import Settings, redact
 
 log = logging.getLogger(__name__)
+
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # SQLAlchemy back ends MLflow stores runs in
 
 TAG_KIND = "ovatune.kind"  # parent | trial | evaluation
 TAG_SWEEP = "ovatune.sweep"
@@ -63,9 +67,42 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, with a message saying what to do, when the tracking store is unusable.
 
     Raises:
-        TrackingUnavailable: an HTTP server that does not answer its health check, or a SQLite file
-            whose directory cannot be created.
+        TrackingUnavailable: a URI MLflow cannot use (a file path, an unknown scheme, a database
+            whose Python driver is missing), an HTTP server that does not answer its health check,
+            or a SQLite file whose directory cannot be created.
     """
+    scheme = urlsplit(uri).scheme.lower()
+    if not scheme or scheme == "file":
+        path = uri.removeprefix("file://")
+        hint = f"sqlite:///{Path(path).expanduser().absolute()}" if path.endswith(".db") else "sqlite:///PATH/mlflow.db"
+        raise TrackingUnavailable(
+            f"--tracking-uri {uri!r} is a file path, not a tracking URI (MLflow's file store is retired): "
+            f"use {hint}, a database URI (postgresql+psycopg2://...) or an MLflow server's http(s)://HOST:PORT"
+        )
+    database = scheme.split("+")[0]
+    if scheme not in ("http", "https", "databricks") and database not in DATABASES:
+        raise TrackingUnavailable(
+            f"--tracking-uri {redact(uri)!r}: unknown scheme {scheme!r}; use sqlite:///PATH, "
+            f"{', '.join(d + '://...' for d in DATABASES if d != 'sqlite')} or http(s)://HOST:PORT of an MLflow server"
+        )
+    if database in DATABASES:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(uri).get_dialect().import_dbapi()
+        except NoSuchModuleError as error:
+            raise TrackingUnavailable(f"--tracking-uri {redact(uri)!r} names a database driver SQLAlchemy does "
+                                      f"not know ({error})") from None  # fmt: skip
+        except (ArgumentError, ValueError) as error:
+            raise TrackingUnavailable(f"--tracking-uri {redact(uri)!r} is not a valid database URI: {error}") from None
+        except ImportError as error:
+            raise TrackingUnavailable(
+                f"the tracking store {redact(uri)} needs a Python database driver that is not installed "
+                f"({error}): install it (e.g. pip install psycopg2-binary and use postgresql+psycopg2://...)"
+            ) from None
+        if database != "sqlite":  # a server: MLflow would retry a failed connection for minutes
+            _check_database(uri, timeout_s)
     if uri.startswith(("http://", "https://")):
         shown = redact(uri)  # never print a secret (resolve_settings already moved user:password@ out)
         try:
@@ -86,6 +123,30 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             raise TrackingUnavailable(f"cannot create the MLflow store at {path}: {error}") from None
 
 
+def _check_database(uri: str, timeout_s: float) -> None:
+    """Connect once to a database tracking store, so that a wrong host, database or password is one
+    clear error now instead of MLflow's retries.
+
+    Raises:
+        TrackingUnavailable: naming the (redacted) URI and the database's own reason.
+    """
+    import sqlalchemy
+
+    arguments = {"connect_timeout": int(timeout_s)} if uri.startswith(("postgresql", "mysql")) else {}
+    engine = sqlalchemy.create_engine(uri, connect_args=arguments, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        reason = _without_sql(" ".join(str(getattr(error, "orig", None) or error).split()))
+        raise TrackingUnavailable(
+            f"cannot connect to the tracking database {redact(uri)}: {reason[:300]}; check the host, the database "
+            "name and the credentials in --tracking-uri (or MLFLOW_TRACKING_URI)"
+        ) from None
+    finally:
+        engine.dispose()
+
+
 def prepare_store(uri: str) -> None:
     """Create (or migrate) a local SQLite store under a file lock.
 
@@ -97,13 +158,38 @@ def prepare_store(uri: str) -> None:
         return
     import fcntl
 
-    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            MlflowClient(uri).search_experiments(max_results=1)  # the store's first use runs its migrations
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    path = Path(uri.removeprefix("sqlite:///"))
+    lock_path = Path(f"{path}.lock")
+    try:
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                MlflowClient(uri).search_experiments(max_results=1)  # the store's first use runs its migrations
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except Exception as error:  # noqa: BLE001 - sqlite3, SQLAlchemy and MLflow each raise their own kind
+        raise TrackingUnavailable(_sqlite_problem(path, error)) from None
+
+
+def _without_sql(text: str) -> str:
+    """A SQLAlchemy error's message without the statement and the link it appends."""
+    return re.split(r" \[SQL: | \(Background on this error", text)[0]
+
+
+def _sqlite_problem(path: Path, error: BaseException) -> str:
+    """What is wrong with the SQLite store at ``path``, and what to do, from the error opening it."""
+    text = " ".join(str(error).split())
+    cause = _without_sql(text)[:300]
+    if "locked" in text:
+        return (f"the MLflow store {path} is locked by another process ({cause}); wait for it to finish, or stop "
+                "it (`fuser` names it), then run the command again")  # fmt: skip
+    if "readonly" in text or "read-only" in text or isinstance(error, PermissionError) or "unable to open" in text:
+        return (f"cannot write the MLflow store {path} ({cause}): the folder or file is read-only; pass --home "
+                "(or OVATUNE_HOME) a writable folder, or --tracking-uri another store")  # fmt: skip
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return (f"the MLflow store {path} is not a usable SQLite database ({cause}): it is truncated or corrupted; "
+                f"restore it from a backup, or move it away to start a new store there")  # fmt: skip
+    return f"cannot open the MLflow store {path}: {type(error).__name__}: {cause}"
 
 
 def quiet_mlflow_logs() -> None:
