@@ -31,10 +31,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 test-fast: $(INSTALLED)
 	$(VENV)/bin/pytest -m "not slow"
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports

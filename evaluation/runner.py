@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,9 +58,13 @@ class Evaluation:
     shift: list[dict] = field(default_factory=list)
 
 
-def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: bool = False) -> Evaluation:
-    """Run every measurement of DESIGN §4 for ``model`` (inputs → probabilities) on ``data``;
-    ``progress`` shows a bar over the shifted test sets (Ray's, which prints from inside tasks).
+def evaluate_model(
+    model: torch.nn.Module, data: Dataset, loss: str, on_shifted_set: Callable[[str, int], None] | None = None
+) -> Evaluation:
+    """Run every measurement of DESIGN §4 for ``model`` (inputs → probabilities) on ``data``.
+
+    ``on_shifted_set(corruption, intensity)`` is called after each of the ``5 × len(data.shift_corruptions)``
+    shifted test sets: the caller's progress report (this module shows none of its own).
 
     Raises:
         NonFiniteProbabilities: the model gives NaN or infinite probabilities on one of the sets
@@ -88,11 +93,6 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: b
         result.ood_probs[name] = ood_probs
         result.ood[name] = {"auroc": auroc, "auprc": auprc, "mean_confidence": float(ood_probs.max(axis=1).mean())}
     if data.shifted is not None:
-        bar = None
-        if progress:
-            from ray.experimental.tqdm_ray import tqdm
-
-            bar = tqdm(total=5 * len(data.shift_corruptions), desc=f"{loss}: shifted test sets")
         for corruption in data.shift_corruptions:
             result.shift.append(
                 {
@@ -114,8 +114,6 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, loss: str, progress: b
                         "ece": expected_calibration_error(shifted, labels),
                     }
                 )
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
+                if on_shifted_set is not None:
+                    on_shifted_set(corruption, intensity)
     return result

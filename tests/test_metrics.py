@@ -121,3 +121,23 @@ def test_an_evaluation_of_nan_probabilities_names_the_loss_and_the_set():
 
     with pytest.raises(NonFiniteProbabilities, match="the ova_dm model's probabilities on the digits test split"):
         evaluate_model(Broken(), load_dataset("digits"), "ova_dm")
+
+
+def test_evaluation_reports_progress_through_the_callers_callback_once_per_shifted_set():
+    from evaluation.runner import evaluate_model
+    from trainables.data import load_dataset
+
+    class Uniform(torch.nn.Module):  # every class equally likely: the numbers are known
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.full((len(x), 10), 0.1) + self.w
+
+    data = load_dataset("digits")
+    seen = []
+    result = evaluate_model(Uniform(), data, "softmax", on_shifted_set=lambda c, i: seen.append((c, i)))
+    assert seen == [(c, i) for c in data.shift_corruptions for i in range(1, 6)]
+    assert len(result.shift) == 6 * len(data.shift_corruptions)
+    assert all(row["ece"] == pytest.approx(abs(row["accuracy"] - 0.1), abs=1e-6) for row in result.shift)

@@ -93,9 +93,18 @@ def _evaluate_champion(tracking_uri: str, model_uri: str, dataset: str, data_dir
     quiet_mlflow_logs()
     mlflow.set_tracking_uri(tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    from ray.experimental.tqdm_ray import tqdm  # a progress bar that prints from inside a Ray task
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = ProbabilityModel(pyfunc.model.classifier).to(device).eval()
-    return evaluate_model(model, load_dataset(dataset, data_dir, data_seed), loss, progress=True)
+    data = load_dataset(dataset, data_dir, data_seed)
+    if data.shifted is None:
+        return evaluate_model(model, data, loss)
+    bar = tqdm(total=5 * len(data.shift_corruptions), desc=f"{loss}: shifted test sets")
+    try:
+        return evaluate_model(model, data, loss, on_shifted_set=lambda corruption, intensity: bar.update(1))
+    finally:
+        bar.close()
 
 
 def evaluate_champions(
