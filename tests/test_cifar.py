@@ -146,7 +146,7 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     ovatune(
         "export",
         "cifar10",
-        "--loss",
+        "--losses",
         "ova",
         "--format",
         "onnx",

@@ -191,3 +191,48 @@ def test_an_unexpected_fault_is_one_line_and_debug_shows_the_traceback(capsys, h
                    f"'{home / 'reports'}' (--debug shows the traceback)\n")  # fmt: skip
     with pytest.raises(OSError, match="No space left"):
         main(["evaluate", "digits", "--debug"])
+
+
+def test_every_command_has_help_with_an_example(capsys):
+    from tuning.cli import EXAMPLES, build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert set(EXAMPLES) == set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([name, "--help"])
+        assert f"example: {EXAMPLES[name]}" in " ".join(capsys.readouterr().out.split()), name
+
+
+def test_choices_come_from_the_registries():
+    from tuning.cli import build_parser
+    from tuning.options import FORMATS, SAMPLERS, SCHEDULERS
+
+    for scheduler in SCHEDULERS:
+        assert build_parser().parse_args(["sweep", "digits", "--scheduler", scheduler]).scheduler == scheduler
+    for sampler in SAMPLERS:
+        assert build_parser().parse_args(["sweep", "digits", "--sampler", sampler]).sampler == sampler
+    for fmt in FORMATS:
+        assert build_parser().parse_args(["export", "digits", "--format", fmt]).format == fmt
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value", "warning"),
+    [
+        (["export", "digits", "--loss", "ova,dm"], "losses", ["ova", "dm"], "--loss is now --losses"),
+        (["status", "--address", "http://h:8265"], "dashboard", "http://h:8265", "--address is now --dashboard"),
+        (["logs", "j", "--address", "http://h:8265"], "dashboard", "http://h:8265", "--address is now --dashboard"),
+    ],
+)
+def test_old_spellings_still_work_for_one_release_and_say_the_new_one(argv, dest, value, warning, capsys):
+    from tuning.cli import build_parser
+
+    assert getattr(build_parser().parse_args(argv), dest) == value
+    assert f"ovatune: warning: {warning}" in capsys.readouterr().err
+
+
+def test_one_spelling_for_a_list_of_losses():
+    from tuning.cli import build_parser
+
+    for command in (["sweep", "digits"], ["run", "digits"], ["submit", "digits"], ["export", "digits"]):
+        assert build_parser().parse_args([*command, "--losses", "ova,dm"]).losses == ["ova", "dm"]

@@ -141,7 +141,7 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     report = (home / "reports" / "clinc" / "report.md").read_text()
     assert "D_ood = out_of_scope: AUROC / AUPRC" in report and "accuracy_vs_confidence" in report
 
-    ovatune("export", "clinc", "--loss", "ova_dm", "--format", "torchscript", "--out", str(tmp_path / "exports"),
+    ovatune("export", "clinc", "--losses", "ova_dm", "--format", "torchscript", "--out", str(tmp_path / "exports"),
             "--home", str(home))  # fmt: skip
     folder = tmp_path / "exports" / "ova_dm" / "torchscript"
     tokenizer = load_tokenizer((folder / "tokenizer.json").read_text())

@@ -57,12 +57,12 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
     home = tmp_path / "home"
     try:
         deadline = time.time() + 120
-        while _ovatune("status", "--address", address, env=env).returncode != 0:
+        while _ovatune("status", "--dashboard", address, env=env).returncode != 0:
             assert time.time() < deadline and head.poll() is None, "the Ray head did not come up"
             time.sleep(2)
         for _ in range(10):  # the head answers before its job agent is ready to take jobs
             submitted = _ovatune("submit", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home),
-                                 "--address", address, env=env)  # fmt: skip
+                                 "--dashboard", address, env=env)  # fmt: skip
             if submitted.returncode == 0:
                 break
             time.sleep(3)
@@ -71,23 +71,23 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
 
         deadline, state = time.time() + 300, ""
         while time.time() < deadline:
-            state = _ovatune("status", job_id, "--address", address, env=env).stdout
+            state = _ovatune("status", job_id, "--dashboard", address, env=env).stdout
             if "SUCCEEDED" in state or "FAILED" in state or "STOPPED" in state:
                 break
             time.sleep(3)
-        logs = _ovatune("logs", job_id, "--address", address, env=env).stdout
+        logs = _ovatune("logs", job_id, "--dashboard", address, env=env).stdout
         assert "SUCCEEDED" in state, state + logs[-3000:]
         assert "ovatune sweep digits --smoke-test --losses softmax" in state and "--address auto" in state
         assert "sweep digits-" in logs and "ovatune-digits-softmax@champion" in logs
-        listed = _ovatune("status", "--address", address, env=env).stdout
-        assert job_id in listed
+        listed = _ovatune("status", "--address", address, env=env)  # the old spelling still works, and says so
+        assert job_id in listed.stdout and "ovatune: warning: --address is now --dashboard" in listed.stderr
 
         client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
         trials = client.search_runs([client.get_experiment_by_name("digits").experiment_id],
                                     "tags.`ovatune.kind` = 'trial'")  # fmt: skip
         assert len(trials) == 1 and trials[0].info.status == "FINISHED"
 
-        unknown = _ovatune("status", "raysubmit_nope", "--address", address, env=env)
+        unknown = _ovatune("status", "raysubmit_nope", "--dashboard", address, env=env)
         assert unknown.returncode == 2 and "Ray Jobs API at" in unknown.stderr
     finally:
         os.killpg(head.pid, signal.SIGTERM)
@@ -99,9 +99,10 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
     assert _current_cluster() == recorded_before  # no stale address left for the next ray.init()
 
 
-def test_submit_without_an_address_says_what_to_pass(capsys, monkeypatch):
+def test_submit_without_a_dashboard_says_what_to_pass(capsys, monkeypatch):
     from tuning.cli import main
 
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
-    assert main(["status"]) == 2
-    assert "--address http://HEAD:8265" in capsys.readouterr().err
+    for command in (["status"], ["logs", "raysubmit_x"], ["submit", "digits"]):
+        assert main(command) == 2
+        assert "--dashboard http://HEAD:8265" in capsys.readouterr().err

@@ -143,7 +143,7 @@ def test_registered_pyfunc_predicts_on_dataframe_and_array(home, expected):
 
 
 def test_tampered_export_is_refused(home, tmp_path):
-    _cli("export", "digits", "--loss", "ova", "--format", "torchscript", "--out", str(tmp_path), home=home)
+    _cli("export", "digits", "--losses", "ova", "--format", "torchscript", "--out", str(tmp_path), home=home)
     folder = tmp_path / "ova" / "torchscript"
     ExportedModel(folder)  # intact: loads
     for name in ("model.pt", "serving.json"):
@@ -252,7 +252,7 @@ def test_the_mlflow_ui_in_a_real_browser(home):
 def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_exported(home, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    _cli("export", "digits", "--loss", "ova", "--format", "onnx", "--out", str(tmp_path), home=home)
+    _cli("export", "digits", "--losses", "ova", "--format", "onnx", "--out", str(tmp_path), home=home)
     before = {p.name: p.read_bytes() for p in (tmp_path / "ova" / "onnx").iterdir()}
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     name = "ovatune-digits-ova"
@@ -262,7 +262,7 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
     client.set_registered_model_alias(name, "champion", broken.version)
     try:
         result = subprocess.run(
-            [str(BIN / "ovatune"), "export", "digits", "--loss", "ova,softmax", "--format", "onnx",
+            [str(BIN / "ovatune"), "export", "digits", "--losses", "ova,softmax", "--format", "onnx",
              "--out", str(tmp_path), "--home", str(home)],
             capture_output=True, text=True, timeout=900, env=_environment(),
         )  # fmt: skip
@@ -279,7 +279,7 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
 
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    refused = subprocess.run([str(BIN / "ovatune"), "export", "digits", "--loss", "ova", "--out", str(a_file),
+    refused = subprocess.run([str(BIN / "ovatune"), "export", "digits", "--losses", "ova", "--out", str(a_file),
                               "--home", str(home)], capture_output=True, text=True, timeout=300, env=_environment())  # fmt: skip
     assert refused.returncode == 1 and "is a file, not a folder" in refused.stderr and "Traceback" not in refused.stderr
 

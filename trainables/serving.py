@@ -30,6 +30,7 @@ from trainables.models import Classifier, build_classifier
 SERVING_FILE = "serving.json"  # metadata: classes, method, preprocessing, threshold, file hashes
 MANIFEST_FILE = "manifest.json"  # an export's files and their SHA-256
 WEIGHTS_FILE = "weights.pt"  # the model's state dict only
+BUNDLE_META = "meta.json"  # the checkpoint's metadata (config, classes, tokenizer), copied into the bundle
 TOKENIZER_FILE = "tokenizer.json"  # text models' exports: the tokenizer that makes their token ids
 OUTPUTS = ("probabilities", "confidence", "prediction", "none_of_the_above")
 KEEP_FRACTION = 0.95  # the threshold keeps this share of in-distribution validation examples
@@ -97,8 +98,8 @@ def write_serving_bundle(directory: str | Path, classifier: Classifier, meta: di
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(classifier.state_dict(), directory / WEIGHTS_FILE)
-    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
-    info["sha256"] = {name: sha256(directory / name) for name in (WEIGHTS_FILE, "meta.json")}
+    (directory / BUNDLE_META).write_text(json.dumps(meta, indent=1))
+    info["sha256"] = {name: sha256(directory / name) for name in (WEIGHTS_FILE, BUNDLE_META)}
     (directory / SERVING_FILE).write_text(json.dumps(info, indent=1))
     return directory
 
@@ -108,7 +109,7 @@ def load_serving_bundle(directory: str | Path) -> tuple[ServingModel, dict[str, 
     directory = Path(directory)
     info = json.loads((directory / SERVING_FILE).read_text())
     check_files(directory, info["sha256"])
-    meta = json.loads((directory / "meta.json").read_text())
+    meta = json.loads((directory / BUNDLE_META).read_text())
     classifier = build_classifier(tuple(meta["input_shape"]), len(meta["class_names"]), meta["config"])
     classifier.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     return ServingModel(classifier, info["preprocessing"], info["threshold"]).eval(), info
@@ -195,7 +196,7 @@ try:  # the pyfunc flavour exists only where MLflow is installed (always, for ov
 
             def load_context(self, context) -> None:
                 self.model, self.info = load_serving_bundle(context.artifacts["bundle"])  # checks the hashes
-                meta = json.loads((Path(context.artifacts["bundle"]) / "meta.json").read_text())
+                meta = json.loads((Path(context.artifacts["bundle"]) / BUNDLE_META).read_text())
                 self.tokenizer = None
                 if meta.get("tokenizer"):
                     from trainables.data.clinc import load_tokenizer

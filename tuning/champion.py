@@ -1,9 +1,10 @@
-"""The champion policy: one registered model per (experiment, loss), its aliases and when they move.
+"""The champion: one registered model per (experiment, loss), its aliases, when they move, its card.
 
 ``ovatune-<exp>-<loss>`` gets one version per sweep (its best trial, tagged ``sweep``, ``loss``,
 ``trial_number``, the selection metric, ``smoke_test`` and ``promotion``: why it is or is not the
 champion). ``champion`` is the best version so far, ``challenger`` the newest sweep's best. This
-module decides and looks up; ``tuning.promote`` registers the models.
+module decides, looks up (``NoChampion`` is its one error) and writes the model card;
+``tuning.promote`` registers the models, ``tuning.report`` and ``tuning.export`` use them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from search_spaces import SearchSpace
 from trainables.methods import METHODS
 
 CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
@@ -26,6 +29,13 @@ POLICIES = {
     "first": "only if the loss has no champion yet (the default for --smoke-test)",
     "never": "never; nothing is registered",
 }
+
+
+CARD_FILE = "model_card.md"  # beside the trial's logged model, in the version's description, in each export
+
+
+class NoChampion(RuntimeError):
+    """A loss (or every loss) of an experiment has no registered champion, or none could be loaded."""
 
 
 def registered_name(experiment: str, loss: str) -> str:
@@ -95,3 +105,62 @@ def decide(policy: str, metric: str, mode: str, value: float, champion) -> tuple
     if beats:
         return True, f"beat {held} with {metric} {value:.6g}"
     return False, f"did not beat {held}: {metric} {value:.6g}"
+
+
+def model_card(
+    space: SearchSpace,
+    loss: str,
+    version: Any,
+    info: dict[str, Any],
+    hyperparameters: dict[str, str],
+    evaluation: Any | None,
+) -> str:
+    """The markdown model card of one champion (``evaluation``: an ``Evaluation``, or None if the
+    champion has not been evaluated yet)."""
+    method = METHODS[loss]
+    lines = [
+        f"# Model card: {version.name} v{version.version}",
+        "",
+        f"The best **{method.title}** (`{loss}`) model of the ovatune `{space.name}` sweep `{info.get('sweep')}` "
+        f"(trial {info.get('trial_number')}), chosen by validation `{space.metric}` ({space.mode}).",
+        "",
+        "## Data",
+        f"- Dataset: `{info['dataset']}`; {len(info['class_names'])} classes: "
+        + ", ".join(f"`{c}`" for c in info["class_names"][:20])
+        + (" …" if len(info["class_names"]) > 20 else ""),
+        f"- Input: raw values of shape {tuple(info['raw_input_shape'])} per example "
+        f"(preprocessing `{info['preprocessing']}` is part of the model).",
+        "",
+        "## Method",
+        f"- Loss: {method.title}. Outputs: `probabilities` (the method's own probabilities), `confidence` "
+        "(max probability), `prediction` (argmax) and `none_of_the_above`.",
+        "",
+        "## Hyperparameters",
+        *[f"- `{k}` = {v}" for k, v in sorted(hyperparameters.items())],
+        "",
+        "## None of the above",
+        f"- Threshold on confidence: **{info['threshold']:.6g}**: {info['threshold_rule']} "
+        f"({info['validation_kept']:.1%} kept). `none_of_the_above` is true when confidence < threshold.",
+        "",
+        "## Evaluation",
+    ]
+    if evaluation is None:
+        lines.append(f"- Not evaluated yet: run `ovatune evaluate {space.name}`.")
+    else:
+        lines.append("- Test: " + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.test.items()))
+        for name, values in evaluation.ood.items():
+            lines.append(
+                f"- OOD `{name}`: AUROC {values['auroc']:.4f}, AUPRC {values['auprc']:.4f}, "
+                f"mean confidence {values['mean_confidence']:.3f}"
+            )
+        if evaluation.shift:
+            lines += ["", "| shift intensity | mean accuracy | mean ECE |", "|---|---|---|"]
+            for level in range(6):
+                rows = [r for r in evaluation.shift if r["intensity"] == level]
+                if rows:
+                    label = "test" if level == 0 else str(level)
+                    accuracy = np.mean([r["accuracy"] for r in rows])
+                    ece = np.mean([r["ece"] for r in rows])
+                    lines.append(f"| {label} | {accuracy:.4f} | {ece:.4f} |")
+            lines.append(f"\n(means over {len({r['corruption'] for r in evaluation.shift})} corruptions)")
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
-"""The ``ovatune`` command line: sweep, promote, evaluate, run (all three), ui, corrupt.
+"""The ``ovatune`` command line: run, sweep, evaluate, export, ui, submit, status, logs, corrupt.
 
-Every choice (experiment, loss, scheduler, sampler) comes from its registry and is checked, like
-the tracking store, before Ray starts.
+Every choice (experiment, loss, scheduler, sampler, format, promotion policy) comes from its
+registry and is checked, like the tracking store and ``--set``, before Ray starts. One flag has one
+meaning everywhere: ``--losses`` is a list of losses, ``--address`` a Ray cluster, ``--dashboard``
+a cluster's dashboard (its Jobs API).
 """
 
 from __future__ import annotations
@@ -95,6 +97,33 @@ def _names_in(registry, kind: str):
 _losses = _names_in(METHODS, "loss")
 
 
+class _Renamed(argparse.Action):
+    """An old spelling of an option, kept for one release: it still works, and says its new name."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ovatune: warning: {option_string} is now {self.new}; the old spelling goes in the next release",
+              file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
+# One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "run": "ovatune run digits --smoke-test",
+    "sweep": "ovatune sweep digits --losses ova,ova_dm --trials 20 --max-concurrent 2 --set batch_size=128",
+    "evaluate": "ovatune evaluate digits --sweep digits-20261202-101500-a1b2c3",
+    "ui": "ovatune ui --port 5000",
+    "export": "ovatune export digits --losses ova_dm --format onnx --out exports",
+    "submit": "ovatune submit cifar10 --trials 100 --dashboard http://HEAD:8265",
+    "status": "ovatune status --dashboard http://HEAD:8265",
+    "logs": "ovatune logs raysubmit_XXXX --dashboard http://HEAD:8265 --follow",
+    "corrupt": "ovatune corrupt cifar100 --data-dir ~/data",
+}
+
+
 def _setting(text: str) -> tuple[str, object]:
     import json
 
@@ -122,7 +151,9 @@ def _add_store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite in the home)")
 
 
-def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True) -> None:
+    """The options of a sweep; ``on_cluster_flag`` False for ``submit``, whose sweep runs with
+    ``--address auto`` (there ``--address`` is the old spelling of ``--dashboard``)."""
     p.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     p.add_argument("--losses", type=_losses, metavar="L1,L2",
                    help=f"comma-separated losses to sweep (default: all of {','.join(METHODS)})")  # fmt: skip
@@ -144,17 +175,14 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
         help="run each trial as a Ray Train job of N DDP workers (gloo on CPU, NCCL on GPU), each with "
         "--cpus-per-trial and --gpus-per-trial; the space's batch_size is the global batch (default: the space's, else 1)",
     )
-    p.add_argument(
-        "--scheduler",
-        choices=["fifo", "asha"],
-        help="fifo (the default) runs every trial to the end; asha stops poor ones early",
-    )
-    p.add_argument(
-        "--sampler",
-        choices=["random", "tpe"],
-        help="Optuna sampler: random (the default: random search, as the paper) or tpe",
-    )
-    p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray")
+    from tuning.options import SAMPLERS, SCHEDULERS, described
+
+    p.add_argument("--scheduler", choices=list(SCHEDULERS), help=described(SCHEDULERS))
+    p.add_argument("--sampler", choices=list(SAMPLERS), help=described(SAMPLERS))
+    if on_cluster_flag:
+        p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray")
+    else:
+        p.add_argument("--address", help=argparse.SUPPRESS)
     p.add_argument(
         "--resume", action="store_true", help="continue the latest (or --name) sweep of EXPERIMENT where it stopped"
     )
@@ -224,24 +252,30 @@ def build_parser() -> argparse.ArgumentParser:
         "(SHA-256 of every file, checked on load by trainables.serving.ExportedModel).",
     )
     export.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
-    export.add_argument("--loss", type=_losses, help="comma-separated losses (default: every loss with a champion)")
-    export.add_argument("--format", default="torchscript", choices=["torchscript", "onnx", "mlflow"])
+    from tuning.options import FORMATS, described
+
+    export.add_argument("--losses", type=_losses, metavar="L1,L2",
+                        help="comma-separated losses (default: every loss with a champion)")  # fmt: skip
+    export.add_argument("--loss", dest="losses", type=_losses, action=_Renamed, new="--losses")
+    export.add_argument("--format", default="torchscript", choices=list(FORMATS),
+                        help=described(FORMATS) + " (default: torchscript)")  # fmt: skip
     export.add_argument("--out", default="exports", help="output folder (default ./exports)")
     _add_store_options(export)
     submit = sub.add_parser(
         "submit",
         help="run a sweep as a Ray Job on a cluster (prints the job id)",
-        description="Submit `ovatune sweep EXPERIMENT [options] --address auto` to a Ray cluster's Jobs API, "
-        "with this project as the job's working directory. Here --address is the cluster's dashboard "
-        "(http://HEAD:8265, default $RAY_API_SERVER_ADDRESS). Follow the job with `ovatune status` and `ovatune logs`.",
+        description="Submit `ovatune sweep EXPERIMENT [options] --address auto` to a Ray cluster's Jobs API "
+        "(--dashboard http://HEAD:8265, default $RAY_API_SERVER_ADDRESS), with this project as the job's "
+        "working directory. Follow the job with `ovatune status` and `ovatune logs`.",
     )
-    _add_sweep_options(submit)
+    _add_sweep_options(submit, on_cluster_flag=False)
+    _add_dashboard_option(submit)
     for command, text in (("status", "the state of submitted sweeps (all, or one job)"),
                           ("logs", "the output of a submitted sweep")):  # fmt: skip
         job = sub.add_parser(command, help=text)
         job.add_argument("job_id", nargs="?" if command == "status" else None, metavar="JOB_ID")
-        job.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
-                         help="the cluster's dashboard, e.g. http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)")  # fmt: skip
+        _add_dashboard_option(job)
+        job.add_argument("--address", dest="dashboard", action=_Renamed, new="--dashboard")
         if command == "logs":
             job.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     from trainables.data.corrupted import CORRUPTED_SETS
@@ -266,9 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     corrupt.add_argument("--workers", type=_positive_int, help="processes on CPU (default: one per core)")
     corrupt.add_argument("--seed", type=_seed, default=0, help="fixes every random draw (default 0)")
-    for command in sub.choices.values():  # one meaning everywhere: show the traceback of an unexpected error
+    for name, command in sub.choices.items():
+        # one meaning everywhere: show the traceback of an unexpected error
         command.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
+        command.epilog = f"example:  {EXAMPLES[name]}"
     return parser
+
+
+def _add_dashboard_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dashboard", metavar="URL", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
+                   help="the Ray cluster's dashboard, whose Jobs API runs the sweeps, e.g. http://HEAD:8265 "
+                   "(default: $RAY_API_SERVER_ADDRESS)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,11 +389,12 @@ def _export(space, settings, args) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from tuning.export import ExportFailed, NoChampion, champion_losses, export_champion
+    from tuning.champion import NoChampion
+    from tuning.export import ExportFailed, champion_losses, export_champion
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
-    losses = args.loss or champion_losses(space, client)
+    losses = args.losses or champion_losses(space, client)
     if not losses:
         return _fail(f"{space.name} has no champions in {settings.display_uri}; run `ovatune run {space.name}` first")
     failed = 0
@@ -371,22 +414,26 @@ def _export(space, settings, args) -> int:
 def _jobs(args, argv: list[str]) -> int:
     from tuning import jobs
 
-    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
+    address = args.dashboard
+    if args.command == "submit" and args.address:  # submit's --address used to mean the dashboard
+        print("ovatune: warning: submit --address is now --dashboard (the job's sweep always runs with "
+              "--address auto); the old spelling goes in the next release", file=sys.stderr)  # fmt: skip
+        address = args.address
     if not address:
-        return _fail("the cluster's Jobs API address is needed: --address http://HEAD:8265 (or RAY_API_SERVER_ADDRESS)")
+        return _fail("the cluster's dashboard is needed: --dashboard http://HEAD:8265 (or RAY_API_SERVER_ADDRESS)")
     try:
         if args.command == "submit":
-            # the sweep's options go through as given; --address (the dashboard here) becomes `auto` there
+            # the sweep's options go through as given, without the dashboard (its --address is `auto` there)
             sweep_args, skip = [], False
             for token in argv[1:]:
-                if skip or token == "--address":
+                if skip or token in ("--address", "--dashboard"):
                     skip = not skip
                     continue
-                if not token.startswith("--address="):
+                if not token.startswith(("--address=", "--dashboard=")):
                     sweep_args.append(token)
             job_id = jobs.submit(address, sweep_args)
-            print(f"submitted {job_id}\n  ovatune status {job_id} --address {address}\n"
-                  f"  ovatune logs {job_id} --address {address} --follow")  # fmt: skip
+            print(f"submitted {job_id}\n  ovatune status {job_id} --dashboard {address}\n"
+                  f"  ovatune logs {job_id} --dashboard {address} --follow")  # fmt: skip
         elif args.command == "status":
             print("\n".join(jobs.status_lines(address, args.job_id)) or "no jobs")
         else:
@@ -528,11 +575,12 @@ def _interrupted(space, settings, outcome, args) -> int:
 
 
 def _evaluate(space, settings, address: str | None = None, sweep: str | None = None) -> int:
-    from tuning.report import NoChampions, evaluate_experiment, summary_table
+    from tuning.champion import NoChampion
+    from tuning.report import evaluate_experiment, summary_table
 
     try:
         report = evaluate_experiment(space, settings, address, sweep)
-    except NoChampions as error:
+    except NoChampion as error:
         return _fail(str(error), 1 if "could be evaluated" in str(error) else 2)
     what = f"sweep {sweep}'s models" if sweep else "champions"
     print(f"\n{space.name}: {what} on the test split (report: {report.path})\n")

@@ -2,7 +2,7 @@
 
 Every export folder holds the model file(s), ``serving.json`` (classes, method, preprocessing, the
 none-of-the-above threshold and how it was chosen), ``model_card.md`` and ``manifest.json`` with the
-SHA-256 of every other file; ``trainables.serving.load_export`` checks those before loading.
+SHA-256 of every other file; ``trainables.serving.ExportedModel`` checks those before loading.
 """
 
 from __future__ import annotations
@@ -11,88 +11,28 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import mlflow
-import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
 from trainables.checksums import sha256
-from trainables.methods import METHODS
-from trainables.serving import MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle
-from tuning.champion import CHAMPION, champion_versions, current_champion, registered_name
-
-FORMATS = ("torchscript", "onnx", "mlflow")
-CARD_FILE = "model_card.md"
-
-
-class NoChampion(RuntimeError):
-    """The requested loss has no registered champion."""
+from trainables.serving import BUNDLE_META, MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle
+from tuning.champion import (
+    CARD_FILE,
+    CHAMPION,
+    NoChampion,
+    champion_versions,
+    current_champion,
+    model_card,
+    registered_name,
+)
+from tuning.options import FORMATS
 
 
 class ExportFailed(RuntimeError):
     """A champion could not be exported; nothing at its target was changed."""
-
-
-def model_card(
-    space: SearchSpace,
-    loss: str,
-    version: Any,
-    info: dict[str, Any],
-    hyperparameters: dict[str, str],
-    evaluation: Any | None,
-) -> str:
-    """The markdown model card of one champion (``evaluation``: an ``Evaluation``, or None if the
-    champion has not been evaluated yet)."""
-    method = METHODS[loss]
-    lines = [
-        f"# Model card: {version.name} v{version.version}",
-        "",
-        f"The best **{method.title}** (`{loss}`) model of the ovatune `{space.name}` sweep `{info.get('sweep')}` "
-        f"(trial {info.get('trial_number')}), chosen by validation `{space.metric}` ({space.mode}).",
-        "",
-        "## Data",
-        f"- Dataset: `{info['dataset']}`; {len(info['class_names'])} classes: "
-        + ", ".join(f"`{c}`" for c in info["class_names"][:20])
-        + (" …" if len(info["class_names"]) > 20 else ""),
-        f"- Input: raw values of shape {tuple(info['raw_input_shape'])} per example "
-        f"(preprocessing `{info['preprocessing']}` is part of the model).",
-        "",
-        "## Method",
-        f"- Loss: {method.title}. Outputs: `probabilities` (the method's own probabilities), `confidence` "
-        "(max probability), `prediction` (argmax) and `none_of_the_above`.",
-        "",
-        "## Hyperparameters",
-        *[f"- `{k}` = {v}" for k, v in sorted(hyperparameters.items())],
-        "",
-        "## None of the above",
-        f"- Threshold on confidence: **{info['threshold']:.6g}**: {info['threshold_rule']} "
-        f"({info['validation_kept']:.1%} kept). `none_of_the_above` is true when confidence < threshold.",
-        "",
-        "## Evaluation",
-    ]
-    if evaluation is None:
-        lines.append(f"- Not evaluated yet: run `ovatune evaluate {space.name}`.")
-    else:
-        lines.append("- Test: " + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.test.items()))
-        for name, values in evaluation.ood.items():
-            lines.append(
-                f"- OOD `{name}`: AUROC {values['auroc']:.4f}, AUPRC {values['auprc']:.4f}, "
-                f"mean confidence {values['mean_confidence']:.3f}"
-            )
-        if evaluation.shift:
-            lines += ["", "| shift intensity | mean accuracy | mean ECE |", "|---|---|---|"]
-            for level in range(6):
-                rows = [r for r in evaluation.shift if r["intensity"] == level]
-                if rows:
-                    label = "test" if level == 0 else str(level)
-                    accuracy = np.mean([r["accuracy"] for r in rows])
-                    ece = np.mean([r["ece"] for r in rows])
-                    lines.append(f"| {label} | {accuracy:.4f} | {ece:.4f} |")
-            lines.append(f"\n(means over {len({r['corruption'] for r in evaluation.shift})} corruptions)")
-    return "\n".join(lines) + "\n"
 
 
 def _write_manifest(directory: Path) -> None:
@@ -166,7 +106,7 @@ def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, c
         else:
             shutil.copytree(model_dir, target / "mlflow_model")
         (target / SERVING_FILE).write_text(json.dumps({**info, "format": fmt}, indent=1))
-        tokenizer = json.loads((bundle / "meta.json").read_text()).get("tokenizer")
+        tokenizer = json.loads((bundle / BUNDLE_META).read_text()).get("tokenizer")
         if tokenizer:  # text models take token ids: the tokenizer that makes them ships beside the model
             (target / TOKENIZER_FILE).write_text(tokenizer)
     card = version.description if (version.description or "").startswith("# Model card") else None

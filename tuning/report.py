@@ -28,17 +28,12 @@ from search_spaces import SearchSpace
 from trainables.data import load_dataset, take
 from trainables.methods import METHODS
 from trainables.models import ProbabilityModel
-from tuning.champion import CHAMPION, champion_versions
-from tuning.export import CARD_FILE, model_card
+from tuning.champion import CARD_FILE, CHAMPION, NoChampion, champion_versions, model_card
 from tuning.settings import Settings, redact
 from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment
 
 log = logging.getLogger(__name__)
 PCA_EXAMPLES = 2000
-
-
-class NoChampions(RuntimeError):
-    """No loss of the experiment has a registered champion yet (or none could be evaluated)."""
 
 
 @dataclass
@@ -69,15 +64,15 @@ def load_champions(
             continue
         champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
     if not champions and failures:
-        raise NoChampions("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+        raise NoChampion("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     if not champions and sweep is not None:
-        raise NoChampions(
+        raise NoChampion(
             f"sweep {sweep!r} registered no model of {space.name!r} in {redact(client.tracking_uri)} "
             "(it does not exist, no trial qualified, it is unfinished or it ran with --promote never); "
             f"its trials are in the MLflow UI, and `ovatune evaluate {space.name}` measures the champions"
         )
     if not champions:
-        raise NoChampions(
+        raise NoChampion(
             f"no registered model of {space.name!r} has the alias {CHAMPION!r} in {redact(client.tracking_uri)}; "
             f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
         )
@@ -168,7 +163,7 @@ def evaluate_experiment(
         space, settings, versions, data_dir, int(params.get("data_seed", 0)), failures, address
     )
     if not evaluations:
-        raise NoChampions("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+        raise NoChampion("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     champions = {loss: champion for loss, champion in champions.items() if loss in evaluations}
     sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in champions.items()}
     distinct = sorted(set(sweeps.values()))

@@ -34,11 +34,9 @@ from trainables.methods import METHODS
 from trainables.train import train_classifier
 from trainables.trial_config import check_overrides
 from tuning.cluster import TrialResources, plan_trial_resources
+from tuning.options import SAMPLERS, SCHEDULERS
 from tuning.settings import Settings
 from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
-
-SCHEDULERS = ("fifo", "asha")
-SAMPLERS = ("random", "tpe")
 
 
 def tune_domains(space: SearchSpace) -> dict[str, tune.search.sample.Domain]:
@@ -65,11 +63,13 @@ class PerLossSearch(Searcher):
         losses: method names to sweep.
         trials_per_loss: N.
         seed: sweep seed; each loss's sampler gets ``loss_seed(seed, loss)``.
-        sampler: "random" (the paper's random search) or "tpe".
+        sampler: a key of ``tuning.options.SAMPLERS``: "random" (the paper's random search) or "tpe".
     """
 
     def __init__(self, space: SearchSpace, losses: list[str], trials_per_loss: int, seed: int, sampler: str = "random"):
         super().__init__(metric=space.metric, mode=space.mode)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose from: {', '.join(SAMPLERS)}")
         self.losses = list(losses)
         self.trials_per_loss = trials_per_loss
         self.suggested = {loss: 0 for loss in self.losses}
