@@ -1,6 +1,6 @@
 """Corruption speed against the published CIFAR-10-C code, and the wall time of a CIFAR-100-C-sized set.
 
-1. Per corruption, single-threaded like the reference (``torch.set_num_threads(1)``), severity 3:
+1. Per corruption, single-threaded like the reference (``torch.set_num_threads(1)``), intensity 3:
    images/s and the speed-up over the reference's ``seconds_per_image`` in
    ``shared/reference/cifar_c/meta.json`` (measured there on one core of this kind of machine).
    Goals: none slower than the reference; glass_blur, frost, defocus_blur, zoom_blur ≥ 20×; the 17
@@ -41,11 +41,11 @@ def reference_inputs(reference: Path) -> np.ndarray:
 
 
 def per_corruption(inputs: np.ndarray, n: int, device: str, seconds_per_image: dict[str, float]) -> None:
-    from trainables.data.corrupted import CORRUPTED_SETS
+    from trainables.data.corrupted_sets import CORRUPTED_SETS
     from trainables.data.corruptions import CORRUPTIONS, corrupt
 
     batch = torch.from_numpy(np.resize(inputs, (n, *inputs.shape[1:]))).to(device)
-    print(f"\n1. severity 3, {n} images, {torch.get_num_threads()} thread(s), {device}")
+    print(f"\n1. intensity 3, {n} images, {torch.get_num_threads()} thread(s), {device}")
     print(f"{'corruption':<18} {'images/s':>10} {'us/image':>9} {'reference us':>13} {'speed-up':>9}")
     ours, theirs = {}, {}
     for name in CORRUPTIONS:
@@ -75,7 +75,7 @@ def per_corruption(inputs: np.ndarray, n: int, device: str, seconds_per_image: d
 
 def cifar100_sized_set(inputs: np.ndarray, device: str, workers: int | None) -> None:
     from trainables.data.cifar import write_cifar
-    from trainables.data.corrupted import CORRUPTED_SETS, write_corrupted
+    from trainables.data.corrupted_sets import CORRUPTED_SETS, write_corrupted
 
     images = np.resize(inputs, (10_000, *inputs.shape[1:]))
     labels = np.arange(10_000) % 100

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from trainables.data.cifar import read_cifar, write_cifar
-from trainables.data.corrupted import CORRUPTED_SETS
+from trainables.data.corrupted_sets import CORRUPTED_SETS
 from trainables.data.corruptions import CORRUPTIONS, corrupt
 from tuning.cli import main
 
@@ -58,9 +58,9 @@ def test_corrupt_writes_the_published_layout(cifar100_dir, capsys):
     for name in ("gaussian_noise", "frost"):
         written = np.load(out / f"{name}.npy")
         assert written.shape == (5 * 96, 32, 32, 3) and written.dtype == np.uint8
-        for severity in range(1, 6):  # severity s is rows (s − 1)·N … s·N, seeded by (0, name, s)
-            expected = corrupt(torch.from_numpy(images), name, severity, seed=0).numpy()
-            np.testing.assert_array_equal(written[(severity - 1) * 96 : severity * 96], expected)
+        for intensity in range(1, 6):  # intensity s is rows (s − 1)·N … s·N, seeded by (0, name, s)
+            expected = corrupt(torch.from_numpy(images), name, intensity, seed=0).numpy()
+            np.testing.assert_array_equal(written[(intensity - 1) * 96 : intensity * 96], expected)
     assert "done in" in capsys.readouterr().out
 
 

@@ -37,11 +37,11 @@ def photos() -> torch.Tensor:
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
 def test_every_corruption_keeps_the_format_and_is_reproducible(photos, name):
-    for severity in (1, 3, 5):
-        out = corrupt(photos, name, severity, seed=3)
+    for intensity in (1, 3, 5):
+        out = corrupt(photos, name, intensity, seed=3)
         assert out.shape == photos.shape and out.dtype == torch.uint8 and out.is_contiguous()
-        assert torch.equal(out, corrupt(photos, name, severity, seed=3))
-        assert not torch.equal(out, photos) or (name, severity) == ("saturate", 1), "it changed nothing"
+        assert torch.equal(out, corrupt(photos, name, intensity, seed=3))
+        assert not torch.equal(out, photos) or (name, intensity) == ("saturate", 1), "it changed nothing"
 
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))

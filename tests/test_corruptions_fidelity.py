@@ -1,6 +1,6 @@
 """Corruptions against the published CIFAR-10-C code's outputs (shared/reference/cifar_c).
 
-The reference holds 64 real 32×32 images and the published code's output at every severity; its
+The reference holds 64 real 32×32 images and the published code's output at every intensity; its
 README gives the tolerances used here.
 """
 
@@ -40,10 +40,10 @@ def inputs() -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)
-@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
-def test_deterministic_corruptions_match_the_published_code(inputs, name, severity):
-    expected = np.load(REFERENCE / f"{name}.npy")[severity - 1].astype(np.int64)
-    diff = np.abs(corrupt(inputs, name, severity).numpy().astype(np.int64) - expected)
+@pytest.mark.parametrize("intensity", [1, 2, 3, 4, 5])
+def test_deterministic_corruptions_match_the_published_code(inputs, name, intensity):
+    expected = np.load(REFERENCE / f"{name}.npy")[intensity - 1].astype(np.int64)
+    diff = np.abs(corrupt(inputs, name, intensity).numpy().astype(np.int64) - expected)
     assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 2, (diff.mean(), np.percentile(diff, 99))
 
 
@@ -61,15 +61,15 @@ RECORDED = {"motion_blur": motion_blur_with_angles, "frost": frost_with_crops}
 
 
 @pytest.mark.parametrize("name", list(RECORDED))
-@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
-def test_recorded_draws_reproduce_the_published_outputs(inputs, meta, name, severity):
-    draws = torch.tensor(meta["per_corruption"][name]["random_draws_seed_a"]["values"][severity - 1])
-    expected = np.load(REFERENCE / f"{name}.npy")[severity - 1].astype(np.int64)
-    diff = np.abs(RECORDED[name](inputs, severity, draws).numpy().astype(np.int64) - expected)
+@pytest.mark.parametrize("intensity", [1, 2, 3, 4, 5])
+def test_recorded_draws_reproduce_the_published_outputs(inputs, meta, name, intensity):
+    draws = torch.tensor(meta["per_corruption"][name]["random_draws_seed_a"]["values"][intensity - 1])
+    expected = np.load(REFERENCE / f"{name}.npy")[intensity - 1].astype(np.int64)
+    diff = np.abs(RECORDED[name](inputs, intensity, draws).numpy().astype(np.int64) - expected)
     assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 2, (diff.mean(), np.percentile(diff, 99))
 
 
-# The reference README's suggested tolerances on the per-severity mean absolute change.
+# The reference README's suggested tolerances on the per-intensity mean absolute change.
 RANDOM_TOLERANCE = {
     "gaussian_noise": 0.05,
     "shot_noise": 0.05,
@@ -94,7 +94,7 @@ def test_every_random_corruption_is_checked(meta):
 
 @pytest.mark.parametrize("name", list(RANDOM_TOLERANCE))
 def test_random_corruptions_match_the_published_statistics(inputs, meta, name):
-    stats = meta["per_corruption"][name]["stats_per_severity"]
+    stats = meta["per_corruption"][name]["stats_per_severity"]  # the reference data says "severity"
     tiled = inputs.repeat(TILES, 1, 1, 1)
     clean = tiled.numpy().astype(np.float64)
     measured = []

@@ -84,28 +84,28 @@ def test_contrast_by_hand_and_truncation():
     images = torch.tensor([[[[0], [100]], [[200], [255]]]], dtype=torch.uint8)  # (1, 2, 2, 1)
     x = images.float() / 255
     mean = x.mean()
-    for severity in (1, 5):
-        c = CONTRAST_FACTOR[severity - 1]
+    for intensity in (1, 5):
+        c = CONTRAST_FACTOR[intensity - 1]
         expected = np.floor(((x - mean) * c + mean).clamp(0, 1).numpy() * 255)  # truncation, not rounding
-        assert np.array_equal(corrupt(images, "contrast", severity).numpy(), expected.astype(np.uint8))
+        assert np.array_equal(corrupt(images, "contrast", intensity).numpy(), expected.astype(np.uint8))
 
 
-def test_gaussian_noise_is_seeded_and_grows_with_severity():
+def test_gaussian_noise_is_seeded_and_grows_with_intensity():
     images = torch.full((200, 8, 8, 1), 128, dtype=torch.uint8)
     a = corrupt(images, "gaussian_noise", 3, seed=7)
     assert torch.equal(a, corrupt(images, "gaussian_noise", 3, seed=7))
     assert not torch.equal(a, corrupt(images, "gaussian_noise", 3, seed=8))
     stds = [corrupt(images, "gaussian_noise", s).float().std().item() for s in range(1, 6)]
     assert all(b > a for a, b in zip(stds, stds[1:]))
-    for severity, std in zip(range(1, 6), stds):
-        assert std == pytest.approx(GAUSSIAN_NOISE_STD[severity - 1] * 255, rel=0.05)
+    for intensity, std in zip(range(1, 6), stds):
+        assert std == pytest.approx(GAUSSIAN_NOISE_STD[intensity - 1] * 255, rel=0.05)
 
 
 def test_corrupt_rejects_bad_input():
     images = torch.zeros((1, 8, 8, 1), dtype=torch.uint8)
     with pytest.raises(ValueError, match="choose from: gaussian_noise, shot_noise, impulse_noise"):
         corrupt(images, "rain", 1)
-    with pytest.raises(ValueError, match="severity"):
+    with pytest.raises(ValueError, match="intensity"):
         corrupt(images, "contrast", 6)
     with pytest.raises(ValueError, match="uint8"):
         corrupt(images.float(), "contrast", 1)

@@ -278,13 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         job.add_argument("--address", dest="dashboard", action=_Renamed, new="--dashboard")
         if command == "logs":
             job.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    from trainables.data.corrupted import CORRUPTED_SETS
+    from trainables.data.corrupted_sets import CORRUPTED_SETS
 
     corrupt = sub.add_parser(
         "corrupt",
         help="write CIFAR-10-C / CIFAR-100-C (published layout) from the CIFAR test set",
         description="Corrupt the CIFAR test set with every corruption at intensities 1-5 and write "
-        "<out>/<corruption>.npy (5 x 10000 images, severity 1 first) and labels.npy, as the published "
+        "<out>/<corruption>.npy (5 x 10000 images, intensity 1 first) and labels.npy, as the published "
         "CIFAR-10-C. cifar100 uses the paper's 17 corruptions (all but motion_blur and snow). Finished "
         "files are kept, so an interrupted run resumes where it stopped.",
     )
@@ -447,7 +447,7 @@ def _corrupt(args) -> int:
     import torch
 
     from trainables.data.cifar import cifar_data_dir, read_cifar
-    from trainables.data.corrupted import CORRUPTED_SETS, write_corrupted
+    from trainables.data.corrupted_sets import CORRUPTED_SETS, write_corrupted
 
     if args.device != "cpu":
         if not args.device.startswith("cuda") or not torch.cuda.is_available():

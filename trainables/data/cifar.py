@@ -184,7 +184,7 @@ def load_cifar(name: str, data_dir: str | None, seed: int = 0) -> Dataset:
     on the device (``trainables.data.augment``). Shifted test sets come from
     ``<data_dir>/CIFAR-10-C`` (published) or ``<data_dir>/CIFAR-100-C`` (``ovatune corrupt cifar100``).
     """
-    from trainables.data.corrupted import CORRUPTED_SETS
+    from trainables.data.corrupted_sets import CORRUPTED_SETS
 
     data_dir = cifar_data_dir(name, data_dir)
     train_images, train_labels = read_cifar(name, data_dir, train=True)

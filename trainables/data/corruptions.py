@@ -1,8 +1,8 @@
 """The 19 CIFAR-10-C corruptions (Hendrycks & Dietterich, 2019) in batched torch, CPU or CUDA.
 
-Every corruption takes a batch of images ``(N, H, W, C)`` uint8 and a severity 1–5 and returns a
+Every corruption takes a batch of images ``(N, H, W, C)`` uint8 and a intensity 1–5 and returns a
 batch of the same shape and dtype, on the same device. Random ones draw from a ``torch.Generator``
-so that a (seed, corruption, severity) triple always gives the same images. Parameters are the
+so that a (seed, corruption, intensity) triple always gives the same images. Parameters are the
 published CIFAR ones (``make_cifar_c.py``); like the published pipeline (``np.uint8`` on its float
 output), results are truncated to uint8, not rounded.
 
@@ -14,7 +14,7 @@ Fidelity, against the published code's outputs in ``shared/reference/cifar_c``
   with a mean absolute difference of at most 0.081 (saturate's);
 - motion_blur and frost, fed the reference's recorded random draws, match it bit for bit
   (ImageMagick's motion blur is written here in torch; the frost photographs ship in ``frost/``);
-- the other random ones match its mean change per severity within a few percent.
+- the other random ones match its mean change per intensity within a few percent.
 
 Speed comes from turning each filter into small dense matrices (borders folded in) applied by
 matmul, and from working ``CHUNK`` images at a time.
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SEVERITIES = (1, 2, 3, 4, 5)
+INTENSITIES = (1, 2, 3, 4, 5)
 
-# Published CIFAR parameters (make_cifar_c.py), one per severity 1..5.
+# Published CIFAR parameters (make_cifar_c.py), one per intensity 1..5.
 GAUSSIAN_NOISE_STD = (0.04, 0.06, 0.08, 0.09, 0.10)  # additive N(0, c) on the [0, 1] scale
 CONTRAST_FACTOR = (0.75, 0.5, 0.4, 0.3, 0.15)  # scale around each image's per-channel mean
 SHOT_NOISE_RATE = (500, 250, 100, 75, 50)  # poisson(x · c) / c on the [0, 1] scale
@@ -75,25 +75,25 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
 
 
-def gaussian_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def gaussian_noise(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """x + N(0, c²) per pixel and channel, clipped to [0, 1]."""
-    c = GAUSSIAN_NOISE_STD[severity - 1]
+    c = GAUSSIAN_NOISE_STD[intensity - 1]
     x = images.float() / 255.0  # (N, H, W, C)
     noise = torch.randn(x.shape, generator=generator, device=generator.device) * c
     return _to_uint8(x + noise)
 
 
-def shot_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def shot_noise(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """poisson(x · c) / c, clipped."""
-    c = SHOT_NOISE_RATE[severity - 1]
+    c = SHOT_NOISE_RATE[intensity - 1]
     x = images.float() / 255.0
     return _to_uint8(torch.poisson(x * c, generator=generator) / c)
 
 
-def impulse_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def impulse_noise(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Salt and pepper: each value is replaced with probability c, half by 1 and half by 0
     (``skimage.util.random_noise(mode='s&p')``, per channel)."""
-    amount = IMPULSE_AMOUNT[severity - 1]
+    amount = IMPULSE_AMOUNT[intensity - 1]
     x = images.float() / 255.0
     draw = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
     salt = torch.rand(x.shape, generator=generator, device=generator.device) < 0.5
@@ -101,11 +101,11 @@ def impulse_noise(images: torch.Tensor, severity: int, generator: torch.Generato
     return _to_uint8(torch.where(draw < amount, noisy, x))
 
 
-def speckle_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def speckle_noise(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """x + x · N(0, c²), clipped."""
     x = images.float() / 255.0
     noise = torch.randn(x.shape, generator=generator, device=generator.device)
-    return _to_uint8(x + x * noise * SPECKLE_STD[severity - 1])
+    return _to_uint8(x + x * noise * SPECKLE_STD[intensity - 1])
 
 
 def plasma_fractal(n: int, mapsize: int, wibble_decay: float, generator: torch.Generator) -> torch.Tensor:
@@ -139,9 +139,9 @@ def plasma_fractal(n: int, mapsize: int, wibble_decay: float, generator: torch.G
     return grid / grid.amax(dim=(1, 2), keepdim=True)
 
 
-def fog(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def fog(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Add a plasma-fractal haze per image, rescaled by the image's maximum."""
-    strength, decay = FOG[severity - 1]
+    strength, decay = FOG[intensity - 1]
     n, h, w, _ = images.shape
     mapsize = 1 << (max(h, w) - 1).bit_length()  # the smallest power of two ≥ the image (32 for CIFAR)
     x = images.double() / 255.0
@@ -150,9 +150,9 @@ def fog(images: torch.Tensor, severity: int, generator: torch.Generator) -> torc
     return _to_uint8((x + strength * haze) * peak / (peak + strength))
 
 
-def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def contrast(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """(x − m)·c + m with m each image's per-channel mean, clipped to [0, 1]. Deterministic."""
-    c = CONTRAST_FACTOR[severity - 1]
+    c = CONTRAST_FACTOR[intensity - 1]
     x = images.float() / 255.0  # (N, H, W, C)
     means = x.mean(dim=(1, 2), keepdim=True)  # (N, 1, 1, C)
     return _to_uint8((x - means) * c + means)
@@ -193,24 +193,24 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     return choices.gather(0, index)[0]
 
 
-def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def brightness(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """HSV value + c, clipped. Deterministic."""
     hsv = rgb_to_hsv(images.float() / 255.0)
-    hsv[..., 2] = (hsv[..., 2] + BRIGHTNESS_SHIFT[severity - 1]).clamp(0.0, 1.0)
+    hsv[..., 2] = (hsv[..., 2] + BRIGHTNESS_SHIFT[intensity - 1]).clamp(0.0, 1.0)
     return _to_uint8(hsv_to_rgb(hsv))
 
 
-def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def saturate(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """HSV saturation · a + b, clipped. Deterministic."""
-    a, b = SATURATE[severity - 1]
+    a, b = SATURATE[intensity - 1]
     hsv = rgb_to_hsv(images.float() / 255.0)
     hsv[..., 1] = (hsv[..., 1] * a + b).clamp(0.0, 1.0)
     return _to_uint8(hsv_to_rgb(hsv))
 
 
-def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Per-channel Gaussian blur as ``skimage.filters.gaussian`` (truncate 4σ, edge mode 'nearest')."""
-    return _to_uint8(_skimage_gaussian(images.float() / 255.0, GAUSSIAN_BLUR_SIGMA[severity - 1]))
+    return _to_uint8(_skimage_gaussian(images.float() / 255.0, GAUSSIAN_BLUR_SIGMA[intensity - 1]))
 
 
 def _border_indices(index: torch.Tensor, size: int, border: str) -> torch.Tensor:
@@ -269,7 +269,7 @@ def _skimage_gaussian(x: torch.Tensor, sigma: float, border: str = "replicate", 
     return _filter_separable(x, correlation_matrix(h, taps, border), correlation_matrix(w, taps, border))
 
 
-def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def glass_blur(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Blur, locally shuffle pixels, blur again, with the published code's quirks.
 
     Its offsets come from ``randint(-1, 1)`` (so dy, dx ∈ {−1, 0}), its row/column loop runs from
@@ -277,7 +277,7 @@ def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) 
     neighbour's value. Visited in that order, every pixel reads a not-yet-visited neighbour, so one
     iteration is one parallel gather here.
     """
-    sigma, delta, iterations = GLASS[severity - 1]
+    sigma, delta, iterations = GLASS[intensity - 1]
     x = _to_uint8(_skimage_gaussian(images.float() / 255.0, sigma))  # (N, H, W, C)
     n, h, w, _ = x.shape
     rows = torch.arange(h, device=x.device).view(1, h, 1).expand(n, h, w)
@@ -307,14 +307,14 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
 
 
 @functools.cache
-def _defocus_operators(height: int, width: int, severity: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _defocus_operators(height: int, width: int, intensity: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The defocus kernel as a short sum of separable terms, each a (rows, cols) matrix pair.
 
     The 17×17 kernel is zero outside a 3×3 or 5×5 core at CIFAR radii; the core's singular value
     decomposition writes it exactly (to float precision) as Σ s·u vᵀ, and each rank-one term is a
     separable filter with cv2's reflect-101 borders folded in.
     """
-    kernel = disk_kernel(*DEFOCUS[severity - 1])
+    kernel = disk_kernel(*DEFOCUS[intensity - 1])
     rows, cols = torch.nonzero(kernel > 1e-12, as_tuple=True)
     half = int(max(8 - rows.min(), rows.max() - 8, 8 - cols.min(), cols.max() - 8))
     core = kernel[8 - half : 9 + half, 8 - half : 9 + half]  # (2·half + 1, 2·half + 1), centred
@@ -329,11 +329,11 @@ def _defocus_operators(height: int, width: int, severity: int) -> list[tuple[tor
     return terms
 
 
-def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def defocus_blur(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Per-channel correlation with the blurred disk, borders reflected (``cv2.filter2D``). Deterministic."""
     _, h, w, _ = images.shape
     x = images.float() / 255.0
-    blurred = sum(_filter_separable(x, rows, cols) for rows, cols in _defocus_operators(h, w, severity))
+    blurred = sum(_filter_separable(x, rows, cols) for rows, cols in _defocus_operators(h, w, intensity))
     return _to_uint8(blurred)
 
 
@@ -381,7 +381,7 @@ def _pil_box_upscale_index(in_size: int, out_size: int) -> torch.Tensor:
     return weights.argmax(dim=1)
 
 
-def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def pixelate(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """BOX-downsample to int(size · c) and back, bit-exact with the published PIL pipeline.
 
     The downsampling is Pillow's horizontal pass then vertical pass, each rounded to 8 bits; the sums
@@ -389,7 +389,7 @@ def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) ->
     copies one source pixel per output pixel, so the way back is an index.
     """
     _, h, w, _ = images.shape
-    small = int(h * PIXELATE_SCALE[severity - 1])
+    small = int(h * PIXELATE_SCALE[intensity - 1])
     # contiguous planes, so that each pass is one 2-D matmul over all rows
     planes = images.permute(0, 3, 1, 2).to(torch.float64, memory_format=torch.contiguous_format)  # (N, C, H, W)
     planes = _round_like_pillow(planes @ _pil_box_matrix(w, small, images.device).t())  # (N, C, H, s)
@@ -401,7 +401,7 @@ def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) ->
     return reduced.index_select(1, rows).index_select(2, cols)
 
 
-def jpeg_compression(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def jpeg_compression(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """JPEG round trip at the published quality with torchvision's libjpeg, batched. Deterministic;
     bit-exact with the published PIL round trip here.
 
@@ -412,13 +412,13 @@ def jpeg_compression(images: torch.Tensor, severity: int, generator: torch.Gener
     from torchvision.io import decode_jpeg, encode_jpeg
 
     chw = list(images.permute(0, 3, 1, 2).contiguous().cpu())  # N × (C, H, W)
-    decoded = decode_jpeg(encode_jpeg(chw, quality=JPEG_QUALITY[severity - 1]))
+    decoded = decode_jpeg(encode_jpeg(chw, quality=JPEG_QUALITY[intensity - 1]))
     return torch.stack(decoded).permute(0, 2, 3, 1).contiguous().to(images.device)
 
 
-def zoom_factors(severity: int) -> list[float]:
+def zoom_factors(intensity: int) -> list[float]:
     """The published factors: float ``np.arange(1, stop, 0.01)``, which yields 7, 12, 16, 21, 26 of them."""
-    return [float(z) for z in np.arange(1, ZOOM_STOPS[severity - 1], 0.01)]
+    return [float(z) for z in np.arange(1, ZOOM_STOPS[intensity - 1], 0.01)]
 
 
 def clipped_zoom_matrix(size: int, zoom: float) -> torch.Tensor:
@@ -440,20 +440,20 @@ def clipped_zoom_matrix(size: int, zoom: float) -> torch.Tensor:
 
 
 @functools.cache
-def zoom_operator(height: int, width: int, severity: int) -> torch.Tensor:
+def zoom_operator(height: int, width: int, intensity: int) -> torch.Tensor:
     """(H·W, H·W) float32 K with vec(zoom_blur(x)) = K vec(x) for one channel: every zoom is linear,
     rows ⊗ columns, so their mean with the identity is one matrix and the blur one matmul."""
-    factors = zoom_factors(severity)
+    factors = zoom_factors(intensity)
     total = torch.eye(height * width, dtype=torch.float64)
     for zoom in factors:
         total += torch.kron(clipped_zoom_matrix(height, zoom), clipped_zoom_matrix(width, zoom))
     return (total / (len(factors) + 1)).float()
 
 
-def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def zoom_blur(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Mean of the image and its centre zooms at the published factors. Deterministic."""
     n, h, w, c = images.shape
-    operator = zoom_operator(h, w, severity).to(images.device)  # (H·W, H·W)
+    operator = zoom_operator(h, w, intensity).to(images.device)  # (H·W, H·W)
     planes = images.permute(0, 3, 1, 2).reshape(n * c, h * w).float() / 255.0  # (N·C, H·W)
     blurred = planes @ operator.t()
     return _to_uint8(blurred.reshape(n, c, h, w).permute(0, 2, 3, 1))
@@ -499,22 +499,22 @@ def magick_motion_blur(images: torch.Tensor, radius: float, sigma: float, angles
     return torch.div(quantum, 257, rounding_mode="floor").to(torch.uint8).view(n, h, w, c)  # the 8-bit PNG
 
 
-def motion_blur_with_angles(images: torch.Tensor, severity: int, angles: torch.Tensor) -> torch.Tensor:
+def motion_blur_with_angles(images: torch.Tensor, intensity: int, angles: torch.Tensor) -> torch.Tensor:
     """``motion_blur`` with the angles (N,) in degrees given, e.g. the reference's recorded draws."""
-    radius, sigma = MOTION_BLUR[severity - 1]
+    radius, sigma = MOTION_BLUR[intensity - 1]
     return magick_motion_blur(images, radius, sigma, angles)
 
 
-def motion_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def motion_blur(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """ImageMagick's motion blur (written in torch, no ImageMagick) at a U(−45°, 45°) angle per image."""
     angles = torch.rand(len(images), generator=generator, device=generator.device, dtype=torch.float64) * 90 - 45
-    return motion_blur_with_angles(images, severity, angles)
+    return motion_blur_with_angles(images, intensity, angles)
 
 
-def snow(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def snow(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Snowflakes: a thresholded, zoomed Gaussian field, motion-blurred at U(−135°, −45°) and added with
     its 180° rotation to an image brightened towards 1.5·gray + 0.5."""
-    loc, scale, zoom, threshold, radius, sigma, keep = SNOW[severity - 1]
+    loc, scale, zoom, threshold, radius, sigma, keep = SNOW[intensity - 1]
     n, h, w, _ = images.shape
     device = generator.device
     flakes = torch.randn((n, h, w), generator=generator, device=device, dtype=torch.float64) * scale + loc
@@ -544,9 +544,9 @@ def frost_textures() -> tuple[torch.Tensor, torch.Tensor]:
     return stacked, torch.tensor([a.shape[:2] for a in arrays])
 
 
-def frost_with_crops(images: torch.Tensor, severity: int, crops: torch.Tensor) -> torch.Tensor:
+def frost_with_crops(images: torch.Tensor, intensity: int, crops: torch.Tensor) -> torch.Tensor:
     """``frost`` with the crops given: (N, 3) integer rows of (texture 0–4, top row, left column)."""
-    weight_image, weight_frost = FROST[severity - 1]
+    weight_image, weight_frost = FROST[intensity - 1]
     n, h, w, _ = images.shape
     textures = frost_textures()[0].to(images.device)
     crops = crops.to(images.device).long()
@@ -557,7 +557,7 @@ def frost_with_crops(images: torch.Tensor, severity: int, crops: torch.Tensor) -
     return mixed.clamp(0, 255).to(torch.uint8)
 
 
-def frost(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def frost(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """Blend each image with a random crop of one of five frost textures (the published photographs,
     see ``frost_textures``). Images must be smaller than 63×105, the smallest texture, as CIFAR's are."""
     n, h, w, _ = images.shape
@@ -570,7 +570,7 @@ def frost(images: torch.Tensor, severity: int, generator: torch.Generator) -> to
     # numpy's randint(0, size − 32) excludes its upper end: top rows 0 … rows − 33
     top = (torch.rand(n, generator=generator, device=device, dtype=torch.float64) * (sizes[:, 0] - h)).long()
     left = (torch.rand(n, generator=generator, device=device, dtype=torch.float64) * (sizes[:, 1] - w)).long()
-    return frost_with_crops(images, severity, torch.stack([texture, top, left], dim=1))
+    return frost_with_crops(images, intensity, torch.stack([texture, top, left], dim=1))
 
 
 def _bilinear_sample(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, border: str) -> torch.Tensor:
@@ -594,13 +594,13 @@ def _bilinear_sample(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, bo
     ) * down
 
 
-def elastic_transform(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def elastic_transform(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
     """A random affine warp (three control points jittered, ``cv2.warpAffine`` with reflect-101 borders)
     followed by a smooth random displacement field (uniform noise blurred by a Gaussian, scipy
     ``map_coordinates(order=1, mode='reflect')``). Sizes scale with the image height, as the published
-    code's IMSIZE does; severity 1 has no displacement, only the affine jitter."""
+    code's IMSIZE does; intensity 1 has no displacement, only the affine jitter."""
     n, h, w, c = images.shape
-    alpha, sigma, jitter = (v * h for v in ELASTIC[severity - 1])
+    alpha, sigma, jitter = (v * h for v in ELASTIC[intensity - 1])
     device, x = images.device, images.float() / 255.0
     gen_device = generator.device
 
@@ -768,10 +768,10 @@ def _water_shading(liquid8: torch.Tensor) -> torch.Tensor:
     return torch.round(_box3(embossed)).clamp(0, 255)  # cv2.blur on uint8 rounds
 
 
-def spatter(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-    """Water drops (severities 1–3: shaded pale-turquoise puddles) or mud (4–5: brown blots) where a
+def spatter(images: torch.Tensor, intensity: int, generator: torch.Generator) -> torch.Tensor:
+    """Water drops (intensities 1–3: shaded pale-turquoise puddles) or mud (4–5: brown blots) where a
     blurred Gaussian field passes a threshold."""
-    loc, scale, sigma, threshold, strength, mud = SPATTER[severity - 1]
+    loc, scale, sigma, threshold, strength, mud = SPATTER[intensity - 1]
     n, h, w, _ = images.shape
     x = images.float() / 255.0
     liquid = torch.randn((n, h, w, 1), generator=generator, device=generator.device, dtype=torch.float64) * scale + loc
@@ -817,28 +817,28 @@ CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tens
 CHUNK = 256  # images per call: small enough that the float intermediates stay in the CPU's cache
 
 
-def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0, chunk: int = CHUNK) -> torch.Tensor:
-    """Apply corruption ``name`` at ``severity`` to a uint8 batch (N, H, W, C), reproducibly.
+def corrupt(images: torch.Tensor, name: str, intensity: int, seed: int = 0, chunk: int = CHUNK) -> torch.Tensor:
+    """Apply corruption ``name`` at ``intensity`` to a uint8 batch (N, H, W, C), reproducibly.
 
     The batch is processed ``chunk`` images at a time, in order, from one generator seeded by
-    (seed, name, severity): the result depends on those, the images and the chunk size only (not on
+    (seed, name, intensity): the result depends on those, the images and the chunk size only (not on
     the machine's thread count or on other corruptions). CPU and CUDA generators draw different
     streams, so the same seed gives different (equally valid) random corruptions on each.
 
     Raises:
-        ValueError: unknown corruption name, severity outside 1–5, or images not uint8 NHWC.
+        ValueError: unknown corruption name, intensity outside 1–5, or images not uint8 NHWC.
     """
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; choose from: {', '.join(CORRUPTIONS)}")
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+    if intensity not in INTENSITIES:
+        raise ValueError(f"intensity must be one of {INTENSITIES}, got {intensity!r}")
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images (N, H, W, C), got {images.dtype} {tuple(images.shape)}")
     generator = torch.Generator(device=images.device)
     # Depends on the names, not on the registry's order, so adding a corruption changes no other's draws.
-    generator.manual_seed(zlib.crc32(f"{seed}/{name}/{severity}".encode()))
+    generator.manual_seed(zlib.crc32(f"{seed}/{name}/{intensity}".encode()))
     function = CORRUPTIONS[name]
-    return torch.cat([function(part, severity, generator).contiguous() for part in images.split(chunk)])
+    return torch.cat([function(part, intensity, generator).contiguous() for part in images.split(chunk)])
 
 
 # Corruptions of each value on its own: their intensity does not depend on the image's size.
@@ -846,7 +846,7 @@ PIXELWISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "
 CIFAR_SIZE = 32
 
 
-def corrupt_small(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
+def corrupt_small(images: torch.Tensor, name: str, intensity: int, seed: int = 0) -> torch.Tensor:
     """The corruptions adapted to square images smaller than CIFAR's, e.g. the 8×8 digits (gray or RGB).
 
     Pixel-wise ones (``PIXELWISE``) apply to the values as they are. Every other one acts in a 32×32
@@ -854,7 +854,7 @@ def corrupt_small(images: torch.Tensor, name: str, severity: int, seed: int = 0)
     bitmaps averaged 4×4), the CIFAR corruption runs with the CIFAR parameters, and k×k blocks are
     averaged back (rounded). So spatial sizes — blur radii, zoom factors, displacements, motion
     lengths, frost and snow textures — keep their size relative to the image, which is what a
-    severity means on CIFAR; in the small image's own pixels they are scaled by size / 32.
+    intensity means on CIFAR; in the small image's own pixels they are scaled by size / 32.
     Gray images (C = 1) are corrupted as RGB with equal channels and come back as the channels' mean.
     """
     n, h, w, c = images.shape
@@ -862,11 +862,11 @@ def corrupt_small(images: torch.Tensor, name: str, severity: int, seed: int = 0)
         raise ValueError(f"corrupt_small needs square images whose size divides {CIFAR_SIZE}, got {h}×{w}")
     rgb = images.expand(n, h, w, 3) if c == 1 else images
     if name in PIXELWISE:
-        out = corrupt(rgb, name, severity, seed).float()
+        out = corrupt(rgb, name, intensity, seed).float()
     else:
         k = CIFAR_SIZE // h
         frame = rgb.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2)  # (N, 32, 32, 3)
-        out = corrupt(frame, name, severity, seed).float().reshape(n, h, k, w, k, 3).mean(dim=(2, 4))
+        out = corrupt(frame, name, intensity, seed).float().reshape(n, h, k, w, k, 3).mean(dim=(2, 4))
     if c == 1:
         out = out.mean(dim=3, keepdim=True)
     return out.round().to(torch.uint8)

@@ -1,13 +1,13 @@
 """Corrupted copies of a test set in the published CIFAR-10-C layout.
 
-One ``<corruption>.npy`` per corruption: uint8 (5·N, H, W, C), severities 1–5 one after the other
+One ``<corruption>.npy`` per corruption: uint8 (5·N, H, W, C), intensities 1–5 one after the other
 (N = 10 000 for CIFAR), plus ``labels.npy`` (5·N,) uint8, the test labels five times over.
 CIFAR-10-C is published; CIFAR-100-C is not, and the paper generates it with 17 corruptions (all but
 motion_blur and snow), which is what ``ovatune corrupt cifar100`` writes.
 
-Work is split into (corruption, severity) jobs run by worker processes, one thread each, that write
+Work is split into (corruption, intensity) jobs run by worker processes, one thread each, that write
 straight into a memory-mapped ``<corruption>.npy.partial``; a file is renamed to ``.npy`` once all
-five severities are in, so an interrupted run resumes at the first unfinished file.
+five intensities are in, so an interrupted run resumes at the first unfinished file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.corruptions import CORRUPTIONS, SEVERITIES
+from trainables.data.corruptions import CORRUPTIONS, INTENSITIES
 
 # dataset -> (published folder name, its corruptions in the published order)
 CORRUPTED_SETS = {
@@ -40,8 +40,8 @@ def is_complete(path: Path, shape: tuple[int, ...]) -> bool:
     return array.shape == shape and array.dtype == np.uint8
 
 
-def _corrupt_job(images_path: str, out_path: str, name: str, severity: int, seed: int, device: str) -> int:
-    """Worker: corrupt the saved test images at one severity into rows of the partial file."""
+def _corrupt_job(images_path: str, out_path: str, name: str, intensity: int, seed: int, device: str) -> int:
+    """Worker: corrupt the saved test images at one intensity into rows of the partial file."""
     import torch
 
     from trainables.data.corruptions import CHUNK, corrupt
@@ -50,9 +50,9 @@ def _corrupt_job(images_path: str, out_path: str, name: str, severity: int, seed
         torch.set_num_threads(1)  # one process per core is faster than threads here
     images = torch.from_numpy(np.load(images_path)).to(device)
     n = len(images)
-    result = corrupt(images, name, severity, seed, chunk=CHUNK if device == "cpu" else n)  # a GPU takes all at once
+    result = corrupt(images, name, intensity, seed, chunk=CHUNK if device == "cpu" else n)  # a GPU takes all at once
     target = np.load(out_path, mmap_mode="r+")
-    target[(severity - 1) * n : severity * n] = result.cpu().numpy()
+    target[(intensity - 1) * n : intensity * n] = result.cpu().numpy()
     target.flush()
     return n
 
@@ -75,7 +75,7 @@ def write_corrupted(
         labels: their labels (N,).
         out_dir: created if needed; finished files already there are kept, not redone.
         corruptions: names from ``CORRUPTIONS``.
-        seed: with (corruption, severity), fixes every random draw.
+        seed: with (corruption, intensity), fixes every random draw.
         device: "cpu" or a CUDA device; on CUDA one process does all the work.
         workers: processes on CPU (default: one per core).
         progress: show a progress bar.
@@ -92,8 +92,8 @@ def write_corrupted(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = len(images)
-    shape = (len(SEVERITIES) * n, *images.shape[1:])
-    np.save(out / "labels.npy", np.tile(np.asarray(labels).astype(np.uint8), len(SEVERITIES)))
+    shape = (len(INTENSITIES) * n, *images.shape[1:])
+    np.save(out / "labels.npy", np.tile(np.asarray(labels).astype(np.uint8), len(INTENSITIES)))
 
     status = {name: "kept" for name in corruptions if is_complete(out / f"{name}.npy", shape)}
     todo = [name for name in corruptions if name not in status]
@@ -104,8 +104,8 @@ def write_corrupted(
     for name in todo:  # a partial file from an interrupted run is started again
         np.lib.format.open_memmap(out / f"{name}.npy.partial", mode="w+", dtype=np.uint8, shape=shape).flush()
 
-    jobs = [(name, severity) for name in todo for severity in SEVERITIES]
-    remaining = {name: len(SEVERITIES) for name in todo}
+    jobs = [(name, intensity) for name in todo for intensity in INTENSITIES]
+    remaining = {name: len(INTENSITIES) for name in todo}
     bar = tqdm(total=len(jobs) * n, unit="img", unit_scale=True, desc="corrupting", disable=not progress)
     if device != "cpu":
         workers = 1
