@@ -1,0 +1,112 @@
+"""The driver's MLflow bookkeeping (``tuning.tracking.MlflowTrialCallback``) on a real SQLite store,
+fed the way Ray Tune feeds it: real (stub) ``Trial`` objects, results per epoch, and a fresh,
+unpickled callback for a resumed sweep (as ``Tuner.restore`` gives it)."""
+
+import pickle
+
+import pytest
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.experiment import Trial
+
+from tuning.tracking import MlflowTrialCallback, parent_runs
+
+tune.register_trainable("tracked", lambda config: None)
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("digits")
+    parents = parent_runs(client, experiment, "s1", ["softmax", "ova"], {"seed": 0})
+    return uri, client, experiment, parents
+
+
+def _trial(loss: str, number: int, trial_id: str, epochs: int = 5) -> Trial:
+    return Trial("tracked", config={"method": loss, "trial_number": number, "epochs": epochs, "lr": 0.01},
+                 trial_id=trial_id, stub=True)  # fmt: skip
+
+
+def _report(callback, trial, *epochs, **extra):
+    for epoch in epochs:
+        result = {"epoch": epoch, "train_loss": 1.0 / epoch, "val_accuracy": 0.5 + epoch / 100, **extra}
+        trial.update_last_result(result)  # as the controller does before calling back
+        callback.on_trial_result(0, [trial], trial, result)
+
+
+def _runs(client, experiment, view=ViewType.ACTIVE_ONLY):
+    return client.search_runs([experiment], "tags.`ovatune.kind` = 'trial'", run_view_type=view)
+
+
+def test_a_trial_gets_one_child_run_with_its_params_and_a_metric_per_epoch(store):
+    uri, client, experiment, parents = store
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    trial = _trial("softmax", 0, "t0")
+    callback.on_trial_start(0, [trial], trial)
+    _report(callback, trial, 1, 2, 3, 4, 5)
+    callback.on_trial_complete(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    assert run.info.run_name == "softmax-trial-000" and run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == parents["softmax"] and run.data.tags["ovatune.outcome"] == "completed"
+    assert run.data.params["lr"] == "0.01" and run.data.tags["ovatune.ray_trial_id"] == "t0"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3, 4, 5]
+
+
+def test_a_resumed_callback_continues_the_trials_own_run_without_logging_an_epoch_twice(store):
+    uri, client, experiment, parents = store
+    first = MlflowTrialCallback(uri, experiment, "s1", parents)
+    first.setup()
+    trial = _trial("softmax", 0, "t0")
+    _report(first, trial, 1, 2, 3)
+    first.on_experiment_end([trial])  # the driver stops here (Ctrl-C, a crash)
+
+    resumed = pickle.loads(pickle.dumps(first))  # what Tuner.restore hands the new driver
+    resumed.setup()
+    # the trial resumes from its epoch-2 checkpoint: epoch 3 is reported again, then 4 and 5
+    # (the trial says so with that first result only, an epoch already logged)
+    _report(resumed, trial, 3, checkpoint_fallback="…/checkpoint_000002/state.pt does not match")
+    _report(resumed, trial, 4, 5)
+    resumed.on_trial_complete(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3, 4, 5]
+    assert run.info.status == "FINISHED" and "does not match" in run.data.tags["ovatune.checkpoint_fallback"]
+
+
+def test_a_lost_trials_slot_handed_out_again_replaces_its_run(store):
+    uri, client, experiment, parents = store
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    lost = _trial("ova", 1, "lost")
+    _report(callback, lost, 1)
+    again = MlflowTrialCallback(uri, experiment, "s1", parents)
+    again.setup()
+    replacement = _trial("ova", 1, "again")  # the searcher handed trial 1 of ova out again
+    _report(again, replacement, 1, 2)
+    (run,) = _runs(client, experiment)
+    assert run.data.tags["ovatune.ray_trial_id"] == "again"
+    assert len(_runs(client, experiment, ViewType.DELETED_ONLY)) == 1
+
+
+@pytest.mark.parametrize(
+    ("last", "outcome", "status"),
+    [
+        ({"epoch": 2, "diverged": 1, "stop_reason": "non-finite training loss (nan) in epoch 2"}, "diverged", "KILLED"),
+        ({"epoch": 2, "diverged": 0}, "stopped", "KILLED"),  # the scheduler ended it before its epochs
+        ({"epoch": 5, "diverged": 0}, "completed", "FINISHED"),
+    ],
+)
+def test_each_outcome_is_tagged_and_closes_the_run(store, last, outcome, status):
+    uri, client, experiment, parents = store
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    trial = _trial("softmax", 2, "t2")
+    _report(callback, trial, 1)
+    trial.update_last_result(dict(last))
+    callback.on_trial_complete(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    assert (run.data.tags["ovatune.outcome"], run.info.status) == (outcome, status)
+    if outcome == "diverged":
+        assert run.data.tags["ovatune.stop_reason"] == last["stop_reason"]
