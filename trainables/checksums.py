@@ -15,7 +15,15 @@ CHECKSUMS_FILE = "checksums.json"  # a checkpoint's files and their SHA-256
 
 
 class TamperedFile(RuntimeError):
-    """A file does not match the SHA-256 recorded when it was written (or is missing)."""
+    """A file does not match the SHA-256 recorded when it was written (or is missing).
+
+    ``problem`` is what is wrong, naming the file; the message adds that nothing was loaded and
+    what to do.
+    """
+
+    def __init__(self, problem: str, advice: str = ""):
+        super().__init__(f"{problem}; refusing to load it. {advice}".rstrip() if advice else problem)
+        self.problem = problem
 
 
 def sha256(path: str | Path) -> str:
@@ -39,8 +47,8 @@ def check_files(
         actual = sha256(path) if path.is_file() else "missing"
         if actual != expected:
             raise TamperedFile(
-                f"{path} does not match the SHA-256 recorded when it was written (expected {expected}, "
-                f"found {actual}); refusing to load it. {advice}"
+                f"{path} does not match the SHA-256 recorded when it was written (expected {expected}, found {actual})",
+                advice,
             )
 
 
@@ -61,5 +69,5 @@ def verify_checksums(directory: str | Path, advice: str) -> None:
         hashes = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise TamperedFile(f"{path} is missing or unreadable ({type(error).__name__}): the files beside it "
-                           f"cannot be checked. {advice}") from None  # fmt: skip
+                           "cannot be checked", advice) from None  # fmt: skip
     check_files(directory, hashes, advice)

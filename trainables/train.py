@@ -276,7 +276,7 @@ def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) ->
                 state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
                 meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
             except TamperedFile as error:
-                problems.append(str(error).split("; refusing")[0])
+                problems.append(error.problem)
                 continue
             except Exception as error:  # noqa: BLE001 - intact by its hashes but unreadable: same outcome
                 problems.append(f"{directory} cannot be read ({type(error).__name__}: {error})")

@@ -91,7 +91,7 @@ def champion_versions(client: MlflowClient, experiment: str, sweep: str | None =
 def decide(policy: str, metric: str, mode: str, value: float, champion) -> tuple[bool, str]:
     """(becomes champion, why) for a new version whose selection metric is ``value``."""
     if champion is None:
-        return policy != "never", "first model of this loss"
+        return True, "first model of this loss"
     held = f"v{champion.version} ({metric} {champion.tags.get(metric, '?')})"
     if policy == "always":
         return True, f"--promote always: replaced {held}"

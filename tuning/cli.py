@@ -439,7 +439,7 @@ def _jobs(args, argv: list[str]) -> int:
         else:
             jobs.print_logs(address, args.job_id, args.follow)
     except Exception as error:  # the SDK raises its own kinds (connection, authentication, unknown job)
-        return _fail(f"Ray Jobs API at {address}: {type(error).__name__}: {str(error).splitlines()[0]}")
+        return _fail(f"Ray Jobs API at {address}: {type(error).__name__}: {_first_line(error)}")
     return 0
 
 

@@ -113,10 +113,18 @@ def promote(
     promotions = {}
     for loss, candidates in ranked_results(results, space).items():
         name = registered_name(space.name, loss)
-        registered = sweep_versions(client, name, sweep)
         if policy == "never":
-            result, version = candidates[0], None
-        elif registered:  # this sweep was promoted before: the same trial, already a version
+            result = candidates[0]
+            number = int(result.config["trial_number"])
+            (trial_run,) = find_runs(
+                client, experiment_id, kind="trial", sweep=sweep, loss=loss, trial_number=str(number)
+            )
+            promotions[loss] = Promotion(loss, number, float(result.metrics[space.metric]), name, None,
+                                         trial_run.info.run_id, False, "--promote never: not registered",
+                                         dict(result.config))  # fmt: skip
+            continue
+        registered = sweep_versions(client, name, sweep)
+        if registered:  # this sweep was promoted before: the same trial, already a version
             version = registered[0]
             result = next((r for r in candidates if str(r.config["trial_number"]) == version.tags.get("trial_number")),
                           candidates[0])  # fmt: skip
@@ -127,11 +135,6 @@ def promote(
                 continue
         number = int(result.config["trial_number"])
         value = float(result.metrics[space.metric])
-        (trial_run,) = find_runs(client, experiment_id, kind="trial", sweep=sweep, loss=loss, trial_number=str(number))
-        if version is None:
-            promotions[loss] = Promotion(loss, number, value, name, None, trial_run.info.run_id, False,
-                                         "--promote never: not registered", dict(result.config))  # fmt: skip
-            continue
         champion = current_champion(client, name)
         if champion is not None and champion.version == version.version:
             is_champion, reason = True, version.tags.get("promotion", "").partition(": ")[2] or "champion"
@@ -142,7 +145,8 @@ def promote(
             client.set_model_version_tag(name, version.version, "promotion",
                                          ("champion: " if is_champion else "challenger: ") + reason)  # fmt: skip
         client.set_registered_model_alias(name, CHALLENGER, version.version)
-        promotions[loss] = Promotion(loss, number, value, name, str(version.version), trial_run.info.run_id,
+        # the version's run is the trial's: the model was logged there
+        promotions[loss] = Promotion(loss, number, value, name, str(version.version), version.run_id,
                                      is_champion, reason, dict(result.config))  # fmt: skip
         log.info("%s trial %d -> %s v%s: %s", loss, number, name, version.version, reason)
     return promotions
@@ -158,7 +162,7 @@ def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, 
         try:
             version = _register(result, space, sweep, loss, name, trial_run, client, smoke_test)
         except TamperedFile as error:
-            skipped.append(f"trial {number}: {str(error).split('; refusing')[0]}")
+            skipped.append(f"trial {number}: {error.problem}")
             continue
         if skipped:
             failures[loss] = (f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); "
