@@ -24,7 +24,7 @@ import torch
 
 from search_spaces import get_space
 from trainables.data import Split
-from trainables.methods import get_method
+from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.train import build_optimizer, fit_epoch, predict_probabilities
 
@@ -51,7 +51,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     space = get_space("clinc")
-    config = {**space.fixed, "method": "softmax", "lr": 1e-4, "seed": 0, "vocab_size": VOCAB, "pad_id": 0}
+    config = {**space.fixed, "loss": "softmax", "lr": 1e-4, "seed": 0, "vocab_size": VOCAB, "pad_id": 0}
     batch = int(config["batch_size"])
     generator = torch.Generator().manual_seed(0)
     train = Split(sentences(PLUS_TRAIN, generator), torch.randint(0, INTENTS, (PLUS_TRAIN,), generator=generator))
@@ -60,7 +60,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_classifier((LENGTH,), INTENTS, config).to(device)
     optimizer = build_optimizer(model, config)
-    method = get_method("softmax")
+    method = get_loss("softmax")
 
     def run(steps: int, epoch: int) -> float:
         started = time.perf_counter()

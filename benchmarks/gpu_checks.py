@@ -34,7 +34,7 @@ import torch
 
 from trainables.data import Split
 from trainables.data.augment import pad_crop_flip
-from trainables.methods import get_method
+from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.train import build_optimizer, fit_epoch
 
@@ -111,7 +111,7 @@ def _corruptions():
 
 
 def _train(model_name: str, overrides: dict, epochs: int = 4) -> list[float]:
-    config = {"model": model_name, "method": "ova_dm", "optimizer": "adam", "lr": 2e-3, "seed": 0,
+    config = {"model": model_name, "loss": "ova_dm", "optimizer": "adam", "lr": 2e-3, "seed": 0,
               "batch_size": 128, **overrides}  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     y = torch.arange(1024) % 10
@@ -120,9 +120,7 @@ def _train(model_name: str, overrides: dict, epochs: int = 4) -> list[float]:
     model = build_classifier((3, 32, 32), 10, config).to(DEVICE).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
     train = Split(x, y).to(DEVICE)
-    return [
-        fit_epoch(model, get_method("ova_dm"), optimizer, train, config, e, pad_crop_flip)[0] for e in range(epochs)
-    ]
+    return [fit_epoch(model, get_loss("ova_dm"), optimizer, train, config, e, pad_crop_flip)[0] for e in range(epochs)]
 
 
 @check("fit_epoch on CUDA: ResNet-20 and WRN (tiny), bf16, channels_last, seeded")
@@ -154,11 +152,11 @@ def _files():
         split = Split(files, files.labels).to(DEVICE)
         results = []
         for micro in (None, 8):
-            config = {"model": "resnet50", "width": 8, "method": "softmax", "optimizer": "sgd_nesterov", "lr": 0.05,
+            config = {"model": "resnet50", "width": 8, "loss": "softmax", "optimizer": "sgd_nesterov", "lr": 0.05,
                       "seed": 0, "batch_size": 16, "micro_batch_size": micro, "loader_workers": 4}  # fmt: skip
             torch.manual_seed(0)
             model = build_classifier((3, 224, 224), 3, config).to(DEVICE).to(memory_format=torch.channels_last)
-            loss, _ = fit_epoch(model, get_method("softmax"), build_optimizer(model, config), split,
+            loss, _ = fit_epoch(model, get_loss("softmax"), build_optimizer(model, config), split,
                                 config, 0)  # fmt: skip
             assert np.isfinite(loss)
             results.append(loss)
@@ -171,7 +169,7 @@ def _files():
 
 @check("BERT-Mini on CUDA under bf16 autocast")
 def _bert():
-    config = {"model": "bert_mini", "method": "ova_dm", "optimizer": "adam", "lr": 1e-4, "seed": 0,
+    config = {"model": "bert_mini", "loss": "ova_dm", "optimizer": "adam", "lr": 1e-4, "seed": 0,
               "batch_size": 256, "vocab_size": 8192, "max_length": 32, "pad_id": 0, "steps_per_epoch": 5}  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(5, 8192, (2048, 32), generator=generator)
@@ -180,14 +178,14 @@ def _bert():
     torch.manual_seed(0)
     model = build_classifier((32,), 150, config).to(DEVICE)
     optimizer = build_optimizer(model, config)
-    losses = [fit_epoch(model, get_method("ova_dm"), optimizer, Split(x, y).to(DEVICE), config, e)[0] for e in range(3)]
+    losses = [fit_epoch(model, get_loss("ova_dm"), optimizer, Split(x, y).to(DEVICE), config, e)[0] for e in range(3)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
     return f"loss {losses[0]:.3f} -> {losses[-1]:.3f} over 15 steps"
 
 
 @check("distance head exact under bf16 autocast; an ova_dm step under bf16 matches float32")
 def _distance_head():
-    from trainables.methods import DistanceHead
+    from trainables.losses import DistanceHead
 
     torch.manual_seed(0)
     num_classes, dim, batch = 100, 640, 4096  # WRN-28-10's embedding, CIFAR-100's classes
@@ -203,14 +201,14 @@ def _distance_head():
         distance_error = (head(f).double() - expected).abs().max().item()
     assert distance_error < 1e-4, f"max |distance - float64 cdist| = {distance_error:.2e}"
 
-    method, y = get_method("ova_dm"), labels.to(DEVICE)
+    method, y = get_loss("ova_dm"), labels.to(DEVICE)
     steps = {}
     for precision in ("float32", "bf16"):
         head.zero_grad(set_to_none=True)
         embeddings = f.clone().requires_grad_(True)
         with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = head(embeddings)
-        loss = method.loss(logits.float(), y)
+        loss = method.training_loss(logits.float(), y)
         loss.backward()
         steps[precision] = (loss.item(), head.weight.grad.clone(), embeddings.grad.clone())
     loss_gap = abs(steps["bf16"][0] - steps["float32"][0]) / abs(steps["float32"][0])

@@ -28,7 +28,7 @@ import torch
 from search_spaces import get_space
 from trainables.data import Split
 from trainables.data.augment import pad_crop_flip
-from trainables.methods import get_method
+from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.train import build_optimizer, fit_epoch, predict_probabilities, set_epoch_lr
 
@@ -39,7 +39,7 @@ SWEEP_TRIALS = 4 * 100  # losses × trials per loss (paper Appendix E.2)
 def measure(epochs: int, compile_model: bool, device: str, train_images: int = TRAIN) -> dict:
     """Train ``epochs`` epochs (the first is warm-up); returns per-epoch seconds of the others."""
     space = get_space("cifar10")
-    config = {**space.fixed, "method": "softmax", "lr": 1e-3, "seed": 0, "adam_beta1": 0.9, "adam_eps": 1e-7}
+    config = {**space.fixed, "loss": "softmax", "lr": 1e-3, "seed": 0, "adam_beta1": 0.9, "adam_eps": 1e-7}
     dev = torch.device(device)
     generator = torch.Generator(device=dev).manual_seed(0)
     x = torch.randint(0, 256, (train_images + VAL, 3, 32, 32), dtype=torch.uint8, device=dev, generator=generator)
@@ -56,7 +56,7 @@ def measure(epochs: int, compile_model: bool, device: str, train_images: int = T
         set_epoch_lr(optimizer, config, epoch)
         started = time.perf_counter()
         fit_epoch(
-            step_model, get_method("softmax"), optimizer, train, config, epoch, pad_crop_flip
+            step_model, get_loss("softmax"), optimizer, train, config, epoch, pad_crop_flip
         )  # reads the loss: synchronised
         fitted = time.perf_counter()
         predict_probabilities(model, val.x)  # copies to the host: synchronised

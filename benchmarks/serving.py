@@ -95,7 +95,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         for fmt in ("torchscript", "onnx"):
-            subprocess.run([str(BIN / "ovatune"), "export", "digits", "--loss", args.loss, "--format", fmt,
+            subprocess.run([str(BIN / "ovatune"), "export", "digits", "--losses", args.loss, "--format", fmt,
                             "--out", out, "--home", str(home)], check=True, capture_output=True)  # fmt: skip
             model = ExportedModel(Path(out) / args.loss / fmt)
             model(batch)

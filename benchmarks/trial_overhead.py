@@ -29,7 +29,7 @@ import torch
 
 from evaluation.metrics import classification_metrics
 from search_spaces import get_space
-from trainables.methods import get_method
+from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.train import build_optimizer, cached_dataset, fit_epoch, predict_probabilities, set_epoch_lr
 
@@ -46,7 +46,7 @@ def bare_loop(config: dict) -> float:
     for epoch in range(int(config["epochs"])):
         set_epoch_lr(optimizer, config, epoch)
         started = time.perf_counter()
-        fit_epoch(model, get_method(config["method"]), optimizer, data.train, config, epoch)
+        fit_epoch(model, get_loss(config["loss"]), optimizer, data.train, config, epoch)
         steps_s += time.perf_counter() - started
         classification_metrics(predict_probabilities(model, data.val.x), data.val.y.numpy())
     return steps_s
@@ -114,7 +114,7 @@ def main() -> None:
     (trial,) = client.search_runs([experiment_id], filter_string="tags.`ovatune.kind` = 'trial'")
     trial_s = (trial.info.end_time - trial.info.start_time) / 1000
     logged = {k: _parse(v) for k, v in trial.data.params.items()}
-    assert logged["lr"] == config["lr"] and logged["method"] == "softmax", "the service trained another config"
+    assert logged["lr"] == config["lr"] and logged["loss"] == "softmax", "the service trained another config"
     epoch_times = client.get_metric_history(trial.info.run_id, "time_this_iter_s")
     inside_s = sum(m.value for m in epoch_times)
     fit_s = sum(m.value for m in client.get_metric_history(trial.info.run_id, "fit_time_s"))

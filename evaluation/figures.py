@@ -21,13 +21,13 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from evaluation.metrics import ECE_BINS, accuracy_vs_confidence, confidence_and_prediction, reliability  # noqa: E402
 from evaluation.runner import Evaluation  # noqa: E402
-from trainables.methods import METHODS  # noqa: E402
+from trainables.losses import LOSSES  # noqa: E402
 
-COLOURS = dict(zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+COLOURS = dict(zip(LOSSES, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
 
 
 def _title(loss: str) -> str:
-    return METHODS[loss].title
+    return LOSSES[loss].title
 
 
 def reliability_diagrams(evals: dict[str, Evaluation]) -> Figure:

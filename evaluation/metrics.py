@@ -1,8 +1,8 @@
 """Calibration, likelihood and OOD metrics over predicted probabilities (DESIGN §4).
 
-All functions take ``probs`` (N, K) — the method's evaluation probabilities, which for one-vs-all
-methods need not sum to one — and integer ``labels`` (N,). Confidence is max_k p_k and the
-prediction argmax_k p_k for every method. Probabilities that are NaN or infinite are refused
+All functions take ``probs`` (N, K) — the loss's evaluation probabilities, which for the one-vs-all
+losses need not sum to one — and integer ``labels`` (N,). Confidence is max_k p_k and the
+prediction argmax_k p_k for every loss. Probabilities that are NaN or infinite are refused
 (:class:`NonFiniteProbabilities`): no metric of them means anything, and treating them as
 anything else (uniform, zero) would report a broken model as a merely bad one.
 """

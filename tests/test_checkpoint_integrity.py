@@ -38,7 +38,7 @@ def _trial_dirs(home: Path, sweep: str) -> dict[str, Path]:
     for path in (home / "ray_results" / sweep).glob("train_classifier_*"):
         params = path / "params.json"
         if params.exists():
-            dirs[json.loads(params.read_text())["method"]] = path
+            dirs[json.loads(params.read_text())["loss"]] = path
     return dirs
 
 

@@ -26,7 +26,7 @@ from trainables.train import (
 )
 
 CONFIG = {"dataset": "digits", "model": "mlp", "hidden": [8], "optimizer": "adam", "lr": 1e-3,
-          "batch_size": 64, "epochs": 3, "seed": 0, "method": "softmax"}  # fmt: skip
+          "batch_size": 64, "epochs": 3, "seed": 0, "loss": "softmax"}  # fmt: skip
 
 
 def flip_byte(state_file: Path, member: str) -> None:

@@ -71,7 +71,7 @@ def test_flip_and_crop_happen_and_are_seeded():
     ],
 )
 def test_full_size_networks(model, shape, classes, low, high):
-    classifier = build_classifier(shape, classes, {"model": model, "method": "softmax"})
+    classifier = build_classifier(shape, classes, {"model": model, "loss": "softmax"})
     count = sum(p.numel() for p in classifier.parameters())
     assert low <= count <= high, count
     if model == "resnet20":
@@ -80,9 +80,9 @@ def test_full_size_networks(model, shape, classes, low, high):
 
 
 @pytest.mark.parametrize("model", ["resnet20", "wide_resnet28_10", "resnet50"])
-@pytest.mark.parametrize("method", ["softmax", "ova_dm"])
-def test_tiny_networks_of_the_same_code(model, method):
-    config = {"model": model, "method": method, "width": 4, "depth": 8 if model == "resnet20" else 10, "widen": 1}
+@pytest.mark.parametrize("loss", ["softmax", "ova_dm"])
+def test_tiny_networks_of_the_same_code(model, loss):
+    config = {"model": model, "loss": loss, "width": 4, "depth": 8 if model == "resnet20" else 10, "widen": 1}
     classifier = build_classifier((3, 32, 32), 7, config)
     x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     assert classifier(x).shape == (3, 7) and classifier.embed(x).shape == (3, classifier.body.embedding_dim)

@@ -100,7 +100,7 @@ def test_missing_clinc_says_where_it_looked(tmp_path):
 
 
 def test_bert_mini_full_size_and_a_tiny_one():
-    config = {"model": "bert_mini", "method": "ova_dm", "vocab_size": 8192, "max_length": 32, "pad_id": 0}
+    config = {"model": "bert_mini", "loss": "ova_dm", "vocab_size": 8192, "max_length": 32, "pad_id": 0}
     full = build_classifier((32,), 150, config)
     body = sum(p.numel() for p in full.body.parameters())
     # BERT-Mini: 8192·256 token + 32·256 position + 2·256 type embeddings, 4 layers, pooler
@@ -161,7 +161,7 @@ def test_a_bert_serving_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
 
     from trainables.serving import OUTPUTS, ServingModel
 
-    config = {"model": "bert_mini", "method": "ova_dm", "vocab_size": 500, "max_length": 32, "pad_id": 0,
+    config = {"model": "bert_mini", "loss": "ova_dm", "vocab_size": 500, "max_length": 32, "pad_id": 0,
               "width": 16, "depth": 1, "heads": 2, "intermediate": 32}  # fmt: skip
     torch.manual_seed(0)
     model = ServingModel(build_classifier((32,), 5, config), "token_ids", 0.5).eval()

@@ -23,7 +23,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from search_spaces import get_space, log_uniform
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +53,14 @@ def test_run_digits_end_to_end(home):
     assert "8×8 handwritten digits" in experiment.tags["mlflow.note.content"]
     parents = runs_of(client, "digits", "parent")
     trials = runs_of(client, "digits", "trial")
-    assert sorted(p.data.tags["ovatune.loss"] for p in parents) == sorted(METHODS)
+    assert sorted(p.data.tags["ovatune.loss"] for p in parents) == sorted(LOSSES)
     assert len(trials) == 8 and all(t.info.status == "FINISHED" for t in trials)
     for parent in parents:
         loss = parent.data.tags["ovatune.loss"]
         children = [t for t in trials if t.data.tags["mlflow.parentRunId"] == parent.info.run_id]
         assert sorted(c.info.run_name for c in children) == [f"{loss}-trial-000", f"{loss}-trial-001"]
         for child in children:
-            assert child.data.params["method"] == loss and float(child.data.params["lr"]) > 0
+            assert child.data.params["loss"] == loss and float(child.data.params["lr"]) > 0
             assert child.data.tags["ovatune.outcome"] == "completed" and child.data.tags["ovatune.ray_trial_id"]
             history = client.get_metric_history(child.info.run_id, "val_accuracy")
             assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
@@ -89,7 +89,7 @@ def test_run_digits_end_to_end(home):
             "figures/confidence_histograms_photo_patches.png", "figures/class_centres_pca.png"} <= figures  # fmt: skip
     assert "report.md" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
     metrics = evaluation.data.metrics
-    for loss in METHODS:
+    for loss in LOSSES:
         assert 0 <= metrics[f"{loss}/test_ece"] <= 1 and 0 <= metrics[f"{loss}/ood_photo_patches_auroc"] <= 1
         assert metrics[f"{loss}/shift_gaussian_noise_5_accuracy"] <= metrics[f"{loss}/test_accuracy"] + 0.05
         assert f"| {loss} |" in out
@@ -104,7 +104,7 @@ def test_toy2d_shows_the_papers_figure_1_effect(home):
     run_cli("run", "toy2d", "--trials", "1", home=home)
     (evaluation,) = runs_of(store(home), "toy2d", "evaluation")
     metrics = evaluation.data.metrics
-    for loss in METHODS:
+    for loss in LOSSES:
         # E.1: the models fit the training set (at most a couple of the 10 000 points missed)
         assert metrics[f"{loss}/train_accuracy"] >= 0.999, loss
     # Figure 1: affine logits stay confident far from the data; one-vs-all DM does not.
@@ -164,7 +164,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
 
     space = get_space("digits")
     searcher = PerLossSearch(space, ["softmax", "ova"], 3, 0)
-    expected = {(c["method"], str(c["trial_number"])): c for c in (searcher.suggest(f"t{i}") for i in range(6))}
+    expected = {(c["loss"], str(c["trial_number"])): c for c in (searcher.suggest(f"t{i}") for i in range(6))}
     for trial in after:
         sampled = expected[(trial.data.tags["ovatune.loss"], trial.data.tags["ovatune.trial_number"])]
         for key in space.ranges:
@@ -343,8 +343,7 @@ def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home
     results = list(outcome.results)
     assert len(results) == 8 and all(r.error is None for r in results)
     epochs = {
-        loss: sorted(r.metrics["epoch"] for r in results if r.config["method"] == loss)
-        for loss in ("softmax", "ova_dm")
+        loss: sorted(r.metrics["epoch"] for r in results if r.config["loss"] == loss) for loss in ("softmax", "ova_dm")
     }
     for loss, reached in epochs.items():
         assert reached[-1] == 10, (loss, reached)  # each loss's own bracket lets its best trials finish

@@ -12,7 +12,7 @@ import torch
 from evaluation import figures
 from evaluation.metrics import ECE_BINS, accuracy_vs_confidence, classification_metrics, reliability
 from evaluation.runner import Evaluation
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 from trainables.models import build_classifier
 
 K = 4
@@ -32,15 +32,15 @@ def _evaluation(loss: str, seed: int) -> Evaluation:
 
 @pytest.fixture
 def evals():
-    yield {loss: _evaluation(loss, seed) for seed, loss in enumerate(METHODS)}
+    yield {loss: _evaluation(loss, seed) for seed, loss in enumerate(LOSSES)}
     plt.close("all")
 
 
 def test_reliability_diagrams_draw_each_losss_bins_and_ece(evals):
     fig = figures.reliability_diagrams(evals)
-    assert len(fig.axes) == len(METHODS)
+    assert len(fig.axes) == len(LOSSES)
     for ax, (loss, ev) in zip(fig.axes, evals.items()):
-        assert ax.get_title() == f"{METHODS[loss].title}\nECE {ev.test['ece']:.3f}"
+        assert ax.get_title() == f"{LOSSES[loss].title}\nECE {ev.test['ece']:.3f}"
         bins = reliability(ev.test_probs, ev.test_labels)
         filled = bins.counts > 0
         accuracy_bars = ax.containers[0]
@@ -58,7 +58,7 @@ def test_accuracy_confidence_curves_draw_one_line_per_loss_per_ood_set(evals):
                                                    "test ∪ OOD 'near' (OOD counts as wrong)"]  # fmt: skip
     for ax, name in zip(fig.axes, ("far", "near")):
         lines = ax.get_lines()
-        assert [line.get_label() for line in lines] == [m.title for m in METHODS.values()]
+        assert [line.get_label() for line in lines] == [m.title for m in LOSSES.values()]
         for line, ev in zip(lines, evals.values()):
             tau, acc, _ = accuracy_vs_confidence(ev.test_probs, ev.test_labels, ev.ood_probs[name])
             assert np.array_equal(line.get_xdata(), tau) and np.allclose(line.get_ydata(), acc, equal_nan=True)
@@ -66,7 +66,7 @@ def test_accuracy_confidence_curves_draw_one_line_per_loss_per_ood_set(evals):
 
 def test_confidence_histograms_split_correct_incorrect_and_ood(evals):
     fig = figures.confidence_histograms(evals, "far")
-    assert len(fig.axes) == len(METHODS)
+    assert len(fig.axes) == len(LOSSES)
     for ax, ev in zip(fig.axes, evals.values()):
         correct = int((ev.test_probs.argmax(axis=1) == ev.test_labels).sum())
         labels = ax.get_legend_handles_labels()[1]
@@ -83,13 +83,13 @@ def test_shift_boxplots_draw_a_box_per_loss_and_intensity_over_corruptions(evals
         assert ax.get_xlabel() == "shift intensity"
         medians = [line for line in ax.get_lines() if line.get_linestyle() == "-" and len(line.get_xdata()) == 2
                    and line.get_ydata()[0] == line.get_ydata()[1] and line.get_color() != "black"]  # fmt: skip
-        assert len(ax.patches) == 6 * len(METHODS)  # one box per (loss, intensity)
+        assert len(ax.patches) == 6 * len(LOSSES)  # one box per (loss, intensity)
         expected = sorted(np.median([r[metric] for r in ev.shift if r["intensity"] == i])
                           for ev in evals.values() for i in range(6))  # fmt: skip
         drawn = sorted(line.get_ydata()[0] for line in medians if line.get_ydata()[0] in expected)
         assert drawn == pytest.approx(expected)
     assert ece_ax.get_ylabel() == "ECE" and accuracy_ax.get_ylabel() == "accuracy"
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == [m.title for m in METHODS.values()]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [m.title for m in LOSSES.values()]
 
 
 def test_confidence_landscape_contours_each_models_max_probability():
@@ -99,7 +99,7 @@ def test_confidence_landscape_contours_each_models_max_probability():
 
     fig = figures.confidence_landscape({"softmax": Constant(), "ova_dm": Constant()}, np.zeros((100, 2)), extent=10)
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [METHODS["softmax"].title, METHODS["ova_dm"].title]
+    assert [ax.get_title() for ax in panels] == [LOSSES["softmax"].title, LOSSES["ova_dm"].title]
     colourbar = next(ax for ax in fig.axes if not ax.get_title())
     assert colourbar.get_ylabel() == "confidence max_k p_k"
     for ax in panels:
@@ -111,7 +111,7 @@ def test_confidence_landscape_contours_each_models_max_probability():
 
 def test_class_centres_pca_draws_every_embedding_and_every_centre():
     torch.manual_seed(0)
-    config = {"model": "mlp", "hidden": [8], "method": "dm"}
+    config = {"model": "mlp", "hidden": [8], "loss": "dm"}
     classifier = build_classifier((4,), K, config)
     with torch.no_grad():
         classifier.head.centres.normal_()
@@ -120,7 +120,7 @@ def test_class_centres_pca_draws_every_embedding_and_every_centre():
     (ax,) = fig.axes
     embeddings, centres = ax.collections
     assert len(embeddings.get_offsets()) == 50 and len(centres.get_offsets()) == K
-    assert ax.get_title() == f"{METHODS['dm'].title}: embeddings and centres"
+    assert ax.get_title() == f"{LOSSES['dm'].title}: embeddings and centres"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("PC 1", "PC 2")
     # the plane is the embeddings' first two principal components: their spread is largest along PC 1
     points = np.asarray(embeddings.get_offsets())

@@ -9,7 +9,7 @@ from PIL import Image
 
 from trainables.data import DatasetNotAvailable, Split, check_available, input_batches, load_dataset
 from trainables.data.imagenet import IMAGE_SIZE, IMAGENET_C
-from trainables.methods import get_method
+from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.train import build_optimizer, fit_epoch
 
@@ -91,11 +91,11 @@ def test_gradient_accumulation_gives_the_full_batch_step():
     x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
     results = []
     for micro in (None, 8):
-        config = {"model": "mlp", "hidden": [16], "method": "ova", "optimizer": "sgd", "lr": 0.5, "seed": 1,
+        config = {"model": "mlp", "hidden": [16], "loss": "ova", "optimizer": "sgd", "lr": 0.5, "seed": 1,
                   "batch_size": 32, "micro_batch_size": micro}  # fmt: skip
         torch.manual_seed(0)
         model = build_classifier((10,), 3, config)
-        loss, _ = fit_epoch(model, get_method("ova"), build_optimizer(model, config), Split(x, y), config, 0)
+        loss, _ = fit_epoch(model, get_loss("ova"), build_optimizer(model, config), Split(x, y), config, 0)
         results.append((loss, torch.cat([p.detach().ravel() for p in model.parameters()])))
     (loss_full, weights_full), (loss_micro, weights_micro) = results
     assert loss_micro == pytest.approx(loss_full, rel=1e-6)

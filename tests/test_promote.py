@@ -16,7 +16,7 @@ def _result(tmp_path, loss, number, accuracy, nll=0.5, diverged=0, error=None, c
     folder.mkdir()
     metrics = {"val_accuracy": accuracy, "val_nll": nll, "diverged": diverged, "config": {}}
     return Result(metrics=metrics, checkpoint=Checkpoint.from_directory(str(folder)) if checkpoint else None,
-                  error=error, path=str(folder)), {"method": loss, "trial_number": number}  # fmt: skip
+                  error=error, path=str(folder)), {"loss": loss, "trial_number": number}  # fmt: skip
 
 
 def _results(pairs):
@@ -51,3 +51,9 @@ def test_each_loss_ranks_its_qualifying_trials_best_first_ties_by_nll(results):
 def test_a_min_metric_ranks_the_lowest_first(results):
     by_nll = dataclasses.replace(SPACE, metric="val_nll", mode="min")
     assert [r.config["trial_number"] for r in ranked_results(results, by_nll)["softmax"]] == [0, 2, 1]
+
+
+def test_results_of_a_sweep_from_before_the_loss_rename_rank_under_their_loss(tmp_path):
+    result, config = _result(tmp_path, "dm", 0, 0.8)
+    old = _results([(result, {"method": config.pop("loss"), **config})])  # the config key was `method`
+    assert best_results(old, SPACE)["dm"] is old[0]

@@ -24,7 +24,7 @@ import torch
 
 from trainables.checksums import TamperedFile
 from trainables.data import load_dataset
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 from trainables.serving import ExportedModel, raw_inputs
 
 pytestmark = pytest.mark.slow
@@ -84,7 +84,7 @@ def expected(home):
     data = load_dataset("digits")
     raw = raw_inputs(data.preprocessing, data.test.x)  # (N, 8, 8, 1), values 0–255
     out = {}
-    for loss in METHODS:
+    for loss in LOSSES:
         pyfunc = mlflow.pyfunc.load_model(f"models:/ovatune-digits-{loss}@champion").unwrap_python_model()
         with torch.no_grad():
             outputs = [o.numpy() for o in pyfunc.model(raw)]
@@ -211,7 +211,7 @@ def test_the_mlflow_ui_in_a_real_browser(home):
             expect(page.get_by_text("evaluation · ").first).to_be_visible(timeout=60_000)
             if page.get_by_role("button", name="Close").count():
                 page.get_by_role("button", name="Close").first.click()  # the assistant side panel
-            for loss in METHODS:  # each parent run, expanded to show its trial
+            for loss in LOSSES:  # each parent run, expanded to show its trial
                 link = page.get_by_role("link", name=re.compile(rf"^{loss} · digits-"))
                 expect(link).to_be_visible()
                 link.locator("xpath=ancestor::div[@role='gridcell']"
@@ -232,7 +232,7 @@ def test_the_mlflow_ui_in_a_real_browser(home):
                 page.get_by_role("button", name="Try it now").click(timeout=10_000)
             except PlaywrightTimeout:
                 pass
-            for loss in METHODS:
+            for loss in LOSSES:
                 row = page.get_by_role("row").filter(
                     has=page.get_by_role("link", name=f"ovatune-digits-{loss}", exact=True)
                 )

@@ -28,7 +28,7 @@ def test_threshold_keeps_95_percent_by_hand():
 @pytest.fixture
 def tiny(tmp_path):
     torch.manual_seed(0)
-    config = {"model": "mlp", "hidden": [4], "method": "ova_dm"}
+    config = {"model": "mlp", "hidden": [4], "loss": "ova_dm"}
     classifier = build_classifier((1, 2, 2), 3, config).eval()
     meta = {"config": config, "input_shape": [1, 2, 2], "class_names": ["a", "b", "c"]}
     info = {"preprocessing": "images_0_255_nhwc", "threshold": 0.5, "raw_input_shape": [2, 2, 1]}

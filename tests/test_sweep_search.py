@@ -14,7 +14,7 @@ def test_each_loss_gets_its_budget_interleaved_then_the_searcher_finishes():
     space = get_space("digits")
     searcher = PerLossSearch(space, ["softmax", "ova"], trials_per_loss=3, seed=0)
     configs = _suggest(searcher, 6)
-    assert [c["method"] for c in configs] == ["softmax", "ova"] * 3
+    assert [c["loss"] for c in configs] == ["softmax", "ova"] * 3
     assert [c["trial_number"] for c in configs] == [0, 0, 1, 1, 2, 2]
     assert searcher.suggest("t6") == PerLossSearch.FINISHED
     for c in configs:
@@ -26,7 +26,7 @@ def test_each_loss_gets_its_budget_interleaved_then_the_searcher_finishes():
 def test_sampling_is_seeded_per_loss_and_independent_of_the_other_losses():
     space = get_space("digits")
     alone = _suggest(PerLossSearch(space, ["ova"], 3, seed=5), 3)
-    mixed = [c for c in _suggest(PerLossSearch(space, ["softmax", "ova"], 3, seed=5), 6) if c["method"] == "ova"]
+    mixed = [c for c in _suggest(PerLossSearch(space, ["softmax", "ova"], 3, seed=5), 6) if c["loss"] == "ova"]
     assert [c["lr"] for c in alone] == [c["lr"] for c in mixed]
     other_seed = _suggest(PerLossSearch(space, ["ova"], 3, seed=6), 3)
     assert [c["lr"] for c in alone] != [c["lr"] for c in other_seed]

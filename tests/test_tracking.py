@@ -25,7 +25,7 @@ def store(tmp_path):
 
 
 def _trial(loss: str, number: int, trial_id: str, epochs: int = 5) -> Trial:
-    return Trial("tracked", config={"method": loss, "trial_number": number, "epochs": epochs, "lr": 0.01},
+    return Trial("tracked", config={"loss": loss, "trial_number": number, "epochs": epochs, "lr": 0.01},
                  trial_id=trial_id, stub=True)  # fmt: skip
 
 
@@ -110,3 +110,14 @@ def test_each_outcome_is_tagged_and_closes_the_run(store, last, outcome, status)
     assert (run.data.tags["ovatune.outcome"], run.info.status) == (outcome, status)
     if outcome == "diverged":
         assert run.data.tags["ovatune.stop_reason"] == last["stop_reason"]
+
+
+def test_a_trial_of_a_sweep_from_before_the_loss_rename_is_logged_under_its_loss(store):
+    # Sweeps started before the config key `method` became `loss` resume with their old configs.
+    uri, client, experiment, parents = store
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    old = Trial("tracked", config={"method": "ova", "trial_number": 3, "epochs": 5}, trial_id="old", stub=True)
+    _report(callback, old, 1)
+    (run,) = _runs(client, experiment)
+    assert run.info.run_name == "ova-trial-003" and run.data.tags["mlflow.parentRunId"] == parents["ova"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 from tuning.settings import redact
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def test_sweep_against_an_mlflow_server_on_postgresql(database, tmp_path):
         for run in runs:
             logged = " ".join([*run.data.params.values(), *run.data.tags.values()])
             assert URI_SECRET not in logged and ENV_SECRET not in logged
-        for loss in METHODS:
+        for loss in LOSSES:
             version = client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
             assert (version.description or "").startswith("# Model card")
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 from trainables.models import ProbabilityModel, build_classifier
 from trainables.train import (
     CHECKPOINT_META,
@@ -49,7 +49,7 @@ def test_optimizers_and_l2():
 @pytest.mark.parametrize("optimizer", ["sgd", "sgd_nesterov", "adam"])
 def test_class_centres_are_not_weight_decayed_and_the_body_is(optimizer):
     """With l2 > 0 and a zero loss gradient, one step moves a parameter only by its decay term."""
-    config = {"model": "mlp", "hidden": [4], "method": "ova_dm", "optimizer": optimizer, "lr": 0.1, "l2": 0.05}
+    config = {"model": "mlp", "hidden": [4], "loss": "ova_dm", "optimizer": optimizer, "lr": 0.1, "l2": 0.05}
     torch.manual_seed(0)
     model = build_classifier((3,), 2, config)
     with torch.no_grad():
@@ -66,21 +66,21 @@ def test_class_centres_are_not_weight_decayed_and_the_body_is(optimizer):
 
 
 def test_a_dense_head_is_weight_decayed_like_the_body():
-    model = build_classifier((3,), 2, {"model": "mlp", "hidden": [4], "method": "softmax"})
+    model = build_classifier((3,), 2, {"model": "mlp", "hidden": [4], "loss": "softmax"})
     opt = build_optimizer(model, {"optimizer": "sgd", "lr": 0.1, "l2": 0.05})
     assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_a_few_epochs_learn_digits_and_checkpoints_round_trip(method, tmp_path):
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_a_few_epochs_learn_digits_and_checkpoints_round_trip(loss, tmp_path):
     torch.set_num_threads(1)
     config = {"dataset": "digits", "model": "mlp", "hidden": [32], "optimizer": "adam", "lr": 3e-3,
-              "batch_size": 64, "epochs": 3, "seed": 0, "method": method}  # fmt: skip
+              "batch_size": 64, "epochs": 3, "seed": 0, "loss": loss}  # fmt: skip
     data = cached_dataset(config)
     torch.manual_seed(0)
     model = build_classifier(data.input_shape, data.num_classes, config)
     optimizer = build_optimizer(model, config)
-    losses = [fit_epoch(model, METHODS[method], optimizer, data.train, config, e)[0] for e in range(3)]
+    losses = [fit_epoch(model, LOSSES[loss], optimizer, data.train, config, e)[0] for e in range(3)]
     assert losses[-1] < losses[0]
     probs = predict_probabilities(model, data.val.x)
     assert (probs.argmax(axis=1) == data.val.y.numpy()).mean() > 0.7
@@ -97,12 +97,12 @@ def test_a_few_epochs_learn_digits_and_checkpoints_round_trip(method, tmp_path):
 
 def test_training_is_reproducible_from_the_seed():
     config = {"dataset": "toy2d", "model": "mlp", "hidden": [16, 16], "optimizer": "sgd", "lr": 0.01,
-              "batch_size": 128, "steps_per_epoch": 50, "seed": 3, "method": "ova_dm"}  # fmt: skip
+              "batch_size": 128, "steps_per_epoch": 50, "seed": 3, "loss": "ova_dm"}  # fmt: skip
     data = cached_dataset(config)
     results = []
     for _ in range(2):
         torch.manual_seed(3)
         model = build_classifier(data.input_shape, data.num_classes, config)
         optimizer = build_optimizer(model, config)
-        results.append(fit_epoch(model, METHODS["ova_dm"], optimizer, data.train, config, 0))
+        results.append(fit_epoch(model, LOSSES["ova_dm"], optimizer, data.train, config, 0))
     assert results[0] == results[1]

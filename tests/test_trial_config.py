@@ -11,6 +11,7 @@ import ray
 
 from search_spaces import SPACES
 from trainables.trial_config import (
+    RENAMED_KEYS,
     TRIAL_CONFIG,
     InvalidSetting,
     check_overrides,
@@ -18,6 +19,7 @@ from trainables.trial_config import (
     check_value,
     settable,
     setting,
+    upgraded,
 )
 from tuning.cli import main
 
@@ -126,3 +128,44 @@ def test_a_resume_that_contradicts_the_stored_sweep_is_refused_naming_each_diffe
                            timeout=600)  # fmt: skip  # what it was started with: accepted
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming sweep stored of digits with its own losses, trials and settings" in again.stdout
+
+
+def test_a_config_from_before_a_key_was_renamed_reads_under_the_current_names():
+    assert upgraded({"method": "dm", "lr": 0.1}) == {"loss": "dm", "lr": 0.1}
+    assert upgraded({"method": "dm", "loss": "ova"})["loss"] == "ova"  # the current name wins
+    assert all(new in TRIAL_CONFIG and old not in TRIAL_CONFIG for old, new in RENAMED_KEYS.items())
+
+
+def test_a_checkpoint_from_before_the_loss_rename_loads_with_its_loss(tmp_path):
+    from trainables.losses import DistanceHead
+    from trainables.models import build_classifier
+    from trainables.train import build_optimizer, cached_dataset, load_classifier, save_checkpoint
+
+    config = {"dataset": "digits", "model": "mlp", "hidden": [4], "optimizer": "adam", "lr": 1e-3, "loss": "ova_dm"}
+    data = cached_dataset(config)
+    model = build_classifier(data.input_shape, data.num_classes, config)
+    old_config = {"method": config.pop("loss"), **config}  # what a checkpoint of an older sweep holds
+    save_checkpoint(tmp_path, model, build_optimizer(model, old_config), 1, old_config, data, {})
+    restored, meta = load_classifier(tmp_path)
+    assert "method" in meta["config"] and restored.loss == "ova_dm" and isinstance(restored.head, DistanceHead)
+
+
+def test_a_trial_of_a_sweep_from_before_the_loss_rename_trains_its_loss(tmp_path):
+    """A real Tune trial given the old key (as Tuner.restore gives an older sweep's trials)."""
+    from ray import tune
+
+    from trainables.train import load_classifier, train_classifier
+
+    old_config = {"dataset": "digits", "model": "mlp", "hidden": [8], "optimizer": "adam", "lr": 3e-3,
+                  "batch_size": 64, "epochs": 1, "seed": 0, "threads": 1, "method": "dm"}  # fmt: skip
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="ERROR")
+    try:
+        tuner = tune.Tuner(
+            train_classifier, param_space=old_config, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)
+        )
+        (result,) = tuner.fit()
+    finally:
+        ray.shutdown()
+    assert result.error is None and result.metrics["epoch"] == 1 and result.metrics["val_accuracy"] > 0.1
+    model, _ = load_classifier(result.checkpoint.path)
+    assert model.loss == "dm"

@@ -1,1 +1,1 @@
-"""Everything that runs inside one trial: methods, models, data and the Ray Tune trainable."""
+"""Everything that runs inside one trial: losses, models, data and the Ray Tune trainable."""

@@ -3,7 +3,7 @@
 ``ServingModel`` wraps a trained classifier with its dataset's preprocessing and a confidence
 threshold. From raw inputs (B, ...) it returns
 
-- ``probabilities`` (B, K): the method's evaluation probabilities (softmax, sigmoid or 2·sigmoid);
+- ``probabilities`` (B, K): the loss's evaluation probabilities (softmax, sigmoid or 2·sigmoid);
 - ``confidence`` (B,): max_k p_k;
 - ``prediction`` (B,): argmax_k p_k;
 - ``none_of_the_above`` (B,): confidence below the threshold chosen on the validation split, the
@@ -27,7 +27,7 @@ from torch import nn
 from trainables.checksums import TamperedFile, check_files, sha256
 from trainables.models import Classifier, build_classifier
 
-SERVING_FILE = "serving.json"  # metadata: classes, method, preprocessing, threshold, file hashes
+SERVING_FILE = "serving.json"  # metadata: classes, loss, preprocessing, threshold, file hashes
 MANIFEST_FILE = "manifest.json"  # an export's files and their SHA-256
 WEIGHTS_FILE = "weights.pt"  # the model's state dict only
 BUNDLE_META = "meta.json"  # the checkpoint's metadata (config, classes, tokenizer), copied into the bundle

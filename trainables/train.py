@@ -1,7 +1,7 @@
 """The one Ray Tune function trainable: ``train_classifier(config)`` trains one trial.
 
 The config is flat: the search space's fixed settings, the sampled hyperparameters (``lr``,
-``adam_beta1``, ``adam_eps``, ``l2``, ...), ``method`` (a key of ``trainables.methods.METHODS``),
+``adam_beta1``, ``adam_eps``, ``l2``, ...), ``loss`` (a key of ``trainables.losses.LOSSES``),
 ``seed`` and ``threads``. Every epoch it reports the training loss and the validation accuracy, NLL
 and ECE with ``tune.report``, with a checkpoint, and it resumes from ``tune.get_checkpoint()``.
 
@@ -36,9 +36,9 @@ from evaluation.metrics import NonFiniteProbabilities, classification_metrics
 from trainables.checksums import TamperedFile, verify_checksums, write_checksums
 from trainables.data import Dataset, Split, input_batches, load_dataset
 from trainables.data.augment import AUGMENTATIONS
-from trainables.methods import DistanceHead, Method, get_method
+from trainables.losses import DistanceHead, Loss, get_loss
 from trainables.models import Classifier, build_classifier
-from trainables.trial_config import OPTIMIZERS, setting
+from trainables.trial_config import OPTIMIZERS, setting, upgraded
 
 if TYPE_CHECKING:
     from trainables.data.imagenet import ImageFiles
@@ -125,7 +125,7 @@ def batch_order(n: int, batch_size: int, steps: int | None, generator: torch.Gen
 
 def fit_epoch(
     model: Classifier,
-    method: Method,
+    loss: Loss,
     optimizer: torch.optim.Optimizer,
     train: Split,
     config: dict[str, Any],
@@ -191,9 +191,9 @@ def fit_epoch(
                 # the micro-batch's weight in the global batch's mean loss; ×world because DDP
                 # averages the workers' gradients instead of summing them
                 share = len(y) / global_size * world
-                loss = method.loss(logits.float(), y) * share
-                loss.backward()
-            total_loss += loss.detach()
+                batch_loss = loss.training_loss(logits.float(), y) * share
+                batch_loss.backward()
+            total_loss += batch_loss.detach()
             correct += (logits.detach().argmax(dim=1) == y).sum()
         optimizer.step()
     if world > 1:  # every worker returns the whole batch's figures (and so agrees on divergence)
@@ -211,7 +211,7 @@ def data_parallel_rank() -> tuple[int, int]:
 
 @torch.no_grad()
 def predict_probabilities(model: Classifier, x: torch.Tensor | ImageFiles, workers: int = 0) -> np.ndarray:
-    """The method's evaluation probabilities for inputs x (a tensor or files), (N, K) float64."""
+    """The loss's evaluation probabilities for inputs x (a tensor or files), (N, K) float64."""
     model.eval()
     device = next(model.parameters()).device
     chunks = [model.probabilities(chunk.to(device)) for chunk in input_batches(x, EVAL_BATCH_SIZE, workers)]
@@ -346,13 +346,14 @@ def train_loop(
         device: where this process trains.
         placement: where Ray placed it (:func:`ray_placement`), reported with rank 0's metrics.
     """
+    config = upgraded(config)  # a trial of a sweep started before a config key was renamed
     # Threads per trial are set deliberately: on small models, more threads than cores is far slower.
     torch.set_num_threads(int(setting(config, "threads")))
     data = cached_dataset(config)
     config = {**config, **data.model_settings}  # e.g. a text model's vocabulary size, saved in checkpoints
     rank, world = data_parallel_rank()
     train, val = data.train.to(device), data.val.to(device)
-    method = get_method(config["method"])
+    loss = get_loss(config["loss"])
     torch.manual_seed(int(config["seed"]))  # the same initial weights on every worker
     model = build_classifier(data.input_shape, data.num_classes, config).to(device)
     if device.type == "cuda" and len(data.input_shape) == 3:
@@ -393,7 +394,7 @@ def train_loop(
     for epoch in range(start_epoch, epochs):
         set_epoch_lr(optimizer, config, epoch)
         started = time.perf_counter()
-        train_loss, train_accuracy = fit_epoch(step_model, method, optimizer, train, config, epoch, augment)
+        train_loss, train_accuracy = fit_epoch(step_model, loss, optimizer, train, config, epoch, augment)
         fit_s = time.perf_counter() - started
         metrics: dict[str, Any] = {"epoch": epoch + 1}
         stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"

@@ -70,10 +70,26 @@ def _datasets() -> tuple[str, ...]:
     return tuple(DATASETS)
 
 
-def _methods() -> tuple[str, ...]:
-    from trainables.methods import METHODS
+def _losses() -> tuple[str, ...]:
+    from trainables.losses import LOSSES
 
-    return tuple(METHODS)
+    return tuple(LOSSES)
+
+
+# Keys renamed since stores were first written. A config read back from an older store (a resumed
+# trial's, a checkpoint's, a registered model's bundle) is read under the current names, so a sweep
+# started before a rename still resumes and its models still load.
+RENAMED_KEYS = {"method": "loss"}  # old name -> current name
+
+
+def upgraded(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with every key of ``RENAMED_KEYS`` under its current name (a current name wins)."""
+    current = dict(config)
+    for old, new in RENAMED_KEYS.items():
+        if old in current:
+            value = current.pop(old)
+            current.setdefault(new, value)
+    return current
 
 
 OPTIMIZERS = ("sgd", "sgd_nesterov", "adam")
@@ -118,7 +134,7 @@ _KEYS = [
     ConfigKey("max_length", INT, "tokens per text input", low=1, set_by="the dataset's tokenization"),
     ConfigKey("vocab_size", INT, "a text model's vocabulary", low=1, set_by="the dataset's tokenizer"),
     ConfigKey("pad_id", INT, "a text model's padding token", 0, low=0, set_by="the dataset's tokenizer"),
-    ConfigKey("method", TEXT, "the loss", choices=_methods, set_by="--losses"),
+    ConfigKey("loss", TEXT, "the loss", choices=_losses, set_by="--losses"),
     ConfigKey("trial_number", INT, "the trial's number within its loss", low=0, set_by="the sweep"),
     ConfigKey(
         "seed", INT, "seeds the model's initialisation and the data order", 0, low=0, high=SEED_MAX, set_by="--seed"

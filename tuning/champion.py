@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 
 CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
 CHALLENGER = "challenger"  # the alias of the newest sweep's best version, promoted or not
@@ -78,7 +78,7 @@ def champion_versions(client: MlflowClient, experiment: str, sweep: str | None =
     """loss -> ``ModelVersion`` for every loss of ``experiment`` that has one: its champion, or with
     ``sweep`` the version that sweep registered (whether or not it is the champion)."""
     versions = {}
-    for loss in METHODS:
+    for loss in LOSSES:
         name = registered_name(experiment, loss)
         version = (
             current_champion(client, name) if sweep is None else next(iter(sweep_versions(client, name, sweep)), None)
@@ -117,11 +117,11 @@ def model_card(
 ) -> str:
     """The markdown model card of one champion (``evaluation``: an ``Evaluation``, or None if the
     champion has not been evaluated yet)."""
-    method = METHODS[loss]
+    title = LOSSES[loss].title
     lines = [
         f"# Model card: {version.name} v{version.version}",
         "",
-        f"The best **{method.title}** (`{loss}`) model of the ovatune `{space.name}` sweep `{info.get('sweep')}` "
+        f"The best **{title}** (`{loss}`) model of the ovatune `{space.name}` sweep `{info.get('sweep')}` "
         f"(trial {info.get('trial_number')}), chosen by validation `{space.metric}` ({space.mode}).",
         "",
         "## Data",
@@ -131,8 +131,8 @@ def model_card(
         f"- Input: raw values of shape {tuple(info['raw_input_shape'])} per example "
         f"(preprocessing `{info['preprocessing']}` is part of the model).",
         "",
-        "## Method",
-        f"- Loss: {method.title}. Outputs: `probabilities` (the method's own probabilities), `confidence` "
+        "## Loss",
+        f"- Loss: {title}. Outputs: `probabilities` (the loss's own probabilities), `confidence` "
         "(max probability), `prediction` (argmax) and `none_of_the_above`.",
         "",
         "## Hyperparameters",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from search_spaces import SPACES, get_space
 from trainables.data import DATASETS, DatasetNotAvailable, check_available
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 
 SMOKE_TEST = {"trials": 1, "epochs": 2}
 
@@ -94,7 +94,7 @@ def _names_in(registry, kind: str):
     return parse
 
 
-_losses = _names_in(METHODS, "loss")
+_losses = _names_in(LOSSES, "loss")
 
 
 class _Renamed(argparse.Action):
@@ -141,7 +141,7 @@ def _experiment_list() -> str:
     for name, space in SPACES.items():
         data = "embedded data" if DATASETS[space.dataset].embedded else "--data-dir"
         lines.append(f"  {name:<9} {space.trials:>3} trials/loss  {data}")
-    lines.append("losses: " + ", ".join(f"{m.name} ({m.title})" for m in METHODS.values()))
+    lines.append("losses: " + ", ".join(f"{m.name} ({m.title})" for m in LOSSES.values()))
     return "\n".join(lines)
 
 
@@ -156,7 +156,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
     ``--address auto`` (there ``--address`` is the old spelling of ``--dashboard``)."""
     p.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     p.add_argument("--losses", type=_losses, metavar="L1,L2",
-                   help=f"comma-separated losses to sweep (default: all of {','.join(METHODS)})")  # fmt: skip
+                   help=f"comma-separated losses to sweep (default: all of {','.join(LOSSES)})")  # fmt: skip
     p.add_argument("--trials", type=_positive_int, help="trials per loss (default: the search space's budget)")
     p.add_argument("--epochs", type=_positive_int, help="override the space's epochs (shorter runs)")
     p.add_argument("--seed", type=_seed, help="seeds the samplers and the trials, 0 to 2**32-1 (default 0)")
@@ -484,7 +484,7 @@ def _sweep(space, settings, args) -> int:
     from tuning.sweep import run_sweep
 
     trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
-    losses = args.losses or list(METHODS)
+    losses = args.losses or list(LOSSES)
     keys = [key for key, _ in args.settings]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:

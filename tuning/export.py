@@ -1,6 +1,6 @@
 """``ovatune export``: the champions as TorchScript, ONNX or MLflow models, each with a model card.
 
-Every export folder holds the model file(s), ``serving.json`` (classes, method, preprocessing, the
+Every export folder holds the model file(s), ``serving.json`` (classes, loss, preprocessing, the
 none-of-the-above threshold and how it was chosen), ``model_card.md`` and ``manifest.json`` with the
 SHA-256 of every other file; ``trainables.serving.ExportedModel`` checks those before loading.
 """

@@ -27,7 +27,7 @@ import trainables
 from search_spaces import SearchSpace
 from trainables.checksums import TamperedFile
 from trainables.data import input_batches
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 from trainables.serving import (
     KEEP_FRACTION,
     OUTPUTS,
@@ -37,6 +37,7 @@ from trainables.serving import (
     write_serving_bundle,
 )
 from trainables.train import cached_dataset, load_classifier, predict_probabilities
+from trainables.trial_config import upgraded
 from tuning.champion import (
     CHALLENGER,
     CHAMPION,
@@ -66,7 +67,7 @@ def ranked_results(results, space: SearchSpace) -> dict[str, list]:
     ranked: dict[str, list] = {}
     for result in results:
         if _qualifies(result, space.metric):
-            ranked.setdefault(result.config["method"], []).append(result)
+            ranked.setdefault(upgraded(result.config)["loss"], []).append(result)
     for candidates in ranked.values():
         candidates.sort(
             key=lambda r: (sign * r.metrics[space.metric], -r.metrics.get("val_nll", math.inf)), reverse=True
@@ -92,7 +93,7 @@ def promote(
     """Register each loss's best trial of ``sweep`` and move ``champion`` to it as ``policy`` says.
 
     The registered model is an MLflow pyfunc from code (``trainables/pyfunc_model.py``) around a
-    bundle of the weights, the checkpoint's metadata and ``serving.json`` (classes, method,
+    bundle of the weights, the checkpoint's metadata and ``serving.json`` (classes, loss,
     preprocessing, the none-of-the-above threshold chosen on the validation split, SHA-256 of each
     file): raw inputs in; probabilities, confidence, prediction and none_of_the_above out. The
     version's tags say which sweep and trial it came from, its selection metric and why it is
@@ -197,7 +198,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
             experiment=space.name,
             dataset=space.dataset,
             loss=loss,
-            method_title=METHODS[loss].title,
+            loss_title=LOSSES[loss].title,
             class_names=meta["class_names"],
             preprocessing=data.preprocessing,
             raw_input_shape=list(raw.shape[1:]),
@@ -231,7 +232,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
     version = str(info.registered_model_version)
     client.update_registered_model(
         name,
-        description=f"{space.name}: the best {loss} ({METHODS[loss].title}) model of each ovatune sweep, "
+        description=f"{space.name}: the best {loss} ({LOSSES[loss].title}) model of each ovatune sweep, "
         f"by {space.metric} ({space.mode}), one version per sweep. Raw inputs in; probabilities, confidence, "
         f"prediction and none_of_the_above out. The alias `{CHAMPION}` points at the best so far (it moves "
         f"only when a sweep beats it), `{CHALLENGER}` at the newest sweep's best; each version's `promotion` "

@@ -26,7 +26,7 @@ from evaluation import figures
 from evaluation.runner import Evaluation, evaluate_model
 from search_spaces import SearchSpace
 from trainables.data import load_dataset, take
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 from trainables.models import ProbabilityModel
 from tuning.champion import CARD_FILE, CHAMPION, NoChampion, champion_versions, model_card
 from tuning.settings import Settings, redact
@@ -219,7 +219,7 @@ def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dic
         drawn["shift"] = figures.shift_boxplots(evaluations)
     if data.input_shape == (2,):
         drawn["confidence_landscape"] = figures.confidence_landscape(models, data.train.x.numpy())
-    distance = {loss: m.classifier for loss, m in models.items() if METHODS[loss].is_distance}
+    distance = {loss: m.classifier for loss, m in models.items() if LOSSES[loss].is_distance}
     if distance:
         # At most 2000 training examples: the plot needs no more, and a large set would not fit in one batch.
         index = torch.arange(0, len(data.train), max(1, len(data.train) // PCA_EXAMPLES))[:PCA_EXAMPLES]
@@ -281,7 +281,7 @@ def summary_table(evaluations: dict[str, Evaluation]) -> str:
 
 def accuracy_paper_table(evaluations: dict[str, Evaluation]) -> str:
     """Test accuracy (%) and ECE per loss, laid out as the paper's Table S1."""
-    rows = [{"loss": METHODS[loss].title, "accuracy": f"{100 * ev.test['accuracy']:.2f}", "ece": f"{ev.test['ece']:.3f}"}
+    rows = [{"loss": LOSSES[loss].title, "accuracy": f"{100 * ev.test['accuracy']:.2f}", "ece": f"{ev.test['ece']:.3f}"}
             for loss, ev in evaluations.items()]  # fmt: skip
     return format_table(rows, ["loss", "accuracy", "ece"], ["Loss function", "Test Accuracy", "Test ECE"])
 
@@ -289,7 +289,7 @@ def accuracy_paper_table(evaluations: dict[str, Evaluation]) -> str:
 def ood_paper_table(dataset: str, evaluations: dict[str, Evaluation]) -> str:
     """AUROC / AUPRC per OOD set and loss, laid out as the paper's Tables S2 and S3."""
     ood_names = list(next(iter(evaluations.values())).ood)
-    rows = [{"d_in": dataset, "loss": METHODS[loss].title,
+    rows = [{"d_in": dataset, "loss": LOSSES[loss].title,
              **{n: f"{ev.ood[n]['auroc']:.4f} / {ev.ood[n]['auprc']:.4f}" for n in ood_names}}
             for loss, ev in evaluations.items()]  # fmt: skip
     headers = ["D_in", "Loss function"] + [f"D_ood = {n}: AUROC / AUPRC" for n in ood_names]

@@ -30,9 +30,9 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
-from trainables.methods import METHODS
+from trainables.losses import LOSSES
 from trainables.train import train_classifier
-from trainables.trial_config import check_overrides
+from trainables.trial_config import check_overrides, upgraded
 from tuning.cluster import TrialResources, plan_trial_resources
 from tuning.options import SAMPLERS, SCHEDULERS
 from tuning.settings import Settings
@@ -55,12 +55,12 @@ def loss_seed(seed: int, loss: str) -> int:
 class PerLossSearch(Searcher):
     """One Optuna study per loss, interleaved: trial i goes to the loss with the fewest trials so far.
 
-    Every suggested config carries ``method`` (the loss) and ``trial_number`` (0..N−1 within the
+    Every suggested config carries ``loss`` and ``trial_number`` (0..N−1 within the
     loss). The searcher is finished after ``trials_per_loss`` suggestions per loss.
 
     Args:
         space: the experiment's search space.
-        losses: method names to sweep.
+        losses: names from ``LOSSES`` to sweep.
         trials_per_loss: N.
         seed: sweep seed; each loss's sampler gets ``loss_seed(seed, loss)``.
         sampler: a key of ``tuning.options.SAMPLERS``: "random" (the paper's random search) or "tpe".
@@ -99,7 +99,7 @@ class PerLossSearch(Searcher):
         number = self.suggested[loss]
         self.suggested[loss] += 1
         self.loss_of_trial[trial_id] = loss
-        return {**config, "method": loss, "trial_number": number}
+        return {**config, "loss": loss, "trial_number": number}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.loss_of_trial:
@@ -296,7 +296,7 @@ def run_sweep(
         parents = {
             r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="parent", sweep=name)
         }
-        losses = [loss for loss in METHODS if loss in parents]
+        losses = [loss for loss in LOSSES if loss in parents]
         if not losses:
             raise FileNotFoundError(
                 f"sweep {name!r} has no runs in the MLflow store {settings.display_uri}; resume it with "
@@ -350,7 +350,7 @@ def run_sweep(
                 failure_config=tune.FailureConfig(max_failures=2),  # node loss: resume elsewhere
                 verbose=verbose,
                 progress_reporter=tune.CLIReporter(
-                    parameter_columns=["method", "trial_number", *space.ranges],
+                    parameter_columns=["loss", "trial_number", *space.ranges],
                     metric_columns=["epoch", "train_loss", space.metric, "val_ece"],
                     max_report_frequency=15,
                 ),
@@ -448,7 +448,7 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
         self._by_loss: dict[str, tune.schedulers.ASHAScheduler] = {}
 
     def _of(self, trial) -> tune.schedulers.ASHAScheduler:
-        loss = trial.config["method"]
+        loss = upgraded(trial.config)["loss"]
         if loss not in self._by_loss:
             self._by_loss[loss] = tune.schedulers.ASHAScheduler(**self._settings)
         return self._by_loss[loss]

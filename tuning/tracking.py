@@ -32,6 +32,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
+from trainables.trial_config import upgraded
 from tuning.settings import Settings, redact
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ class MlflowTrialCallback(Callback):
 
     def _run_for(self, trial) -> str:
         """The run id of ``trial``: its own run if it has one, else a new one (see module doc)."""
-        loss, number = trial.config["method"], int(trial.config["trial_number"])
+        loss, number = upgraded(trial.config)["loss"], int(trial.config["trial_number"])
         run = self._runs.get((loss, number))
         if run is not None and run.data.tags.get(TAG_TRIAL_ID) == trial.trial_id:
             if run.info.run_id not in self._last_step:  # first sight in this driver: a resumed trial

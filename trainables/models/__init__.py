@@ -1,7 +1,7 @@
-"""Network bodies and the classifier that puts a method's head on top of one.
+"""Network bodies and the classifier that puts a loss's head on top of one.
 
 A body maps inputs to the penultimate embedding f (B, D) and exposes ``embedding_dim``; the
-classifier adds the head chosen by the method registry. New architectures register one factory in
+classifier adds the head chosen by the loss registry. New architectures register one factory in
 ``MODELS``.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.methods import get_method
+from trainables.losses import get_loss
 from trainables.models.mlp import MLP
 from trainables.models.resnet import ResNet50, ResNetV1, WideResNet
-from trainables.trial_config import setting
+from trainables.trial_config import setting, upgraded
 
 
 def build_mlp(input_shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
@@ -68,19 +68,19 @@ MODELS: dict[str, Callable[[tuple[int, ...], dict[str, Any]], nn.Module]] = {
 
 
 class Classifier(nn.Module):
-    """A body followed by the head of a method: ``forward`` gives logits (B, K).
+    """A body followed by the head of a loss: ``forward`` gives logits (B, K).
 
     Args:
         body: maps inputs to embeddings (B, D) and has an ``embedding_dim`` attribute.
         num_classes: K.
-        method: a name from ``trainables.methods.METHODS``.
+        loss: a name from ``trainables.losses.LOSSES``.
     """
 
-    def __init__(self, body: nn.Module, num_classes: int, method: str):
+    def __init__(self, body: nn.Module, num_classes: int, loss: str):
         super().__init__()
-        self.method = get_method(method).name
+        self.loss = get_loss(loss).name
         self.body = body
-        self.head = get_method(method).head(body.embedding_dim, num_classes)
+        self.head = get_loss(loss).head(body.embedding_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)  # (B, D)
@@ -89,8 +89,8 @@ class Classifier(nn.Module):
         return self.head(self.body(x))  # (B, K)
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """The method's evaluation probabilities, (B, K)."""
-        return get_method(self.method).probabilities(self(x))
+        """The loss's evaluation probabilities, (B, K)."""
+        return get_loss(self.loss).probabilities(self(x))
 
 
 class ProbabilityModel(nn.Module):
@@ -109,8 +109,9 @@ class ProbabilityModel(nn.Module):
 
 
 def build_classifier(input_shape: tuple[int, ...], num_classes: int, config: dict[str, Any]) -> Classifier:
-    """Build ``config["model"]`` with the head of ``config["method"]``."""
+    """Build ``config["model"]`` with the head of ``config["loss"]`` (a config of an older store is upgraded)."""
+    config = upgraded(config)
     name = config["model"]
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
-    return Classifier(MODELS[name](input_shape, config), num_classes, config["method"])
+    return Classifier(MODELS[name](input_shape, config), num_classes, config["loss"])

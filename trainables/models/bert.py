@@ -3,7 +3,7 @@
 A ``transformers`` ``BertModel`` built from a ``BertConfig`` with random initial weights (nothing is
 downloaded). Inputs are token ids (B, L) with padding id ``pad_id``; the attention mask is where the
 ids are not padding. The embedding is BERT's pooled [CLS] output (dense + tanh on the first token),
-(B, hidden), and the method's head goes on top. ``width``, ``depth``, ``heads`` and
+(B, hidden), and the loss's head goes on top. ``width``, ``depth``, ``heads`` and
 ``intermediate`` override 256, 4, 4 and 1024, so tests build tiny BERTs from the same code.
 """
 

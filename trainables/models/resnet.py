@@ -1,4 +1,4 @@
-"""The paper's image networks as bodies (inputs → pooled embedding); the method's head goes on top.
+"""The paper's image networks as bodies (inputs → pooled embedding); the loss's head goes on top.
 
 Image inputs arrive as (B, C, H, W) with values 0–255 (uint8 in training, where the batch is
 augmented on the device as bytes; float when served). ``ScaleToSymmetric`` is every body's first

@@ -1,15 +1,15 @@
 """The four parametrizations of class probabilities compared by the paper (DESIGN §4).
 
-A method is three choices made on the penultimate embedding ``f`` (B, D) of a network:
+A loss, in this project, is three choices made on the penultimate embedding ``f`` (B, D) of a network:
 
-    method   logits z_k            training loss (per example)           probabilities at evaluation
+    loss     logits z_k            training loss (per example)           probabilities at evaluation
     -------  --------------------  ------------------------------------  ---------------------------
     softmax  w_kᵀf + b_k           cross-entropy of softmax(z)           softmax(z)
     dm       −‖f − w_k‖₂           cross-entropy of softmax(z)           softmax(z)
     ova      w_kᵀf + b_k           Σ_k BCE-with-logits(z_k, onehot_k)    sigmoid(z)
     ova_dm   −‖f − w_k‖₂           Σ_k BCE-with-logits(z_k, onehot_k)    2·sigmoid(z)  (paper Eq. 6)
 
-``METHODS`` below is that table, and the only place the four names are written down: the CLI's
+``LOSSES`` below is that table, and the only place the four names are written down: the CLI's
 choices, the sweep and the tests all read it.
 
 Confidence is max_k p_k and the prediction argmax_k p_k for all four; one-vs-all probabilities need
@@ -75,7 +75,7 @@ class DistanceHead(nn.Module):
         # is off by up to 0.014 in float32 and by up to 2.4 when autocast runs the matmul in
         # bfloat16 (CUDA training) — and near their centres is where dm and ova_dm learn. So the
         # head leaves autocast and computes in float64, whatever the caller's precision: ≤ 1e-6 from
-        # the exact distance there (tests/test_methods.py), at the cost of one small (B, D)·(D, K)
+        # the exact distance there (tests/test_losses.py), at the cost of one small (B, D)·(D, K)
         # float64 matmul. (cdist's exact difference mode has no ONNX export; this does.)
         with torch.autocast(device_type=f.device.type, enabled=False):
             f64, w64 = f.double(), self.weight.double()  # (B, D), (K, D)
@@ -138,21 +138,21 @@ def twice_sigmoid_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Method:
+class Loss:
     """One parametrization of class probabilities.
 
     Attributes:
         name: the key used everywhere (CLI, configs, MLflow, registered model names).
         title: the paper's name for it, for tables and figure legends.
         head: the class that turns embeddings (B, D) into logits (B, K).
-        loss: training loss on (logits, labels).
+        training_loss: the loss minimised in training, on (logits, labels).
         probabilities: evaluation probabilities from logits.
     """
 
     name: str
     title: str
     head: type[nn.Module]
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    training_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     probabilities: Callable[[torch.Tensor], torch.Tensor]
 
     @property
@@ -160,21 +160,21 @@ class Method:
         return self.head is DistanceHead
 
 
-METHODS: dict[str, Method] = {
+LOSSES: dict[str, Loss] = {
     m.name: m
     for m in (
         # name      title             head          training loss          evaluation probabilities
-        Method("softmax", "Crossentropy", DenseHead, softmax_cross_entropy, softmax_probabilities),
-        Method("dm", "DM loss", DistanceHead, softmax_cross_entropy, softmax_probabilities),
-        Method("ova", "One-vs-all", DenseHead, one_vs_all_bce, sigmoid_probabilities),
-        Method("ova_dm", "One-vs-all DM", DistanceHead, one_vs_all_bce, twice_sigmoid_probabilities),
+        Loss("softmax", "Crossentropy", DenseHead, softmax_cross_entropy, softmax_probabilities),
+        Loss("dm", "DM loss", DistanceHead, softmax_cross_entropy, softmax_probabilities),
+        Loss("ova", "One-vs-all", DenseHead, one_vs_all_bce, sigmoid_probabilities),
+        Loss("ova_dm", "One-vs-all DM", DistanceHead, one_vs_all_bce, twice_sigmoid_probabilities),
     )
 }
 
 
-def get_method(name: str) -> Method:
-    """Look a method up by name, with an error that lists the valid names."""
+def get_loss(name: str) -> Loss:
+    """Look a loss up by name, with an error that lists the valid names."""
     try:
-        return METHODS[name]
+        return LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; choose from: {', '.join(METHODS)}") from None
+        raise ValueError(f"unknown loss {name!r}; choose from: {', '.join(LOSSES)}") from None

@@ -5,26 +5,26 @@ import math
 import pytest
 import torch
 
-from trainables.methods import (
+from trainables.losses import (
     DISTANCE_EPS,
-    METHODS,
+    LOSSES,
     DenseHead,
     DistanceHead,
-    get_method,
+    get_loss,
     one_vs_all_bce,
     softmax_cross_entropy,
 )
 
 
 def test_registry_is_the_papers_table():
-    assert list(METHODS) == ["softmax", "dm", "ova", "ova_dm"]
-    assert [m.head for m in METHODS.values()] == [DenseHead, DistanceHead, DenseHead, DistanceHead]
-    assert [m.loss for m in METHODS.values()] == [softmax_cross_entropy] * 2 + [one_vs_all_bce] * 2
+    assert list(LOSSES) == ["softmax", "dm", "ova", "ova_dm"]
+    assert [m.head for m in LOSSES.values()] == [DenseHead, DistanceHead, DenseHead, DistanceHead]
+    assert [m.training_loss for m in LOSSES.values()] == [softmax_cross_entropy] * 2 + [one_vs_all_bce] * 2
 
 
 def test_unknown_method_lists_the_valid_names():
     with pytest.raises(ValueError, match="softmax, dm, ova, ova_dm"):
-        get_method("hinge")
+        get_loss("hinge")
 
 
 def test_dense_head_is_affine():
@@ -86,16 +86,16 @@ def test_one_vs_all_bce_sums_over_classes_by_hand():
 
 def test_probabilities_by_hand():
     z = torch.tensor([[0.0, -math.log(3.0)]])
-    assert torch.allclose(METHODS["softmax"].probabilities(z), torch.tensor([[0.75, 0.25]]))
-    assert torch.allclose(METHODS["ova"].probabilities(z), torch.tensor([[0.5, 0.25]]))
+    assert torch.allclose(LOSSES["softmax"].probabilities(z), torch.tensor([[0.75, 0.25]]))
+    assert torch.allclose(LOSSES["ova"].probabilities(z), torch.tensor([[0.5, 0.25]]))
     # paper Eq. 6: 2σ(−d); d = 0 → 1, d = log 3 → 2/(1 + 3) = 0.5
-    assert torch.allclose(METHODS["ova_dm"].probabilities(z), torch.tensor([[1.0, 0.5]]))
+    assert torch.allclose(LOSSES["ova_dm"].probabilities(z), torch.tensor([[1.0, 0.5]]))
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(LOSSES))
 def test_probabilities_lie_in_their_ranges(name):
     torch.manual_seed(0)
-    method = METHODS[name]
+    method = LOSSES[name]
     head = method.head(4, 5)
     torch.nn.init.normal_(head.weight if method.is_distance else head.linear.weight)
     probs = method.probabilities(head(torch.randn(64, 4)))  # (64, 5)
@@ -106,14 +106,14 @@ def test_probabilities_lie_in_their_ranges(name):
         assert torch.all(probs < 1)
 
 
-@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.is_distance])
+@pytest.mark.parametrize("name", [n for n, m in LOSSES.items() if m.is_distance])
 def test_gradients_are_finite_when_an_embedding_sits_on_a_class_centre(name):
-    method = METHODS[name]
+    method = LOSSES[name]
     head = method.head(3, 4)
     with torch.no_grad():
         head.weight.copy_(torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 5.0, 5.0], [1.0, -1.0, 0.5]]))
     f = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], requires_grad=True)  # on centres 0 and 1
-    loss = method.loss(head(f), torch.tensor([0, 1]))
+    loss = method.training_loss(head(f), torch.tensor([0, 1]))
     loss.backward()
     assert torch.isfinite(f.grad).all() and torch.isfinite(head.weight.grad).all()
     # and the confidence on a centre is (numerically) the maximum the method allows
@@ -126,13 +126,13 @@ def test_zero_initialised_distance_head_trains():
     """All centres start at the origin: the gradient must still separate them."""
     torch.manual_seed(0)
     for name in ("dm", "ova_dm"):
-        method = METHODS[name]
+        method = LOSSES[name]
         head = method.head(2, 2)
         opt = torch.optim.SGD(head.parameters(), lr=0.5)
         f = torch.tensor([[2.0, 0.0], [-2.0, 0.0]])
         y = torch.tensor([0, 1])
         for _ in range(50):
             opt.zero_grad()
-            method.loss(head(f), y).backward()
+            method.training_loss(head(f), y).backward()
             opt.step()
         assert (method.probabilities(head(f)).argmax(dim=1) == y).all(), name
