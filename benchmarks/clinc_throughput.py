@@ -1,6 +1,6 @@
 """Training throughput of the full BERT-Mini on CLINC-shaped batches, through the trainable's own loop.
 
-``trainables.train.fit_epoch`` (what every trial runs) with the ``clinc`` space's settings: BERT-Mini
+``trainables.loop.fit_epoch`` (what every trial runs) with the ``clinc`` space's settings: BERT-Mini
 from scratch (4 layers, hidden 256, 4 heads, intermediate 1024), Adam, batch 256, 32 token ids per
 sentence, a softmax head over 150 intents. The ids are random over an 8 192-entry vocabulary (the
 tokenizer's upper bound; the speed does not depend on which ids), with realistic padding: sentence
@@ -24,9 +24,10 @@ import torch
 
 from search_spaces import get_space
 from trainables.data import Split
+from trainables.loop import fit_epoch, predict_probabilities
 from trainables.losses import get_loss
 from trainables.models import build_classifier
-from trainables.train import build_optimizer, fit_epoch, predict_probabilities
+from trainables.optim import build_optimizer
 
 VOCAB, LENGTH, INTENTS = 8192, 32, 150
 PLUS_TRAIN, PLUS_VAL = 15_000, 3_000

@@ -34,9 +34,10 @@ import torch
 
 from trainables.data import Split
 from trainables.data.augment import pad_crop_flip
+from trainables.loop import fit_epoch
 from trainables.losses import get_loss
 from trainables.models import build_classifier
-from trainables.train import build_optimizer, fit_epoch
+from trainables.optim import build_optimizer
 
 DEVICE = torch.device(os.environ.get("OVATUNE_CHECK_DEVICE", "cuda"))  # "cpu" tries the script out on CPU
 RESULTS: list[tuple[str, bool, str]] = []
@@ -160,7 +161,7 @@ def _files():
                                 config, 0)  # fmt: skip
             assert np.isfinite(loss)
             results.append(loss)
-        from trainables.train import predict_probabilities
+        from trainables.loop import predict_probabilities
 
         probs = predict_probabilities(model, ImageFiles(samples, EVAL_TRANSFORM), workers=4)
         assert probs.shape == (48, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-3)

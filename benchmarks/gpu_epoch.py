@@ -1,6 +1,6 @@
 """One ResNet-20 CIFAR-10 epoch on a GPU through the trainable's own loop, and what the paper's sweep costs.
 
-Runs ``trainables.train.fit_epoch`` (the code every trial runs) with the ``cifar10`` space's settings:
+Runs ``trainables.loop.fit_epoch`` (the code every trial runs) with the ``cifar10`` space's settings:
 ResNet-20 v1, Adam, batch 512, 45 000 training images (CIFAR-10's 50 000 less the 10% validation
 split) held on the GPU as uint8, pad-crop-flip augmentation on the GPU, channels_last, bf16
 autocast; then the per-epoch validation pass on 5 000 images, as a trial does. The pixels are random
@@ -28,9 +28,10 @@ import torch
 from search_spaces import get_space
 from trainables.data import Split
 from trainables.data.augment import pad_crop_flip
+from trainables.loop import fit_epoch, predict_probabilities
 from trainables.losses import get_loss
 from trainables.models import build_classifier
-from trainables.train import build_optimizer, fit_epoch, predict_probabilities, set_epoch_lr
+from trainables.optim import build_optimizer, set_epoch_lr
 
 TRAIN, VAL = 45_000, 5_000
 SWEEP_TRIALS = 4 * 100  # losses × trials per loss (paper Appendix E.2)

@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from trainables.data.augment import pad_crop_flip
+from trainables.loop import batch_order
 from trainables.models.resnet import ScaleToSymmetric
-from trainables.train import batch_order
 
 N, BATCH = 50_000, 512
 

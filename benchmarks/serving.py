@@ -50,8 +50,8 @@ def main() -> None:
         subprocess.run([str(BIN / "ovatune"), "sweep", "digits", "--trials", "1", "--epochs", "5", "--home", str(home)],
                        check=True, capture_output=True)  # fmt: skip
 
+    from serving import ExportedModel, raw_inputs
     from trainables.data import load_dataset
-    from trainables.serving import ExportedModel, raw_inputs
 
     data = load_dataset("digits")
     raw = raw_inputs(data.preprocessing, data.test.x).numpy()

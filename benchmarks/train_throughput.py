@@ -9,7 +9,7 @@
   linear softmax head, ``torch.optim.Adam``, cross-entropy, random index batches, the same batched
   ``pad_crop_flip`` augmentation. Nothing else. Measured twice:
   - as a user would run it (the system's malloc), the baseline of the goal;
-  - with the environment ovatune gives its Ray workers (``tuning.sweep.worker_environment``:
+  - with the environment ovatune gives its Ray workers (``tuning.cluster.worker_environment``:
     jemalloc that keeps freed memory): what is left is what Ray and ovatune's own code cost.
 
 Goal: ovatune ≥ 0.95× bare.
@@ -113,7 +113,7 @@ def main() -> None:
         print(bare_rate(x_all, torch.from_numpy(labels), args.batch_size, args.steps, args.epochs))
         return
 
-    from tuning.sweep import worker_environment
+    from tuning.cluster import worker_environment
 
     workers = worker_environment(None)
     loop = (args.threads, args.batch_size, args.steps, args.epochs)

@@ -29,9 +29,11 @@ import torch
 
 from evaluation.metrics import classification_metrics
 from search_spaces import get_space
+from trainables.loop import fit_epoch, predict_probabilities
 from trainables.losses import get_loss
 from trainables.models import build_classifier
-from trainables.train import build_optimizer, cached_dataset, fit_epoch, predict_probabilities, set_epoch_lr
+from trainables.optim import build_optimizer, set_epoch_lr
+from trainables.train import cached_dataset
 
 
 def bare_loop(config: dict) -> float:

@@ -14,16 +14,11 @@ import pytest
 import torch
 from ray.train import Checkpoint
 
+from trainables.checkpoint import CHECKPOINT_STATE, load_classifier, resume_state, save_checkpoint
 from trainables.checksums import CHECKSUMS_FILE, TamperedFile
 from trainables.models import build_classifier
-from trainables.train import (
-    CHECKPOINT_STATE,
-    build_optimizer,
-    cached_dataset,
-    load_classifier,
-    resume_state,
-    save_checkpoint,
-)
+from trainables.optim import build_optimizer
+from trainables.train import cached_dataset
 
 CONFIG = {"dataset": "digits", "model": "mlp", "hidden": [8], "optimizer": "adam", "lr": 1e-3,
           "batch_size": 64, "epochs": 3, "seed": 0, "loss": "softmax"}  # fmt: skip

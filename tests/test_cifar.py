@@ -121,7 +121,7 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from trainables.serving import ExportedModel, raw_inputs
+    from serving import ExportedModel, raw_inputs
 
     data_dir = tmp_path / "data"
     write_fake_cifar(data_dir, train_per_class=30, test=60)

@@ -122,7 +122,7 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from trainables.serving import ExportedModel
+    from serving import ExportedModel
 
     write_clinc_hf(tmp_path / "data")
 
@@ -159,7 +159,7 @@ def test_a_bert_serving_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
     """What `ovatune export clinc --format onnx` runs: token ids in, the four outputs out, any batch size."""
     import onnxruntime
 
-    from trainables.serving import OUTPUTS, ServingModel
+    from serving import OUTPUTS, ServingModel
 
     config = {"model": "bert_mini", "loss": "ova_dm", "vocab_size": 500, "max_length": 32, "pad_id": 0,
               "width": 16, "depth": 1, "heads": 2, "intermediate": 32}  # fmt: skip

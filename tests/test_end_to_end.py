@@ -74,8 +74,8 @@ def test_run_digits_end_to_end(home):
 
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/ovatune-digits-ova_dm@champion")
+    from serving import raw_inputs
     from trainables.data import load_dataset
-    from trainables.serving import raw_inputs
 
     data = load_dataset("digits")
     outputs = model.predict(raw_inputs(data.preprocessing, data.test.x[:50]).reshape(50, -1).numpy())
@@ -361,7 +361,7 @@ def test_a_stale_ray_start_record_does_not_capture_a_local_run(tmp_path):
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text("192.0.2.254:6379")  # nothing listens there
     try:
-        code = "from tuning.sweep import init_ray; init_ray(None); import ray; print(ray.cluster_resources()['CPU'])"
+        code = "from tuning.cluster import init_ray; init_ray(None); import ray; print(ray.cluster_resources()['CPU'])"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and float(result.stdout.strip().splitlines()[-1]) >= 1, result.stderr[-2000:]
     finally:

@@ -9,9 +9,10 @@ from PIL import Image
 
 from trainables.data import DatasetNotAvailable, Split, check_available, input_batches, load_dataset
 from trainables.data.imagenet import IMAGE_SIZE, IMAGENET_C
+from trainables.loop import fit_epoch
 from trainables.losses import get_loss
 from trainables.models import build_classifier
-from trainables.train import build_optimizer, fit_epoch
+from trainables.optim import build_optimizer
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]
 

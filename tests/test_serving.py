@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 import torch
 
+from serving import ExportedModel, raw_inputs
 from trainables.checksums import TamperedFile
 from trainables.data import load_dataset
 from trainables.losses import LOSSES
-from trainables.serving import ExportedModel, raw_inputs
 
 pytestmark = pytest.mark.slow
 

@@ -5,19 +5,12 @@ import json
 import pytest
 import torch
 
+from trainables.checkpoint import CHECKPOINT_META, load_classifier, save_checkpoint
+from trainables.loop import batch_order, fit_epoch, predict_probabilities
 from trainables.losses import LOSSES
 from trainables.models import ProbabilityModel, build_classifier
-from trainables.train import (
-    CHECKPOINT_META,
-    batch_order,
-    build_optimizer,
-    cached_dataset,
-    fit_epoch,
-    load_classifier,
-    lr_factor,
-    predict_probabilities,
-    save_checkpoint,
-)
+from trainables.optim import build_optimizer, lr_factor
+from trainables.train import cached_dataset
 
 
 def test_lr_schedule_warmup_then_steps():

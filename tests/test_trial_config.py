@@ -137,9 +137,11 @@ def test_a_config_from_before_a_key_was_renamed_reads_under_the_current_names():
 
 
 def test_a_checkpoint_from_before_the_loss_rename_loads_with_its_loss(tmp_path):
+    from trainables.checkpoint import load_classifier, save_checkpoint
     from trainables.losses import DistanceHead
     from trainables.models import build_classifier
-    from trainables.train import build_optimizer, cached_dataset, load_classifier, save_checkpoint
+    from trainables.optim import build_optimizer
+    from trainables.train import cached_dataset
 
     config = {"dataset": "digits", "model": "mlp", "hidden": [4], "optimizer": "adam", "lr": 1e-3, "loss": "ova_dm"}
     data = cached_dataset(config)
@@ -154,7 +156,8 @@ def test_a_trial_of_a_sweep_from_before_the_loss_rename_trains_its_loss(tmp_path
     """A real Tune trial given the old key (as Tuner.restore gives an older sweep's trials)."""
     from ray import tune
 
-    from trainables.train import load_classifier, train_classifier
+    from trainables.checkpoint import load_classifier
+    from trainables.train import train_classifier
 
     old_config = {"dataset": "digits", "model": "mlp", "hidden": [8], "optimizer": "adam", "lr": 3e-3,
                   "batch_size": 64, "epochs": 1, "seed": 0, "threads": 1, "method": "dm"}  # fmt: skip

@@ -1,6 +1,6 @@
 """The environment ovatune gives Ray's worker processes: jemalloc that keeps freed memory.
 
-Why it matters: see ``tuning.sweep.worker_environment`` (a CPU ResNet-20 trial trained 1.5x faster with it).
+Why it matters: see ``tuning.cluster.worker_environment`` (a CPU ResNet-20 trial trained 1.5x faster with it).
 """
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.sweep import worker_environment
+from tuning.cluster import worker_environment
 
 # Runs in a fresh process: a local Ray started by ovatune, then one task in one of its workers. The
 # task reports whether jemalloc is loaded there, and the minor page faults of touching a freshly
@@ -20,7 +20,7 @@ from tuning.sweep import worker_environment
 # one that keeps it faults them only once.
 WORKER_PROBE = """
 import json, os, resource, ray
-from tuning.sweep import init_ray
+from tuning.cluster import init_ray
 
 @ray.remote
 def probe():

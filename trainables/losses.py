@@ -19,7 +19,7 @@ Two choices the paper leaves to its reference code, made as there:
 
 - The class centres w_k of a distance head are not weight-decayed: the L2 term (``l2``, spaces
   cifar100 and imagenet) applies to the body and to dense heads only
-  (``trainables.train.parameter_groups``), as the reference distance layer (``DisMax``) has no
+  (``trainables.optim.parameter_groups``), as the reference distance layer (``DisMax``) has no
   regularizer. Decay would pull every centre towards the origin of the embedding space.
 - Distances are computed in float64 outside autocast (:class:`DistanceHead`), so bf16 training on
   CUDA learns from the same distances as float32 evaluation.

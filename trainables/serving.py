@@ -1,218 +1,44 @@
-"""What a champion becomes outside ovatune: a model that takes raw inputs and says "none of the above".
+"""Where serving lived before it had a package of its own; kept for one release, for what used it.
 
-``ServingModel`` wraps a trained classifier with its dataset's preprocessing and a confidence
-threshold. From raw inputs (B, ...) it returns
-
-- ``probabilities`` (B, K): the loss's evaluation probabilities (softmax, sigmoid or 2·sigmoid);
-- ``confidence`` (B,): max_k p_k;
-- ``prediction`` (B,): argmax_k p_k;
-- ``none_of_the_above`` (B,): confidence below the threshold chosen on the validation split, the
-  answer a one-vs-all model is good at giving.
-
-The same module is what the registered MLflow model (a pyfunc, ``OvatunePyfunc``), the TorchScript
-and the ONNX exports run. Nothing here unpickles: weights load with ``torch.load(weights_only=True)``
-and every file of an export or a registered model is checked against its recorded SHA-256 first.
+A model registered before the move stores ``from trainables.serving import OvatunePyfunc`` as its
+code. MLflow only prepends the model's ``code/`` to ``sys.path``, so in a process that has already
+imported this project's ``trainables`` that line resolves here, not in the model's own copy; and
+scripts written against the README's old ``from trainables.serving import ExportedModel`` keep
+working. New code imports ``serving``.
 """
 
-from __future__ import annotations
+from serving.bundle import (
+    BUNDLE_META,
+    MANIFEST_FILE,
+    OUTPUTS,
+    PREPROCESSING,
+    SERVING_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    ServingModel,
+    as_raw_batch,
+    choose_threshold,
+    load_serving_bundle,
+    raw_inputs,
+    write_serving_bundle,
+)
+from serving.exported import ExportedModel
+from serving.pyfunc import OvatunePyfunc
 
-import json
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-from torch import nn
-
-from trainables.checksums import TamperedFile, check_files, sha256
-from trainables.models import Classifier, build_classifier
-
-SERVING_FILE = "serving.json"  # metadata: classes, loss, preprocessing, threshold, file hashes
-MANIFEST_FILE = "manifest.json"  # an export's files and their SHA-256
-WEIGHTS_FILE = "weights.pt"  # the model's state dict only
-BUNDLE_META = "meta.json"  # the checkpoint's metadata (config, classes, tokenizer), copied into the bundle
-TOKENIZER_FILE = "tokenizer.json"  # text models' exports: the tokenizer that makes their token ids
-OUTPUTS = ("probabilities", "confidence", "prediction", "none_of_the_above")
-KEEP_FRACTION = 0.95  # the threshold keeps this share of in-distribution validation examples
-
-
-class ImagesFrom0To255(nn.Module):
-    """Raw images (B, H, W, C), values 0–255 as stored → model inputs (B, C, H, W) in [0, 1]."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 3, 1, 2) / 255.0
-
-
-class ChannelsFirst(nn.Module):
-    """Raw images (B, H, W, C), values 0–255 → (B, C, H, W) 0–255; the network scales them itself."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 3, 1, 2)
-
-
-class TokenIds(nn.Module):
-    """Token ids (B, L), sent as numbers → int64 ids (text is tokenized before, with the shipped tokenizer)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.round().long()
-
-
-# preprocessing name -> (raw → model input module, model input → raw). Each dataset names one.
-PREPROCESSING = {
-    "identity": (nn.Identity, lambda x: x),
-    "images_0_255_nhwc": (ImagesFrom0To255, lambda x: torch.round(x * 255.0).permute(0, 2, 3, 1)),
-    "images_0_255_nhwc_unscaled": (ChannelsFirst, lambda x: x.float().permute(0, 2, 3, 1)),
-    "token_ids": (TokenIds, lambda x: x.float()),
-}
-
-
-def raw_inputs(preprocessing: str, model_inputs: torch.Tensor) -> torch.Tensor:
-    """The raw inputs a user would send for these model inputs (the inverse of the preprocessing)."""
-    return PREPROCESSING[preprocessing][1](model_inputs).contiguous()
-
-
-class ServingModel(nn.Module):
-    """Raw inputs → (probabilities, confidence, prediction, none_of_the_above); see the module doc."""
-
-    def __init__(self, classifier: Classifier, preprocessing: str, threshold: float):
-        super().__init__()
-        self.preprocess = PREPROCESSING[preprocessing][0]()
-        self.classifier = classifier.eval()
-        self.register_buffer("threshold", torch.tensor(float(threshold)))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        probabilities = self.classifier.probabilities(self.preprocess(x))  # (B, K)
-        confidence, prediction = probabilities.max(dim=1)  # (B,), (B,)
-        return probabilities, confidence, prediction, confidence < self.threshold
-
-
-def choose_threshold(validation_confidence: np.ndarray, keep: float = KEEP_FRACTION) -> float:
-    """The largest threshold t such that at least ``keep`` of the validation confidences are ≥ t."""
-    ordered = np.sort(np.asarray(validation_confidence, dtype=np.float64))
-    return float(ordered[int(np.floor((1.0 - keep) * len(ordered)))])
-
-
-def write_serving_bundle(directory: str | Path, classifier: Classifier, meta: dict[str, Any], **info: Any) -> Path:
-    """Write weights.pt (state dict only), the checkpoint's meta.json and serving.json (``info`` plus
-    the hashes of the other two) into ``directory``; returns it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.save(classifier.state_dict(), directory / WEIGHTS_FILE)
-    (directory / BUNDLE_META).write_text(json.dumps(meta, indent=1))
-    info["sha256"] = {name: sha256(directory / name) for name in (WEIGHTS_FILE, BUNDLE_META)}
-    (directory / SERVING_FILE).write_text(json.dumps(info, indent=1))
-    return directory
-
-
-def load_serving_bundle(directory: str | Path) -> tuple[ServingModel, dict[str, Any]]:
-    """Check and load what ``write_serving_bundle`` wrote; returns (model, serving info)."""
-    directory = Path(directory)
-    info = json.loads((directory / SERVING_FILE).read_text())
-    check_files(directory, info["sha256"])
-    meta = json.loads((directory / BUNDLE_META).read_text())
-    classifier = build_classifier(tuple(meta["input_shape"]), len(meta["class_names"]), meta["config"])
-    classifier.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    return ServingModel(classifier, info["preprocessing"], info["threshold"]).eval(), info
-
-
-def as_raw_batch(model_input: Any, raw_shape: list[int]) -> torch.Tensor:
-    """A DataFrame (one row per example, the values flattened), an array, a list or a dict with one
-    array → float32 (B, *raw_shape)."""
-    if isinstance(model_input, dict):
-        (model_input,) = model_input.values()
-    if hasattr(model_input, "to_numpy"):
-        model_input = model_input.to_numpy()
-    array = np.array(model_input, dtype=np.float32)  # a copy: inputs may be read-only
-    return torch.from_numpy(array.reshape(-1, *raw_shape))
-
-
-def _texts(model_input: Any) -> list[str] | None:
-    """The strings in a list, array, Series or one-column DataFrame of text, else None (numbers)."""
-    if hasattr(model_input, "to_numpy"):
-        model_input = model_input.to_numpy()
-    values = np.asarray(model_input, dtype=object).ravel()
-    if len(values) and all(isinstance(v, str) for v in values):
-        return [str(v) for v in values]
-    return None
-
-
-class ExportedModel:
-    """An ``ovatune export`` folder, loaded after checking every file against ``manifest.json``.
-
-    Call it with raw inputs (B, *raw shape) — or one flattened row per example — to get the four
-    outputs as numpy arrays. TorchScript runs with ``torch.jit.load``, ONNX with onnxruntime, the
-    MLflow format with ``mlflow.pyfunc``.
-
-    Raises:
-        TamperedFile: a file was changed, added to the manifest's list or removed since the export.
-    """
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        manifest_path = self.directory / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise TamperedFile(f"{manifest_path} is missing: {self.directory} is not an ovatune export")
-        check_files(self.directory, json.loads(manifest_path.read_text()))
-        self.info = json.loads((self.directory / SERVING_FILE).read_text())
-        self.format = self.info["format"]
-        if self.format == "torchscript":
-            self._model = torch.jit.load(str(self.directory / "model.pt"), map_location="cpu").eval()
-        elif self.format == "onnx":
-            import onnxruntime
-
-            self._model = onnxruntime.InferenceSession(
-                str(self.directory / "model.onnx"), providers=["CPUExecutionProvider"]
-            )
-        elif self.format == "mlflow":
-            import mlflow.pyfunc
-
-            self._model = mlflow.pyfunc.load_model(str(self.directory / "mlflow_model"))
-        else:
-            raise ValueError(f"unknown export format {self.format!r}")
-
-    def __call__(self, raw: Any) -> dict[str, np.ndarray]:
-        x = as_raw_batch(raw, self.info["raw_input_shape"])
-        if self.format == "torchscript":
-            with torch.no_grad():
-                return {name: value.numpy() for name, value in zip(OUTPUTS, self._model(x))}
-        if self.format == "onnx":
-            return dict(zip(OUTPUTS, self._model.run(list(OUTPUTS), {"raw_inputs": x.numpy()})))
-        return self._model.predict(x.reshape(len(x), -1).numpy())
-
-
-try:  # the pyfunc flavour exists only where MLflow is installed (always, for ovatune itself)
-    import warnings
-
-    import mlflow.pyfunc
-
-    # No type hints on predict's inputs: MLflow would then validate by them instead of the logged
-    # signature (the signature is the check here). MLflow suggests adding some, as a UserWarning on
-    # every import of this class that no filter can silence (it resets the filters around it), so
-    # the warning is recorded here and dropped: it would be the first line of every command's output.
-    with warnings.catch_warnings(record=True):
-
-        class OvatunePyfunc(mlflow.pyfunc.PythonModel):
-            """The registered model: loads the bundle (checked, weights only) and predicts the four outputs."""
-
-            def load_context(self, context) -> None:
-                self.model, self.info = load_serving_bundle(context.artifacts["bundle"])  # checks the hashes
-                meta = json.loads((Path(context.artifacts["bundle"]) / BUNDLE_META).read_text())
-                self.tokenizer = None
-                if meta.get("tokenizer"):
-                    from trainables.data.clinc import load_tokenizer
-
-                    self.tokenizer = load_tokenizer(meta["tokenizer"])
-
-            def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
-                texts = _texts(model_input) if self.tokenizer is not None else None
-                if texts is not None:  # a text model sent text: tokenize it as in training
-                    from trainables.data.clinc import encode
-
-                    model_input = encode(self.tokenizer, texts).numpy()
-                x = as_raw_batch(model_input, self.info["raw_input_shape"])
-                with torch.no_grad():
-                    outputs = self.model(x)
-                return {name: value.numpy() for name, value in zip(OUTPUTS, outputs)}
-
-except ImportError:  # pragma: no cover
-    pass
+__all__ = [
+    "BUNDLE_META",
+    "MANIFEST_FILE",
+    "OUTPUTS",
+    "PREPROCESSING",
+    "SERVING_FILE",
+    "TOKENIZER_FILE",
+    "WEIGHTS_FILE",
+    "ExportedModel",
+    "OvatunePyfunc",
+    "ServingModel",
+    "as_raw_batch",
+    "choose_threshold",
+    "load_serving_bundle",
+    "raw_inputs",
+    "write_serving_bundle",
+]

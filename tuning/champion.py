@@ -4,7 +4,7 @@
 ``trial_number``, the selection metric, ``smoke_test`` and ``promotion``: why it is or is not the
 champion). ``champion`` is the best version so far, ``challenger`` the newest sweep's best. This
 module decides, looks up (``NoChampion`` is its one error) and writes the model card;
-``tuning.promote`` registers the models, ``tuning.report`` and ``tuning.export`` use them.
+``tuning.promote`` registers the models, ``tuning.evaluate`` and ``tuning.export`` use them.
 """
 
 from __future__ import annotations

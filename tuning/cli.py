@@ -18,6 +18,7 @@ from pathlib import Path
 from search_spaces import SPACES, get_space
 from trainables.data import DATASETS, DatasetNotAvailable, check_available
 from trainables.losses import LOSSES
+from tuning.errors import first_line, one_line
 
 SMOKE_TEST = {"trials": 1, "epochs": 2}
 
@@ -249,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export each loss's champion (the registered model's `champion` alias) with its "
         "preprocessing, class names and a none-of-the-above threshold chosen on the validation split. "
         "Each <out>/<loss>/<format>/ holds the model, serving.json, model_card.md and manifest.json "
-        "(SHA-256 of every file, checked on load by trainables.serving.ExportedModel).",
+        "(SHA-256 of every file, checked on load by serving.ExportedModel).",
     )
     export.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     from tuning.options import FORMATS, described
@@ -326,12 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
-        return _fail(f"{type(error).__name__}{where}: {_first_line(error)} (--debug shows the traceback)", 1)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
+        return _fail(f"{type(error).__name__}{where}: {first_line(error)} (--debug shows the traceback)", 1)
 
 
 def _check_home(settings) -> str | None:
@@ -439,7 +435,7 @@ def _jobs(args, argv: list[str]) -> int:
         else:
             jobs.print_logs(address, args.job_id, args.follow)
     except Exception as error:  # the SDK raises its own kinds (connection, authentication, unknown job)
-        return _fail(f"Ray Jobs API at {address}: {type(error).__name__}: {_first_line(error)}")
+        return _fail(f"Ray Jobs API at {address}: {one_line(error)}")
     return 0
 
 
@@ -576,7 +572,8 @@ def _interrupted(space, settings, outcome, args) -> int:
 
 def _evaluate(space, settings, address: str | None = None, sweep: str | None = None) -> int:
     from tuning.champion import NoChampion
-    from tuning.report import evaluate_experiment, summary_table
+    from tuning.evaluate import evaluate_experiment
+    from tuning.report import summary_table
 
     try:
         report = evaluate_experiment(space, settings, address, sweep)

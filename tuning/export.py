@@ -2,7 +2,7 @@
 
 Every export folder holds the model file(s), ``serving.json`` (classes, loss, preprocessing, the
 none-of-the-above threshold and how it was chosen), ``model_card.md`` and ``manifest.json`` with the
-SHA-256 of every other file; ``trainables.serving.ExportedModel`` checks those before loading.
+SHA-256 of every other file; ``serving.ExportedModel`` checks those before loading.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
+from serving.bundle import BUNDLE_META, MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle
 from trainables.checksums import sha256
-from trainables.serving import BUNDLE_META, MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle
 from tuning.champion import (
     CARD_FILE,
     CHAMPION,

@@ -23,12 +23,8 @@ import torch
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-import trainables
 from search_spaces import SearchSpace
-from trainables.checksums import TamperedFile
-from trainables.data import input_batches
-from trainables.losses import LOSSES
-from trainables.serving import (
+from serving.bundle import (
     KEEP_FRACTION,
     OUTPUTS,
     ServingModel,
@@ -36,7 +32,13 @@ from trainables.serving import (
     raw_inputs,
     write_serving_bundle,
 )
-from trainables.train import cached_dataset, load_classifier, predict_probabilities
+from serving.pyfunc import CODE_PATHS, MODEL_CODE
+from trainables.checkpoint import load_classifier
+from trainables.checksums import TamperedFile
+from trainables.data import input_batches
+from trainables.loop import predict_probabilities
+from trainables.losses import LOSSES
+from trainables.train import cached_dataset
 from trainables.trial_config import upgraded
 from tuning.champion import (
     CHALLENGER,
@@ -92,7 +94,7 @@ def promote(
 ) -> dict[str, Promotion]:
     """Register each loss's best trial of ``sweep`` and move ``champion`` to it as ``policy`` says.
 
-    The registered model is an MLflow pyfunc from code (``trainables/pyfunc_model.py``) around a
+    The registered model is an MLflow pyfunc from code (``serving/pyfunc_model.py``) around a
     bundle of the weights, the checkpoint's metadata and ``serving.json`` (classes, loss,
     preprocessing, the none-of-the-above threshold chosen on the validation split, SHA-256 of each
     file): raw inputs in; probabilities, confidence, prediction and none_of_the_above out. The
@@ -215,9 +217,9 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
         with mlflow.start_run(run_id=trial_run.info.run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=str(Path(trainables.__path__[0]) / "pyfunc_model.py"),
+                python_model=MODEL_CODE,
                 artifacts={"bundle": str(bundle)},
-                code_paths=[trainables.__path__[0]],  # the model classes travel with the model
+                code_paths=CODE_PATHS,  # serving/ and trainables/ travel with the model
                 signature=infer_signature(example, outputs),
                 input_example=example,
                 registered_model_name=name,

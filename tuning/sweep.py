@@ -16,7 +16,6 @@ import pickle
 import re
 import secrets
 import signal
-import sys
 import threading
 import time
 import zlib
@@ -33,7 +32,7 @@ from search_spaces import SearchSpace
 from trainables.losses import LOSSES
 from trainables.train import train_classifier
 from trainables.trial_config import check_overrides, upgraded
-from tuning.cluster import TrialResources, plan_trial_resources
+from tuning.cluster import TrialResources, init_ray, plan_trial_resources
 from tuning.options import SAMPLERS, SCHEDULERS
 from tuning.settings import Settings
 from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
@@ -159,61 +158,6 @@ def latest_sweep(settings: Settings, experiment: str) -> str | None:
     return candidates[-1].name if candidates else None
 
 
-def worker_environment(address: str | None) -> dict[str, str]:
-    """Environment variables for Ray's worker processes (trials, evaluation): jemalloc, kept warm.
-
-    Why: a training step on the CPU frees and re-allocates the same activation-sized buffers (tens
-    of MB) every step. glibc's malloc and jemalloc's defaults hand such buffers back to the kernel
-    as soon as they are freed, so every step pays again for page faults and for the kernel zeroing
-    fresh pages, and in a many-threaded Ray worker each unmap also costs a TLB shoot-down. jemalloc
-    with purging turned off keeps them. Measured on the 2-core machine, ResNet-20 at batch 512
-    (``benchmarks/train_throughput.py``): an ovatune trial trains at 173 images/s, a bare loop with
-    the system malloc at 115. PyTorch's performance tuning guide recommends jemalloc (or TCMalloc)
-    for CPU training; the cost of never purging is that a worker keeps its peak memory until it exits.
-
-    The library is the jemalloc that Ray ships (``ray/core/libjemalloc.so``). Nothing is set when
-    the user's environment already sets ``LD_PRELOAD`` or ``MALLOC_CONF`` (their choice wins), off
-    Linux, or for a Ray Client address (``ray://``), whose workers run on machines whose paths
-    this one cannot know.
-    """
-    import ray
-
-    jemalloc = Path(ray.__file__).parent / "core" / "libjemalloc.so"
-    mine = {"LD_PRELOAD", "MALLOC_CONF"} & os.environ.keys()
-    if sys.platform != "linux" or not jemalloc.exists() or mine or (address or "").startswith("ray://"):
-        return {}
-    return {"LD_PRELOAD": str(jemalloc), "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
-
-
-def init_ray(address: str | None, dashboard: bool = False) -> None:
-    """Connect to a cluster (``address``; "auto" finds the one this machine belongs to) or start a
-    local Ray, with its dashboard only when asked (``dashboard``: Ray Train's multi-worker trials
-    query the state API it serves). Workers get :func:`worker_environment`."""
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per loss is noise
-    # Ray Tune snapshots the experiment whenever a trial has rotated out its kept checkpoints, and
-    # warns when that happens often, which short trials do by design: the snapshots are what
-    # make --resume exact, so keep them and drop the warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # The compact status table (CLIReporter) instead of a config box per trial start.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if not ray.is_initialized():
-        workers = worker_environment(address)
-        if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial
-            workers["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
-        # "local": without an address, always a new local Ray. Ray's own default would join the last
-        # cluster `ray start` recorded in /tmp/ray, and hang when that cluster is gone.
-        ray.init(
-            address=address or "local",
-            include_dashboard=dashboard,
-            log_to_driver=True,
-            logging_level="WARNING",
-            runtime_env={"env_vars": workers} if workers else None,
-        )
-
-
 def run_sweep(
     space: SearchSpace,
     settings: Settings,
@@ -256,6 +200,7 @@ def run_sweep(
     from mlflow.tracking import MlflowClient
 
     check_overrides(space, overrides or {})  # before Ray starts
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per loss is noise
 
     settings.ray_results.mkdir(parents=True, exist_ok=True)
     if resume:

@@ -90,7 +90,7 @@ class Dataset:
             are ``test.y``); None when the data has no notion of shift.
         extras: dataset-specific things figures need (e.g. the toy problem's class centres).
         preprocessing: how raw inputs become model inputs, a key of
-            ``trainables.serving.PREPROCESSING``; exported models include it.
+            ``serving.bundle.PREPROCESSING``; exported models include it.
         augmentation: training-time augmentation of a batch on the device, a key of
             ``trainables.data.augment.AUGMENTATIONS``, or None.
         tokenizer: for text, the tokenizer that made the token ids (``tokenizers`` JSON); it is

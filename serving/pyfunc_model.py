@@ -2,6 +2,6 @@
 
 import mlflow
 
-from trainables.serving import OvatunePyfunc
+from serving.pyfunc import OvatunePyfunc
 
 mlflow.models.set_model(OvatunePyfunc())

@@ -1,0 +1,63 @@
+"""The registered model's Python class: MLflow's pyfunc around a serving bundle.
+
+``serving/pyfunc_model.py`` is the "model from code" file MLflow stores with each registered
+version; it only instantiates ``OvatunePyfunc``. Text models accept text and tokenize it with the
+tokenizer their training used.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import torch
+
+import trainables
+from serving.bundle import BUNDLE_META, OUTPUTS, as_raw_batch, load_serving_bundle
+
+MODEL_CODE = str(Path(__file__).with_name("pyfunc_model.py"))  # the file MLflow stores as the model
+CODE_PATHS = [str(Path(__file__).parent), str(Path(trainables.__file__).parent)]  # packages it imports
+
+
+def _texts(model_input: Any) -> list[str] | None:
+    """The strings in a list, array, Series or one-column DataFrame of text, else None (numbers)."""
+    if hasattr(model_input, "to_numpy"):
+        model_input = model_input.to_numpy()
+    values = np.asarray(model_input, dtype=object).ravel()
+    if len(values) and all(isinstance(v, str) for v in values):
+        return [str(v) for v in values]
+    return None
+
+
+# No type hints on predict's inputs: MLflow would then validate by them instead of the logged
+# signature (the signature is the check here). MLflow suggests adding some, as a UserWarning on every
+# import of this class that no filter can silence (it resets the filters around it), so the warning
+# is recorded here and dropped: it would be the first line of every command's output.
+with warnings.catch_warnings(record=True):
+
+    class OvatunePyfunc(mlflow.pyfunc.PythonModel):
+        """The registered model: loads the bundle (checked, weights only) and predicts the four outputs."""
+
+        def load_context(self, context) -> None:
+            self.model, self.info = load_serving_bundle(context.artifacts["bundle"])  # checks the hashes
+            meta = json.loads((Path(context.artifacts["bundle"]) / BUNDLE_META).read_text())
+            self.tokenizer = None
+            if meta.get("tokenizer"):
+                from trainables.data.clinc import load_tokenizer
+
+                self.tokenizer = load_tokenizer(meta["tokenizer"])
+
+        def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
+            texts = _texts(model_input) if self.tokenizer is not None else None
+            if texts is not None:  # a text model sent text: tokenize it as in training
+                from trainables.data.clinc import encode
+
+                model_input = encode(self.tokenizer, texts).numpy()
+            x = as_raw_batch(model_input, self.info["raw_input_shape"])
+            with torch.no_grad():
+                outputs = self.model(x)
+            return {name: value.numpy() for name, value in zip(OUTPUTS, outputs)}

@@ -1,0 +1,107 @@
+"""A trial's checkpoint on disk: what it holds, how it is checked, how a model comes back from it.
+
+A checkpoint directory holds ``state.pt`` (model, optimizer and epoch; loads with
+``weights_only=True``), ``meta.json`` (config, classes, input shape, tokenizer, the epoch's metrics:
+enough to rebuild the model without Ray) and ``checksums.json`` (the SHA-256 of both, checked
+before anything loads them). A resumed trial falls back to its newest intact checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainables.checksums import TamperedFile, verify_checksums, write_checksums
+from trainables.data import Dataset
+from trainables.models import Classifier, build_classifier
+
+CHECKPOINT_STATE = "state.pt"  # model, optimizer and schedule state; loads with weights_only=True
+CHECKPOINT_META = "meta.json"  # what it takes to rebuild the model without Ray: config, classes
+
+
+def save_checkpoint(directory: Path, model, optimizer, epoch: int, config: dict, data: Dataset, metrics: dict) -> None:
+    """Write the trial state after ``epoch`` (1-based) epochs, with that epoch's metrics."""
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+        directory / CHECKPOINT_STATE,
+    )
+    meta = {
+        "config": {k: v for k, v in config.items() if _is_json(v)},
+        "tokenizer": data.tokenizer,  # text: the tokenizer that made the inputs (tokenizers JSON), else None
+        "input_shape": list(data.input_shape),
+        "class_names": data.class_names,
+        "epoch": epoch,
+        "metrics": metrics,
+    }
+    (directory / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
+    write_checksums(directory, [CHECKPOINT_STATE, CHECKPOINT_META])  # checked before anything loads them
+
+
+def verify_checkpoint(directory: str | Path) -> None:
+    """Check a checkpoint's files against the SHA-256 recorded when it was saved.
+
+    Raises:
+        TamperedFile: names the changed or missing file (a checkpoint without checksums is not intact).
+    """
+    verify_checksums(directory, "The checkpoint is corrupted: resume from an earlier one or train the trial again.")
+
+
+def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild the trained model from a checkpoint directory (verified first); returns (model, meta).
+
+    Raises:
+        TamperedFile: the checkpoint's files are not those it was saved with.
+    """
+    directory = Path(directory)
+    verify_checkpoint(directory)
+    meta = json.loads((directory / CHECKPOINT_META).read_text())
+    model = build_classifier(tuple(meta["input_shape"]), len(meta["class_names"]), meta["config"])
+    state = torch.load(directory / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval(), meta
+
+
+def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) -> tuple:
+    """The newest intact state to resume from: ``checkpoint`` (Ray's latest) if its files match their
+    recorded SHA-256, else the newest intact earlier checkpoint of the same trial (Ray keeps a few).
+
+    Returns:
+        (state, meta, the checkpoint they came from, what was wrong with the newer ones); state,
+        meta and checkpoint are None when no checkpoint is intact (the trial starts over).
+    """
+    problems = []
+    for candidate in [checkpoint, *_earlier_checkpoints(checkpoint, checkpoint_type)]:
+        with candidate.as_directory() as directory:
+            try:
+                verify_checkpoint(directory)
+                state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
+                meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
+            except TamperedFile as error:
+                problems.append(error.problem)
+                continue
+            except Exception as error:  # noqa: BLE001 - intact by its hashes but unreadable: same outcome
+                problems.append(f"{directory} cannot be read ({type(error).__name__}: {error})")
+                continue
+        return state, meta, candidate, problems
+    return None, None, None, problems
+
+
+def _earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
+    """The trial's other checkpoints older than ``checkpoint``, newest first (local storage only:
+    elsewhere Ray's latest is the only one this process can see)."""
+    path = Path(checkpoint.path)
+    if not path.is_dir() or not path.name.startswith("checkpoint_"):
+        return []
+    older = sorted((p for p in path.parent.glob("checkpoint_*") if p.is_dir() and p.name < path.name), reverse=True)
+    return [checkpoint_type.from_directory(str(p)) for p in older]
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False

@@ -1,0 +1,138 @@
+"""``ovatune evaluate``: load each loss's champion, measure it, draw the figures, write the report.
+
+The steps, each in its own module: ``tuning.fan_out`` measures every model in its own Ray task,
+``evaluation.figures`` draws, ``tuning.report`` renders the markdown to
+``<home>/reports/<experiment>/report.md``, ``tuning.evaluation_log`` records it all in one MLflow
+run (and the model cards on the registered versions).
+
+Champions may come from different sweeps (each stays until a later sweep beats it); the report
+says which sweep each came from and why it is the champion. ``evaluate --sweep S`` measures the
+versions sweep S registered instead (champions or not), without moving any alias, and writes
+``<home>/reports/<experiment>/sweeps/<S>/report.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+import torch
+from mlflow.tracking import MlflowClient
+
+from evaluation import figures
+from evaluation.runner import Evaluation
+from search_spaces import SearchSpace
+from trainables.data import load_dataset, take
+from trainables.losses import LOSSES
+from trainables.models import ProbabilityModel
+from tuning.champion import CHAMPION, NoChampion, champion_versions
+from tuning.errors import one_line
+from tuning.evaluation_log import log_evaluation
+from tuning.fan_out import evaluate_champions
+from tuning.report import render_report
+from tuning.settings import Settings, redact
+
+PCA_EXAMPLES = 2000
+
+
+@dataclass
+class EvaluationReport:
+    path: Path  # report.md
+    run_id: str  # the MLflow evaluation run
+    evaluations: dict[str, Evaluation]
+    sweeps: dict[str, str]  # loss -> the sweep its evaluated model came from
+    failures: dict[str, str]  # loss -> why its champion could not be evaluated (the others were)
+
+
+def load_champions(
+    space: SearchSpace, client: MlflowClient, failures: dict[str, str], sweep: str | None = None
+) -> dict[str, tuple]:
+    """loss -> (model version, model: inputs → probabilities, serving info) for every loss that has a
+    ``champion`` alias (with ``sweep``: a version that sweep registered). The registered pyfunc
+    checks its files' hashes and loads weights only. A champion that cannot be loaded (its artifacts
+    are gone or changed) goes to ``failures`` with the loss and the model's source, and the others
+    are still loaded."""
+    champions = {}
+    for loss, version in champion_versions(client, space.name, sweep).items():
+        name = version.name
+        try:
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}").unwrap_python_model()
+        except Exception as error:  # noqa: BLE001 - reported per loss, the others go on
+            failures[loss] = f"{loss}: cannot load {name} v{version.version} (from {version.source}): {one_line(error)}"
+            continue
+        champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
+    if not champions and failures:
+        raise NoChampion("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+    if not champions and sweep is not None:
+        raise NoChampion(
+            f"sweep {sweep!r} registered no model of {space.name!r} in {redact(client.tracking_uri)} "
+            "(it does not exist, no trial qualified, it is unfinished or it ran with --promote never); "
+            f"its trials are in the MLflow UI, and `ovatune evaluate {space.name}` measures the champions"
+        )
+    if not champions:
+        raise NoChampion(
+            f"no registered model of {space.name!r} has the alias {CHAMPION!r} in {redact(client.tracking_uri)}; "
+            f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
+        )
+    return champions
+
+
+def evaluate_experiment(
+    space: SearchSpace, settings: Settings, address: str | None = None, sweep: str | None = None
+) -> EvaluationReport:
+    """Evaluate every champion of ``space`` (with ``sweep``: that sweep's registered models) and
+    record the results (see module doc). No alias moves."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri)
+    failures: dict[str, str] = {}
+    champions = load_champions(space, client, failures, sweep)
+    some_version = next(iter(champions.values()))[0]
+    params = client.get_run(some_version.run_id).data.params
+    data_dir = None if params.get("data_dir") in (None, "None") else params["data_dir"]
+    data = load_dataset(space.dataset, data_dir, int(params.get("data_seed", 0)))
+
+    versions = {loss: version for loss, (version, _, _) in champions.items()}
+    evaluations = evaluate_champions(
+        space, settings, versions, data_dir, int(params.get("data_seed", 0)), failures, address
+    )
+    if not evaluations:
+        raise NoChampion("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+    champions = {loss: champion for loss, champion in champions.items() if loss in evaluations}
+    sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in champions.items()}
+
+    out = settings.reports / space.name / ("sweeps" if sweep else "") / (sweep or "")
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    drawn = _draw_figures(evaluations, {loss: m for loss, (_, m, _) in champions.items()}, data)
+    for name, fig in drawn.items():
+        fig.savefig(out / "figures" / f"{name}.png", dpi=110)
+        plt.close(fig)
+    hyperparameters = {
+        loss: {k: v for k, v in client.get_run(version.run_id).data.params.items() if k in space.ranges}
+        for loss, (version, _, _) in champions.items()
+    }
+    report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn))
+    path = out / "report.md"
+    path.write_text(report)
+    run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep)
+    return EvaluationReport(path, run_id, evaluations, sweeps, failures)
+
+
+def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dict[str, plt.Figure]:
+    drawn = {"reliability": figures.reliability_diagrams(evaluations)}
+    if data.ood:
+        drawn["accuracy_vs_confidence"] = figures.accuracy_confidence_curves(evaluations)
+        for name in data.ood:
+            drawn[f"confidence_histograms_{name}"] = figures.confidence_histograms(evaluations, name)
+    if data.shifted is not None:
+        drawn["shift"] = figures.shift_boxplots(evaluations)
+    if data.input_shape == (2,):
+        drawn["confidence_landscape"] = figures.confidence_landscape(models, data.train.x.numpy())
+    distance = {loss: m.classifier for loss, m in models.items() if LOSSES[loss].is_distance}
+    if distance:
+        # At most 2000 training examples: the plot needs no more, and a large set would not fit in one batch.
+        index = torch.arange(0, len(data.train), max(1, len(data.train) // PCA_EXAMPLES))[:PCA_EXAMPLES]
+        sample = take(data.train.x, index)  # (n, ...), spread evenly over the split
+        drawn["class_centres_pca"] = figures.class_centres_pca(distance, sample, data.train.y[index].numpy())
+    return drawn

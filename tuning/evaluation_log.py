@@ -1,0 +1,81 @@
+"""Where an evaluation's results go in MLflow: one evaluation run, the model cards, the sweeps' parent runs.
+
+The evaluation run (``evaluation · <sweep>``, tag ``ovatune.kind=evaluation``) holds every number as
+a metric ``<loss>/<what>``, the figures as PNG images, the markdown report and ``summary.json``.
+Each evaluated version gets its model card as its description (the MLflow UI renders it) and as
+``model_card.md`` beside the trial's logged model; each model's own sweep's parent run gets its
+test metrics, next to the search results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from evaluation.runner import Evaluation
+from search_spaces import SearchSpace
+from tuning.champion import CARD_FILE, model_card
+from tuning.report import summary_rows
+from tuning.settings import Settings
+from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment
+
+
+def log_evaluation(
+    space: SearchSpace,
+    settings: Settings,
+    client: MlflowClient,
+    models: dict[str, tuple],
+    hyperparameters: dict[str, dict[str, str]],
+    evaluations: dict[str, Evaluation],
+    report_dir: Path,
+    sweep: str | None,
+) -> str:
+    """Record one evaluation (see the module doc); returns the evaluation run's id.
+
+    Args:
+        models: loss -> (model version, model, serving info), the evaluated models.
+        hyperparameters: loss -> the searched hyperparameters of its trial.
+        report_dir: holds ``report.md`` and ``figures/*.png``.
+        sweep: the sweep whose models were evaluated, or None for the champions.
+    """
+    sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in models.items()}
+    distinct = sorted(set(sweeps.values()))
+    label = distinct[0] if len(distinct) == 1 else f"champions of {len(distinct)} sweeps"
+    experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
+    tags = {
+        TAG_KIND: "evaluation",
+        TAG_SWEEP: ",".join(distinct),
+        "ovatune.evaluated": "sweep" if sweep else "champions",
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {label}", tags=tags) as run:
+        mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _, _) in models.items()})
+        mlflow.log_metrics(flat_metrics(evaluations))
+        mlflow.log_artifacts(str(report_dir / "figures"), artifact_path="figures")
+        mlflow.log_artifact(str(report_dir / "report.md"))
+        mlflow.log_dict(summary_rows(evaluations), "summary.json")
+    for loss, (version, _, info) in models.items():
+        card = model_card(space, loss, version, info, hyperparameters[loss], evaluations[loss])
+        client.update_model_version(version.name, version.version, description=card)
+        client.log_text(version.run_id, card, CARD_FILE)
+    for loss, ev in evaluations.items():
+        for parent in find_runs(client, experiment_id, kind="parent", sweep=sweeps[loss], loss=loss):
+            for key, value in ev.test.items():
+                client.log_metric(parent.info.run_id, f"test_{key}", value)
+    return run.info.run_id
+
+
+def flat_metrics(evaluations: dict[str, Evaluation]) -> dict[str, float]:
+    """Every number as an MLflow metric ``<loss>/<what>``."""
+    metrics = {}
+    for loss, ev in evaluations.items():
+        metrics |= {f"{loss}/test_{k}": v for k, v in ev.test.items()}
+        metrics[f"{loss}/train_accuracy"] = ev.train_accuracy
+        for name, values in ev.ood.items():
+            metrics |= {f"{loss}/ood_{name}_{k}": v for k, v in values.items()}
+        for row in ev.shift:
+            if row["intensity"] > 0:
+                key = f"{loss}/shift_{row['corruption']}_{row['intensity']}"
+                metrics |= {f"{key}_accuracy": row["accuracy"], f"{key}_ece": row["ece"]}
+    return metrics
