@@ -7,6 +7,7 @@ import torch
 from trainables.data import DatasetNotAvailable, load_dataset
 from trainables.data.augment import pad_crop_flip
 from trainables.data.cifar import write_cifar
+from trainables.losses import LOSSES
 from trainables.models import build_classifier
 
 
@@ -135,7 +136,7 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     experiment = client.get_experiment_by_name("cifar10")
     (evaluation,) = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'evaluation'")
     metrics = evaluation.data.metrics
-    for loss in ("softmax", "dm", "ova", "ova_dm"):
+    for loss in LOSSES:
         assert 0 <= metrics[f"{loss}/test_accuracy"] <= 1
         for name in ("cifar100", "svhn"):
             assert 0 <= metrics[f"{loss}/ood_{name}_auroc"] <= 1

@@ -10,6 +10,7 @@ import torch
 
 from trainables.data import DatasetNotAvailable, load_dataset
 from trainables.data.clinc import MAX_LENGTH, OOS, load_tokenizer
+from trainables.losses import LOSSES
 from trainables.models import build_classifier
 
 # Made-up intents: each has its own words, so a tiny BERT can learn them; "oos" sits among them.
@@ -135,7 +136,7 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("clinc")
     (evaluation,) = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'evaluation'")
-    for loss in ("softmax", "dm", "ova", "ova_dm"):
+    for loss in LOSSES:
         assert 0 <= evaluation.data.metrics[f"{loss}/test_accuracy"] <= 1
         assert 0 <= evaluation.data.metrics[f"{loss}/ood_out_of_scope_auroc"] <= 1
     report = (home / "reports" / "clinc" / "report.md").read_text()

@@ -48,15 +48,16 @@ def test_two_workers_follow_the_one_worker_loss_curve(home):
     import ray
 
     from tuning.settings import resolve_settings
-    from tuning.sweep import run_sweep
+    from tuning.sweep import SweepRequest, run_sweep
 
     settings = resolve_settings(str(home))
     curves = {}
     try:
         for workers in (2, 1):  # 2 first: it starts the local Ray with the dashboard Ray Train needs
-            outcome = run_sweep(get_space("digits"), settings, ["ova_dm"], 1, seed=3, cpus_per_trial=1,
-                                workers_per_trial=workers, name=f"workers-{workers}", verbose=0,
-                                overrides={"epochs": 3})  # fmt: skip
+            request = SweepRequest(get_space("digits"), ["ova_dm"], 1, seed=3, cpus_per_trial=1,
+                                   workers_per_trial=workers, name=f"workers-{workers}", verbose=0,
+                                   overrides={"epochs": 3})  # fmt: skip
+            outcome = run_sweep(request, settings)
             (result,) = list(outcome.results)
             assert result.error is None, result.error
             frame = result.metrics_dataframe

@@ -196,7 +196,7 @@ def local_ray():
 def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray):
     from tuning.promote import best_results, finish_parents, promote
     from tuning.settings import resolve_settings
-    from tuning.sweep import PerLossSearch, run_sweep
+    from tuning.sweep import PerLossSearch, SweepRequest, run_sweep
 
     toy = get_space("toy2d")
     space = dataclasses.replace(toy, name="toy2d_diverging", ranges={"lr": log_uniform(1e-2, 1e5)})
@@ -209,9 +209,8 @@ def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray)
 
     seed = next(s for s in range(100) if min(sampled(s)) < 0.1 and max(sampled(s)) > 1e3)
     settings = resolve_settings(home)
-    outcome = run_sweep(
-        space, settings, ["softmax"], 4, seed=seed, overrides={"epochs": 3, "steps_per_epoch": 20}, verbose=0
-    )
+    request = SweepRequest(space, ["softmax"], 4, seed=seed, overrides={"epochs": 3, "steps_per_epoch": 20}, verbose=0)
+    outcome = run_sweep(request, settings)
 
     results = list(outcome.results)
     assert len(results) == 4 and all(r.error is None for r in results)  # divergence is not an error
@@ -335,11 +334,12 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
 def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home, local_ray):
     from tuning.promote import best_results
     from tuning.settings import resolve_settings
-    from tuning.sweep import run_sweep
+    from tuning.sweep import SweepRequest, run_sweep
 
     space = get_space("digits")
-    outcome = run_sweep(space, resolve_settings(home), ["softmax", "ova_dm"], 4, scheduler="asha",
-                        overrides={"epochs": 10, "checkpoint_every": 1}, verbose=0)  # fmt: skip
+    request = SweepRequest(space, ["softmax", "ova_dm"], 4, scheduler="asha",
+                           overrides={"epochs": 10, "checkpoint_every": 1}, verbose=0)  # fmt: skip
+    outcome = run_sweep(request, resolve_settings(home))
     results = list(outcome.results)
     assert len(results) == 8 and all(r.error is None for r in results)
     epochs = {

@@ -10,7 +10,7 @@ from PIL import Image
 from trainables.data import DatasetNotAvailable, Split, check_available, input_batches, load_dataset
 from trainables.data.imagenet import IMAGE_SIZE, IMAGENET_C
 from trainables.loop import fit_epoch
-from trainables.losses import get_loss
+from trainables.losses import LOSSES, get_loss
 from trainables.models import build_classifier
 from trainables.optim import build_optimizer
 
@@ -128,9 +128,9 @@ def test_imagenet_sweep_promote_evaluate(tmp_path, home, ovatune):
     outcome = {t.data.tags["ovatune.loss"]: t.data.tags["ovatune.outcome"] for t in trials}
     # ImageNet's lr range reaches 10: a 2-epoch trial may blow up (seed 0: ova at lr 8.1, a training
     # loss of 1e9 and NaN validation probabilities). Such a trial is diverged, never a champion.
-    evaluated = [loss for loss in ("softmax", "dm", "ova", "ova_dm") if outcome[loss] == "completed"]
+    evaluated = [loss for loss in LOSSES if outcome[loss] == "completed"]
     assert len(evaluated) >= 3
-    for loss in ("softmax", "dm", "ova", "ova_dm"):
+    for loss in LOSSES:
         if loss not in evaluated:
             assert outcome[loss] == "diverged" and f"{loss}/test_accuracy" not in metrics
             continue

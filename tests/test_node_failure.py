@@ -36,7 +36,7 @@ def test_a_trial_survives_the_death_of_its_node(home):
     from ray.cluster_utils import Cluster
 
     from tuning.settings import resolve_settings
-    from tuning.sweep import run_sweep
+    from tuning.sweep import SweepRequest, run_sweep
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -46,9 +46,10 @@ def test_a_trial_survives_the_death_of_its_node(home):
 
     def sweep() -> None:
         try:
-            outcome["sweep"] = run_sweep(get_space("digits"), settings, ["softmax"], 2, address=cluster.address,
-                                         cpus_per_trial=1, name="nodes", verbose=0,
-                                         overrides={"epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY})  # fmt: skip
+            request = SweepRequest(get_space("digits"), ["softmax"], 2, address=cluster.address, cpus_per_trial=1,
+                                   name="nodes", verbose=0,
+                                   overrides={"epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY})  # fmt: skip
+            outcome["sweep"] = run_sweep(request, settings)
         except BaseException as error:  # surfaced by the assertions below
             failure.append(error)
 

@@ -26,6 +26,7 @@ from serving import ExportedModel, raw_inputs
 from trainables.checksums import TamperedFile
 from trainables.data import load_dataset
 from trainables.losses import LOSSES
+from tuning.options import FORMATS
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +106,7 @@ def _assert_same(got: dict, want: dict, threshold: float) -> float:
     return difference
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "mlflow"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_exports_round_trip_to_1e_5(home, expected, fmt, tmp_path):
     _cli("export", "digits", "--format", fmt, "--out", str(tmp_path), home=home)
     differences = {}

@@ -477,7 +477,7 @@ def _sweep(space, settings, args) -> int:
 
     from trainables.trial_config import InvalidSetting, check_overrides
     from tuning.promote import finish_parents, promote
-    from tuning.sweep import run_sweep
+    from tuning.sweep import SweepRequest, run_sweep
 
     trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
     losses = args.losses or list(LOSSES)
@@ -500,6 +500,13 @@ def _sweep(space, settings, args) -> int:
         ("trials_per_loss", args.trials or (SMOKE_TEST["trials"] if args.smoke_test else None)),
         ("seed", args.seed), ("sampler", args.sampler), ("scheduler", args.scheduler)) if value is not None}  # fmt: skip
     asked |= overrides
+    request = SweepRequest(
+        space, losses, trials, seed=args.seed or 0, max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        workers_per_trial=args.workers_per_trial, scheduler=args.scheduler or "fifo",
+        sampler=args.sampler or "random", address=args.address, resume=args.resume, name=args.name,
+        data_dir=args.data_dir, overrides=overrides, asked=asked,
+    )  # fmt: skip
     started = time.time()
     if args.resume:
         print(f"ovatune: resuming {'sweep ' + args.name if args.name else 'the latest sweep'} of {space.name} with its "
@@ -508,13 +515,7 @@ def _sweep(space, settings, args) -> int:
         print(f"ovatune: sweeping {space.name}: {trials} trials x {len(losses)} losses; "
               f"MLflow store {settings.display_uri}", flush=True)  # fmt: skip
     try:
-        outcome = run_sweep(
-            space, settings, losses, trials, seed=args.seed or 0, max_concurrent=args.max_concurrent,
-            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-            workers_per_trial=args.workers_per_trial, scheduler=args.scheduler or "fifo",
-            sampler=args.sampler or "random", address=args.address, resume=args.resume, name=args.name,
-            data_dir=args.data_dir, overrides=overrides, asked=asked,
-        )  # fmt: skip
+        outcome = run_sweep(request, settings)
     except (FileNotFoundError, ValueError) as error:  # ClusterCannotRun and InvalidSetting are ValueErrors
         return _fail(str(error))
     if outcome.interrupted:

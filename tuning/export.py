@@ -28,6 +28,7 @@ from tuning.champion import (
     model_card,
     registered_name,
 )
+from tuning.errors import one_line
 from tuning.options import FORMATS
 
 
@@ -70,7 +71,7 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
         shutil.rmtree(staging, ignore_errors=True)
         raise ExportFailed(
             f"{loss}: exporting {name} v{version.version} (from {version.source}) failed: "
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}; "
+            f"{one_line(error)}; "
             f"{target} was left as it was"
         ) from error
     previous = target.with_name(f".{fmt}.previous-{staging.name.rsplit('-', 1)[-1]}")

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,51 @@ class PerLossSearch(Searcher):
             self.__dict__.update(pickle.load(f))
 
 
+@dataclass(frozen=True)
+class SweepRequest:
+    """What a user asks of one sweep: ``ovatune sweep``'s options, parsed and checked.
+
+    Attributes:
+        space: the experiment's search space.
+        losses: the losses to sweep (keys of ``LOSSES``); a resume takes the stored sweep's.
+        trials: trials per loss.
+        seed: seeds each loss's sampler (with the loss name) and every trial's weights.
+        max_concurrent: trials at once (default: as many as the cluster holds).
+        cpus_per_trial, gpus_per_trial: per trial, or per worker of a multi-worker trial (default:
+            the space's ``resources``).
+        workers_per_trial: Ray Train workers per trial (DDP; default: the space's, else 1).
+        scheduler, sampler: keys of ``tuning.options.SCHEDULERS`` and ``SAMPLERS``.
+        address: the Ray cluster to run on ("auto" inside one); None starts a local Ray.
+        resume: continue the sweep ``name`` (default: the latest of this experiment) where it
+            stopped; its original settings apply, finished trials are kept.
+        name: the sweep's name (default for a new sweep: ``new_sweep_name``).
+        data_dir: where the dataset's files are (default: the dataset's own location).
+        overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
+        verbose: Ray Tune's verbosity (0 silent, 1 the status table).
+        asked: what the user asked for explicitly, as the sweep's parent-run params name it
+            (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler`` and ``--set``
+            keys): a resume that contradicts the stored sweep is refused, naming each difference.
+    """
+
+    space: SearchSpace
+    losses: list[str]
+    trials: int
+    seed: int = 0
+    max_concurrent: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    workers_per_trial: int | None = None
+    scheduler: str = "fifo"
+    sampler: str = "random"
+    address: str | None = None
+    resume: bool = False
+    name: str | None = None
+    data_dir: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    verbose: int = 1
+    asked: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class SweepOutcome:
     """What a finished sweep hands to promotion."""
@@ -158,38 +203,8 @@ def latest_sweep(settings: Settings, experiment: str) -> str | None:
     return candidates[-1].name if candidates else None
 
 
-def run_sweep(
-    space: SearchSpace,
-    settings: Settings,
-    losses: list[str],
-    trials: int,
-    seed: int = 0,
-    max_concurrent: int | None = None,
-    cpus_per_trial: float | None = None,
-    gpus_per_trial: float | None = None,
-    workers_per_trial: int | None = None,
-    scheduler: str = "fifo",
-    sampler: str = "random",
-    address: str | None = None,
-    resume: bool = False,
-    name: str | None = None,
-    data_dir: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    verbose: int = 1,
-    asked: dict[str, Any] | None = None,
-) -> SweepOutcome:
-    """Run (or resume) a sweep of ``space`` over ``losses`` with ``trials`` trials per loss.
-
-    Args:
-        cpus_per_trial, gpus_per_trial: per trial, or per worker of a multi-worker trial (default:
-            the space's ``resources``).
-        workers_per_trial: Ray Train workers per trial (DDP; default: the space's, else 1).
-        overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
-        resume: continue the sweep ``name`` (default: the latest of this experiment) where it
-            stopped; its original settings apply, finished trials are kept.
-        asked: what the caller asked for explicitly, as the sweep's parent-run params name it
-            (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler`` and ``--set``
-            keys): a resume that contradicts the stored sweep is refused, naming each difference.
+def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
+    """Run (or resume) the sweep ``request`` describes, storing it under ``settings``' home and store.
 
     Raises:
         FileNotFoundError: ``resume`` with no sweep to resume.
@@ -199,11 +214,13 @@ def run_sweep(
     """
     from mlflow.tracking import MlflowClient
 
-    check_overrides(space, overrides or {})  # before Ray starts
+    space = request.space
+    name, losses, max_concurrent = request.name, list(request.losses), request.max_concurrent  # resolved below
+    check_overrides(space, request.overrides)  # before Ray starts
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per loss is noise
 
     settings.ray_results.mkdir(parents=True, exist_ok=True)
-    if resume:
+    if request.resume:
         name = name or latest_sweep(settings, space.name)
         if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
             raise FileNotFoundError(f"no sweep of {space.name!r} to resume under {settings.ray_results}")
@@ -215,28 +232,28 @@ def run_sweep(
         """Ray up (only once the checks that need no cluster have passed), and the trainable with its
         per-trial resources planned for the cluster. ``stored``: a resumed sweep's parent-run params,
         whose trial shape (workers, per-worker resources) the restored trials keep."""
-        workers = workers_per_trial or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
-        cpus = cpus_per_trial if cpus_per_trial is not None else stored.get("cpus_per_worker")
-        gpus = gpus_per_trial if gpus_per_trial is not None else stored.get("gpus_per_worker")
+        workers = request.workers_per_trial or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
+        cpus = request.cpus_per_trial if request.cpus_per_trial is not None else stored.get("cpus_per_worker")
+        gpus = request.gpus_per_trial if request.gpus_per_trial is not None else stored.get("gpus_per_worker")
         requested = TrialResources(
             float(cpus if cpus is not None else space.resources.get("cpu", 1)),
             float(gpus if gpus is not None else space.resources.get("gpu", 0)),
             workers,
         )
-        explicit = {key for key, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
-                                           ("workers", workers_per_trial)) if value is not None}  # fmt: skip
-        init_ray(address, dashboard=workers > 1)
-        resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=address is not None)
+        explicit = {key for key, value in (("cpus", request.cpus_per_trial), ("gpus", request.gpus_per_trial),
+                                           ("workers", request.workers_per_trial)) if value is not None}  # fmt: skip
+        init_ray(request.address, dashboard=workers > 1)
+        resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=request.address is not None)
         for note in notes:
             print(f"ovatune: {note}", flush=True)
         return tune.with_resources(train_classifier, resources.tune_request()), resources, slots
 
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
-    if not resume and (path.exists() or find_runs(client, experiment_id, kind="parent", sweep=name)):
+    if not request.resume and (path.exists() or find_runs(client, experiment_id, kind="parent", sweep=name)):
         raise ValueError(f"a sweep named {name!r} already exists (in {settings.ray_results} or the MLflow store "
                          f"{settings.display_uri}); continue it with --resume --name {name}, or choose another --name")  # fmt: skip
-    if resume:
+    if request.resume:
         # The parent runs say which losses the sweep covers; the Tuner restores the rest.
         parents = {
             r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="parent", sweep=name)
@@ -248,7 +265,7 @@ def run_sweep(
                 "the --home and --tracking-uri it was started with"
             )
         stored = client.get_run(next(iter(parents.values()))).data.params
-        _check_resume_matches(name, stored, asked or {})
+        _check_resume_matches(name, stored, request.asked)
         parents = parent_runs(client, experiment_id, name, losses, {})
         trainable, resources, slots = connect(stored)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
@@ -256,11 +273,11 @@ def run_sweep(
         trainable, resources, slots = connect({})
         param_space = {
             **space.fixed,
-            **(overrides or {}),
+            **request.overrides,
             "experiment": space.name,
-            "seed": seed,
+            "seed": request.seed,
             "data_seed": 0,
-            "data_dir": data_dir,
+            "data_dir": request.data_dir,
             "threads": max(1, int(resources.cpus)),
             "workers_per_trial": resources.workers,
             **({"cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus} if resources.workers > 1 else {}),
@@ -272,17 +289,17 @@ def run_sweep(
             # Tune sees only each trial's small driver: it would start every trial at once, each
             # waiting for its workers. Run as many as the cluster can hold workers for.
             max_concurrent = min(max_concurrent or slots, slots)
-        sweep_params = {"losses": ",".join(losses), "trials_per_loss": trials, "seed": seed, "sampler": sampler,
-                        "scheduler": scheduler, "metric": space.metric, "mode": space.mode, **param_space}  # fmt: skip
+        sweep_params = {"losses": ",".join(losses), "trials_per_loss": request.trials, "seed": request.seed, "sampler": request.sampler,
+                        "scheduler": request.scheduler, "metric": space.metric, "mode": space.mode, **param_space}  # fmt: skip
         parents = parent_runs(client, experiment_id, name, losses, sweep_params)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                search_alg=PerLossSearch(space, losses, trials, seed, sampler),
-                num_samples=trials * len(losses),
+                search_alg=PerLossSearch(space, losses, request.trials, request.seed, request.sampler),
+                num_samples=request.trials * len(losses),
                 max_concurrent_trials=max_concurrent,
-                scheduler=_scheduler(scheduler, space, param_space),
+                scheduler=_scheduler(request.scheduler, space, param_space),
                 # saves seconds per short trial; a multi-worker trial's process owns its Ray Train
                 # run, which must end with it (a stopped trial's reused process would keep it going)
                 reuse_actors=resources.workers == 1,
@@ -293,7 +310,7 @@ def run_sweep(
                 callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id, name, parents)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
                 failure_config=tune.FailureConfig(max_failures=2),  # node loss: resume elsewhere
-                verbose=verbose,
+                verbose=request.verbose,
                 progress_reporter=tune.CLIReporter(
                     parameter_columns=["loss", "trial_number", *space.ranges],
                     metric_columns=["epoch", "train_loss", space.metric, "val_ece"],

@@ -7,10 +7,10 @@ has images, shifted copies of the test split (corruption × intensity 1–5).
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,75 +131,19 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.sort(keep), np.sort(held_out)
 
 
-# One row per dataset (``DATASETS`` below): how to load it, check its files, download them. The
-# per-dataset modules are imported inside these functions: each pulls in what only it needs
-# (scikit-learn, torchvision, tokenizers), and each imports this module's Dataset and Split.
+def _imported(module: str, function: str, *leading: str, takes_data_dir: bool = True) -> Callable:
+    """``trainables.data.<module>.<function>``, imported when first called, with ``leading``
+    arguments first (e.g. which CIFAR). Importing late keeps each dataset's dependencies (scikit-learn,
+    torchvision, tokenizers) out of every other dataset's trials, and lets each per-dataset module
+    import this one's ``Dataset`` and ``Split``. An embedded loader has no files to find, so
+    ``takes_data_dir=False`` drops the ``data_dir`` argument every row's ``load`` is called with."""
 
+    def call(*args):
+        target = getattr(importlib.import_module(f"trainables.data.{module}"), function)
+        return target(*leading, *(args if takes_data_dir else args[1:]))
 
-def _load_toy2d(data_dir: str | None, seed: int) -> Dataset:
-    from trainables.data.toy2d import load_toy2d
-
-    return load_toy2d(seed)
-
-
-def _load_digits(data_dir: str | None, seed: int) -> Dataset:
-    from trainables.data.digits import load_digits
-
-    return load_digits(seed)
-
-
-def _load_cifar(name: str, data_dir: str | None, seed: int) -> Dataset:
-    from trainables.data.cifar import load_cifar
-
-    return load_cifar(name, data_dir, seed)
-
-
-def _check_cifar(name: str, data_dir: str | None) -> None:
-    from trainables.data.cifar import check_cifar
-
-    check_cifar(name, data_dir)
-
-
-def _download_cifar(name: str, data_dir: str | None) -> None:
-    from trainables.data.cifar import download_cifar
-
-    download_cifar(name, data_dir)
-
-
-def _load_imagenet(data_dir: str | None, seed: int) -> Dataset:
-    from trainables.data.imagenet import load_imagenet
-
-    return load_imagenet(data_dir, seed)
-
-
-def _check_imagenet(data_dir: str | None) -> None:
-    from trainables.data.imagenet import imagenet_root
-
-    imagenet_root(data_dir)
-
-
-def _download_imagenet(data_dir: str | None) -> None:
-    from trainables.data.imagenet import download_imagenet
-
-    download_imagenet(data_dir)
-
-
-def _load_clinc(data_dir: str | None, seed: int) -> Dataset:
-    from trainables.data.clinc import load_clinc
-
-    return load_clinc(data_dir, seed)
-
-
-def _check_clinc(data_dir: str | None) -> None:
-    from trainables.data.clinc import clinc_source
-
-    clinc_source(data_dir)
-
-
-def _download_clinc(data_dir: str | None) -> None:
-    from trainables.data.clinc import download_clinc
-
-    download_clinc(data_dir)
+    call.__qualname__ = f"{module}.{function}"  # what a traceback or repr shows
+    return call
 
 
 @dataclass(frozen=True)
@@ -225,17 +169,26 @@ class DatasetSource:
         return self.check is None
 
 
+# One row per dataset: how to load it, check its files, download them.
 DATASETS: dict[str, DatasetSource] = {
-    "toy2d": DatasetSource(_load_toy2d),
-    "digits": DatasetSource(_load_digits),
-    "cifar10": DatasetSource(
-        partial(_load_cifar, "cifar10"), partial(_check_cifar, "cifar10"), partial(_download_cifar, "cifar10")
+    "toy2d": DatasetSource(_imported("toy2d", "load_toy2d", takes_data_dir=False)),
+    "digits": DatasetSource(_imported("digits", "load_digits", takes_data_dir=False)),
+    **{
+        name: DatasetSource(
+            _imported("cifar", "load_cifar", name),
+            _imported("cifar", "check_cifar", name),
+            _imported("cifar", "download_cifar", name),
+        )
+        for name in ("cifar10", "cifar100")
+    },
+    "imagenet": DatasetSource(
+        _imported("imagenet", "load_imagenet"),
+        _imported("imagenet", "imagenet_root"),
+        _imported("imagenet", "download_imagenet"),
     ),
-    "cifar100": DatasetSource(
-        partial(_load_cifar, "cifar100"), partial(_check_cifar, "cifar100"), partial(_download_cifar, "cifar100")
+    "clinc": DatasetSource(
+        _imported("clinc", "load_clinc"), _imported("clinc", "clinc_source"), _imported("clinc", "download_clinc")
     ),
-    "imagenet": DatasetSource(_load_imagenet, _check_imagenet, _download_imagenet),
-    "clinc": DatasetSource(_load_clinc, _check_clinc, _download_clinc),
 }
 
 
