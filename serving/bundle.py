@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.checkpoint import CHECKPOINT_META
 from trainables.checksums import check_files, sha256
 from trainables.models import Classifier, build_classifier
 
 SERVING_FILE = "serving.json"  # metadata: classes, loss, preprocessing, threshold, file hashes
 MANIFEST_FILE = "manifest.json"  # an export's files and their SHA-256
 WEIGHTS_FILE = "weights.pt"  # the model's state dict only
-BUNDLE_META = "meta.json"  # the checkpoint's metadata (config, classes, tokenizer), copied into the bundle
+BUNDLE_META = CHECKPOINT_META  # the checkpoint's meta.json (config, classes, tokenizer), copied as it is
 TOKENIZER_FILE = "tokenizer.json"  # text models' exports: the tokenizer that makes their token ids
 OUTPUTS = ("probabilities", "confidence", "prediction", "none_of_the_above")
 KEEP_FRACTION = 0.95  # the threshold keeps this share of in-distribution validation examples

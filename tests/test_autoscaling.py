@@ -20,6 +20,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from launch import run_ovatune
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -111,17 +113,13 @@ def autoscaling_cluster(tmp_path):
                 pass
 
 
-def _ovatune(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ovatune"), *args], capture_output=True, text=True, timeout=600, env=env)
-
-
 def test_gpu_trials_make_the_autoscaler_launch_gpu_workers_and_run_there(autoscaling_cluster, tmp_path):
     address, env = autoscaling_cluster
     home = tmp_path / "home"
 
     # a request no node type can hold: refused before any trial starts, naming the node types
-    refused = _ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--gpus-per-trial", "2",
-                       "--address", address, "--home", str(home), env=env)  # fmt: skip
+    refused = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--gpus-per-trial", "2",
+                          "--address", address, home=home, env=env, timeout=600)  # fmt: skip
     assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
     error = refused.stderr.strip().splitlines()[-1]
     assert error.startswith("ovatune: error:") and "gpu_worker (2 CPU, 1 GPU, up to 2)" in error
@@ -129,9 +127,9 @@ def test_gpu_trials_make_the_autoscaler_launch_gpu_workers_and_run_there(autosca
     assert "Trial name" not in refused.stdout  # no trial ran
 
     # 1 GPU per trial while no GPU node is up: the trials ask for it, the autoscaler brings gpu_workers
-    run = _ovatune("run", "digits", "--losses", "softmax,ova_dm", "--trials", "2", "--epochs", "2",
-                   "--gpus-per-trial", "1", "--cpus-per-trial", "1", "--address", address, "--home", str(home),
-                   env=env)  # fmt: skip
+    run = run_ovatune("run", "digits", "--losses", "softmax,ova_dm", "--trials", "2", "--epochs", "2",
+                      "--gpus-per-trial", "1", "--cpus-per-trial", "1", "--address", address, home=home,
+                      env=env, timeout=600)  # fmt: skip
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
     assert "trials run on the CPU" not in output

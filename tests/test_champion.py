@@ -6,8 +6,6 @@ register, resume, smoke-test, never/always, ``evaluate --sweep``) runs the CLI i
 """
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from tuning.champion import CHAMPION, POLICIES, champion_versions, current_champion, decide, sweep_versions
 
-OVATUNE = str(Path(sys.executable).parent / "ovatune")
+from launch import run_ovatune
 
 
 @pytest.fixture
@@ -76,10 +74,7 @@ def test_lookups_find_the_alias_and_each_sweeps_own_version(registry):
 
 
 def _sweep(home: Path, *args: str) -> str:
-    command = [OVATUNE, "sweep", "digits", "--losses", "softmax", *args, "--home", str(home)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    return run_ovatune("sweep", "digits", "--losses", "softmax", *args, home=home, timeout=600, check=True).stdout
 
 
 @pytest.mark.slow
@@ -123,9 +118,7 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
     assert str(client.get_model_version_by_alias(name, "champion").version) == "3"
 
     # evaluate --sweep measures that sweep's own model and moves no alias.
-    result = subprocess.run([OVATUNE, "evaluate", "digits", "--sweep", "quick", "--home", str(home)],
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_ovatune("evaluate", "digits", "--sweep", "quick", home=home, timeout=600, check=True)
     report = home / "reports" / "digits" / "sweeps" / "quick" / "report.md"
     assert str(report) in result.stdout and "sweep quick's models" in result.stdout
     assert re.search(r"\| softmax \| `ovatune-digits-softmax` v2 \| `quick` \| 0 \|", report.read_text())
@@ -134,8 +127,7 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
     (evaluation,) = client.search_runs([experiment], "tags.`ovatune.kind` = 'evaluation'")
     assert evaluation.info.run_name == "evaluation · quick" and evaluation.data.tags["ovatune.evaluated"] == "sweep"
 
-    missing = subprocess.run([OVATUNE, "evaluate", "digits", "--sweep", "unregistered", "--home", str(home)],
-                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    missing = run_ovatune("evaluate", "digits", "--sweep", "unregistered", home=home, timeout=600)
     assert missing.returncode == 2 and missing.stderr.startswith("ovatune: error: sweep 'unregistered' registered no")
     assert "Traceback" not in missing.stderr
 

@@ -12,17 +12,17 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from test_checkpoints import flip_byte
+from test_checkpoint import flip_byte
+
+from launch import run_ovatune, start_ovatune
 
 pytestmark = pytest.mark.slow
 
-OVATUNE = str(Path(sys.executable).parent / "ovatune")
 EPOCHS = 40
 
 
@@ -49,10 +49,9 @@ def _trial_runs(home: Path, sweep: str) -> list:
 
 
 def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(home):
-    command = [OVATUNE, "sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", str(EPOCHS),
-               "--set", "checkpoint_every=1", "--name", "flipped", "--home", str(home)]  # fmt: skip
-    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)  # fmt: skip
+    sweep = start_ovatune("sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", str(EPOCHS),
+                          "--set", "checkpoint_every=1", "--name", "flipped", home=home,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     try:
         deadline = time.time() + 300
         while True:  # both trials a few checkpoints in, neither finished
@@ -77,8 +76,7 @@ def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(
         corrupted[loss] = (newer, json.loads((oldest / "meta.json").read_text())["epoch"])
 
     resume = shlex.split(output.strip().splitlines()[-1].strip())
-    resumed = subprocess.run([OVATUNE, *resume[1:]], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resumed = run_ovatune(*resume[1:], timeout=600, check=True)
     assert "(0 diverged, 0 failed)" in resumed.stdout
     runs = {r.data.tags["ovatune.loss"]: r for r in _trial_runs(home, "flipped")}
     for loss, (folders, intact_epoch) in corrupted.items():
@@ -96,9 +94,7 @@ def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(
 
 def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_intact_trial(home):
     args = ["sweep", "digits", "--losses", "softmax", "--trials", "3", "--epochs", "3", "--name", "ranked"]
-    first = subprocess.run([OVATUNE, *args, "--promote", "never", "--home", str(home)],
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run_ovatune(*args, "--promote", "never", home=home, timeout=600, check=True)
     runs = sorted(_trial_runs(home, "ranked"),
                   key=lambda r: (r.data.metrics["val_accuracy"], -r.data.metrics["val_nll"]), reverse=True)  # fmt: skip
     best, second = runs[0], runs[1]
@@ -108,9 +104,7 @@ def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_int
     checkpoint = max(best_dir.glob("checkpoint_*"))
     flip_byte(checkpoint / "state.pt", "data/0")
 
-    resumed = subprocess.run(
-        [OVATUNE, *args, "--resume", "--home", str(home)], capture_output=True, text=True, timeout=600
-    )
+    resumed = run_ovatune(*args, "--resume", home=home, timeout=600)
     assert resumed.returncode == 1, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     errors = [line for line in resumed.stderr.splitlines() if line.startswith("ovatune: error:")]
     assert len(errors) == 1 and "Traceback" not in resumed.stderr

@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from trainables.data.cifar import read_cifar, write_cifar
 from trainables.data.corrupted_sets import CORRUPTED_SETS
 from trainables.data.corruptions import CORRUPTIONS, corrupt
 from tuning.cli import main
+
+from launch import start_ovatune
 
 
 def _photo_tiles(n: int) -> np.ndarray:
@@ -68,9 +69,9 @@ def test_a_killed_run_resumes_at_the_first_unfinished_file(tmp_path):
     images = np.tile(_photo_tiles(250), (12, 1, 1, 1))  # 3000 images: the slow files take seconds
     write_cifar("cifar100", tmp_path, images, np.arange(3000) % 100, train=False)
     out = tmp_path / "CIFAR-100-C"
-    command = [str(Path(sys.executable).with_name("ovatune")), "corrupt", "cifar100", "--data-dir", str(tmp_path),
-               "--corruptions", "contrast,spatter,elastic_transform", "--workers", "1"]  # fmt: skip
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_ovatune("corrupt", "cifar100", "--data-dir", str(tmp_path), "--corruptions",
+                            "contrast,spatter,elastic_transform", "--workers", "1",
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
     while not (out / "contrast.npy").exists() and time.time() < deadline:
         time.sleep(0.05)

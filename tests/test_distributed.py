@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import get_space
 
-pytestmark = pytest.mark.slow
+from launch import start_ovatune
 
-OVATUNE = str(Path(sys.executable).parent / "ovatune")
+pytestmark = pytest.mark.slow
 
 
 def _rows(path: Path) -> list[dict]:
@@ -95,11 +94,10 @@ def test_killed_workers_and_a_killed_trial_resume_from_their_checkpoints(home):
     Train run on every worker): with a checkpoint every epoch, every epoch reaches Tune and MLflow
     exactly once, in order. (Restarted from scratch, Tune would see epochs 1, 2, ... again.)"""
     epochs = 40
-    sweep = subprocess.Popen(
-        [OVATUNE, "sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", str(epochs),
-         "--workers-per-trial", "2", "--cpus-per-trial", "1", "--set", "checkpoint_every=1", "--name", "killed",
-         "--home", str(home)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    sweep = start_ovatune(
+        "sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", str(epochs),
+        "--workers-per-trial", "2", "--cpus-per-trial", "1", "--set", "checkpoint_every=1", "--name", "killed",
+        home=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     results = home / "ray_results" / "killed"
     killed: list[str] = []

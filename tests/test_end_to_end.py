@@ -25,15 +25,9 @@ from mlflow.tracking import MlflowClient
 from search_spaces import get_space, log_uniform
 from trainables.losses import LOSSES
 
+from launch import run_ovatune, start_ovatune
+
 pytestmark = pytest.mark.slow
-
-OVATUNE = str(Path(sys.executable).parent / "ovatune")  # the installed console script
-
-
-def run_cli(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run([OVATUNE, *args, "--home", str(home)], capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 def store(home: Path) -> MlflowClient:
@@ -46,7 +40,7 @@ def runs_of(client: MlflowClient, experiment: str, kind: str) -> list:
 
 
 def test_run_digits_end_to_end(home):
-    out = run_cli("run", "digits", "--trials", "2", "--epochs", "6", home=home).stdout
+    out = run_ovatune("run", "digits", "--trials", "2", "--epochs", "6", home=home, timeout=600, check=True).stdout
     client = store(home)
 
     experiment = client.get_experiment_by_name("digits")
@@ -101,7 +95,7 @@ def test_run_digits_end_to_end(home):
 
 
 def test_toy2d_shows_the_papers_figure_1_effect(home):
-    run_cli("run", "toy2d", "--trials", "1", home=home)
+    run_ovatune("run", "toy2d", "--trials", "1", home=home, timeout=600, check=True)
     (evaluation,) = runs_of(store(home), "toy2d", "evaluation")
     metrics = evaluation.data.metrics
     for loss in LOSSES:
@@ -128,8 +122,8 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
     args = ["sweep", "digits", "--trials", "3", "--epochs", "30", "--losses", "softmax,ova", "--name", "killed"]
     client = store(home)  # the store's schema first: two processes migrating one new SQLite file collide
-    process = subprocess.Popen([OVATUNE, *args, "--home", str(home)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    process = start_ovatune(*args, home=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
 
     def progress() -> bool:
         try:
@@ -153,7 +147,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
     logged_before = {i: [(m.step, m.timestamp) for m in client.get_metric_history(i, "train_loss")] for i in before}
     finished_before = {i: t for i, t in before.items() if t.info.status == "FINISHED"}
 
-    run_cli(*args[:2], "--resume", "--name", "killed", home=home)
+    run_ovatune(*args[:2], "--resume", "--name", "killed", home=home, timeout=600, check=True)
 
     after = runs_of(client, "digits", "trial")
     by_loss = {loss: sorted(t.data.tags["ovatune.trial_number"] for t in after if t.data.tags["ovatune.loss"] == loss)
@@ -245,8 +239,8 @@ def test_ui_serves_the_store_on_loopback(home):
     client = store(home)  # creates the SQLite store
     client.create_experiment("digits")
     port = _free_port()
-    server = subprocess.Popen([OVATUNE, "ui", "--port", str(port), "--home", str(home)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    server = start_ovatune("ui", "--port", str(port), home=home,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
 
@@ -269,8 +263,10 @@ def test_ui_serves_the_store_on_loopback(home):
 
 
 def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
-    command = [OVATUNE, "sweep", "digits", "--smoke-test", "--losses", "softmax,ova_dm", "--home", str(home)]
-    sweeps = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    args = ["sweep", "digits", "--smoke-test", "--losses", "softmax,ova_dm"]
+    sweeps = [
+        start_ovatune(*args, home=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+    ]
     outputs = [s.communicate(timeout=600)[0] for s in sweeps]
     assert [s.returncode for s in sweeps] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     names = [re.search(r"^sweep (\S+):", out, re.MULTILINE).group(1) for out in outputs]
@@ -284,7 +280,7 @@ def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
     assert deleted == []  # no sweep replaced the other's runs
 
     # a name that exists is refused without --resume, before anything runs or is deleted
-    again = subprocess.run([*command, "--name", names[0]], capture_output=True, text=True, timeout=120)
+    again = run_ovatune(*args, "--name", names[0], home=home, timeout=120)
     assert again.returncode == 2 and f"a sweep named {names[0]!r} already exists" in again.stderr
     assert f"--resume --name {names[0]}" in again.stderr
     assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
@@ -296,8 +292,8 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
 
     store(home).create_experiment("digits")
     port = _free_port()
-    ui = subprocess.Popen([OVATUNE, "ui", "--port", str(port), "--home", str(home)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    ui = start_ovatune("ui", "--port", str(port), home=home,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     try:
 
         def healthy() -> bool:
@@ -324,8 +320,7 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        refused = subprocess.run([OVATUNE, "ui", "--port", str(taken), "--home", str(home)],
-                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+        refused = run_ovatune("ui", "--port", str(taken), home=home, timeout=60)
     assert refused.returncode == 1
     assert refused.stderr.startswith("ovatune: error:") and f"port {taken}" in refused.stderr
     assert "MLflow UI for" not in refused.stdout

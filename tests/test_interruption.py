@@ -9,16 +9,16 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from launch import run_ovatune, start_ovatune
+
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 EPOCHS = 20
 
 
@@ -30,9 +30,9 @@ def _reported(results: Path) -> int:
 
 
 def _start_and_stop(home: Path, signum: int, to_group: bool) -> subprocess.CompletedProcess:
-    sweep = subprocess.Popen(
-        [str(BIN / "ovatune"), "sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "3", "--epochs",
-         str(EPOCHS), "--name", "stopped", "--home", str(home)],
+    sweep = start_ovatune(
+        "sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "3", "--epochs", str(EPOCHS),
+        "--name", "stopped", home=home,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     try:
@@ -75,9 +75,7 @@ def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(h
     assert unfinished and all(t.data.tags["ovatune.outcome"] == "interrupted" for t in unfinished)
     assert all(t.info.status == "KILLED" for t in unfinished)
 
-    resumed = subprocess.run([str(BIN / "ovatune"), *shlex.split(command)[1:]], capture_output=True, text=True,
-                             timeout=600)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
     client, runs = _runs(home)
     trials = [r for r in runs if r.data.tags["ovatune.kind"] == "trial"]
     assert len(trials) == 6 and all(t.info.status == "FINISHED" for t in trials)

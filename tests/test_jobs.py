@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from launch import run_ovatune
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -29,10 +31,6 @@ def _current_cluster() -> str | None:
     """What /tmp/ray/ray_current_cluster says (the cluster a bare ray.init() would join), if anything."""
     path = Path("/tmp/ray/ray_current_cluster")
     return path.read_text() if path.exists() else None
-
-
-def _ovatune(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ovatune"), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
@@ -57,12 +55,12 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
     home = tmp_path / "home"
     try:
         deadline = time.time() + 120
-        while _ovatune("status", "--dashboard", address, env=env).returncode != 0:
+        while run_ovatune("status", "--dashboard", address, env=env, timeout=300).returncode != 0:
             assert time.time() < deadline and head.poll() is None, "the Ray head did not come up"
             time.sleep(2)
         for _ in range(10):  # the head answers before its job agent is ready to take jobs
-            submitted = _ovatune("submit", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home),
-                                 "--dashboard", address, env=env)  # fmt: skip
+            submitted = run_ovatune("submit", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home),
+                                    "--dashboard", address, env=env, timeout=300)  # fmt: skip
             if submitted.returncode == 0:
                 break
             time.sleep(3)
@@ -71,15 +69,16 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
 
         deadline, state = time.time() + 300, ""
         while time.time() < deadline:
-            state = _ovatune("status", job_id, "--dashboard", address, env=env).stdout
+            state = run_ovatune("status", job_id, "--dashboard", address, env=env, timeout=300).stdout
             if "SUCCEEDED" in state or "FAILED" in state or "STOPPED" in state:
                 break
             time.sleep(3)
-        logs = _ovatune("logs", job_id, "--dashboard", address, env=env).stdout
+        logs = run_ovatune("logs", job_id, "--dashboard", address, env=env, timeout=300).stdout
         assert "SUCCEEDED" in state, state + logs[-3000:]
         assert "ovatune sweep digits --smoke-test --losses softmax" in state and "--address auto" in state
         assert "sweep digits-" in logs and "ovatune-digits-softmax@champion" in logs
-        listed = _ovatune("status", "--address", address, env=env)  # the old spelling still works, and says so
+        # the old spelling still works, and says so
+        listed = run_ovatune("status", "--address", address, env=env, timeout=300)
         assert job_id in listed.stdout and "ovatune: warning: --address is now --dashboard" in listed.stderr
 
         client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
@@ -87,7 +86,7 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
                                     "tags.`ovatune.kind` = 'trial'")  # fmt: skip
         assert len(trials) == 1 and trials[0].info.status == "FINISHED"
 
-        unknown = _ovatune("status", "raysubmit_nope", "--dashboard", address, env=env)
+        unknown = run_ovatune("status", "raysubmit_nope", "--dashboard", address, env=env, timeout=300)
         assert unknown.returncode == 2 and "Ray Jobs API at" in unknown.stderr
     finally:
         os.killpg(head.pid, signal.SIGTERM)

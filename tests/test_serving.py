@@ -28,6 +28,8 @@ from trainables.data import load_dataset
 from trainables.losses import LOSSES
 from tuning.options import FORMATS
 
+from launch import environment, run_ovatune, start_ovatune
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -53,28 +55,10 @@ def _wait_for(url: str, seconds: float, what: str) -> None:
     raise AssertionError(f"{what} did not answer at {url} within {seconds} s")
 
 
-def _environment(**extra: str) -> dict[str, str]:
-    """This process's environment without MLFLOW_TRACKING_URI (mlflow.set_tracking_uri exports it,
-    so an earlier test's store would leak into the subprocess) plus ``extra``."""
-    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **extra}
-
-
-def _cli(*args: str, home: Path) -> str:
-    result = subprocess.run(
-        [str(BIN / "ovatune"), *args, "--home", str(home)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=_environment(),
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("serving") / "home"
-    _cli("run", "digits", "--trials", "1", "--epochs", "4", home=path)
+    run_ovatune("run", "digits", "--trials", "1", "--epochs", "4", home=path, check=True)
     return path
 
 
@@ -108,7 +92,7 @@ def _assert_same(got: dict, want: dict, threshold: float) -> float:
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_exports_round_trip_to_1e_5(home, expected, fmt, tmp_path):
-    _cli("export", "digits", "--format", fmt, "--out", str(tmp_path), home=home)
+    run_ovatune("export", "digits", "--format", fmt, "--out", str(tmp_path), home=home, check=True)
     differences = {}
     for loss, (raw, want, info) in expected.items():
         folder = tmp_path / loss / fmt
@@ -144,7 +128,9 @@ def test_registered_pyfunc_predicts_on_dataframe_and_array(home, expected):
 
 
 def test_tampered_export_is_refused(home, tmp_path):
-    _cli("export", "digits", "--losses", "ova", "--format", "torchscript", "--out", str(tmp_path), home=home)
+    run_ovatune(
+        "export", "digits", "--losses", "ova", "--format", "torchscript", "--out", str(tmp_path), home=home, check=True
+    )
     folder = tmp_path / "ova" / "torchscript"
     ExportedModel(folder)  # intact: loads
     for name in ("model.pt", "serving.json"):
@@ -159,13 +145,13 @@ def test_tampered_export_is_refused(home, tmp_path):
 
 def test_mlflow_models_serve_answers_like_the_model_in_process(home, expected):
     port = _free_port()
-    environment = _environment(
+    env = environment(
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"
     )
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "models", "serve", "-m", "models:/ovatune-digits-ova_dm@champion",
          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     try:
         _wait_for(f"http://127.0.0.1:{port}/ping", 180, "mlflow models serve")
@@ -197,8 +183,8 @@ def test_the_mlflow_ui_in_a_real_browser(home):
     from playwright.sync_api import expect, sync_playwright
 
     port = _free_port()
-    ui = subprocess.Popen([str(BIN / "ovatune"), "ui", "--port", str(port), "--home", str(home)], env=_environment(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    ui = start_ovatune("ui", "--port", str(port), home=home,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
@@ -253,7 +239,9 @@ def test_the_mlflow_ui_in_a_real_browser(home):
 def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_exported(home, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    _cli("export", "digits", "--losses", "ova", "--format", "onnx", "--out", str(tmp_path), home=home)
+    run_ovatune(
+        "export", "digits", "--losses", "ova", "--format", "onnx", "--out", str(tmp_path), home=home, check=True
+    )
     before = {p.name: p.read_bytes() for p in (tmp_path / "ova" / "onnx").iterdir()}
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     name = "ovatune-digits-ova"
@@ -262,11 +250,8 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
     broken = client.create_model_version(name, source=gone.as_uri(), run_id=champion.run_id)
     client.set_registered_model_alias(name, "champion", broken.version)
     try:
-        result = subprocess.run(
-            [str(BIN / "ovatune"), "export", "digits", "--losses", "ova,softmax", "--format", "onnx",
-             "--out", str(tmp_path), "--home", str(home)],
-            capture_output=True, text=True, timeout=900, env=_environment(),
-        )  # fmt: skip
+        result = run_ovatune("export", "digits", "--losses", "ova,softmax", "--format", "onnx", "--out", str(tmp_path),
+                             home=home, timeout=900)  # fmt: skip
     finally:
         client.set_registered_model_alias(name, "champion", champion.version)
         client.delete_model_version(name, broken.version)
@@ -280,8 +265,7 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
 
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    refused = subprocess.run([str(BIN / "ovatune"), "export", "digits", "--losses", "ova", "--out", str(a_file),
-                              "--home", str(home)], capture_output=True, text=True, timeout=300, env=_environment())  # fmt: skip
+    refused = run_ovatune("export", "digits", "--losses", "ova", "--out", str(a_file), home=home, timeout=300)
     assert refused.returncode == 1 and "is a file, not a folder" in refused.stderr and "Traceback" not in refused.stderr
 
 
@@ -295,8 +279,7 @@ def test_a_broken_champion_fails_alone_and_the_others_are_evaluated(home):
     broken = client.create_model_version(name, source=gone.as_uri(), run_id=champion.run_id)
     client.set_registered_model_alias(name, "champion", broken.version)
     try:
-        result = subprocess.run([str(BIN / "ovatune"), "evaluate", "digits", "--home", str(home)],
-                                capture_output=True, text=True, timeout=900, env=_environment())  # fmt: skip
+        result = run_ovatune("evaluate", "digits", home=home, timeout=900)
     finally:
         client.set_registered_model_alias(name, "champion", champion.version)
         client.delete_model_version(name, broken.version)

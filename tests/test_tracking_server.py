@@ -21,6 +21,8 @@ from mlflow.tracking import MlflowClient
 from trainables.losses import LOSSES
 from tuning.settings import redact
 
+from launch import run_ovatune, start_ovatune
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -82,10 +84,8 @@ def test_sweep_against_an_mlflow_server_on_postgresql(database, tmp_path):
 
         environment = {**clean_env, "MLFLOW_TRACKING_USERNAME": "ovatune", "MLFLOW_TRACKING_PASSWORD": ENV_SECRET}
         uri = f"http://ovatune:{URI_SECRET}@127.0.0.1:{port}"
-        result = subprocess.run(
-            [str(BIN / "ovatune"), "run", "digits", "--smoke-test", "--tracking-uri", uri, "--home", str(tmp_path / "h")],
-            env=environment, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
+        result = run_ovatune("run", "digits", "--smoke-test", "--tracking-uri", uri, home=tmp_path / "h",
+                             env=environment, timeout=900)  # fmt: skip
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-3000:]
         assert URI_SECRET not in output and ENV_SECRET not in output
@@ -146,10 +146,10 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
     server = _start_server(backend, tmp_path / "artifacts", port)
     uri = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    sweep = subprocess.Popen(
-        [str(BIN / "ovatune"), "sweep", "digits", "--losses", "softmax,ova", "--trials", "2", "--epochs", "25",
-         "--tracking-uri", uri, "--home", str(tmp_path / "home")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    sweep = start_ovatune(
+        "sweep", "digits", "--losses", "softmax,ova", "--trials", "2", "--epochs", "25", "--tracking-uri", uri,
+        home=tmp_path / "home", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
     )  # fmt: skip
     try:
         client = MlflowClient(uri)

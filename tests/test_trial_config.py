@@ -2,10 +2,6 @@
 sweep's own options are checked against it before Ray starts, and ``--resume`` refuses options that
 contradict the stored sweep."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import ray
 
@@ -23,7 +19,7 @@ from trainables.trial_config import (
 )
 from tuning.cli import main
 
-OVATUNE = str(Path(sys.executable).parent / "ovatune")
+from launch import run_ovatune
 
 
 @pytest.mark.parametrize("name", list(SPACES))
@@ -110,13 +106,12 @@ def test_bad_sweep_options_are_usage_errors(argv, message, capsys, home):
 
 @pytest.mark.slow
 def test_a_resume_that_contradicts_the_stored_sweep_is_refused_naming_each_difference(home):
-    start = [OVATUNE, "sweep", "digits", "--losses", "softmax", "--smoke-test", "--name", "stored", "--home", str(home)]
-    first = subprocess.run(start, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run_ovatune("sweep", "digits", "--losses", "softmax", "--smoke-test", "--name", "stored", home=home, timeout=600,
+                check=True)  # fmt: skip
 
-    resume = [OVATUNE, "sweep", "digits", "--resume", "--name", "stored", "--home", str(home)]
-    refused = subprocess.run([*resume, "--trials", "5", "--epochs", "9", "--losses", "softmax,ova", "--set", "width=8"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    resume = ["sweep", "digits", "--resume", "--name", "stored"]
+    refused = run_ovatune(*resume, "--trials", "5", "--epochs", "9", "--losses", "softmax,ova", "--set", "width=8",
+                          home=home, timeout=120)  # fmt: skip
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     (line,) = [line for line in refused.stderr.splitlines() if line.startswith("ovatune: error:")]
     for difference in ("losses softmax,ova (the sweep has softmax)", "trials_per_loss 5 (the sweep has 1)",
@@ -124,9 +119,8 @@ def test_a_resume_that_contradicts_the_stored_sweep_is_refused_naming_each_diffe
         assert difference in line, line
     assert "started" not in refused.stdout and "Trial name" not in refused.stdout  # Ray never ran
 
-    again = subprocess.run([*resume, "--losses", "softmax", "--epochs", "2"], capture_output=True, text=True,
-                           timeout=600)  # fmt: skip  # what it was started with: accepted
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    # what it was started with: accepted
+    again = run_ovatune(*resume, "--losses", "softmax", "--epochs", "2", home=home, timeout=600, check=True)
     assert "resuming sweep stored of digits with its own losses, trials and settings" in again.stdout
 
 

@@ -1,0 +1,61 @@
+"""The one way tests launch the ``ovatune`` command: the installed console script, as a user runs it.
+
+In-process ``tuning.cli.main([...])`` is for fast checks of what the CLI refuses before anything
+starts (``test_cli.py``); everything that runs a sweep, a server or a job goes through here.
+
+The child's environment is this process's without ``MLFLOW_TRACKING_URI``: ``mlflow.set_tracking_uri``
+exports it, so an earlier in-process test's store would otherwise leak into the command.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+OVATUNE = str(Path(sys.executable).parent / "ovatune")  # the console script beside this Python
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This process's environment without ``MLFLOW_TRACKING_URI``, plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **extra}
+
+
+def ovatune_command(*args: str, home: str | Path | None = None) -> list[str]:
+    """``ovatune ARGS [--home HOME]`` as an argv list."""
+    return [OVATUNE, *args, *(["--home", str(home)] if home is not None else [])]
+
+
+def run_ovatune(
+    *args: str,
+    home: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+    check: bool = False,
+) -> subprocess.CompletedProcess:
+    """Run ``ovatune ARGS`` to the end and capture its output.
+
+    Args:
+        home: passed as ``--home`` when given.
+        env: the child's whole environment (default: :func:`environment`).
+        check: assert exit code 0, showing the tail of both streams when not.
+    """
+    result = subprocess.run(
+        ovatune_command(*args, home=home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env if env is not None else environment(),
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def start_ovatune(
+    *args: str, home: str | Path | None = None, env: dict[str, str] | None = None, **popen
+) -> subprocess.Popen:
+    """Start ``ovatune ARGS`` without waiting (for signals, servers, concurrent sweeps); ``popen``
+    goes to ``subprocess.Popen`` (stdout, stderr, start_new_session, ...)."""
+    return subprocess.Popen(ovatune_command(*args, home=home), env=env if env is not None else environment(), **popen)
