@@ -364,3 +364,30 @@ def test_a_stale_ray_start_record_does_not_capture_a_local_run(tmp_path):
             record.unlink(missing_ok=True)
         else:
             record.write_text(before)
+
+
+def test_metric_val_nll_selects_the_lowest_nll_trial_and_is_recorded(home):
+    """``--metric val_nll``: promotion picks the trial with the lowest validation NLL, the version and
+    the parent run say what selected it, and a later sweep by accuracy is compared on the champion's
+    own recorded accuracy (every validation metric is tagged on each version)."""
+    out = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "4", "--epochs", "1", "--metric",
+                      "val_nll", home=home, timeout=600, check=True).stdout  # fmt: skip
+    client = store(home)
+    trials = runs_of(client, "digits", "trial")
+    assert len(trials) == 4
+    lowest = min(trials, key=lambda r: r.data.metrics["val_nll"])
+    version = client.get_model_version("ovatune-digits-softmax", "1")
+    assert version.tags["trial_number"] == lowest.data.tags["ovatune.trial_number"]
+    assert version.tags["selection_metric"] == "val_nll"
+    assert float(version.tags["val_nll"]) == pytest.approx(lowest.data.metrics["val_nll"])
+    assert float(version.tags["val_accuracy"]) == pytest.approx(lowest.data.metrics["val_accuracy"])
+    (parent,) = runs_of(client, "digits", "parent")
+    assert (parent.data.params["metric"], parent.data.params["mode"]) == ("val_nll", "min")
+    assert parent.data.metrics["best_val_nll"] == pytest.approx(lowest.data.metrics["val_nll"])
+    assert f"val_nll {lowest.data.metrics['val_nll']:.4f}" in out
+
+    # A sweep by accuracy (the default) now competes on the champion's recorded accuracy.
+    again = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", "1", "--promote",
+                        "better", home=home, timeout=600, check=True).stdout  # fmt: skip
+    held = f"v1 (val_accuracy {version.tags['val_accuracy']})"
+    assert f"beat {held}" in again or f"did not beat {held}" in again, again

@@ -1,12 +1,11 @@
 """Which trial promotion picks per loss (``tuning.promote.ranked_results``), on real ``ray.tune.Result``s."""
 
-import dataclasses
-
 import pytest
 from ray.tune import Checkpoint, Result
 
 from search_spaces import get_space
 from tuning.promote import best_results, ranked_results
+from tuning.sweep import selected_by
 
 SPACE = get_space("digits")  # val_accuracy, max
 
@@ -49,7 +48,8 @@ def test_each_loss_ranks_its_qualifying_trials_best_first_ties_by_nll(results):
 
 
 def test_a_min_metric_ranks_the_lowest_first(results):
-    by_nll = dataclasses.replace(SPACE, metric="val_nll", mode="min")
+    by_nll = selected_by(SPACE, "val_nll")  # what --metric val_nll does to the space
+    assert (by_nll.metric, by_nll.mode) == ("val_nll", "min")
     assert [r.config["trial_number"] for r in ranked_results(results, by_nll)["softmax"]] == [0, 2, 1]
 
 

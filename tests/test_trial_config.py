@@ -111,11 +111,12 @@ def test_a_resume_that_contradicts_the_stored_sweep_is_refused_naming_each_diffe
 
     resume = ["sweep", "digits", "--resume", "--name", "stored"]
     refused = run_ovatune(*resume, "--trials", "5", "--epochs", "9", "--losses", "softmax,ova", "--set", "width=8",
-                          home=home, timeout=120)  # fmt: skip
+                          "--metric", "val_nll", home=home, timeout=120)  # fmt: skip
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     (line,) = [line for line in refused.stderr.splitlines() if line.startswith("ovatune: error:")]
     for difference in ("losses softmax,ova (the sweep has softmax)", "trials_per_loss 5 (the sweep has 1)",
-                       "epochs 9 (the sweep has 2)", "width 8 (the sweep has none)"):  # fmt: skip
+                       "epochs 9 (the sweep has 2)", "width 8 (the sweep has none)",
+                       "metric val_nll (the sweep has val_accuracy)"):  # fmt: skip
         assert difference in line, line
     assert "started" not in refused.stdout and "Trial name" not in refused.stdout  # Ray never ran
 

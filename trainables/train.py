@@ -2,8 +2,9 @@
 
 The config is flat: the search space's fixed settings, the sampled hyperparameters (``lr``,
 ``adam_beta1``, ``adam_eps``, ``l2``, ...), ``loss`` (a key of ``trainables.losses.LOSSES``),
-``seed`` and ``threads``. Every epoch it reports the training loss and the validation accuracy, NLL
-and ECE with ``tune.report``, with a checkpoint, and it resumes from ``tune.get_checkpoint()``.
+``seed`` and ``threads``. Every epoch it reports the training loss and the validation metrics of
+``trainables.trial_metrics.SELECTION_METRICS`` (accuracy, NLL, ECE, Brier) with ``tune.report``,
+with a checkpoint, and it resumes from ``tune.get_checkpoint()``.
 
 A non-finite training loss ends the trial early with ``diverged = 1`` and a ``stop_reason``: with the
 paper's ranges (lr up to 1 with Adam) divergence is an expected outcome of a trial, not an error, so
@@ -37,6 +38,7 @@ from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.optim import build_optimizer, set_epoch_lr
 from trainables.trial_config import setting, upgraded
+from trainables.trial_metrics import SELECTION_METRICS
 
 # Datasets cached per worker process: with reuse_actors=True one process runs many trials.
 _DATASETS: dict[tuple, Dataset] = {}
@@ -154,9 +156,7 @@ def train_loop(
             metrics.update(
                 train_loss=train_loss,
                 train_accuracy=train_accuracy,
-                val_accuracy=val_metrics.get("accuracy"),
-                val_nll=val_metrics.get("nll"),
-                val_ece=val_metrics.get("ece"),
+                **{name: val_metrics.get(m.measure) for name, m in SELECTION_METRICS.items()},
                 learning_rate=optimizer.param_groups[0]["lr"],
                 fit_time_s=fit_s,
                 diverged=0,
@@ -169,9 +169,9 @@ def train_loop(
                 stop_reason = "rank 0 found non-finite validation probabilities"
         if stop_reason is not None:
             # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
-            nan = float("nan")
-            ray_api.report({"epoch": epoch + 1, "train_loss": train_loss, "val_accuracy": nan, "val_nll": nan,
-                            "val_ece": nan, "diverged": 1, "stop_reason": f"{stop_reason} in epoch {epoch + 1}"})  # fmt: skip
+            undefined = dict.fromkeys(SELECTION_METRICS, float("nan"))
+            ray_api.report({"epoch": epoch + 1, "train_loss": train_loss, **undefined, "diverged": 1,
+                            "stop_reason": f"{stop_reason} in epoch {epoch + 1}"})  # fmt: skip
             return
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             with tempfile.TemporaryDirectory() as directory:

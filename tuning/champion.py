@@ -42,6 +42,12 @@ def registered_name(experiment: str, loss: str) -> str:
     return f"ovatune-{experiment}-{loss}"
 
 
+def selection_metric(version: Any, space: SearchSpace) -> str:
+    """The validation metric that selected ``version`` (its sweep's ``--metric``); versions
+    registered before the tag existed were selected by the space's own."""
+    return version.tags.get("selection_metric", space.metric)
+
+
 @dataclass
 class Promotion:
     """What a sweep did with one loss's best trial."""
@@ -122,7 +128,7 @@ def model_card(
         f"# Model card: {version.name} v{version.version}",
         "",
         f"The best **{title}** (`{loss}`) model of the ovatune `{space.name}` sweep `{info.get('sweep')}` "
-        f"(trial {info.get('trial_number')}), chosen by validation `{space.metric}` ({space.mode}).",
+        f"(trial {info.get('trial_number')}), chosen by validation `{selection_metric(version, space)}`.",
         "",
         "## Data",
         f"- Dataset: `{info['dataset']}`; {len(info['class_names'])} classes: "

@@ -176,8 +176,13 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
         help="run each trial as a Ray Train job of N DDP workers (gloo on CPU, NCCL on GPU), each with "
         "--cpus-per-trial and --gpus-per-trial; the space's batch_size is the global batch (default: the space's, else 1)",
     )
+    from trainables.trial_metrics import SELECTION_METRICS
     from tuning.options import SAMPLERS, SCHEDULERS, described
 
+    p.add_argument("--metric", choices=list(SELECTION_METRICS),
+                   help="the validation metric that selects each loss's best trial, drives ASHA and decides "
+                   "whether a champion is beaten (default: the experiment's, val_accuracy); "
+                   + described({n: m.meaning for n, m in SELECTION_METRICS.items()}))  # fmt: skip
     p.add_argument("--scheduler", choices=list(SCHEDULERS), help=described(SCHEDULERS))
     p.add_argument("--sampler", choices=list(SAMPLERS), help=described(SAMPLERS))
     if on_cluster_flag:
@@ -477,8 +482,10 @@ def _sweep(space, settings, args) -> int:
 
     from trainables.trial_config import InvalidSetting, check_overrides
     from tuning.promote import finish_parents, promote
-    from tuning.sweep import SweepRequest, run_sweep
+    from tuning.sweep import SweepRequest, run_sweep, selected_by
 
+    if args.metric:  # the selection metric of this sweep: its ASHA, promotion and champion comparison
+        space = selected_by(space, args.metric)
     trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
     losses = args.losses or list(LOSSES)
     keys = [key for key, _ in args.settings]
@@ -498,7 +505,8 @@ def _sweep(space, settings, args) -> int:
     asked = {key: value for key, value in (
         ("losses", ",".join(args.losses) if args.losses else None),
         ("trials_per_loss", args.trials or (SMOKE_TEST["trials"] if args.smoke_test else None)),
-        ("seed", args.seed), ("sampler", args.sampler), ("scheduler", args.scheduler)) if value is not None}  # fmt: skip
+        ("seed", args.seed), ("sampler", args.sampler), ("scheduler", args.scheduler), ("metric", args.metric))
+        if value is not None}  # fmt: skip
     asked |= overrides
     request = SweepRequest(
         space, losses, trials, seed=args.seed or 0, max_concurrent=args.max_concurrent,
@@ -520,6 +528,7 @@ def _sweep(space, settings, args) -> int:
         return _fail(str(error))
     if outcome.interrupted:
         return _interrupted(space, settings, outcome, args)
+    space = selected_by(space, outcome.metric)  # a resumed sweep selects by the metric it was started with
     policy = args.promote or ("first" if args.smoke_test else "better")
     failures: dict[str, str] = {}  # loss -> a corrupted checkpoint that was not promoted
     promotions = promote(

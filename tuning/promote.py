@@ -40,6 +40,7 @@ from trainables.loop import predict_probabilities
 from trainables.losses import LOSSES
 from trainables.train import cached_dataset
 from trainables.trial_config import upgraded
+from trainables.trial_metrics import SELECTION_METRICS
 from tuning.champion import (
     CHALLENGER,
     CHAMPION,
@@ -244,7 +245,9 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
         "sweep": sweep,
         "loss": loss,
         "trial_number": number,
-        space.metric: result.metrics[space.metric],
+        "selection_metric": space.metric,
+        # every validation metric, so that a later sweep selecting by another one can be compared
+        **{metric: result.metrics[metric] for metric in SELECTION_METRICS if metric in result.metrics},
         "none_of_the_above_threshold": f"{threshold:.6g}",
         "smoke_test": str(smoke_test).lower(),
     }.items():

@@ -11,6 +11,7 @@ import numpy as np
 
 from evaluation.runner import Evaluation
 from trainables.losses import LOSSES
+from tuning.champion import selection_metric
 
 
 def summary_rows(evaluations: dict[str, Evaluation]) -> list[dict]:
@@ -86,12 +87,15 @@ def render_report(
 ) -> str:
     """The markdown report: the models (champions, or with ``sweep`` that sweep's best), tables,
     then the figures."""
+    metrics = {loss: selection_metric(version, space) for loss, (version, _, _) in champions.items()}
+    by = (f"validation `{next(iter(metrics.values()))}`" if len(set(metrics.values())) == 1
+          else "the validation metric each sweep selected by (see the table)")  # fmt: skip
     if sweep is None:
-        what = (f"The champion of each loss: the best version so far by validation `{space.metric}` "
-                f"({space.mode}); champions may come from different sweeps.")  # fmt: skip
+        what = (f"The champion of each loss: the best version so far by {by}; champions may come from "
+                "different sweeps.")  # fmt: skip
     else:
-        what = (f"The best model of each loss in sweep `{sweep}` (by validation `{space.metric}`, {space.mode}), "
-                "champions or not: evaluating them moved no alias.")  # fmt: skip
+        what = (f"The best model of each loss in sweep `{sweep}` (by {by}), champions or not: evaluating them "
+                "moved no alias.")  # fmt: skip
     lines = [
         f"# ovatune report: {space.name}" + (f", sweep {sweep}" if sweep else ""),
         "",
@@ -101,15 +105,16 @@ def render_report(
         "",
         "## Champions" if sweep is None else "## Models",
         "",
-        f"| loss | registered model | sweep | trial | validation {space.metric} | promotion | hyperparameters |",
+        "| loss | registered model | sweep | trial | selected by (validation) | promotion | hyperparameters |",
         "|---|---|---|---|---|---|---|",
     ]
     for loss, (version, _, _) in champions.items():
         chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(hyperparameters[loss].items()))
-        metric = float(version.tags.get(space.metric, "nan"))
+        metric = metrics[loss]
+        value = float(version.tags.get(metric, "nan"))
         lines.append(
             f"| {loss} | `{version.name}` v{version.version} | `{version.tags.get('sweep')}` | "
-            f"{version.tags.get('trial_number')} | {metric:.4f} | {version.tags.get('promotion', '')} | {chosen} |"
+            f"{version.tags.get('trial_number')} | `{metric}` {value:.4f} | {version.tags.get('promotion', '')} | {chosen} |"
         )
     lines += [
         "",

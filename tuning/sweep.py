@@ -10,6 +10,7 @@ does not change the configurations another loss draws.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -32,6 +33,7 @@ from search_spaces import SearchSpace
 from trainables.losses import LOSSES
 from trainables.train import train_classifier
 from trainables.trial_config import check_overrides, upgraded
+from trainables.trial_metrics import get_selection_metric
 from tuning.cluster import TrialResources, init_ray, plan_trial_resources
 from tuning.options import SAMPLERS, SCHEDULERS
 from tuning.settings import Settings
@@ -172,7 +174,13 @@ class SweepOutcome:
     experiment_id: str
     parents: dict[str, str]  # loss -> parent run id
     losses: list[str]
+    metric: str  # the validation metric that selects its best trials (a resumed sweep keeps its own)
     interrupted: int | None = None  # the signal that stopped it before every trial finished, if one did
+
+
+def selected_by(space: SearchSpace, metric: str) -> SearchSpace:
+    """``space`` with ``metric`` (a key of ``SELECTION_METRICS``) and its mode as the selection metric."""
+    return dataclasses.replace(space, metric=metric, mode=get_selection_metric(metric).mode)
 
 
 SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -266,6 +274,7 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
             )
         stored = client.get_run(next(iter(parents.values()))).data.params
         _check_resume_matches(name, stored, request.asked)
+        space = selected_by(space, stored.get("metric", space.metric))
         parents = parent_runs(client, experiment_id, name, losses, {})
         trainable, resources, slots = connect(stored)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
@@ -313,7 +322,7 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
                 verbose=request.verbose,
                 progress_reporter=tune.CLIReporter(
                     parameter_columns=["loss", "trial_number", *space.ranges],
-                    metric_columns=["epoch", "train_loss", space.metric, "val_ece"],
+                    metric_columns=list(dict.fromkeys(["epoch", "train_loss", space.metric, "val_ece"])),
                     max_report_frequency=15,
                 ),
             ),
@@ -327,7 +336,7 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
             results = tuner.fit()
         except KeyboardInterrupt:  # the second signal: stopped at once
             results = None
-    return SweepOutcome(name, path, results, experiment_id, parents, losses, interruption.signum)
+    return SweepOutcome(name, path, results, experiment_id, parents, losses, space.metric, interruption.signum)
 
 
 def _check_resume_matches(name: str, stored: dict[str, str], asked: dict[str, Any]) -> None:
