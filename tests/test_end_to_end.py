@@ -370,7 +370,7 @@ def test_metric_val_nll_selects_the_lowest_nll_trial_and_is_recorded(home):
     """``--metric val_nll``: promotion picks the trial with the lowest validation NLL, the version and
     the parent run say what selected it, and a later sweep by accuracy is compared on the champion's
     own recorded accuracy (every validation metric is tagged on each version)."""
-    out = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "4", "--epochs", "1", "--metric",
+    out = run_ovatune("run", "digits", "--losses", "softmax", "--trials", "4", "--epochs", "1", "--metric",
                       "val_nll", home=home, timeout=600, check=True).stdout  # fmt: skip
     client = store(home)
     trials = runs_of(client, "digits", "trial")
@@ -385,6 +385,18 @@ def test_metric_val_nll_selects_the_lowest_nll_trial_and_is_recorded(home):
     assert (parent.data.params["metric"], parent.data.params["mode"]) == ("val_nll", "min")
     assert parent.data.metrics["best_val_nll"] == pytest.approx(lowest.data.metrics["val_nll"])
     assert f"val_nll {lowest.data.metrics['val_nll']:.4f}" in out
+
+    # The report says what selected the model, and which hyperparameters mattered (4 finished trials:
+    # enough for fANOVA), in a table, a figure and the evaluation run's metrics.
+    report = (home / "reports" / "digits" / "report.md").read_text()
+    assert "by validation `val_nll`" in report and f"| `val_nll` {lowest.data.metrics['val_nll']:.4f} |" in report
+    section = report.split("## Hyperparameter importance")[1].split("\n## ")[0]
+    (row,) = [line for line in section.splitlines() if line.startswith("| softmax |")]
+    assert sum(float(cell) for cell in row.strip("|").split("|")[1:]) == pytest.approx(1.0, abs=0.02)
+    assert "![hyperparameter_importance](figures/hyperparameter_importance.png)" in report
+    (evaluation,) = runs_of(client, "digits", "evaluation")
+    importance = {k: v for k, v in evaluation.data.metrics.items() if k.startswith("softmax/importance_")}
+    assert set(importance) == {f"softmax/importance_{name}" for name in get_space("digits").ranges}
 
     # A sweep by accuracy (the default) now competes on the champion's recorded accuracy.
     again = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", "1", "--promote",

@@ -27,10 +27,12 @@ from search_spaces import SearchSpace
 from trainables.data import load_dataset, take
 from trainables.losses import LOSSES
 from trainables.models import ProbabilityModel
-from tuning.champion import CHAMPION, NoChampion, champion_versions
+from trainables.trial_metrics import get_selection_metric
+from tuning.champion import CHAMPION, NoChampion, champion_versions, selection_metric
 from tuning.errors import one_line
 from tuning.evaluation_log import log_evaluation
 from tuning.fan_out import evaluate_champions
+from tuning.importance import importance_figure, importance_table, importances, searched_trials, slice_figure
 from tuning.report import render_report
 from tuning.settings import Settings, redact
 
@@ -105,18 +107,46 @@ def evaluate_experiment(
     out = settings.reports / space.name / ("sweeps" if sweep else "") / (sweep or "")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     drawn = _draw_figures(evaluations, {loss: m for loss, (_, m, _) in champions.items()}, data)
-    for name, fig in drawn.items():
-        fig.savefig(out / "figures" / f"{name}.png", dpi=110)
-        plt.close(fig)
     hyperparameters = {
         loss: {k: v for k, v in client.get_run(version.run_id).data.params.items() if k in space.ranges}
         for loss, (version, _, _) in champions.items()
     }
-    report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn))
+    searched, importance = _importance(space, client, champions)
+    if any(importance.values()):
+        drawn["hyperparameter_importance"] = importance_figure(importance, space)
+    if any(trials.values for trials in searched.values()):
+        drawn["hyperparameter_slices"] = slice_figure(searched, space, _shared_metric(space, champions))
+    for name, fig in drawn.items():
+        fig.savefig(out / "figures" / f"{name}.png", dpi=110)
+        plt.close(fig)
+    report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn),
+                           importance_table(importance, space) if searched else None)  # fmt: skip
     path = out / "report.md"
     path.write_text(report)
-    run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep)
+    run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance)
     return EvaluationReport(path, run_id, evaluations, sweeps, failures)
+
+
+def _shared_metric(space: SearchSpace, champions: dict[str, tuple]) -> str:
+    """The selection metric of the evaluated models when they share one (the slice plot's y axis),
+    else the space's."""
+    metrics = {selection_metric(version, space) for version, _, _ in champions.values()}
+    return metrics.pop() if len(metrics) == 1 else space.metric
+
+
+def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, tuple]) -> tuple[dict, dict]:
+    """(loss -> its sweep's finished trials, loss -> their fANOVA importances or None), for each
+    evaluated model, over the sweep that selected it and by the metric it was selected by."""
+    experiment = client.get_experiment_by_name(space.name)
+    if experiment is None or not space.ranges:
+        return {}, {}
+    searched, importance = {}, {}
+    for loss, (version, _, _) in champions.items():
+        metric = selection_metric(version, space)
+        trials = searched_trials(client, experiment.experiment_id, version.tags.get("sweep", ""), loss, space, metric)
+        searched[loss] = trials
+        importance[loss] = importances(trials, space, get_selection_metric(metric).mode)
+    return searched, importance
 
 
 def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dict[str, plt.Figure]:

@@ -31,6 +31,7 @@ def log_evaluation(
     evaluations: dict[str, Evaluation],
     report_dir: Path,
     sweep: str | None,
+    importance: dict[str, dict[str, float] | None] | None = None,
 ) -> str:
     """Record one evaluation (see the module doc); returns the evaluation run's id.
 
@@ -39,6 +40,7 @@ def log_evaluation(
         hyperparameters: loss -> the searched hyperparameters of its trial.
         report_dir: holds ``report.md`` and ``figures/*.png``.
         sweep: the sweep whose models were evaluated, or None for the champions.
+        importance: loss -> hyperparameter -> fANOVA importance, logged as ``<loss>/importance_<name>``.
     """
     sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in models.items()}
     distinct = sorted(set(sweeps.values()))
@@ -52,6 +54,8 @@ def log_evaluation(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {label}", tags=tags) as run:
         mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _, _) in models.items()})
         mlflow.log_metrics(flat_metrics(evaluations))
+        for loss, scores in (importance or {}).items():
+            mlflow.log_metrics({f"{loss}/importance_{name}": value for name, value in (scores or {}).items()})
         mlflow.log_artifacts(str(report_dir / "figures"), artifact_path="figures")
         mlflow.log_artifact(str(report_dir / "report.md"))
         mlflow.log_dict(summary_rows(evaluations), "summary.json")

@@ -83,10 +83,16 @@ def shift_table(evaluations: dict[str, Evaluation]) -> str:
 
 
 def render_report(
-    space, sweep, champions, hyperparameters, evaluations: dict[str, Evaluation], figure_names: list[str]
+    space,
+    sweep,
+    champions,
+    hyperparameters,
+    evaluations: dict[str, Evaluation],
+    figure_names: list[str],
+    importance: str | None = None,
 ) -> str:
     """The markdown report: the models (champions, or with ``sweep`` that sweep's best), tables,
-    then the figures."""
+    the hyperparameter importance table (``importance``, markdown) when there is one, then the figures."""
     metrics = {loss: selection_metric(version, space) for loss, (version, _, _) in champions.items()}
     by = (f"validation `{next(iter(metrics.values()))}`" if len(set(metrics.values())) == 1
           else "the validation metric each sweep selected by (see the table)")  # fmt: skip
@@ -152,6 +158,10 @@ def render_report(
         lines.append(format_table(rows, ["loss"] + [f"acc{i}" for i in range(6)] + [f"ece{i}" for i in range(6)],
                                   ["loss"] + [f"acc {i or 'test'}" for i in range(6)] + [f"ECE {i or 'test'}" for i in range(6)]))  # fmt: skip
         lines += ["", "### Every corruption (accuracy / ECE at intensities 1-5)", "", shift_table(evaluations)]
+    if importance:
+        lines += ["", "## Hyperparameter importance (fANOVA over each model's sweep)", "",
+                  "The share of the selection metric's variance over the sweep's finished trials that each "
+                  "sampled hyperparameter explains (Optuna's `FanovaImportanceEvaluator`).", "", importance]  # fmt: skip
     lines += ["", "## Figures", ""]
     lines += [f"### {name.replace('_', ' ')}\n\n![{name}](figures/{name}.png)\n" for name in figure_names]
     return "\n".join(lines) + "\n"
