@@ -90,6 +90,13 @@ def test_run_digits_end_to_end(home):
 
     report = (home / "reports" / "digits" / "report.md").read_text()
     assert "renormalised" in report and "![shift](figures/shift.png)" in report
+    # Intervals and paired differences over the 360 test examples, in the report and the run.
+    assert "**What the 360 test examples resolve**" in report and "## Differences between the losses" in report
+    for loss in LOSSES:
+        low, high = metrics[f"{loss}/test_accuracy_ci_low"], metrics[f"{loss}/test_accuracy_ci_high"]
+        assert low <= metrics[f"{loss}/test_accuracy"] <= high and high - low < 0.2
+    comparisons = mlflow.artifacts.load_dict(f"{evaluation.info.artifact_uri}/comparisons.json")
+    assert len(comparisons) == 4 * 6 and all(c["low"] <= c["estimate"] <= c["high"] for c in comparisons)
     assert (home / "reports" / "digits" / "figures" / "reliability.png").stat().st_size > 10_000
     assert str(home / "reports" / "digits" / "report.md") in out
 

@@ -2,8 +2,16 @@
 
 import numpy as np
 
+from evaluation.comparison import COMPARED, Comparison, Interval
 from evaluation.runner import Evaluation
-from tuning.report import accuracy_paper_table, ood_paper_table, shift_table
+from tuning.report import (
+    accuracy_paper_table,
+    comparison_table,
+    findings,
+    interval_table,
+    ood_paper_table,
+    shift_table,
+)
 
 
 def _evaluation(loss: str, auroc: float) -> Evaluation:
@@ -42,3 +50,27 @@ def test_shift_table_lists_every_corruption_and_intensity():
 def test_accuracy_table_has_the_layout_of_table_s1():
     lines = accuracy_paper_table({"ova": _evaluation("ova", 0.8)}).splitlines()
     assert lines == ["| Loss function | Test Accuracy | Test ECE |", "|---|---|---|", "| One-vs-all | 90.16 | 0.079 |"]
+
+
+def test_findings_name_the_better_loss_per_metric_and_what_is_not_resolved():
+    comparisons = [
+        Comparison("accuracy", "softmax", "dm", Interval(-0.03, -0.05, -0.01)),  # dm higher: better
+        Comparison("accuracy", "softmax", "ova", Interval(0.01, -0.02, 0.04)),  # straddles 0
+        Comparison("ece", "softmax", "dm", Interval(0.02, 0.01, 0.03)),  # softmax higher ECE: dm better
+        Comparison("ece", "softmax", "ova", Interval(-0.02, -0.03, -0.01)),  # softmax lower ECE: softmax better
+    ]
+    lines = findings(comparisons, examples=360)
+    assert lines[0].startswith("**What the 360 test examples resolve** (95%, paired bootstrap")
+    assert "- accuracy: **dm** better than softmax; not resolved: softmax vs ova" in lines
+    assert "- ECE: **dm** better than softmax; **softmax** better than ova" in lines
+    assert "- NLL: " in lines and "- Brier: " in lines  # every compared metric gets its line
+    table = comparison_table(comparisons).splitlines()
+    assert table[2] == "| accuracy | softmax − dm | -0.0300 [-0.0500, -0.0100] | **resolved**: dm better |"
+    assert table[3] == "| accuracy | softmax − ova | +0.0100 [-0.0200, +0.0400] | not resolved |"
+
+
+def test_the_interval_table_shows_each_metric_with_its_interval():
+    intervals = {"ova": {m: Interval(0.5, 0.4, 0.6) for m in COMPARED}}
+    header, _, row = interval_table(intervals).splitlines()
+    assert header == "| loss | accuracy | ECE | NLL | Brier |"
+    assert row == "| ova | " + " | ".join(["0.5000 [0.4000, 0.6000]"] * len(COMPARED)) + " |"

@@ -22,6 +22,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from evaluation import figures
+from evaluation.comparison import compare_losses, metric_intervals
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
 from trainables.data import load_dataset, take
@@ -119,11 +120,15 @@ def evaluate_experiment(
     for name, fig in drawn.items():
         fig.savefig(out / "figures" / f"{name}.png", dpi=110)
         plt.close(fig)
+    labels = next(iter(evaluations.values())).test_labels  # every model is measured on the same test split
+    intervals = {loss: metric_intervals(ev.test_probs, labels) for loss, ev in evaluations.items()}
+    comparisons = compare_losses({loss: ev.test_probs for loss, ev in evaluations.items()}, labels)
     report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn),
-                           importance_table(importance, space) if searched else None)  # fmt: skip
+                           importance_table(importance, space) if searched else None, intervals, comparisons)  # fmt: skip
     path = out / "report.md"
     path.write_text(report)
-    run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance)
+    run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance,
+                            intervals, comparisons)  # fmt: skip
     return EvaluationReport(path, run_id, evaluations, sweeps, failures)
 
 

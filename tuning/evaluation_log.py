@@ -9,11 +9,13 @@ test metrics, next to the search results.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from evaluation.comparison import Comparison, Interval
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
 from tuning.champion import CARD_FILE, model_card
@@ -32,6 +34,8 @@ def log_evaluation(
     report_dir: Path,
     sweep: str | None,
     importance: dict[str, dict[str, float] | None] | None = None,
+    intervals: dict[str, dict[str, Interval]] | None = None,
+    comparisons: list[Comparison] | None = None,
 ) -> str:
     """Record one evaluation (see the module doc); returns the evaluation run's id.
 
@@ -41,6 +45,8 @@ def log_evaluation(
         report_dir: holds ``report.md`` and ``figures/*.png``.
         sweep: the sweep whose models were evaluated, or None for the champions.
         importance: loss -> hyperparameter -> fANOVA importance, logged as ``<loss>/importance_<name>``.
+        intervals: loss -> metric -> its test interval, logged as ``<loss>/test_<metric>_ci_low|high``.
+        comparisons: the paired differences between the losses, logged as ``comparisons.json``.
     """
     sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in models.items()}
     distinct = sorted(set(sweeps.values()))
@@ -54,6 +60,13 @@ def log_evaluation(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {label}", tags=tags) as run:
         mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _, _) in models.items()})
         mlflow.log_metrics(flat_metrics(evaluations))
+        for loss, by_metric in (intervals or {}).items():
+            for metric, interval in by_metric.items():
+                mlflow.log_metrics({f"{loss}/test_{metric}_ci_low": interval.low,
+                                    f"{loss}/test_{metric}_ci_high": interval.high})  # fmt: skip
+        if comparisons:
+            mlflow.log_dict([{"metric": c.metric, "a": c.a, "b": c.b, **dataclasses.asdict(c.difference),
+                              "better": c.better} for c in comparisons], "comparisons.json")  # fmt: skip
         for loss, scores in (importance or {}).items():
             mlflow.log_metrics({f"{loss}/importance_{name}": value for name, value in (scores or {}).items()})
         mlflow.log_artifacts(str(report_dir / "figures"), artifact_path="figures")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluation.comparison import COMPARED, Comparison, Interval
 from evaluation.runner import Evaluation
 from trainables.losses import LOSSES
 from tuning.champion import selection_metric
@@ -90,9 +91,13 @@ def render_report(
     evaluations: dict[str, Evaluation],
     figure_names: list[str],
     importance: str | None = None,
+    intervals: dict[str, dict[str, Interval]] | None = None,
+    comparisons: list[Comparison] | None = None,
 ) -> str:
-    """The markdown report: the models (champions, or with ``sweep`` that sweep's best), tables,
-    the hyperparameter importance table (``importance``, markdown) when there is one, then the figures."""
+    """The markdown report: the models (champions, or with ``sweep`` that sweep's best), what the
+    test split resolves between the losses (``comparisons``), tables (with ``intervals``: loss ->
+    metric -> its interval over the test examples), the hyperparameter importance table
+    (``importance``, markdown) when there is one, then the figures."""
     metrics = {loss: selection_metric(version, space) for loss, (version, _, _) in champions.items()}
     by = (f"validation `{next(iter(metrics.values()))}`" if len(set(metrics.values())) == 1
           else "the validation metric each sweep selected by (see the table)")  # fmt: skip
@@ -109,6 +114,7 @@ def render_report(
         "",
         what,
         "",
+        *(findings(comparisons, len(next(iter(evaluations.values())).test_labels)) if comparisons else []),
         "## Champions" if sweep is None else "## Models",
         "",
         "| loss | registered model | sweep | trial | selected by (validation) | promotion | hyperparameters |",
@@ -135,6 +141,9 @@ def render_report(
             ["loss", "train acc", "test acc", "ECE", "NLL", "Brier", "mean confidence"],
         ),  # fmt: skip
     ]
+    if intervals:
+        lines += ["", "With 95% intervals over the test examples (bootstrap; one trained model per loss):", "",
+                  interval_table(intervals)]  # fmt: skip
     lines += ["", "As the paper's Table S1 (accuracy in %):", "", accuracy_paper_table(evaluations)]
     ood_names = list(next(iter(evaluations.values())).ood)
     if ood_names:
@@ -158,6 +167,10 @@ def render_report(
         lines.append(format_table(rows, ["loss"] + [f"acc{i}" for i in range(6)] + [f"ece{i}" for i in range(6)],
                                   ["loss"] + [f"acc {i or 'test'}" for i in range(6)] + [f"ECE {i or 'test'}" for i in range(6)]))  # fmt: skip
         lines += ["", "### Every corruption (accuracy / ECE at intensities 1-5)", "", shift_table(evaluations)]
+    if comparisons:
+        lines += ["", "## Differences between the losses (paired over the test examples)", "",
+                  "Each row is metric(a) − metric(b) on the same test examples with its 95% bootstrap interval; "
+                  "**resolved** where the interval excludes 0.", "", comparison_table(comparisons)]  # fmt: skip
     if importance:
         lines += ["", "## Hyperparameter importance (fANOVA over each model's sweep)", "",
                   "The share of the selection metric's variance over the sweep's finished trials that each "
@@ -165,3 +178,46 @@ def render_report(
     lines += ["", "## Figures", ""]
     lines += [f"### {name.replace('_', ' ')}\n\n![{name}](figures/{name}.png)\n" for name in figure_names]
     return "\n".join(lines) + "\n"
+
+
+METRIC_TITLES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier"}
+
+
+def _interval(interval: Interval, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{interval.estimate:{sign}.4f} [{interval.low:{sign}.4f}, {interval.high:{sign}.4f}]"
+
+
+def interval_table(intervals: dict[str, dict[str, Interval]]) -> str:
+    """One row per loss: each compared metric on the test split with its 95% interval."""
+    rows = [{"loss": loss, **{m: _interval(by_metric[m]) for m in COMPARED}} for loss, by_metric in intervals.items()]
+    return format_table(rows, ["loss", *COMPARED], ["loss", *(METRIC_TITLES[m] for m in COMPARED)])
+
+
+def comparison_table(comparisons: list[Comparison]) -> str:
+    """One row per (metric, pair): the difference a − b, its interval, the better loss if resolved."""
+    rows = [
+        {"metric": METRIC_TITLES[c.metric], "pair": f"{c.a} − {c.b}", "difference": _interval(c.difference, signed=True),
+         "verdict": f"**resolved**: {c.better} better" if c.better else "not resolved"}
+        for c in comparisons
+    ]  # fmt: skip
+    return format_table(rows, ["metric", "pair", "difference", "verdict"], ["metric", "a − b", "difference [95%]", ""])
+
+
+def findings(comparisons: list[Comparison], examples: int) -> list[str]:
+    """The report's opening lines: per metric, which loss is better than which at the 95% level,
+    and which differences the test split does not resolve (the numbers are in the differences table)."""
+    lines = [f"**What the {examples} test examples resolve** (95%, paired bootstrap; the noise of training "
+             "another seed is not in these intervals):", ""]  # fmt: skip
+    for metric in COMPARED:
+        rows = [c for c in comparisons if c.metric == metric]
+        beaten: dict[str, list[str]] = {}
+        for c in rows:
+            if c.better:
+                beaten.setdefault(c.better, []).append(c.b if c.better == c.a else c.a)
+        text = "; ".join(f"**{winner}** better than {', '.join(losers)}" for winner, losers in beaten.items())
+        unresolved = [f"{c.a} vs {c.b}" for c in rows if not c.better]
+        if unresolved:
+            text += ("; " if text else "") + "not resolved: " + ", ".join(unresolved)
+        lines.append(f"- {METRIC_TITLES[metric]}: {text}")
+    return [*lines, ""]
