@@ -147,7 +147,7 @@ class Comparison:
         """The better loss when the interval excludes 0, else None (not resolved)."""
         if not self.difference.excludes_zero:
             return None
-        a_higher = self.difference.estimate > 0
+        a_higher = self.difference.low > 0  # from the interval: a percentile interval may not hold the estimate
         return self.a if a_higher == COMPARED[self.metric] else self.b
 
 

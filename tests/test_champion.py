@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tuning.champion import CHAMPION, POLICIES, champion_versions, current_champion, decide, sweep_versions
+from tuning.promote import with_recorded_metric
 
 from launch import run_ovatune
 
@@ -140,3 +141,19 @@ def test_promote_help_lists_every_policy(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for policy in POLICIES:
         assert f"{policy}:" in text
+
+
+def test_a_champion_from_before_every_metric_was_tagged_is_compared_on_its_trial_runs_value(registry, tmp_path):
+    experiment = registry.create_experiment("digits", artifact_location=str(tmp_path / "artifacts"))
+    trial = registry.create_run(experiment)
+    registry.log_metric(trial.info.run_id, "val_nll", 0.3)
+    old = registry.create_model_version("ovatune-digits-softmax", source="/nowhere", run_id=trial.info.run_id,
+                                        tags={"sweep": "old", "val_accuracy": "0.9"})  # fmt: skip
+    champion = with_recorded_metric(registry, old, "val_nll")
+    assert champion.tags["val_nll"] == "0.3" and champion.tags["val_accuracy"] == "0.9"
+    assert decide("better", "val_nll", "min", 0.2, champion) == (
+        True,
+        f"beat v{old.version} (val_nll 0.3) with val_nll 0.2",
+    )
+    assert with_recorded_metric(registry, old, "val_brier").tags.get("val_brier") is None  # not logged: still unknown
+    assert with_recorded_metric(registry, None, "val_nll") is None

@@ -96,7 +96,9 @@ def test_run_digits_end_to_end(home):
         low, high = metrics[f"{loss}/test_accuracy_ci_low"], metrics[f"{loss}/test_accuracy_ci_high"]
         assert low <= metrics[f"{loss}/test_accuracy"] <= high and high - low < 0.2
     comparisons = mlflow.artifacts.load_dict(f"{evaluation.info.artifact_uri}/comparisons.json")
-    assert len(comparisons) == 4 * 6 and all(c["low"] <= c["estimate"] <= c["high"] for c in comparisons)
+    assert len(comparisons) == 4 * 6
+    # means of per-example terms: the estimate lies in its interval (ECE's may not: resampling biases it up)
+    assert all(c["low"] <= c["estimate"] <= c["high"] for c in comparisons if c["metric"] != "ece")
     assert (home / "reports" / "digits" / "figures" / "reliability.png").stat().st_size > 10_000
     assert str(home / "reports" / "digits" / "report.md") in out
 

@@ -17,7 +17,7 @@ from tuning.importance import (
     searched_trials,
     slice_figure,
 )
-from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, TAG_TRIAL_NUMBER
+from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_OUTCOME, TAG_SWEEP, TAG_TRIAL_NUMBER
 
 SPACE = get_space("digits")  # lr (log), adam_beta1, adam_eps (log)
 
@@ -48,21 +48,25 @@ def test_too_few_or_identical_trials_have_no_importance():
     assert importances(SearchedTrials(params, [0.5] * MIN_TRIALS), SPACE, "min") is None
 
 
-def test_trials_are_read_back_from_their_runs_leaving_out_non_finite_ones(tmp_path):
+def test_trials_are_read_back_from_their_runs_leaving_out_those_that_did_not_finish(tmp_path):
+    """As the tracking callback logs them: a diverged trial's last logged value is finite (its last
+    finite epoch), so its outcome, not its value, leaves it out."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.create_experiment("digits", artifact_location=str(tmp_path / "artifacts"))
-    params = _sampled(3, seed=3)
-    for number, (p, value) in enumerate(zip(params, [0.4, float("nan"), 0.2])):
+    params = _sampled(5, seed=3)
+    outcomes = ["completed", "diverged", "stopped", "error", "interrupted"]
+    for number, (p, value, outcome) in enumerate(zip(params, [0.4, 0.9, 0.2, 0.7, 0.6], outcomes)):
         run = client.create_run(experiment, tags={TAG_KIND: "trial", TAG_SWEEP: "s", TAG_LOSS: "ova",
-                                                  TAG_TRIAL_NUMBER: str(number)})  # fmt: skip
+                                                  TAG_TRIAL_NUMBER: str(number), TAG_OUTCOME: outcome})  # fmt: skip
         for name, v in p.items():
             client.log_param(run.info.run_id, name, v)
         client.log_metric(run.info.run_id, "val_nll", value)
-    other = client.create_run(experiment, tags={TAG_KIND: "trial", TAG_SWEEP: "s", TAG_LOSS: "dm"})
+    other = client.create_run(experiment, tags={TAG_KIND: "trial", TAG_SWEEP: "s", TAG_LOSS: "dm",
+                                                TAG_OUTCOME: "completed"})  # fmt: skip
     client.log_metric(other.info.run_id, "val_nll", 0.1)  # another loss: not ova's
 
     trials = searched_trials(client, experiment, "s", "ova", SPACE, "val_nll")
-    assert sorted(trials.values) == [0.2, 0.4]  # the NaN (diverged) trial is left out
+    assert sorted(trials.values) == [0.2, 0.4]  # completed and stopped by ASHA
     assert sorted(p["lr"] for p in trials.params) == pytest.approx(sorted([params[0]["lr"], params[2]["lr"]]))
 
 

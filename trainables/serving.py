@@ -9,13 +9,17 @@ working. New code imports ``serving``.
 
 from serving.bundle import (
     BUNDLE_META,
+    KEEP_FRACTION,
     MANIFEST_FILE,
     OUTPUTS,
     PREPROCESSING,
     SERVING_FILE,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
+    ChannelsFirst,
+    ImagesFrom0To255,
     ServingModel,
+    TokenIds,
     as_raw_batch,
     choose_threshold,
     load_serving_bundle,
@@ -23,19 +27,29 @@ from serving.bundle import (
     write_serving_bundle,
 )
 from serving.exported import ExportedModel
-from serving.pyfunc import OvatunePyfunc
+from trainables.checksums import TamperedFile
+
+try:  # as before the move: the TorchScript and ONNX names work where MLflow is not installed
+    from serving.pyfunc import OvatunePyfunc
+except ImportError:  # pragma: no cover
+    pass
 
 __all__ = [
     "BUNDLE_META",
+    "KEEP_FRACTION",
     "MANIFEST_FILE",
     "OUTPUTS",
     "PREPROCESSING",
     "SERVING_FILE",
     "TOKENIZER_FILE",
     "WEIGHTS_FILE",
+    "ChannelsFirst",
     "ExportedModel",
+    "ImagesFrom0To255",
     "OvatunePyfunc",
     "ServingModel",
+    "TamperedFile",
+    "TokenIds",
     "as_raw_batch",
     "choose_threshold",
     "load_serving_bundle",

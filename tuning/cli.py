@@ -181,7 +181,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
 
     p.add_argument("--metric", choices=list(SELECTION_METRICS),
                    help="the validation metric that selects each loss's best trial, drives ASHA and decides "
-                   "whether a champion is beaten (default: the experiment's, val_accuracy); "
+                   "whether a champion is beaten (default: the experiment's, val_accuracy; --resume keeps its sweep's); "
                    + described({n: m.meaning for n, m in SELECTION_METRICS.items()}))  # fmt: skip
     p.add_argument("--scheduler", choices=list(SCHEDULERS), help=described(SCHEDULERS))
     p.add_argument("--sampler", choices=list(SAMPLERS), help=described(SAMPLERS))

@@ -3,9 +3,9 @@
 The sweep's trials are read back from MLflow (each trial run holds its sampled ``params`` and its
 last reported validation metrics), turned into an in-memory Optuna study with the search space's
 distributions, and scored by ``optuna.importance.FanovaImportanceEvaluator`` (a random-forest
-functional ANOVA: the share of the metric's variance each hyperparameter explains). Diverged and
-failed trials have no finite metric and are left out; with fewer than ``MIN_TRIALS`` finished
-trials a loss gets no importance (the report says so).
+functional ANOVA: the share of the metric's variance each hyperparameter explains). Only trials
+that completed (or that ASHA stopped) count: diverged, failed and interrupted ones are left out;
+with fewer than ``MIN_TRIALS`` of them a loss gets no importance (the report says so).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import optuna
 from matplotlib.ticker import NullFormatter
 
 from search_spaces import SearchSpace
-from tuning.tracking import find_runs
+from tuning.tracking import TAG_OUTCOME, find_runs
 
 MIN_TRIALS = 4  # fewer finished trials cannot separate one hyperparameter's effect from another's
+FINISHED_OUTCOMES = ("completed", "stopped")  # trained to the end, or stopped early by ASHA for its metric
 
 
 @dataclass
@@ -39,7 +40,9 @@ def searched_trials(
     params, values = [], []
     for run in find_runs(client, experiment_id, kind="trial", sweep=sweep, loss=loss):
         value = run.data.metrics.get(metric)
-        if value is None or not math.isfinite(value) or not set(space.ranges) <= set(run.data.params):
+        if run.data.tags.get(TAG_OUTCOME) not in FINISHED_OUTCOMES or value is None or not math.isfinite(value):
+            continue  # a diverged trial's last logged value is its last finite one: not what it reached
+        if not set(space.ranges) <= set(run.data.params):
             continue
         params.append({name: float(run.data.params[name]) for name in space.ranges})
         values.append(float(value))

@@ -139,7 +139,7 @@ def promote(
                 continue
         number = int(result.config["trial_number"])
         value = float(result.metrics[space.metric])
-        champion = current_champion(client, name)
+        champion = with_recorded_metric(client, current_champion(client, name), space.metric)
         if champion is not None and champion.version == version.version:
             is_champion, reason = True, version.tags.get("promotion", "").partition(": ")[2] or "champion"
         else:
@@ -154,6 +154,17 @@ def promote(
                                      is_champion, reason, dict(result.config))  # fmt: skip
         log.info("%s trial %d -> %s v%s: %s", loss, number, name, version.version, reason)
     return promotions
+
+
+def with_recorded_metric(client: MlflowClient, champion, metric: str):
+    """``champion`` (a ``ModelVersion`` or None) with ``metric`` among its tags: versions registered
+    before every validation metric was tagged carry only their own sweep's, and their trial run holds
+    the rest (as its last logged value)."""
+    if champion is not None and metric not in champion.tags:
+        recorded = client.get_run(champion.run_id).data.metrics.get(metric)
+        if recorded is not None:
+            champion.tags[metric] = str(recorded)
+    return champion
 
 
 def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, client, smoke_test, failures):

@@ -207,8 +207,9 @@ def comparison_table(comparisons: list[Comparison]) -> str:
 def findings(comparisons: list[Comparison], examples: int) -> list[str]:
     """The report's opening lines: per metric, which loss is better than which at the 95% level,
     and which differences the test split does not resolve (the numbers are in the differences table)."""
-    lines = [f"**What the {examples} test examples resolve** (95%, paired bootstrap; the noise of training "
-             "another seed is not in these intervals):", ""]  # fmt: skip
+    lines = [f"**What the {examples} test examples resolve** (95%, paired bootstrap; each of the "
+             f"{len(comparisons)} comparisons at that level on its own, without a multiplicity correction; the "
+             "noise of training another seed is not in these intervals):", ""]  # fmt: skip
     for metric in COMPARED:
         rows = [c for c in comparisons if c.metric == metric]
         beaten: dict[str, list[str]] = {}

@@ -141,8 +141,8 @@ class SweepRequest:
         overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
         verbose: Ray Tune's verbosity (0 silent, 1 the status table).
         asked: what the user asked for explicitly, as the sweep's parent-run params name it
-            (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler`` and ``--set``
-            keys): a resume that contradicts the stored sweep is refused, naming each difference.
+            (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler``, ``metric`` and
+            ``--set`` keys): a resume that contradicts the stored sweep is refused, naming each difference.
     """
 
     space: SearchSpace

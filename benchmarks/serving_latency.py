@@ -5,7 +5,7 @@ starts ``mlflow models serve`` on 127.0.0.1, and times HTTP POSTs to /invocation
 one example per request, and batches of 256, each the median of many requests after a warm-up. It
 also times the same batch through the TorchScript and ONNX exports in-process.
 
-    python benchmarks/serving.py [--loss ova_dm] [--home DIR] [--requests 200]
+    python benchmarks/serving_latency.py [--loss ova_dm] [--home DIR] [--requests 200]
 """
 
 from __future__ import annotations
