@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from evaluation.metrics import _TINY, ECE_BINS, calibration_bins, confidence_and_prediction, renormalise
+from evaluation.metrics import ECE_BINS, brier_terms, calibration_bins, confidence_and_prediction, log_losses
 
 # metric -> True when higher is better
 COMPARED = {"accuracy": True, "ece": False, "nll": False, "brier": False}
@@ -51,47 +51,38 @@ class PerExample:
     """What each test example contributes to the metrics, (N,) each."""
 
     correct: np.ndarray  # 1.0 where argmax is the label
-    confidence: np.ndarray  # max_k p_k
+    gap: np.ndarray  # correct − max_k p_k: what the example adds to its calibration bin's gap
     bins: np.ndarray  # the confidence's calibration bin
-    nll: np.ndarray  # −log p_y of the renormalised probabilities (floored as evaluation.metrics does)
-    brier: np.ndarray  # Σ_k (p_k − onehot_k)² of the renormalised probabilities
+    nll: np.ndarray  # evaluation.metrics.log_losses
+    brier: np.ndarray  # evaluation.metrics.brier_terms
 
 
 def per_example(probs: np.ndarray, labels: np.ndarray) -> PerExample:
     """The per-example terms of ``probs`` (N, K) against ``labels`` (N,)."""
-    labels = np.asarray(labels)
     confidence, prediction = confidence_and_prediction(probs)
-    p = renormalise(probs)  # (N, K)
-    onehot = np.eye(p.shape[1])[labels]  # (N, K)
+    correct = (prediction == np.asarray(labels)).astype(np.float64)
     return PerExample(
-        correct=(prediction == labels).astype(np.float64),
-        confidence=confidence.astype(np.float64),
+        correct=correct,
+        gap=correct - confidence,
         bins=calibration_bins(confidence),
-        nll=-np.log(np.maximum(p[np.arange(len(p)), labels], _TINY)),
-        brier=((p - onehot) ** 2).sum(axis=1),
+        nll=log_losses(probs, labels),
+        brier=brier_terms(probs, labels),
     )
 
 
-def metric_of(terms: PerExample, metric: str, index: np.ndarray) -> np.ndarray:
-    """``metric`` over the examples ``index`` (B, n) of each resample: (B,)."""
-    if metric == "accuracy":
-        return terms.correct[index].mean(axis=-1)
-    if metric == "nll":
-        return terms.nll[index].mean(axis=-1)
-    if metric == "brier":
-        return terms.brier[index].mean(axis=-1)
-    if metric == "ece":  # Σ_b |Σ_{i∈b} correct_i − Σ_{i∈b} conf_i| / n, per resample
-        rows, n = index.shape
-        flat = (terms.bins[index] + ECE_BINS * np.arange(rows)[:, None]).ravel()  # (B·n,) bin of each draw
-        gap = terms.correct[index].ravel() - terms.confidence[index].ravel()
-        per_bin = np.bincount(flat, weights=gap, minlength=rows * ECE_BINS).reshape(rows, ECE_BINS)
-        return np.abs(per_bin).sum(axis=1) / n
-    raise ValueError(f"unknown metric {metric!r}; choose from: {', '.join(COMPARED)}")
-
-
 def metrics_of(terms: PerExample, index: np.ndarray) -> np.ndarray:
-    """Every metric of ``COMPARED`` over the examples ``index`` (B, n) of each resample: (M, B)."""
-    return np.stack([metric_of(terms, metric, index) for metric in COMPARED])
+    """Every metric of ``COMPARED``, in its order, over the examples ``index`` (B, n) of each
+    resample: (M, B). ECE is Σ_b |Σ_{i∈b} (correct_i − conf_i)| / n."""
+    rows, n = index.shape
+    flat = (terms.bins[index] + ECE_BINS * np.arange(rows)[:, None]).ravel()  # (B·n,) bin of each draw, per row
+    per_bin = np.bincount(flat, weights=terms.gap[index].ravel(), minlength=rows * ECE_BINS)
+    measured = {
+        "accuracy": terms.correct[index].mean(axis=-1),
+        "ece": np.abs(per_bin.reshape(rows, ECE_BINS)).sum(axis=1) / n,
+        "nll": terms.nll[index].mean(axis=-1),
+        "brier": terms.brier[index].mean(axis=-1),
+    }
+    return np.stack([measured[metric] for metric in COMPARED])
 
 
 def _bootstrap(statistic, n: int, level: float, resamples: int, seed: int) -> dict[str, Interval]:

@@ -89,18 +89,28 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     return float(np.sum(weights * np.abs(bins.accuracy[filled] - bins.confidence[filled])))
 
 
-def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean −log p_y of the renormalised probabilities (p_y floored at 1e-12)."""
+def log_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """−log p_y of each example's renormalised probabilities (p_y floored at 1e-12), (N,)."""
     p = renormalise(probs)
     p_true = p[np.arange(len(p)), np.asarray(labels)]
-    return float(-np.mean(np.log(np.maximum(p_true, _TINY))))
+    return -np.log(np.maximum(p_true, _TINY))
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean −log p_y of the renormalised probabilities (p_y floored at 1e-12)."""
+    return float(np.mean(log_losses(probs, labels)))
+
+
+def brier_terms(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Σ_k (p_k − onehot_k)² of each example's renormalised probabilities, (N,)."""
+    p = renormalise(probs)
+    onehot = np.eye(p.shape[1])[np.asarray(labels)]
+    return np.sum((p - onehot) ** 2, axis=1)
 
 
 def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean Σ_k (p_k − onehot_k)² of the renormalised probabilities."""
-    p = renormalise(probs)
-    onehot = np.eye(p.shape[1])[np.asarray(labels)]
-    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+    return float(np.mean(brier_terms(probs, labels)))
 
 
 def ood_scores(probs_in: np.ndarray, probs_ood: np.ndarray) -> tuple[float, float]:

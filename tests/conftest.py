@@ -28,3 +28,20 @@ def ovatune():
         return run_ovatune(*args, timeout=timeout, check=True).stdout
 
     return run
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A tiny classifier (2×2 one-channel images, 3 classes, ova_dm) and the serving bundle
+    ``write_serving_bundle`` wrote for it (threshold 0.5): (classifier, bundle folder)."""
+    import torch
+
+    from serving.bundle import write_serving_bundle
+    from trainables.models import build_classifier
+
+    torch.manual_seed(0)
+    config = {"model": "mlp", "hidden": [4], "loss": "ova_dm"}
+    classifier = build_classifier((1, 2, 2), 3, config).eval()
+    meta = {"config": config, "input_shape": [1, 2, 2], "class_names": ["a", "b", "c"]}
+    info = {"preprocessing": "images_0_255_nhwc", "threshold": 0.5, "raw_input_shape": [2, 2, 1]}
+    return classifier, write_serving_bundle(tmp_path / "bundle", classifier, meta, **info)

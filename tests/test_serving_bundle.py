@@ -11,10 +11,8 @@ from serving.bundle import (
     choose_threshold,
     load_serving_bundle,
     raw_inputs,
-    write_serving_bundle,
 )
 from trainables.checksums import TamperedFile, check_files, sha256
-from trainables.models import build_classifier
 
 
 def test_threshold_keeps_95_percent_by_hand():
@@ -23,16 +21,6 @@ def test_threshold_keeps_95_percent_by_hand():
     assert t == pytest.approx(0.06)  # ≥ 0.06 keeps 95 of 100; ≥ 0.07 would keep 94
     assert (confidence >= t).mean() == 0.95
     assert choose_threshold(np.array([0.9, 0.5, 0.7])) == 0.5  # 3 examples: 95% means all three
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    torch.manual_seed(0)
-    config = {"model": "mlp", "hidden": [4], "loss": "ova_dm"}
-    classifier = build_classifier((1, 2, 2), 3, config).eval()
-    meta = {"config": config, "input_shape": [1, 2, 2], "class_names": ["a", "b", "c"]}
-    info = {"preprocessing": "images_0_255_nhwc", "threshold": 0.5, "raw_input_shape": [2, 2, 1]}
-    return classifier, write_serving_bundle(tmp_path / "bundle", classifier, meta, **info)
 
 
 def test_outputs_by_hand(tiny):

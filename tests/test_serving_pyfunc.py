@@ -5,21 +5,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
-from serving.bundle import ServingModel, write_serving_bundle
-from trainables.models import build_classifier
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    torch.manual_seed(0)
-    config = {"model": "mlp", "hidden": [4], "loss": "ova_dm"}
-    classifier = build_classifier((1, 2, 2), 3, config).eval()
-    meta = {"config": config, "input_shape": [1, 2, 2], "class_names": ["a", "b", "c"]}
-    info = {"preprocessing": "images_0_255_nhwc", "threshold": 0.5, "raw_input_shape": [2, 2, 1]}
-    return classifier, write_serving_bundle(tmp_path / "bundle", classifier, meta, **info)
+from serving.bundle import ServingModel
 
 
 def _saved_pyfunc(tmp_path, bundle, python_model: str, code_paths: list[str]) -> str:

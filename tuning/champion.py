@@ -48,6 +48,12 @@ def selection_metric(version: Any, space: SearchSpace) -> str:
     return version.tags.get("selection_metric", space.metric)
 
 
+def common_selection_metric(versions: list, space: SearchSpace) -> str | None:
+    """The metric that selected every one of ``versions``, or None when their sweeps chose differently."""
+    metrics = {selection_metric(version, space) for version in versions}
+    return metrics.pop() if len(metrics) == 1 else None
+
+
 @dataclass
 class Promotion:
     """What a sweep did with one loss's best trial."""

@@ -29,7 +29,7 @@ from trainables.data import load_dataset, take
 from trainables.losses import LOSSES
 from trainables.models import ProbabilityModel
 from trainables.trial_metrics import get_selection_metric
-from tuning.champion import CHAMPION, NoChampion, champion_versions, selection_metric
+from tuning.champion import CHAMPION, NoChampion, champion_versions, common_selection_metric, selection_metric
 from tuning.errors import one_line
 from tuning.evaluation_log import log_evaluation
 from tuning.fan_out import evaluate_champions
@@ -116,7 +116,8 @@ def evaluate_experiment(
     if any(importance.values()):
         drawn["hyperparameter_importance"] = importance_figure(importance, space)
     if any(trials.values for trials in searched.values()):
-        drawn["hyperparameter_slices"] = slice_figure(searched, space, _shared_metric(space, champions))
+        common = common_selection_metric([version for version, _, _ in champions.values()], space)
+        drawn["hyperparameter_slices"] = slice_figure(searched, space, common or "each model's selection metric")
     for name, fig in drawn.items():
         fig.savefig(out / "figures" / f"{name}.png", dpi=110)
         plt.close(fig)
@@ -130,13 +131,6 @@ def evaluate_experiment(
     run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance,
                             intervals, comparisons)  # fmt: skip
     return EvaluationReport(path, run_id, evaluations, sweeps, failures)
-
-
-def _shared_metric(space: SearchSpace, champions: dict[str, tuple]) -> str:
-    """The selection metric of the evaluated models when they share one (the slice plot's y axis),
-    else the space's."""
-    metrics = {selection_metric(version, space) for version, _, _ in champions.values()}
-    return metrics.pop() if len(metrics) == 1 else space.metric
 
 
 def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, tuple]) -> tuple[dict, dict]:

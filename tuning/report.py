@@ -12,7 +12,7 @@ import numpy as np
 from evaluation.comparison import COMPARED, Comparison, Interval
 from evaluation.runner import Evaluation
 from trainables.losses import LOSSES
-from tuning.champion import selection_metric
+from tuning.champion import common_selection_metric, selection_metric
 
 
 def summary_rows(evaluations: dict[str, Evaluation]) -> list[dict]:
@@ -98,9 +98,8 @@ def render_report(
     test split resolves between the losses (``comparisons``), tables (with ``intervals``: loss ->
     metric -> its interval over the test examples), the hyperparameter importance table
     (``importance``, markdown) when there is one, then the figures."""
-    metrics = {loss: selection_metric(version, space) for loss, (version, _, _) in champions.items()}
-    by = (f"validation `{next(iter(metrics.values()))}`" if len(set(metrics.values())) == 1
-          else "the validation metric each sweep selected by (see the table)")  # fmt: skip
+    common = common_selection_metric([version for version, _, _ in champions.values()], space)
+    by = f"validation `{common}`" if common else "the validation metric each sweep selected by (see the table)"
     if sweep is None:
         what = (f"The champion of each loss: the best version so far by {by}; champions may come from "
                 "different sweeps.")  # fmt: skip
@@ -122,7 +121,7 @@ def render_report(
     ]
     for loss, (version, _, _) in champions.items():
         chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(hyperparameters[loss].items()))
-        metric = metrics[loss]
+        metric = selection_metric(version, space)
         value = float(version.tags.get(metric, "nan"))
         lines.append(
             f"| {loss} | `{version.name}` v{version.version} | `{version.tags.get('sweep')}` | "
