@@ -27,7 +27,7 @@ $(CHROMIUM):
 browser: $(CHROMIUM)
 
 demo: $(INSTALLED)
-	$(VENV)/bin/ovatune run digits
+	$(VENV)/bin/ovatune run digits --replicates 3
 
 test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .

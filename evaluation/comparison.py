@@ -1,4 +1,4 @@
-"""Are the differences between the losses larger than noise? Bootstrap intervals over test examples.
+"""Are the differences between the losses larger than noise? Bootstrap intervals over seeds and test examples.
 
 Every model of an evaluation is measured on the same test examples, so two losses are compared
 *paired*: each bootstrap resample draws the same examples for both, and the interval is that of the
@@ -6,8 +6,13 @@ difference of the metric (a − b). An interval that excludes 0 marks a resolved
 level. ``scipy.stats.bootstrap`` does the resampling (percentile intervals: BCa's jackknife needs
 N resamples of N − 1 examples, too much memory on a large test split).
 
-What this measures is the test split's sampling noise for these trained models; the noise of
-training itself (another seed, another model) needs replicates of each configuration.
+With one model per loss, that is the test split's sampling noise for these trained models. With R
+replicates per loss (the same configuration trained with R seeds; replicate r of every loss shares
+seed r), the resampling is two-way: each resample draws R seeds and N examples independently, with
+replacement, and the statistic is the mean over the drawn seeds of the metric on the drawn
+examples. Both noises are then in the interval, and a difference is paired over both: the same
+seeds and the same examples for a and b. Quantities measured once per replicate without
+per-example terms (AUROC, accuracy under shift) get a t interval over the seeds (``over_seeds``).
 
 The four metrics are those of ``evaluation.metrics`` on the test split: accuracy, ECE (15 bins,
 top label: it depends only on each example's confidence and correctness), NLL and Brier (of the
@@ -85,43 +90,106 @@ def metrics_of(terms: PerExample, index: np.ndarray) -> np.ndarray:
     return np.stack([measured[metric] for metric in COMPARED])
 
 
-def _bootstrap(statistic, n: int, level: float, resamples: int, seed: int) -> dict[str, Interval]:
-    """Bootstrap the examples 0..n−1 once for every metric: ``statistic(index (B, n)) -> (M, B)``."""
-    examples = np.arange(n)
+def mean_over_seeds(replicates: list[PerExample], seeds: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Every metric of ``COMPARED`` averaged over the replicates ``seeds`` (B, R) drawn by each
+    resample, each measured on that resample's examples ``index`` (B, n): (M, B)."""
+    measured = np.stack([metrics_of(terms, index) for terms in replicates])  # (R, M, B)
+    drawn = measured[seeds, :, np.arange(len(index))[:, None]]  # (B, R, M): resample b's draws
+    return drawn.mean(axis=1).T
+
+
+Models = np.ndarray | list[np.ndarray]  # one model's probabilities (N, K), or its R replicates'
+
+
+def _replicates(probs: Models) -> list[np.ndarray]:
+    return list(probs) if isinstance(probs, (list, tuple)) else [probs]
+
+
+def _bootstrap(statistic, replicates: int, n: int, level: float, resamples: int, seed: int) -> dict[str, Interval]:
+    """Bootstrap every metric at once: ``statistic(seeds (B, R), examples (B, n)) -> (M, B)``. With
+    two or more replicates the seeds 0..R−1 are resampled too, independently of the examples."""
+    seeds, examples = np.arange(replicates), np.arange(n)
+    if replicates >= 2:
+        data = (seeds, examples)
+
+        def resampled(drawn_seeds, index, axis=-1):
+            return statistic(np.atleast_2d(drawn_seeds), np.atleast_2d(index))
+    else:  # one model: only the examples vary (scipy needs two observations to resample)
+        data = (examples,)
+
+        def resampled(index, axis=-1):
+            index = np.atleast_2d(index)
+            return statistic(np.zeros((len(index), 1), dtype=int), index)
+
     result = stats.bootstrap(
-        (examples,),
-        lambda index, axis=-1: statistic(np.atleast_2d(index)),
+        data,
+        resampled,
         vectorized=True,
+        paired=False,  # seeds and examples are drawn independently (a two-way bootstrap)
         n_resamples=resamples,
-        batch=max(1, 4_000_000 // n),  # at most ~4M drawn indices in memory at once
+        batch=max(1, 4_000_000 // (n * replicates)),  # at most ~4M drawn terms in memory at once
         confidence_level=level,
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    estimates = statistic(examples[None, :])[:, 0]
+    estimates = statistic(seeds[None, :], examples[None, :])[:, 0]
     low, high = result.confidence_interval
     return {m: Interval(float(e), float(lo), float(hi)) for m, e, lo, hi in zip(COMPARED, estimates, low, high)}
 
 
 def metric_intervals(
-    probs: np.ndarray, labels: np.ndarray, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
+    probs: Models, labels: np.ndarray, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, Interval]:
-    """metric -> its value for one model on the test split, with a bootstrap interval over the examples."""
-    terms = per_example(probs, labels)
-    return _bootstrap(lambda index: metrics_of(terms, index), len(terms.correct), level, resamples, seed)
+    """metric -> its value on the test split (the mean over replicates, given a list of them), with
+    a bootstrap interval over the examples (and the seeds)."""
+    replicates = [per_example(p, labels) for p in _replicates(probs)]
+    return _bootstrap(lambda s, index: mean_over_seeds(replicates, s, index), len(replicates), len(labels),
+                      level, resamples, seed)  # fmt: skip
 
 
 def paired_differences(
-    probs_a: np.ndarray,
-    probs_b: np.ndarray,
+    probs_a: Models,
+    probs_b: Models,
     labels: np.ndarray,
     level: float = LEVEL,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> dict[str, Interval]:
-    """metric -> metric(a) − metric(b) on the same test examples, with its paired bootstrap interval."""
-    a, b = per_example(probs_a, labels), per_example(probs_b, labels)
-    return _bootstrap(lambda index: metrics_of(a, index) - metrics_of(b, index), len(a.correct), level, resamples, seed)
+    """metric -> metric(a) − metric(b) on the same test examples (and, given R replicates of each,
+    paired by position, the same seeds), with its paired bootstrap interval.
+
+    Raises:
+        ValueError: a and b with different numbers of replicates.
+    """
+    a = [per_example(p, labels) for p in _replicates(probs_a)]
+    b = [per_example(p, labels) for p in _replicates(probs_b)]
+    if len(a) != len(b):
+        raise ValueError(f"paired over seeds needs as many replicates of each: {len(a)} and {len(b)}")
+
+    def difference(seeds, index):
+        return mean_over_seeds(a, seeds, index) - mean_over_seeds(b, seeds, index)
+
+    return _bootstrap(difference, len(a), len(labels), level, resamples, seed)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A quantity over R replicates: mean, standard deviation (ddof 1) and an interval for the mean."""
+
+    mean: float
+    sd: float
+    interval: Interval
+    replicates: int
+
+
+def over_seeds(values, level: float = LEVEL) -> Spread:
+    """The spread of one value per replicate (R ≥ 2), with the t interval of its mean (``scipy.stats.ttest_1samp``)."""
+    values = np.asarray(values, dtype=np.float64)
+    mean, sd = float(values.mean()), float(values.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # every seed gave the same value (up to rounding): no width
+        return Spread(mean, 0.0, Interval(mean, mean, mean), len(values))
+    low, high = stats.ttest_1samp(values, popmean=0.0).confidence_interval(level)
+    return Spread(mean, sd, Interval(mean, float(low), float(high)), len(values))
 
 
 @dataclass(frozen=True)
@@ -143,11 +211,11 @@ class Comparison:
 
 
 def compare_losses(
-    test_probs: dict[str, np.ndarray], labels: np.ndarray, level: float = LEVEL, resamples: int = RESAMPLES
+    test_probs: dict[str, Models], labels: np.ndarray, level: float = LEVEL, resamples: int = RESAMPLES
 ) -> list[Comparison]:
     """Every metric of ``COMPARED`` for every pair of losses (in the order given), paired over the
-    test examples, metric by metric. Each pair has its own seed, from its names: adding a loss
-    changes no other interval."""
+    test examples (and the seeds, given R replicates of each), metric by metric. Each pair has its
+    own seed, from its names: adding a loss changes no other interval."""
     by_pair = {
         (a, b): paired_differences(
             test_probs[a], test_probs[b], labels, level, resamples, zlib.crc32(f"{a}:{b}".encode())

@@ -4,11 +4,16 @@ reliability_diagrams        Fig. S2/S3   accuracy vs confidence per bin, one pan
 accuracy_confidence_curves  Fig. 4/S5    accuracy over examples with confidence ≥ τ, ID ∪ OOD
 confidence_histograms       Fig. S6/S7   confidence of correct / incorrect / OOD examples
 shift_boxplots              Fig. 2/3     ECE and accuracy per shift intensity, boxes over corruptions
+                                         (given replicates: over seeds and corruptions)
+reliability_bands           Fig. S2/S3   over replicates: mean accuracy per bin, ± sd over seeds
+accuracy_confidence_bands   Fig. 4/S5    over replicates: the mean curve, the band from min to max over seeds
 confidence_landscape        Fig. 1       max-probability over the plane (2-D inputs only)
 class_centres_pca           Fig. S1      embeddings and learned centres of distance heads, PCA plane
 """
 
 from __future__ import annotations
+
+import warnings
 
 import matplotlib
 
@@ -90,13 +95,15 @@ def confidence_histograms(evals: dict[str, Evaluation], ood_name: str) -> Figure
     return fig
 
 
-def shift_boxplots(evals: dict[str, Evaluation]) -> Figure:
+def shift_boxplots(evals: dict[str, Evaluation | list[Evaluation]]) -> Figure:
+    """Given a list of replicates per loss, each box holds every (seed, corruption) at its intensity."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     losses = list(evals)
     width = 0.8 / len(losses)
     for ax, metric in zip(axes, ("ece", "accuracy")):
         for i, loss in enumerate(losses):
-            rows = evals[loss].shift
+            replicates = evals[loss] if isinstance(evals[loss], list) else [evals[loss]]
+            rows = [row for ev in replicates for row in ev.shift]
             data = [[r[metric] for r in rows if r["intensity"] == level] for level in range(6)]
             positions = np.arange(6) + (i - (len(losses) - 1) / 2) * width
             box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, manage_ticks=False)
@@ -108,6 +115,51 @@ def shift_boxplots(evals: dict[str, Evaluation]) -> Figure:
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[loss]) for loss in losses]
     fig.legend(handles, [_title(loss) for loss in losses], loc="upper center", ncol=len(losses), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def reliability_bands(replicates: dict[str, list[Evaluation]]) -> Figure:
+    """One panel per loss: each bin's accuracy averaged over the replicates (bins empty in a replicate
+    are left out of its mean), with ± one standard deviation over the seeds."""
+    fig, axes = plt.subplots(1, len(replicates), figsize=(3.2 * len(replicates), 3.4), sharey=True, squeeze=False)
+    centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
+    for ax, (loss, evaluations) in zip(axes[0], replicates.items()):
+        accuracy = np.stack([reliability(ev.test_probs, ev.test_labels).accuracy for ev in evaluations])  # (R, bins)
+        filled = np.isfinite(accuracy).any(axis=0)
+        with np.errstate(invalid="ignore"):
+            mean, sd = np.nanmean(accuracy[:, filled], axis=0), np.nanstd(accuracy[:, filled], axis=0)
+        ax.bar(centres[filled], mean, width=1 / ECE_BINS, edgecolor="black", color=COLOURS[loss], alpha=0.8,
+               yerr=sd, capsize=2, label="accuracy ± sd")  # fmt: skip
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+        ece = np.array([ev.test["ece"] for ev in evaluations])
+        ax.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence",
+               title=f"{_title(loss)}\nECE {ece.mean():.3f} ± {ece.std(ddof=1):.3f} ({len(ece)} seeds)")  # fmt: skip
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_confidence_bands(replicates: dict[str, list[Evaluation]]) -> Figure:
+    """Figure 4 over replicates: per loss the mean curve over seeds and the band between the lowest
+    and highest seed's."""
+    ood_names = list(next(iter(replicates.values()))[0].ood_probs)
+    fig, axes = plt.subplots(1, len(ood_names), figsize=(4.5 * len(ood_names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], ood_names):
+        for loss, evaluations in replicates.items():
+            curves = [accuracy_vs_confidence(ev.test_probs, ev.test_labels, ev.ood_probs[name]) for ev in evaluations]
+            tau = curves[0][0]
+            accuracy = np.stack([acc for _, acc, _ in curves])  # (R, T), NaN where a seed keeps nothing
+            with warnings.catch_warnings():  # "all-NaN slice" where no seed keeps an example
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, low, high = np.nanmean(accuracy, 0), np.nanmin(accuracy, 0), np.nanmax(accuracy, 0)
+            ax.plot(tau, mean, label=f"{_title(loss)} ({len(curves)} seeds)", color=COLOURS[loss])
+            ax.fill_between(tau, low, high, color=COLOURS[loss], alpha=0.2, linewidth=0)
+        ax.set(xlabel="confidence threshold τ", ylabel="accuracy on examples with confidence ≥ τ",
+               title=f"test ∪ OOD '{name}': mean and range over seeds", xlim=(0, 1))  # fmt: skip
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 

@@ -73,6 +73,22 @@ def test_evaluate_without_champions_says_what_to_run(capsys, home):
     assert "ovatune sweep digits" in capsys.readouterr().err
 
 
+def test_replicate_without_champions_says_what_to_run_before_ray_starts(capsys, home):
+    assert main(["replicate", "digits", "--seeds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ovatune: error: no champion of any loss of 'digits'") and "ovatune sweep digits" in err
+    assert "Traceback" not in err and not ray.is_initialized()
+    assert main(["replicate", "digits", "--resume"]) == 2
+    assert "no replicates of 'digits' to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["replicate", "digits", "--seeds", "1"], ["run", "digits", "--replicates", "1"]])
+def test_fewer_than_two_replicates_is_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and "needs at least 2 replicates" in capsys.readouterr().err
+
+
 def test_help_lists_experiments_and_losses(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -126,3 +126,24 @@ def test_class_centres_pca_draws_every_embedding_and_every_centre():
     points = np.asarray(embeddings.get_offsets())
     assert points[:, 0].var() >= points[:, 1].var() and abs(points.mean(axis=0)).max() < 1e-9
     plt.close(fig)
+
+
+def test_the_figures_over_seeds_draw_a_band_from_every_replicate(evals):
+    replicates = {loss: [_evaluation(loss, 10 * i + seed) for seed in range(3)] for i, loss in enumerate(LOSSES)}
+    fig = figures.reliability_bands(replicates)
+    assert len(fig.axes) == len(LOSSES)
+    ax = fig.axes[0]
+    accuracy = np.stack([reliability(ev.test_probs, ev.test_labels).accuracy for ev in replicates["softmax"]])
+    filled = np.isfinite(accuracy).any(axis=0)
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == pytest.approx(np.nanmean(accuracy[:, filled], axis=0).tolist())
+    assert "3 seeds" in ax.get_title()
+    fig = figures.accuracy_confidence_bands(replicates)
+    assert len(fig.axes) == 2 and len(fig.axes[0].collections) == len(LOSSES)  # one band per loss
+    fig = figures.shift_boxplots(replicates)  # each box holds every (seed, corruption) at its intensity
+    accuracy_ax = fig.axes[1]
+    assert len(accuracy_ax.patches) == 6 * len(LOSSES)
+    medians = {round(float(line.get_ydata()[0]), 12) for line in accuracy_ax.get_lines() if len(line.get_xdata()) == 2}
+    for loss, evaluations in replicates.items():
+        pooled = [r["accuracy"] for ev in evaluations for r in ev.shift if r["intensity"] == 5]
+        assert len(pooled) == 9 and round(float(np.median(pooled)), 12) in medians, loss

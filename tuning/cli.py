@@ -55,6 +55,15 @@ def _seed(text: str) -> int:
     return value
 
 
+def _replicates(text: str) -> int:
+    value = _number(text, int)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"needs at least 2 replicates (an interval over seeds needs two), got {text!r}"
+        )
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = _number(text, float)
     if value < 0:
@@ -115,6 +124,7 @@ class _Renamed(argparse.Action):
 EXAMPLES = {
     "run": "ovatune run digits --smoke-test",
     "sweep": "ovatune sweep digits --losses ova,ova_dm --trials 20 --max-concurrent 2 --set batch_size=128",
+    "replicate": "ovatune replicate digits --seeds 5",
     "evaluate": "ovatune evaluate digits --sweep digits-20261202-101500-a1b2c3",
     "ui": "ovatune ui --port 5000",
     "export": "ovatune export digits --losses ova_dm --format onnx --out exports",
@@ -236,8 +246,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="sweep, promote the best model per loss, evaluate, print the comparison")
     _add_sweep_options(run)
+    run.add_argument("--replicates", type=_replicates, metavar="R",
+                     help="after the sweep, train each loss's champion configuration again with R new seeds "
+                     "(as `ovatune replicate --seeds R`) and report every number over seeds (default: none)")  # fmt: skip
     sweep = sub.add_parser("sweep", help="run the random search and promote each loss's best trial")
     _add_sweep_options(sweep)
+    replicate = sub.add_parser(
+        "replicate",
+        help="train each champion's configuration again with new seeds: the report's numbers over seeds",
+        description="Retrain each loss's champion configuration with R seeds (new initial weights and data "
+        "order; the data split stays the experiment's), as Ray Tune trials logged under one "
+        "'<loss> replicates · <sweep>' MLflow run per loss. The champion that serves stays the selected "
+        "model; `ovatune evaluate` then reports mean ± sd and 95%% intervals over the seeds, and paired "
+        "differences between the losses over seeds and test examples. An interrupted set resumes with --resume.",
+    )
+    replicate.add_argument(
+        "experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}"
+    )
+    replicate.add_argument("--seeds", type=_replicates, default=5, metavar="R",
+                           help="replicates per loss, at least 2 (default 5, the paper's 'averaged over 5 runs')")  # fmt: skip
+    replicate.add_argument(
+        "--losses", type=_losses, metavar="L1,L2", help="whose champions (default: every loss that has one)"
+    )
+    replicate.add_argument("--seed", type=_seed, help="seeds the replicates' seeds, 0 to 2**32-1 (default 0)")
+    replicate.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
+    replicate.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (default: the space's)")
+    replicate.add_argument("--gpus-per-trial", type=_non_negative_float, help="GPUs per trial (default: the space's)")
+    replicate.add_argument(
+        "--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray"
+    )
+    replicate.add_argument("--resume", action="store_true", help="continue the latest (or --name) replicate set")
+    replicate.add_argument(
+        "--name", type=_sweep_name, help="the set's name (default: replicates-EXPERIMENT-<date>-<time>-<random>)"
+    )
+    _add_store_options(replicate)
     evaluate = sub.add_parser("evaluate", help="measure the champions: test, shift, OOD; figures and report.md")
     evaluate.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     evaluate.add_argument("--address", help="Ray cluster to evaluate on ('auto' inside one); default: a local Ray")
@@ -376,11 +418,15 @@ def _main(args, argv: list[str] | None) -> int:
         return _evaluate(space, settings, args.address, args.sweep)
     if args.command == "export":
         return _export(space, settings, args)
+    if args.command == "replicate":
+        return _replicate(space, settings, args)
     try:
         check_available(space.dataset, args.data_dir, download=args.download)
     except DatasetNotAvailable as error:
         return _fail(str(error))
     code = _sweep(space, settings, args)
+    if code == 0 and args.command == "run" and args.replicates:
+        code = _replicate(space, settings, args)
     if code == 0 and args.command == "run":
         code = _evaluate(space, settings, args.address)
     return code
@@ -580,10 +626,68 @@ def _interrupted(space, settings, outcome, args) -> int:
     return 128 + outcome.interrupted
 
 
+def _replicate(space, settings, args) -> int:
+    """``ovatune replicate``, or the replicates of ``ovatune run --replicates R`` after its sweep."""
+    import shlex
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from tuning.champion import NoChampion
+    from tuning.replicates import MIN_REPLICATES, ReplicateRequest, finish_replicates, run_replicates
+    from tuning.tracking import mark_interrupted
+
+    alone = args.command == "replicate"
+    request = ReplicateRequest(
+        space, args.seeds if alone else args.replicates, losses=args.losses, seed=args.seed or 0,
+        address=args.address, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, resume=alone and args.resume, name=args.name if alone else None,
+    )  # fmt: skip
+    if request.resume:
+        print(f"ovatune: resuming {'replicate set ' + args.name if args.name else 'the latest replicate set'} of "
+              f"{space.name}; MLflow store {settings.display_uri}", flush=True)  # fmt: skip
+    else:
+        print(f"\novatune: replicating the champions of {space.name} with {request.seeds} seeds each; "
+              f"MLflow store {settings.display_uri}", flush=True)  # fmt: skip
+    started = time.time()
+    try:
+        outcome = run_replicates(request, settings)
+    except (NoChampion, FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    client = MlflowClient(settings.tracking_uri)
+    if outcome.interrupted:
+        name = signal.Signals(outcome.interrupted).name
+        unfinished = mark_interrupted(client, outcome.experiment_id, outcome.name, name)
+        resume = ["ovatune", "replicate", space.name, "--resume", "--name", outcome.name, "--home", str(settings.home)]
+        if not settings.is_local_store:
+            resume += ["--tracking-uri", settings.display_uri]
+        if args.address:
+            resume += ["--address", args.address]
+        then = (
+            ""
+            if alone
+            else f"\nthen measure them with the champions: ovatune evaluate {space.name} --home {settings.home}"
+        )
+        print(f"\nreplicates {outcome.name} interrupted ({name}): {unfinished} unfinished replicate(s) kept with "
+              f"their checkpoints. Resume them with:\n  {shlex.join(resume)}{then}", flush=True)  # fmt: skip
+        return 128 + outcome.interrupted
+    finished = finish_replicates(client, outcome)
+    print(f"\nreplicate set {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s")
+    for loss in outcome.parents:
+        print(f"  {loss:<8} {len(finished.get(loss, []))} replicates finished")
+    short = [loss for loss in outcome.parents if len(finished.get(loss, [])) < MIN_REPLICATES]
+    if short:
+        return _fail(f"fewer than {MIN_REPLICATES} replicates of {', '.join(short)} finished (see their runs in the "
+                     "MLflow UI); their numbers are not reported over seeds", 1)  # fmt: skip
+    if alone:
+        print(f"\nmeasure them: ovatune evaluate {space.name} --home {settings.home}")
+    return 0
+
+
 def _evaluate(space, settings, address: str | None = None, sweep: str | None = None) -> int:
     from tuning.champion import NoChampion
     from tuning.evaluate import evaluate_experiment
-    from tuning.report import summary_table
+    from tuning.report import findings, replicate_summary_table, summary_table
 
     try:
         report = evaluate_experiment(space, settings, address, sweep)
@@ -592,6 +696,18 @@ def _evaluate(space, settings, address: str | None = None, sweep: str | None = N
     what = f"sweep {sweep}'s models" if sweep else "champions"
     print(f"\n{space.name}: {what} on the test split (report: {report.path})\n")
     print(summary_table(report.evaluations))
+    if report.replicates is not None:
+        summary = report.replicates
+        print(f"\nover seeds: mean ± sd [95% interval] of {', '.join(f'{k} {v}' for k, v in summary.replicates.items())} "
+              "replicates\n")  # fmt: skip
+        print(replicate_summary_table(summary))
+        if summary.comparisons:
+            print(
+                "\n"
+                + "\n".join(findings(summary.comparisons, summary.examples, min(summary.replicates.values()))).replace(
+                    "**", ""
+                )
+            )
     print(f"\nbrowse the runs: ovatune ui --home {settings.home}")
     for message in report.failures.values():  # evaluated without them; the exit code says so
         print(f"ovatune: error: {message}", file=sys.stderr)

@@ -5,6 +5,11 @@ The steps, each in its own module: ``tuning.fan_out`` measures every model in it
 ``<home>/reports/<experiment>/report.md``, ``tuning.evaluation_log`` records it all in one MLflow
 run (and the model cards on the registered versions).
 
+When a loss's evaluated version has replicates (``tuning.replicates``: its configuration trained
+again with R seeds), they are measured too, and ``evaluation.replicate_summary`` gives every table
+its mean ± sd and 95% interval over seeds (and test examples), and the comparisons between the
+losses are paired over seeds and examples.
+
 Champions may come from different sweeps (each stays until a later sweep beats it); the report
 says which sweep each came from and why it is the champion. ``evaluate --sweep S`` measures the
 versions sweep S registered instead (champions or not), without moving any alias, and writes
@@ -23,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from evaluation import figures
 from evaluation.comparison import compare_losses, metric_intervals
+from evaluation.replicate_summary import ReplicateSummary, summarize_replicates
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
 from trainables.data import load_dataset, take
@@ -32,8 +38,9 @@ from trainables.trial_metrics import get_selection_metric
 from tuning.champion import CHAMPION, NoChampion, champion_versions, common_selection_metric, selection_metric
 from tuning.errors import one_line
 from tuning.evaluation_log import log_evaluation
-from tuning.fan_out import evaluate_champions
+from tuning.fan_out import evaluate_models
 from tuning.importance import importance_figure, importance_table, importances, searched_trials, slice_figure
+from tuning.replicates import CHECKPOINT_ARTIFACT, replicate_runs
 from tuning.report import render_report
 from tuning.settings import Settings, redact
 
@@ -46,7 +53,8 @@ class EvaluationReport:
     run_id: str  # the MLflow evaluation run
     evaluations: dict[str, Evaluation]
     sweeps: dict[str, str]  # loss -> the sweep its evaluated model came from
-    failures: dict[str, str]  # loss -> why its champion could not be evaluated (the others were)
+    failures: dict[str, str]  # loss (or "<loss> replicate <r>") -> why it could not be evaluated (the others were)
+    replicates: ReplicateSummary | None = None  # over the replicates of the evaluated versions, where they have
 
 
 def load_champions(
@@ -97,9 +105,19 @@ def evaluate_experiment(
     data = load_dataset(space.dataset, data_dir, int(params.get("data_seed", 0)))
 
     versions = {loss: version for loss, (version, _, _) in champions.items()}
-    evaluations = evaluate_champions(
-        space, settings, versions, data_dir, int(params.get("data_seed", 0)), failures, address
-    )
+    experiment = client.get_experiment_by_name(space.name)
+    replicated = replicate_runs(client, experiment.experiment_id, versions) if experiment else {}
+    models = {(loss, -1): f"models:/{v.name}/{v.version}" for loss, v in versions.items()}
+    models |= {(loss, int(run.data.tags["ovatune.trial_number"])): f"runs:/{run.info.run_id}/{CHECKPOINT_ARTIFACT}"
+               for loss, runs in replicated.items() for run in runs}  # fmt: skip
+    measured = evaluate_models(space, settings, models, data_dir, int(params.get("data_seed", 0)), failures, address)
+    evaluations = {loss: ev for (loss, number), ev in measured.items() if number < 0}
+    replicates = {  # loss -> replicate number -> its Evaluation, in the losses' order
+        loss: {number: ev for (of, number), ev in sorted(measured.items()) if of == loss and number >= 0}
+        for loss in evaluations
+    }
+    replicates = {loss: by_number for loss, by_number in replicates.items() if len(by_number) >= 2}
+    summary = summarize_replicates(replicates) if replicates else None
     if not evaluations:
         raise NoChampion("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     champions = {loss: champion for loss, champion in champions.items() if loss in evaluations}
@@ -107,7 +125,7 @@ def evaluate_experiment(
 
     out = settings.reports / space.name / ("sweeps" if sweep else "") / (sweep or "")
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    drawn = _draw_figures(evaluations, {loss: m for loss, (_, m, _) in champions.items()}, data)
+    drawn = _draw_figures(evaluations, {loss: m for loss, (_, m, _) in champions.items()}, data, replicates)
     hyperparameters = {
         loss: {k: v for k, v in client.get_run(version.run_id).data.params.items() if k in space.ranges}
         for loss, (version, _, _) in champions.items()
@@ -125,12 +143,15 @@ def evaluate_experiment(
     intervals = {loss: metric_intervals(ev.test_probs, labels) for loss, ev in evaluations.items()}
     comparisons = compare_losses({loss: ev.test_probs for loss, ev in evaluations.items()}, labels)
     report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn),
-                           importance_table(importance, space) if searched else None, intervals, comparisons)  # fmt: skip
+                           importance_table(importance, space) if searched else None, intervals, comparisons,
+                           summary)  # fmt: skip
     path = out / "report.md"
     path.write_text(report)
+    replicate_run_ids = {loss: {int(r.data.tags["ovatune.trial_number"]): r.info.run_id for r in runs}
+                         for loss, runs in replicated.items()}  # fmt: skip
     run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance,
-                            intervals, comparisons)  # fmt: skip
-    return EvaluationReport(path, run_id, evaluations, sweeps, failures)
+                            intervals, comparisons, summary, replicates, replicate_run_ids)  # fmt: skip
+    return EvaluationReport(path, run_id, evaluations, sweeps, failures, summary)
 
 
 def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, tuple]) -> tuple[dict, dict]:
@@ -148,14 +169,24 @@ def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, t
     return searched, importance
 
 
-def _draw_figures(evaluations: dict[str, Evaluation], models: dict, data) -> dict[str, plt.Figure]:
+def _draw_figures(
+    evaluations: dict[str, Evaluation], models: dict, data, replicates: dict[str, dict[int, Evaluation]]
+) -> dict[str, plt.Figure]:
+    """name -> figure: the selected models', then (``replicates``) the same over seeds."""
     drawn = {"reliability": figures.reliability_diagrams(evaluations)}
+    over_seeds = {loss: list(by_number.values()) for loss, by_number in replicates.items()}
+    if over_seeds:
+        drawn["reliability_over_seeds"] = figures.reliability_bands(over_seeds)
     if data.ood:
         drawn["accuracy_vs_confidence"] = figures.accuracy_confidence_curves(evaluations)
+        if over_seeds:
+            drawn["accuracy_vs_confidence_over_seeds"] = figures.accuracy_confidence_bands(over_seeds)
         for name in data.ood:
             drawn[f"confidence_histograms_{name}"] = figures.confidence_histograms(evaluations, name)
     if data.shifted is not None:
         drawn["shift"] = figures.shift_boxplots(evaluations)
+        if over_seeds:
+            drawn["shift_over_seeds"] = figures.shift_boxplots(over_seeds)
     if data.input_shape == (2,):
         drawn["confidence_landscape"] = figures.confidence_landscape(models, data.train.x.numpy())
     distance = {loss: m.classifier for loss, m in models.items() if LOSSES[loss].is_distance}

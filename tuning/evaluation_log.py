@@ -10,12 +10,15 @@ test metrics, next to the search results.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from evaluation.comparison import Comparison, Interval
+from evaluation.replicate_summary import ReplicateSummary
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
 from tuning.champion import CARD_FILE, model_card
@@ -36,6 +39,9 @@ def log_evaluation(
     importance: dict[str, dict[str, float] | None] | None = None,
     intervals: dict[str, dict[str, Interval]] | None = None,
     comparisons: list[Comparison] | None = None,
+    replicates: ReplicateSummary | None = None,
+    replicate_evaluations: dict[str, dict[int, Evaluation]] | None = None,
+    replicate_runs: dict[str, dict[int, str]] | None = None,
 ) -> str:
     """Record one evaluation (see the module doc); returns the evaluation run's id.
 
@@ -47,6 +53,10 @@ def log_evaluation(
         importance: loss -> hyperparameter -> fANOVA importance, logged as ``<loss>/importance_<name>``.
         intervals: loss -> metric -> its test interval, logged as ``<loss>/test_<metric>_ci_low|high``.
         comparisons: the paired differences between the losses, logged as ``comparisons.json``.
+        replicates: the summary over seeds, logged as ``<loss>/replicates_test_<metric>_mean|sd|ci_low|ci_high``
+            and ``replicate_comparisons.json``.
+        replicate_evaluations, replicate_runs: loss -> replicate number -> its ``Evaluation`` and its
+            run id: each replicate's run gets its own test metrics.
     """
     sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in models.items()}
     distinct = sorted(set(sweeps.values()))
@@ -67,6 +77,15 @@ def log_evaluation(
         if comparisons:
             mlflow.log_dict([{"metric": c.metric, "a": c.a, "b": c.b, **dataclasses.asdict(c.difference),
                               "better": c.better} for c in comparisons], "comparisons.json")  # fmt: skip
+        if replicates is not None:
+            mlflow.log_params({f"{loss}_replicates": r for loss, r in replicates.replicates.items()})
+            for loss, by_metric in replicates.test.items():
+                for metric, spread in by_metric.items():
+                    key = f"{loss}/replicates_test_{metric}"
+                    mlflow.log_metrics({f"{key}_mean": spread.mean, f"{key}_sd": spread.sd,
+                                        f"{key}_ci_low": spread.interval.low, f"{key}_ci_high": spread.interval.high})  # fmt: skip
+            mlflow.log_dict([{"metric": c.metric, "a": c.a, "b": c.b, **dataclasses.asdict(c.difference),
+                              "better": c.better} for c in replicates.comparisons], "replicate_comparisons.json")  # fmt: skip
         for loss, scores in (importance or {}).items():
             mlflow.log_metrics({f"{loss}/importance_{name}": value for name, value in (scores or {}).items()})
         mlflow.log_artifacts(str(report_dir / "figures"), artifact_path="figures")
@@ -76,6 +95,11 @@ def log_evaluation(
         card = model_card(space, loss, version, info, hyperparameters[loss], evaluations[loss])
         client.update_model_version(version.name, version.version, description=card)
         client.log_text(version.run_id, card, CARD_FILE)
+    for loss, by_number in (replicate_evaluations or {}).items():
+        for number, ev in by_number.items():
+            run_id = (replicate_runs or {}).get(loss, {}).get(number)
+            if run_id:
+                client.log_batch(run_id, metrics=[Metric(f"test_{k}", v, _now(), 0) for k, v in ev.test.items()])
     for loss, ev in evaluations.items():
         for parent in find_runs(client, experiment_id, kind="parent", sweep=sweeps[loss], loss=loss):
             for key, value in ev.test.items():
@@ -96,3 +120,7 @@ def flat_metrics(evaluations: dict[str, Evaluation]) -> dict[str, float]:
                 key = f"{loss}/shift_{row['corruption']}_{row['intensity']}"
                 metrics |= {f"{key}_accuracy": row["accuracy"], f"{key}_ece": row["ece"]}
     return metrics
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

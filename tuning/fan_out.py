@@ -1,15 +1,18 @@
 """Evaluation fan-out: each model measured in its own Ray task, all at once as the cluster allows.
 
-One task per loss asks for one GPU when the cluster has (or can launch) a GPU node, else one CPU;
-it loads the registered model itself (nothing large crosses the object store on the way in) and
-returns its ``evaluation.runner.Evaluation``. A task's failure is that loss's alone.
+One task per model asks for one GPU when the cluster has (or can launch) a GPU node, else one CPU;
+it loads the model itself (nothing large crosses the object store on the way in): a registered
+version (``models:/...``) or a replicate's logged checkpoint (``runs:/<id>/checkpoint``). It
+returns the model's ``evaluation.runner.Evaluation``. A task's failure is that model's alone.
 """
 
 from __future__ import annotations
 
+import functools
+
 import mlflow
 
-from evaluation.runner import evaluate_model
+from evaluation.runner import Evaluation, evaluate_model
 from search_spaces import SearchSpace
 from trainables.data import load_dataset
 from trainables.models import ProbabilityModel
@@ -18,58 +21,86 @@ from tuning.errors import one_line
 from tuning.settings import Settings
 
 
-def _evaluate_champion(tracking_uri: str, model_uri: str, dataset: str, data_dir, data_seed: int, loss: str):
-    """One champion's measurements, where it runs: on the GPU if the task was given one."""
+@functools.lru_cache(maxsize=1)
+def _dataset(name: str, data_dir, data_seed: int):
+    """The dataset, kept by the worker process for its next task: the models of one evaluation (a
+    champion and its replicates) then share its shifted sets, which each task would otherwise
+    corrupt again. One at a time: a task holds its sets anyway while it runs."""
+    return load_dataset(name, data_dir, data_seed)
+
+
+def _load_classifier(model_uri: str):
+    """The classifier behind ``model_uri``: a registered pyfunc (its files' hashes checked), or a
+    logged checkpoint directory (verified by ``trainables.checkpoint.load_classifier``)."""
+    if model_uri.startswith("models:/"):
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model.classifier
+    import tempfile
+
+    from trainables.checkpoint import load_classifier
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return load_classifier(mlflow.artifacts.download_artifacts(model_uri, dst_path=scratch))[0]
+
+
+def _evaluate_model(tracking_uri: str, model_uri: str, dataset: str, data_dir, data_seed: int, loss: str, label: str):
+    """One model's measurements, where it runs: on the GPU if the task was given one."""
     import torch
 
     from tuning.tracking import quiet_mlflow_logs
 
     quiet_mlflow_logs()
     mlflow.set_tracking_uri(tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    classifier = _load_classifier(model_uri)
     from ray.experimental.tqdm_ray import tqdm  # a progress bar that prints from inside a Ray task
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = ProbabilityModel(pyfunc.model.classifier).to(device).eval()
-    data = load_dataset(dataset, data_dir, data_seed)
+    model = ProbabilityModel(classifier).to(device).eval()
+    data = _dataset(dataset, data_dir, data_seed)
     if data.shifted is None:
         return evaluate_model(model, data, loss)
-    bar = tqdm(total=5 * len(data.shift_corruptions), desc=f"{loss}: shifted test sets")
+    bar = tqdm(total=5 * len(data.shift_corruptions), desc=f"{label}: shifted test sets")
     try:
         return evaluate_model(model, data, loss, on_shifted_set=lambda corruption, intensity: bar.update(1))
     finally:
         bar.close()
 
 
-def evaluate_champions(
+def evaluate_models(
     space: SearchSpace,
     settings: Settings,
-    versions: dict,
+    models: dict[tuple[str, int], str],
     data_dir,
     data_seed: int,
     failures: dict[str, str],
     address: str | None = None,
-) -> dict:
-    """loss -> ``Evaluation`` of ``versions`` (loss -> ``ModelVersion``), each measured in its own Ray
-    task (one GPU each when the cluster has GPUs, else one CPU), all at once as the cluster allows. A
-    model whose task fails goes to ``failures`` (loss -> message); the others are still measured."""
+) -> dict[tuple[str, int], Evaluation]:
+    """(loss, replicate) -> ``Evaluation`` of each of ``models`` ((loss, replicate) -> model URI;
+    replicate −1 is the loss's selected model), each measured in its own Ray task (one GPU each when
+    the cluster has GPUs, else one CPU), all at once as the cluster allows. A model whose task fails
+    goes to ``failures`` (its label -> message); the others are still measured."""
     import ray
 
     init_ray(address)  # no-op when a sweep already connected this process
     gpus = evaluation_gpus(on_cluster=address is not None)  # on a cluster: a GPU node it can launch counts
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_champion)
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_model)
     futures = {
-        loss: task.remote(
-            settings.tracking_uri, f"models:/{v.name}/{v.version}", space.dataset, data_dir, data_seed, loss
-        )  # fmt: skip
-        for loss, v in versions.items()
+        key: task.remote(settings.tracking_uri, uri, space.dataset, data_dir, data_seed, key[0], model_label(*key))
+        for key, uri in models.items()
     }
-    print(f"evaluating {', '.join(versions)} as Ray tasks ({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)
+    losses = list(dict.fromkeys(loss for loss, _ in models))
+    replicates = sum(number >= 0 for _, number in models)
+    print(f"evaluating {', '.join(losses)}{f' and {replicates} replicates' if replicates else ''} as Ray tasks "
+          f"({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)  # fmt: skip
     evaluations = {}
-    for loss, future in futures.items():
+    for key, future in futures.items():
         try:
-            evaluations[loss] = ray.get(future)
-        except Exception as error:  # noqa: BLE001 - one champion's failure is its own
+            evaluations[key] = ray.get(future)
+        except Exception as error:  # noqa: BLE001 - one model's failure is its own
             cause = getattr(error, "cause", None) or error  # a Ray task's error carries the original
-            failures[loss] = f"{loss}: evaluation failed: {one_line(cause)}"
+            failures[model_label(*key)] = f"{model_label(*key)}: evaluation failed: {one_line(cause)}"
     return evaluations
+
+
+def model_label(loss: str, replicate: int) -> str:
+    """``softmax`` for a loss's selected model, ``softmax replicate 2`` for one of its replicates."""
+    return loss if replicate < 0 else f"{loss} replicate {replicate}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.comparison import COMPARED, Comparison, Interval
+from evaluation.comparison import COMPARED, Comparison, Interval, Spread
+from evaluation.replicate_summary import OOD_SCORES, ReplicateSummary
 from evaluation.runner import Evaluation
 from trainables.losses import LOSSES
 from tuning.champion import common_selection_metric, selection_metric
@@ -93,11 +94,13 @@ def render_report(
     importance: str | None = None,
     intervals: dict[str, dict[str, Interval]] | None = None,
     comparisons: list[Comparison] | None = None,
+    replicates: ReplicateSummary | None = None,
 ) -> str:
     """The markdown report: the models (champions, or with ``sweep`` that sweep's best), what the
-    test split resolves between the losses (``comparisons``), tables (with ``intervals``: loss ->
-    metric -> its interval over the test examples), the hyperparameter importance table
-    (``importance``, markdown) when there is one, then the figures."""
+    data resolve between the losses (with ``replicates``: over seeds and test examples, else
+    ``comparisons`` over the test examples), tables (with ``intervals``: loss -> metric -> its
+    interval over the test examples; with ``replicates``: every table over seeds), the
+    hyperparameter importance table (``importance``, markdown) when there is one, then the figures."""
     common = common_selection_metric([version for version, _, _ in champions.values()], space)
     by = f"validation `{common}`" if common else "the validation metric each sweep selected by (see the table)"
     if sweep is None:
@@ -113,7 +116,7 @@ def render_report(
         "",
         what,
         "",
-        *(findings(comparisons, len(next(iter(evaluations.values())).test_labels)) if comparisons else []),
+        *(_opening(replicates, comparisons, len(next(iter(evaluations.values())).test_labels))),
         "## Champions" if sweep is None else "## Models",
         "",
         "| loss | registered model | sweep | trial | selected by (validation) | promotion | hyperparameters |",
@@ -166,8 +169,10 @@ def render_report(
         lines.append(format_table(rows, ["loss"] + [f"acc{i}" for i in range(6)] + [f"ece{i}" for i in range(6)],
                                   ["loss"] + [f"acc {i or 'test'}" for i in range(6)] + [f"ECE {i or 'test'}" for i in range(6)]))  # fmt: skip
         lines += ["", "### Every corruption (accuracy / ECE at intensities 1-5)", "", shift_table(evaluations)]
+    if replicates:
+        lines += ["", *replicate_section(space.dataset, replicates)]
     if comparisons:
-        lines += ["", "## Differences between the losses (paired over the test examples)", "",
+        lines += ["", "## Differences between the selected models (paired over the test examples)", "",
                   "Each row is metric(a) − metric(b) on the same test examples with its 95% bootstrap interval; "
                   "**resolved** where the interval excludes 0.", "", comparison_table(comparisons)]  # fmt: skip
     if importance:
@@ -203,12 +208,22 @@ def comparison_table(comparisons: list[Comparison]) -> str:
     return format_table(rows, ["metric", "pair", "difference", "verdict"], ["metric", "a − b", "difference [95%]", ""])
 
 
-def findings(comparisons: list[Comparison], examples: int) -> list[str]:
+def _opening(replicates: ReplicateSummary | None, comparisons: list[Comparison] | None, examples: int) -> list[str]:
+    """The findings over seeds where there are replicates of every loss, else over the test examples."""
+    if replicates and replicates.comparisons:
+        return findings(replicates.comparisons, examples, min(replicates.replicates.values()))
+    return findings(comparisons, examples) if comparisons else []
+
+
+def findings(comparisons: list[Comparison], examples: int, seeds: int | None = None) -> list[str]:
     """The report's opening lines: per metric, which loss is better than which at the 95% level,
-    and which differences the test split does not resolve (the numbers are in the differences table)."""
-    lines = [f"**What the {examples} test examples resolve** (95%, paired bootstrap; each of the "
-             f"{len(comparisons)} comparisons at that level on its own, without a multiplicity correction; the "
-             "noise of training another seed is not in these intervals):", ""]  # fmt: skip
+    and which differences are not resolved (the numbers are in the differences table). ``seeds``:
+    the comparisons are over that many replicates per loss as well as the test examples."""
+    what = f"{seeds} seeds × {examples} test examples" if seeds else f"{examples} test examples"
+    noise = ("paired over seeds and examples; the selected models themselves are not among the replicates"
+             if seeds else "the noise of training another seed is not in these intervals")  # fmt: skip
+    lines = [f"**What the {what} resolve** (95%, paired bootstrap; each of the {len(comparisons)} comparisons "
+             f"at that level on its own, without a multiplicity correction; {noise}):", ""]  # fmt: skip
     for metric in COMPARED:
         rows = [c for c in comparisons if c.metric == metric]
         beaten: dict[str, list[str]] = {}
@@ -221,3 +236,81 @@ def findings(comparisons: list[Comparison], examples: int) -> list[str]:
             text += ("; " if text else "") + "not resolved: " + ", ".join(unresolved)
         lines.append(f"- {METRIC_TITLES[metric]}: {text}")
     return [*lines, ""]
+
+
+def _spread(spread: Spread) -> str:
+    """``mean ± sd [low, high]``."""
+    return f"{spread.mean:.4f} ± {spread.sd:.4f} [{spread.interval.low:.4f}, {spread.interval.high:.4f}]"
+
+
+def replicate_section(dataset: str, summary: ReplicateSummary) -> list[str]:
+    """The report's tables over replicates: test, the paper's Table S1, OOD and Tables S2/S3, shift
+    per intensity, and the differences between the losses paired over seeds and examples."""
+    counts = ", ".join(f"{loss} {r}" for loss, r in summary.replicates.items())
+    lines = [
+        "## Over seeds: replicates of each model's configuration",
+        "",
+        f"Each configuration trained again with new seeds (initial weights and data order; the data split is the "
+        f"experiment's): {counts} replicates. Cells are mean ± sd over the seeds [95% interval of the mean]. The "
+        "test metrics' intervals are a two-way bootstrap over seeds and test examples; the OOD and shift ones "
+        "are t intervals over the seeds.",
+        "",
+        format_table(
+            [{"loss": loss, "r": str(summary.replicates[loss]), **{m: _spread(s[m]) for m in COMPARED}}
+             for loss, s in summary.test.items()],
+            ["loss", "r", *COMPARED], ["loss", "seeds", *(METRIC_TITLES[m] for m in COMPARED)],
+        ),
+        "",
+        "As the paper's Table S1 (mean ± sd over seeds; accuracy in %):",
+        "",
+        format_table(
+            [{"loss": LOSSES[loss].title,
+              "accuracy": f"{100 * s['accuracy'].mean:.2f} ± {100 * s['accuracy'].sd:.2f}",
+              "ece": f"{s['ece'].mean:.3f} ± {s['ece'].sd:.3f}"} for loss, s in summary.test.items()],
+            ["loss", "accuracy", "ece"], ["Loss function", "Test Accuracy", "Test ECE"],
+        ),
+    ]  # fmt: skip
+    ood_names = list(next(iter(summary.ood.values())))
+    if ood_names:
+        columns = [f"{n}|{k}" for n in ood_names for k in OOD_SCORES]
+        rows = [{"loss": loss, **{f"{n}|{k}": _spread(by_set[n][k]) for n in ood_names for k in OOD_SCORES}}
+                for loss, by_set in summary.ood.items()]  # fmt: skip
+        headers = [f"{n} {k.replace('_', ' ').replace('auroc', 'AUROC').replace('auprc', 'AUPRC')}"
+                   for n in ood_names for k in OOD_SCORES]  # fmt: skip
+        lines += [
+            "",
+            "### Out of distribution, over seeds",
+            "",
+            format_table(rows, ["loss", *columns], ["loss", *headers]),
+        ]
+        paper = [{"d_in": dataset, "loss": LOSSES[loss].title,
+                  **{n: f"{by_set[n]['auroc'].mean:.4f} ± {by_set[n]['auroc'].sd:.4f} / "
+                        f"{by_set[n]['auprc'].mean:.4f} ± {by_set[n]['auprc'].sd:.4f}" for n in ood_names}}
+                 for loss, by_set in summary.ood.items()]  # fmt: skip
+        lines += ["", "As the paper's Tables S2/S3 (mean ± sd over seeds):", "",
+                  format_table(paper, ["d_in", "loss", *ood_names],
+                               ["D_in", "Loss function"] + [f"D_ood = {n}: AUROC / AUPRC" for n in ood_names])]  # fmt: skip
+    if summary.shift:
+        rows = [{"loss": loss, "metric": metric, **{str(level): _spread(at[metric]) for level, at in levels.items()}}
+                for loss, levels in summary.shift.items() for metric in ("accuracy", "ece")]  # fmt: skip
+        lines += ["", "### Under shift, over seeds (each seed's mean over corruptions)", "",
+                  format_table(rows, ["loss", "metric", *(str(i) for i in range(6))],
+                               ["loss", "metric", "test", *(f"intensity {i}" for i in range(1, 6))])]  # fmt: skip
+    if summary.comparisons:
+        lines += ["", "### Differences between the losses, paired over seeds and test examples", "",
+                  "metric(a) − metric(b), averaged over the seeds, with its 95% two-way bootstrap interval; "
+                  "**resolved** where the interval excludes 0.", "", comparison_table(summary.comparisons)]  # fmt: skip
+    return lines
+
+
+def replicate_summary_table(summary: ReplicateSummary) -> str:
+    """The over-seeds comparison ``ovatune run`` and ``evaluate`` print after the selected models':
+    the test metrics, then per OOD set the mean confidence there (toy2d's far rings: the paper's
+    Figure 1 as numbers, over seeds)."""
+    ood_names = list(next(iter(summary.ood.values())))
+    rows = [{"loss": loss, "r": str(summary.replicates[loss]), **{m: _spread(s[m]) for m in COMPARED},
+             **{f"conf {n}": _spread(summary.ood[loss][n]["mean_confidence"]) for n in ood_names}}
+            for loss, s in summary.test.items()]  # fmt: skip
+    columns = ["loss", "r", *COMPARED, *(f"conf {n}" for n in ood_names)]
+    return format_table(rows, columns, ["loss", "seeds", *(METRIC_TITLES[m] for m in COMPARED),
+                                        *(f"conf {n}" for n in ood_names)])  # fmt: skip

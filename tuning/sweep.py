@@ -237,24 +237,10 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
     path = settings.ray_results / name
 
     def connect(stored: dict[str, str]) -> tuple[Any, TrialResources, int]:
-        """Ray up (only once the checks that need no cluster have passed), and the trainable with its
-        per-trial resources planned for the cluster. ``stored``: a resumed sweep's parent-run params,
+        """Ray up and the trainable planned for it; ``stored``: a resumed sweep's parent-run params,
         whose trial shape (workers, per-worker resources) the restored trials keep."""
-        workers = request.workers_per_trial or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
-        cpus = request.cpus_per_trial if request.cpus_per_trial is not None else stored.get("cpus_per_worker")
-        gpus = request.gpus_per_trial if request.gpus_per_trial is not None else stored.get("gpus_per_worker")
-        requested = TrialResources(
-            float(cpus if cpus is not None else space.resources.get("cpu", 1)),
-            float(gpus if gpus is not None else space.resources.get("gpu", 0)),
-            workers,
-        )
-        explicit = {key for key, value in (("cpus", request.cpus_per_trial), ("gpus", request.gpus_per_trial),
-                                           ("workers", request.workers_per_trial)) if value is not None}  # fmt: skip
-        init_ray(request.address, dashboard=workers > 1)
-        resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=request.address is not None)
-        for note in notes:
-            print(f"ovatune: {note}", flush=True)
-        return tune.with_resources(train_classifier, resources.tune_request()), resources, slots
+        return planned_trainable(space, request.address, stored, request.cpus_per_trial, request.gpus_per_trial,
+                                 request.workers_per_trial)  # fmt: skip
 
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -327,6 +313,45 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
                 ),
             ),
         )
+    results, signum = fit_interruptibly(tuner, slots)
+    return SweepOutcome(name, path, results, experiment_id, parents, losses, space.metric, signum)
+
+
+def planned_trainable(
+    space: SearchSpace,
+    address: str | None,
+    stored: dict[str, Any],
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    workers_per_trial: int | None = None,
+) -> tuple[Any, TrialResources, int]:
+    """Ray up (only once the checks that need no cluster have passed), and (the trainable with its
+    per-trial resources, those resources, how many trials the cluster holds at once).
+
+    The trial shape is what was asked, else what ``stored`` says (a resumed sweep's parent-run
+    params, a replicated champion's config: ``workers_per_trial``, ``cpus_per_worker``,
+    ``gpus_per_worker``), else the space's ``resources``.
+    """
+    workers = workers_per_trial or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
+    cpus = cpus_per_trial if cpus_per_trial is not None else stored.get("cpus_per_worker")
+    gpus = gpus_per_trial if gpus_per_trial is not None else stored.get("gpus_per_worker")
+    requested = TrialResources(
+        float(cpus if cpus is not None else space.resources.get("cpu", 1)),
+        float(gpus if gpus is not None else space.resources.get("gpu", 0)),
+        workers,
+    )
+    explicit = {key for key, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
+                                       ("workers", workers_per_trial)) if value is not None}  # fmt: skip
+    init_ray(address, dashboard=workers > 1)
+    resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=address is not None)
+    for note in notes:
+        print(f"ovatune: {note}", flush=True)
+    return tune.with_resources(train_classifier, resources.tune_request()), resources, slots
+
+
+def fit_interruptibly(tuner: tune.Tuner, slots: int) -> tuple[tune.ResultGrid | None, int | None]:
+    """``tuner.fit()`` under :class:`Interruption`: (the results, None when a second signal stopped it
+    at once; the signal that stopped it early, None when every trial finished)."""
     # Ray Tune keeps only one trial pending when a custom searcher is used; with trials shorter than
     # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
     # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
@@ -336,7 +361,7 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
             results = tuner.fit()
         except KeyboardInterrupt:  # the second signal: stopped at once
             results = None
-    return SweepOutcome(name, path, results, experiment_id, parents, losses, space.metric, interruption.signum)
+    return results, interruption.signum
 
 
 def _check_resume_matches(name: str, stored: dict[str, str], asked: dict[str, Any]) -> None:
@@ -399,7 +424,7 @@ class Interruption:
             self.signum = self.signum or signum
             raise KeyboardInterrupt  # the second signal, or Tune is not listening yet: stop now
         self.signum = signum
-        print(f"\novatune: {signal.Signals(signum).name}: stopping the sweep; its trials are checkpointed "
+        print(f"\novatune: {signal.Signals(signum).name}: stopping; its trials are checkpointed "
               "and its state saved for --resume (Ctrl-C again stops at once)", flush=True)  # fmt: skip
         os.kill(os.getpid(), signal.SIGUSR1)
 

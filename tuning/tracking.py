@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # SQLAlchemy back ends MLflow stores runs in
 
-TAG_KIND = "ovatune.kind"  # parent | trial | evaluation
+TAG_KIND = "ovatune.kind"  # parent | trial | replicates | replicate | evaluation
 TAG_SWEEP = "ovatune.sweep"
 TAG_LOSS = "ovatune.loss"
 TAG_TRIAL_NUMBER = "ovatune.trial_number"
@@ -219,12 +219,21 @@ def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> list:
 
 
 def parent_runs(
-    client: MlflowClient, experiment_id: str, sweep: str, losses: list[str], params: dict[str, Any]
+    client: MlflowClient,
+    experiment_id: str,
+    sweep: str,
+    losses: list[str],
+    params: dict[str, Any],
+    kind: str = "parent",
+    titles: dict[str, str] | None = None,
+    tags: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, str]:
-    """loss -> the parent run id of (sweep, loss), found again on resume or created."""
-    existing = {
-        r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="parent", sweep=sweep)
-    }
+    """loss -> the parent run id of (sweep, loss), found again on resume or created.
+
+    A sweep's parents are ``kind`` "parent", named ``<loss> · <sweep>``; a replicate set's are
+    "replicates", with their own ``titles`` and extra ``tags`` (loss -> run name, loss -> tags).
+    """
+    existing = {r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind=kind, sweep=sweep)}
     parents = {}
     for loss in losses:
         if loss in existing:
@@ -233,8 +242,8 @@ def parent_runs(
             continue
         run = client.create_run(
             experiment_id,
-            run_name=f"{loss} · {sweep}",
-            tags={TAG_KIND: "parent", TAG_SWEEP: sweep, TAG_LOSS: loss},
+            run_name=(titles or {}).get(loss, f"{loss} · {sweep}"),
+            tags={TAG_KIND: kind, TAG_SWEEP: sweep, TAG_LOSS: loss, **(tags or {}).get(loss, {})},
         )
         client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         parents[loss] = run.info.run_id
@@ -250,7 +259,7 @@ def mark_interrupted(client: MlflowClient, experiment_id: str, sweep: str, signa
     for run in find_runs(client, experiment_id, sweep=sweep):
         if run.info.status != "RUNNING":
             continue
-        closed += run.data.tags.get(TAG_KIND) == "trial"
+        closed += run.data.tags.get(TAG_KIND) in ("trial", "replicate")
         client.log_batch(run.info.run_id, tags=[RunTag(TAG_OUTCOME, "interrupted"), RunTag(TAG_STOP_REASON, reason)])
         client.set_terminated(run.info.run_id, status="KILLED")
     return closed
@@ -271,15 +280,18 @@ class MlflowTrialCallback(Callback):
     Args:
         tracking_uri: the MLflow store.
         experiment_id: the experiment of the sweep.
-        sweep: the sweep's name (tag ``ovatune.sweep``).
+        sweep: the sweep's (or replicate set's) name (tag ``ovatune.sweep``).
         parents: loss -> parent run id.
+        kind: the runs' ``ovatune.kind``: "trial" for a sweep's, "replicate" for a replicate set's
+            (their ``trial_number`` is the replicate's number).
     """
 
-    def __init__(self, tracking_uri: str, experiment_id: str, sweep: str, parents: dict[str, str]):
+    def __init__(self, tracking_uri: str, experiment_id: str, sweep: str, parents: dict[str, str], kind: str = "trial"):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.sweep = sweep
         self.parents = parents
+        self.kind = kind
         self._client: MlflowClient | None = None
         self._runs: dict[tuple[str, int], Any] = {}  # (loss, trial number) -> mlflow Run
         self._last_step: dict[str, int] = {}  # run id -> last epoch logged
@@ -293,6 +305,7 @@ class MlflowTrialCallback(Callback):
         return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("kind", "trial")  # pickled by a sweep before replicates existed
         self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={})
 
     @property
@@ -302,7 +315,7 @@ class MlflowTrialCallback(Callback):
         return self._client
 
     def setup(self, **info) -> None:
-        for run in find_runs(self.client, self.experiment_id, kind="trial", sweep=self.sweep):
+        for run in find_runs(self.client, self.experiment_id, kind=self.kind, sweep=self.sweep):
             key = (run.data.tags[TAG_LOSS], int(run.data.tags[TAG_TRIAL_NUMBER]))
             self._runs[key] = run
 
@@ -320,10 +333,10 @@ class MlflowTrialCallback(Callback):
             self.client.delete_run(run.info.run_id)
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{loss}-trial-{number:03d}",
+            run_name=f"{loss}-{self.kind}-{number:03d}",
             tags={
                 TAG_PARENT: self.parents[loss],
-                TAG_KIND: "trial",
+                TAG_KIND: self.kind,
                 TAG_SWEEP: self.sweep,
                 TAG_LOSS: loss,
                 TAG_TRIAL_NUMBER: str(number),

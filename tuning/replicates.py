@@ -1,0 +1,284 @@
+"""Replicates: each loss's champion configuration trained again with R new seeds, as Ray Tune trials.
+
+A champion is one training run, picked as the best of a sweep: its test numbers mix what the
+configuration does with the luck of its seed (and picking the best favours lucky seeds).
+Replicates measure the configuration. Replicate r (0..R−1) of a loss is the champion's config
+(as its registered bundle recorded it) with ``seed = replicate_seed(seed, r)``: new initial
+weights and a new data order; the data split (``data_seed``) stays the experiment's. The champion
+that serves stays the selected model; the report's statistics over seeds come from the replicates.
+
+The replicates of all losses run as one Tune experiment, ``replicates-<experiment>-<date>-<time>-
+<hex>`` under the home's ray_results, sharing the machine's or cluster's slots like a sweep's
+trials, and resuming like one (``ovatune replicate <exp> --resume``) after Ctrl-C or a killed
+driver. In MLflow:
+
+    run  "softmax replicates · <champion's sweep>"   ovatune.kind=replicates, one per loss
+      run  "softmax-replicate-000"                   ovatune.kind=replicate: params, metrics per
+                                                     epoch, its final checkpoint as `checkpoint/`
+
+A replicate's run is keyed by (set, loss, replicate number), as a sweep's trials are: a resumed
+set continues its runs and never duplicates one.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.search import Searcher
+
+from search_spaces import SearchSpace
+from serving.bundle import BUNDLE_META
+from trainables.losses import LOSSES
+from tuning.champion import NoChampion, champion_versions
+from tuning.settings import Settings, redact
+from tuning.sweep import check_sweep_name, fit_interruptibly, planned_trainable
+from tuning.tracking import (
+    TAG_LOSS,
+    TAG_OUTCOME,
+    TAG_SWEEP,
+    MlflowTrialCallback,
+    find_runs,
+    get_or_create_experiment,
+    parent_runs,
+)
+
+PREFIX = "replicates-"
+TAG_CHAMPION = "ovatune.champion"  # on a replicate set's parent: "<registered model> v<version>" it replicates
+TAG_SEEDS = "ovatune.replicate_seeds"  # on the parent: R
+CHECKPOINT_ARTIFACT = "checkpoint"  # a finished replicate's final checkpoint, in its run's artifacts
+MIN_REPLICATES = 2  # an interval over seeds needs two
+
+
+def replicate_seed(seed: int, number: int) -> int:
+    """Replicate ``number``'s training seed: it depends only on the set's ``seed`` and the number,
+    so replicate r of every loss shares one seed (their differences are paired over seeds)."""
+    return zlib.crc32(f"replicate/{seed}/{number}".encode())
+
+
+def new_set_name(experiment: str) -> str:
+    return f"{PREFIX}{experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 16**6:06x}"
+
+
+def latest_set(settings: Settings, experiment: str) -> str | None:
+    """The most recently started replicate set of ``experiment`` in this home, if any."""
+    candidates = sorted(settings.ray_results.glob(f"{PREFIX}{experiment}-*"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1].name if candidates else None
+
+
+class GivenConfigs(Searcher):
+    """Suggests exactly ``configs``, in order, once each; its position is saved with the experiment,
+    so a resumed set hands out only what it had not."""
+
+    def __init__(self, configs: list[dict[str, Any]]):
+        super().__init__()
+        self.configs = configs
+        self.given = 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.given >= len(self.configs):
+            return Searcher.FINISHED
+        self.given += 1
+        return dict(self.configs[self.given - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"configs": self.configs, "given": self.given}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.__dict__.update(json.loads(Path(checkpoint_path).read_text()))
+
+
+@dataclass(frozen=True)
+class ReplicateRequest:
+    """``ovatune replicate``'s options (``ovatune run --replicates R`` makes one after its sweep).
+
+    Attributes:
+        space: the experiment.
+        seeds: R, replicates per loss (at least ``MIN_REPLICATES``).
+        losses: which champions to replicate (default: every loss that has one).
+        seed: seeds the replicates' seeds (``replicate_seed``).
+        address, max_concurrent, cpus_per_trial, gpus_per_trial: as for a sweep (the trial shape
+            defaults to the champion's).
+        resume: continue the set ``name`` (default: the latest) where it stopped.
+        name: the set's name (default: ``new_set_name``).
+        verbose: Ray Tune's verbosity.
+    """
+
+    space: SearchSpace
+    seeds: int
+    losses: list[str] | None = None
+    seed: int = 0
+    address: str | None = None
+    max_concurrent: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    resume: bool = False
+    name: str | None = None
+    verbose: int = 1
+
+
+@dataclass
+class ReplicateOutcome:
+    name: str
+    experiment_id: str
+    parents: dict[str, str]  # loss -> the set's parent run for it
+    results: tune.ResultGrid | None
+    interrupted: int | None = None  # the signal that stopped it early, if one did
+
+
+def champion_config(version) -> dict[str, Any]:
+    """The trial config a registered version was trained with (its bundle's ``meta.json``)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        local = mlflow.artifacts.download_artifacts(
+            f"models:/{version.name}/{version.version}", dst_path=scratch
+        )  # fmt: skip
+        return json.loads((Path(local) / "artifacts" / "bundle" / BUNDLE_META).read_text())["config"]
+
+
+def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOutcome:
+    """Train (or resume training) the replicates ``request`` asks for; see the module doc.
+
+    Raises:
+        NoChampion: a loss to replicate has no champion.
+        FileNotFoundError: ``resume`` with no set to resume.
+        ValueError: fewer than ``MIN_REPLICATES`` seeds; a new set whose name exists.
+    """
+    space = request.space
+    client = MlflowClient(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
+    settings.ray_results.mkdir(parents=True, exist_ok=True)
+    if request.resume:
+        name = request.name or latest_set(settings, space.name)
+        if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
+            raise FileNotFoundError(f"no replicates of {space.name!r} to resume under {settings.ray_results}")
+        parents = {r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="replicates", sweep=name)}  # fmt: skip
+        if not parents:
+            raise FileNotFoundError(f"replicate set {name!r} has no runs in the MLflow store {settings.display_uri}; "
+                                    "resume it with the --home and --tracking-uri it was started with")  # fmt: skip
+        for run_id in parents.values():
+            client.update_run(run_id, status="RUNNING")
+        some_config = json.loads(client.get_run(next(iter(parents.values()))).data.params["champion_config"])
+        trainable, _, slots = planned_trainable(space, request.address, some_config, request.cpus_per_trial,
+                                                request.gpus_per_trial)  # fmt: skip
+        tuner = tune.Tuner.restore(str(settings.ray_results / name), trainable=trainable, resume_errored=True)
+        results, signum = fit_interruptibly(tuner, slots)
+        return ReplicateOutcome(name, experiment_id, parents, results, signum)
+
+    if request.seeds < MIN_REPLICATES:
+        raise ValueError(f"--seeds {request.seeds}: an interval over seeds needs at least {MIN_REPLICATES} replicates")
+    name = check_sweep_name(request.name) if request.name else new_set_name(space.name)
+    if (settings.ray_results / name).exists() or find_runs(client, experiment_id, kind="replicates", sweep=name):
+        raise ValueError(f"a replicate set named {name!r} already exists; continue it with --resume --name {name}, "
+                         "or choose another --name")  # fmt: skip
+    champions = champion_versions(client, space.name)
+    wanted = request.losses or [loss for loss in LOSSES if loss in champions]
+    missing = [loss for loss in wanted if loss not in champions]
+    if missing or not wanted:
+        raise NoChampion(f"no champion of {', '.join(missing) or 'any loss'} of {space.name!r} in "
+                         f"{redact(client.tracking_uri)} to replicate; run `ovatune sweep {space.name}` first")  # fmt: skip
+    configs = {loss: champion_config(champions[loss]) for loss in wanted}
+    trainable, resources, slots = planned_trainable(space, request.address, next(iter(configs.values())),
+                                                    request.cpus_per_trial, request.gpus_per_trial)  # fmt: skip
+    # Replicate 0 of every loss first, then 1, ...: a set stopped half-way has the same seeds for each loss.
+    points = [
+        {**config, "seed": replicate_seed(request.seed, number), "trial_number": number,
+         "threads": max(1, int(resources.cpus))}
+        for number in range(request.seeds) for config in configs.values()
+    ]  # fmt: skip
+    parents = parent_runs(
+        client, experiment_id, name, wanted,
+        {"seeds": request.seeds, "seed": request.seed},
+        kind="replicates",
+        titles={loss: f"{loss} replicates · {champions[loss].tags.get('sweep', 'unknown')}" for loss in wanted},
+        tags={loss: {TAG_CHAMPION: f"{champions[loss].name} v{champions[loss].version}",
+                     TAG_SEEDS: str(request.seeds)} for loss in wanted},
+    )  # fmt: skip
+    for loss, run_id in parents.items():
+        client.log_param(run_id, "champion_config", json.dumps(configs[loss])[:6000])
+    max_concurrent = request.max_concurrent
+    if resources.workers > 1:  # as in a sweep: only as many trials as the cluster holds workers for
+        max_concurrent = min(max_concurrent or slots, slots)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=GivenConfigs(points),
+            num_samples=len(points),
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=resources.workers == 1,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(settings.ray_results),
+            callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id, name, parents, kind="replicate")],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=2),
+            verbose=request.verbose,
+            progress_reporter=tune.CLIReporter(
+                parameter_columns=["loss", "trial_number", "seed"],
+                metric_columns=["epoch", "train_loss", "val_accuracy", "val_ece"],
+                max_report_frequency=15,
+            ),
+        ),
+    )
+    results, signum = fit_interruptibly(tuner, slots)
+    return ReplicateOutcome(name, experiment_id, parents, results, signum)
+
+
+def finish_replicates(client: MlflowClient, outcome: ReplicateOutcome) -> dict[str, list[str]]:
+    """Log each finished replicate's final checkpoint into its run (``checkpoint/``) and close the
+    parents; returns loss -> the run ids of its finished replicates."""
+    finished: dict[str, list[str]] = {}
+    runs = {(r.data.tags[TAG_LOSS], int(r.data.tags["ovatune.trial_number"])): r
+            for r in find_runs(client, outcome.experiment_id, kind="replicate", sweep=outcome.name)}  # fmt: skip
+    for result in outcome.results or []:
+        loss, number = result.config["loss"], int(result.config["trial_number"])
+        run = runs.get((loss, number))
+        if run is None or result.error is not None or result.checkpoint is None or result.metrics.get("diverged"):
+            continue
+        if run.data.tags.get(TAG_OUTCOME) != "completed":
+            continue
+        if CHECKPOINT_ARTIFACT not in {a.path for a in client.list_artifacts(run.info.run_id)}:
+            with result.checkpoint.as_directory() as directory:
+                client.log_artifacts(run.info.run_id, directory, CHECKPOINT_ARTIFACT)
+        finished.setdefault(loss, []).append(run.info.run_id)
+    for loss, run_id in outcome.parents.items():
+        done = len(finished.get(loss, []))
+        client.log_batch(run_id, tags=[RunTag("ovatune.replicates_finished", str(done))])
+        client.set_terminated(run_id, status="FINISHED" if done >= MIN_REPLICATES else "FAILED")
+    return finished
+
+
+def replicate_runs(client: MlflowClient, experiment_id: str, versions: dict) -> dict[str, list]:
+    """loss -> the finished replicate runs (with their checkpoints) of its evaluated version, from
+    the newest finished set that replicated exactly that version; losses without are left out."""
+    by_loss = {}
+    for loss, version in versions.items():
+        champion = f"{version.name} v{version.version}"
+        sets = [run for run in find_runs(client, experiment_id, kind="replicates", loss=loss)
+                if run.data.tags.get(TAG_CHAMPION) == champion and run.info.status == "FINISHED"]  # fmt: skip
+        for parent in sorted(sets, key=lambda run: run.info.start_time, reverse=True):
+            children = [
+                run for run in find_runs(client, experiment_id, kind="replicate", sweep=parent.data.tags[TAG_SWEEP], loss=loss)
+                if run.data.tags.get(TAG_OUTCOME) == "completed"
+                and CHECKPOINT_ARTIFACT in {a.path for a in client.list_artifacts(run.info.run_id)}
+            ]  # fmt: skip
+            if len(children) >= MIN_REPLICATES:
+                by_loss[loss] = sorted(children, key=lambda run: int(run.data.tags["ovatune.trial_number"]))
+                break
+    return by_loss
