@@ -182,13 +182,17 @@ class Spread:
     replicates: int
 
 
-def over_seeds(values, level: float = LEVEL) -> Spread:
-    """The spread of one value per replicate (R ≥ 2), with the t interval of its mean (``scipy.stats.ttest_1samp``)."""
+def over_seeds(values, level: float = LEVEL, bounds: tuple[float, float] | None = None) -> Spread:
+    """The spread of one value per replicate (R ≥ 2), with the t interval of its mean
+    (``scipy.stats.ttest_1samp``), clipped to ``bounds`` (a probability's [0, 1]: the t interval
+    is symmetric and knows no range)."""
     values = np.asarray(values, dtype=np.float64)
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     if sd <= 1e-12 * max(1.0, abs(mean)):  # every seed gave the same value (up to rounding): no width
         return Spread(mean, 0.0, Interval(mean, mean, mean), len(values))
     low, high = stats.ttest_1samp(values, popmean=0.0).confidence_interval(level)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return Spread(mean, sd, Interval(mean, float(low), float(high)), len(values))
 
 

@@ -4,7 +4,7 @@ The test metrics (accuracy, ECE, NLL, Brier) get the two-way bootstrap of ``eval
 (seeds and test examples); so do the differences between every pair of losses, paired over both.
 AUROC, AUPRC and mean confidence per OOD set, and accuracy and ECE per shift intensity (the mean
 over corruptions, per replicate), are one value per replicate: their interval is the t interval
-over the seeds.
+over the seeds, clipped to [0, 1] (every one of them is a rate or a probability).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from evaluation.comparison import COMPARED, Comparison, Spread, compare_losses, 
 from evaluation.runner import Evaluation
 
 OOD_SCORES = ("auroc", "auprc", "mean_confidence")
+UNIT = (0.0, 1.0)  # the range of every quantity with a t interval here
 
 
 @dataclass
@@ -54,15 +55,16 @@ def summarize_replicates(replicates: dict[str, dict[int, Evaluation]]) -> Replic
             for metric in COMPARED
         }
         ood[loss] = {
-            name: {score: over_seeds([ev.ood[name][score] for ev in evaluations]) for score in OOD_SCORES}
+            name: {score: over_seeds([ev.ood[name][score] for ev in evaluations], bounds=UNIT) for score in OOD_SCORES}
             for name in evaluations[0].ood
         }
         if evaluations[0].shift:
             shift[loss] = {
                 level: {
                     metric: over_seeds(
-                        [np.mean([r[metric] for r in ev.shift if r["intensity"] == level]) for ev in evaluations]
-                    )  # fmt: skip
+                        [np.mean([r[metric] for r in ev.shift if r["intensity"] == level]) for ev in evaluations],
+                        bounds=UNIT,
+                    )
                     for metric in ("accuracy", "ece")
                 }
                 for level in range(6)

@@ -156,3 +156,7 @@ def test_over_seeds_is_the_t_interval_of_the_mean():
         (np.mean(values) - half, np.mean(values) + half)
     )
     assert over_seeds([0.5, 0.5, 0.5]).interval.low == 0.5  # no spread, no width
+    near_zero = over_seeds([0.001, 0.0, 0.02], bounds=(0.0, 1.0))  # a confidence: t would go below 0
+    assert near_zero.interval.low == 0.0 and near_zero.interval.high == pytest.approx(
+        np.mean([0.001, 0.0, 0.02]) + stats.t.ppf(0.975, df=2) * np.std([0.001, 0.0, 0.02], ddof=1) / np.sqrt(3)
+    )

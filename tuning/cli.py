@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Retrain each loss's champion configuration with R seeds (new initial weights and data "
         "order; the data split stays the experiment's), as Ray Tune trials logged under one "
         "'<loss> replicates · <sweep>' MLflow run per loss. The champion that serves stays the selected "
-        "model; `ovatune evaluate` then reports mean ± sd and 95%% intervals over the seeds, and paired "
+        "model; `ovatune evaluate` then reports mean ± sd and 95% intervals over the seeds, and paired "
         "differences between the losses over seeds and test examples. An interrupted set resumes with --resume.",
     )
     replicate.add_argument(
@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replicate.add_argument("--seed", type=_seed, help="seeds the replicates' seeds, 0 to 2**32-1 (default 0)")
     replicate.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
-    replicate.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (default: the space's)")
-    replicate.add_argument("--gpus-per-trial", type=_non_negative_float, help="GPUs per trial (default: the space's)")
+    replicate.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (default: as the champion's trials had)")
+    replicate.add_argument("--gpus-per-trial", type=_non_negative_float, help="GPUs per trial (default: as the champion's trials had)")
     replicate.add_argument(
         "--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray"
     )

@@ -253,7 +253,7 @@ def replicate_section(dataset: str, summary: ReplicateSummary) -> list[str]:
         f"Each configuration trained again with new seeds (initial weights and data order; the data split is the "
         f"experiment's): {counts} replicates. Cells are mean ± sd over the seeds [95% interval of the mean]. The "
         "test metrics' intervals are a two-way bootstrap over seeds and test examples; the OOD and shift ones "
-        "are t intervals over the seeds.",
+        "are t intervals over the seeds (clipped to [0, 1]).",
         "",
         format_table(
             [{"loss": loss, "r": str(summary.replicates[loss]), **{m: _spread(s[m]) for m in COMPARED}}
