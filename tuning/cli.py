@@ -270,8 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replicate.add_argument("--seed", type=_seed, help="seeds the replicates' seeds, 0 to 2**32-1 (default 0)")
     replicate.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
-    replicate.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (default: as the champion's trials had)")
-    replicate.add_argument("--gpus-per-trial", type=_non_negative_float, help="GPUs per trial (default: as the champion's trials had)")
+    replicate.add_argument(
+        "--cpus-per-trial", type=_positive_float, help="CPUs per trial (default: as the champion's trials had)"
+    )
+    replicate.add_argument(
+        "--gpus-per-trial", type=_non_negative_float, help="GPUs per trial (default: as the champion's trials had)"
+    )
     replicate.add_argument(
         "--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray"
     )
