@@ -43,6 +43,7 @@ from tuning.importance import importance_figure, importance_table, importances, 
 from tuning.replicates import CHECKPOINT_ARTIFACT, replicate_runs
 from tuning.report import render_report
 from tuning.settings import Settings, redact
+from tuning.tracking import TAG_TRIAL_NUMBER
 
 PCA_EXAMPLES = 2000
 
@@ -108,7 +109,7 @@ def evaluate_experiment(
     experiment = client.get_experiment_by_name(space.name)
     replicated = replicate_runs(client, experiment.experiment_id, versions) if experiment else {}
     models = {(loss, -1): f"models:/{v.name}/{v.version}" for loss, v in versions.items()}
-    models |= {(loss, int(run.data.tags["ovatune.trial_number"])): f"runs:/{run.info.run_id}/{CHECKPOINT_ARTIFACT}"
+    models |= {(loss, int(run.data.tags[TAG_TRIAL_NUMBER])): f"runs:/{run.info.run_id}/{CHECKPOINT_ARTIFACT}"
                for loss, runs in replicated.items() for run in runs}  # fmt: skip
     measured = evaluate_models(space, settings, models, data_dir, int(params.get("data_seed", 0)), failures, address)
     evaluations = {loss: ev for (loss, number), ev in measured.items() if number < 0}
@@ -147,7 +148,7 @@ def evaluate_experiment(
                            summary)  # fmt: skip
     path = out / "report.md"
     path.write_text(report)
-    replicate_run_ids = {loss: {int(r.data.tags["ovatune.trial_number"]): r.info.run_id for r in runs}
+    replicate_run_ids = {loss: {int(r.data.tags[TAG_TRIAL_NUMBER]): r.info.run_id for r in runs}
                          for loss, runs in replicated.items()}  # fmt: skip
     run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance,
                             intervals, comparisons, summary, replicates, replicate_run_ids)  # fmt: skip

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +40,12 @@ from serving.bundle import BUNDLE_META
 from trainables.losses import LOSSES
 from tuning.champion import NoChampion, champion_versions
 from tuning.settings import Settings, redact
-from tuning.sweep import check_sweep_name, fit_interruptibly, planned_trainable
+from tuning.sweep import check_sweep_name, fit_interruptibly, new_sweep_name, planned_trainable
 from tuning.tracking import (
     TAG_LOSS,
     TAG_OUTCOME,
     TAG_SWEEP,
+    TAG_TRIAL_NUMBER,
     MlflowTrialCallback,
     find_runs,
     get_or_create_experiment,
@@ -66,7 +66,8 @@ def replicate_seed(seed: int, number: int) -> int:
 
 
 def new_set_name(experiment: str) -> str:
-    return f"{PREFIX}{experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 16**6:06x}"
+    """``replicates-<experiment>-<date>-<time>-<6 hex digits>`` (a sweep's name, prefixed)."""
+    return PREFIX + new_sweep_name(experiment)
 
 
 def latest_set(settings: Settings, experiment: str) -> str | None:
@@ -173,8 +174,8 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOu
                                     "resume it with the --home and --tracking-uri it was started with")  # fmt: skip
         for run_id in parents.values():
             client.update_run(run_id, status="RUNNING")
-        some_config = json.loads(client.get_run(next(iter(parents.values()))).data.params["champion_config"])
-        trainable, _, slots = planned_trainable(space, request.address, some_config, request.cpus_per_trial,
+        stored = client.get_run(next(iter(parents.values()))).data.params  # the set's trial shape
+        trainable, _, slots = planned_trainable(space, request.address, stored, request.cpus_per_trial,
                                                 request.gpus_per_trial)  # fmt: skip
         tuner = tune.Tuner.restore(str(settings.ray_results / name), trainable=trainable, resume_errored=True)
         results, signum = fit_interruptibly(tuner, slots)
@@ -196,14 +197,17 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOu
     trainable, resources, slots = planned_trainable(space, request.address, next(iter(configs.values())),
                                                     request.cpus_per_trial, request.gpus_per_trial)  # fmt: skip
     # Replicate 0 of every loss first, then 1, ...: a set stopped half-way has the same seeds for each loss.
+    # The trial shape is this set's (as planned for this cluster), the rest the champion's.
+    shape = {"threads": max(1, int(resources.cpus)), "workers_per_trial": resources.workers,
+             **({"cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus} if resources.workers > 1 else {})}  # fmt: skip
     points = [
-        {**config, "seed": replicate_seed(request.seed, number), "trial_number": number,
-         "threads": max(1, int(resources.cpus))}
+        {**config, **shape, "seed": replicate_seed(request.seed, number), "trial_number": number}
         for number in range(request.seeds) for config in configs.values()
     ]  # fmt: skip
     parents = parent_runs(
         client, experiment_id, name, wanted,
-        {"seeds": request.seeds, "seed": request.seed},
+        {"seeds": request.seeds, "seed": request.seed, "workers_per_trial": resources.workers,
+         "cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus},
         kind="replicates",
         titles={loss: f"{loss} replicates · {champions[loss].tags.get('sweep', 'unknown')}" for loss in wanted},
         tags={loss: {TAG_CHAMPION: f"{champions[loss].name} v{champions[loss].version}",
@@ -244,7 +248,7 @@ def finish_replicates(client: MlflowClient, outcome: ReplicateOutcome) -> dict[s
     """Log each finished replicate's final checkpoint into its run (``checkpoint/``) and close the
     parents; returns loss -> the run ids of its finished replicates."""
     finished: dict[str, list[str]] = {}
-    runs = {(r.data.tags[TAG_LOSS], int(r.data.tags["ovatune.trial_number"])): r
+    runs = {(r.data.tags[TAG_LOSS], int(r.data.tags[TAG_TRIAL_NUMBER])): r
             for r in find_runs(client, outcome.experiment_id, kind="replicate", sweep=outcome.name)}  # fmt: skip
     for result in outcome.results or []:
         loss, number = result.config["loss"], int(result.config["trial_number"])
@@ -279,6 +283,6 @@ def replicate_runs(client: MlflowClient, experiment_id: str, versions: dict) -> 
                 and CHECKPOINT_ARTIFACT in {a.path for a in client.list_artifacts(run.info.run_id)}
             ]  # fmt: skip
             if len(children) >= MIN_REPLICATES:
-                by_loss[loss] = sorted(children, key=lambda run: int(run.data.tags["ovatune.trial_number"]))
+                by_loss[loss] = sorted(children, key=lambda run: int(run.data.tags[TAG_TRIAL_NUMBER]))
                 break
     return by_loss

@@ -172,7 +172,7 @@ def render_report(
     if replicates:
         lines += ["", *replicate_section(space.dataset, replicates)]
     if comparisons:
-        lines += ["", "## Differences between the selected models (paired over the test examples)", "",
+        lines += ["", "## Differences between the losses (paired over the test examples)", "",
                   "Each row is metric(a) − metric(b) on the same test examples with its 95% bootstrap interval; "
                   "**resolved** where the interval excludes 0.", "", comparison_table(comparisons)]  # fmt: skip
     if importance:
