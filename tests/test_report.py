@@ -6,9 +6,11 @@ from evaluation.comparison import COMPARED, Comparison, Interval
 from evaluation.runner import Evaluation
 from tuning.report import (
     accuracy_paper_table,
+    column_legend,
     comparison_table,
     findings,
     interval_table,
+    near_chance,
     ood_paper_table,
     shift_table,
 )
@@ -74,3 +76,18 @@ def test_the_interval_table_shows_each_metric_with_its_interval():
     header, _, row = interval_table(intervals).splitlines()
     assert header == "| loss | accuracy | ECE | NLL | Brier |"
     assert row == "| ova | " + " | ".join(["0.5000 [0.4000, 0.6000]"] * len(COMPARED)) + " |"
+
+
+def test_a_model_near_chance_is_flagged_and_a_good_one_is_not():
+    good, poor = _evaluation("dm", 0.9), _evaluation("ova_dm", 0.5)
+    good.test_probs, poor.test_probs = np.zeros((1, 10)), np.zeros((1, 10))  # 10 classes: chance 0.1
+    poor.test = {**poor.test, "accuracy": 0.097}
+    warnings = near_chance({"dm": good, "ova_dm": poor})
+    assert warnings == ["ova_dm: test accuracy 0.097 is near chance (0.100 for 10 classes): it learned little; "
+                        "try more --trials or --epochs"]  # fmt: skip
+
+
+def test_the_column_legend_explains_every_ood_column():
+    legend = column_legend({"dm": _evaluation("dm", 0.9)})
+    assert legend[0].startswith("test acc, ECE (15 bins), NLL")
+    assert [line.split(":")[0] for line in legend[1:]] == ["AUROC cifar100", "AUROC svhn"]

@@ -691,7 +691,7 @@ def _replicate(space, settings, args) -> int:
 def _evaluate(space, settings, address: str | None = None, sweep: str | None = None) -> int:
     from tuning.champion import NoChampion
     from tuning.evaluate import evaluate_experiment
-    from tuning.report import findings, replicate_summary_table, summary_table
+    from tuning.report import column_legend, findings, near_chance, replicate_summary_table, summary_table
 
     try:
         report = evaluate_experiment(space, settings, address, sweep)
@@ -700,6 +700,7 @@ def _evaluate(space, settings, address: str | None = None, sweep: str | None = N
     what = f"sweep {sweep}'s models" if sweep else "champions"
     print(f"\n{space.name}: {what} on the test split (report: {report.path})\n")
     print(summary_table(report.evaluations))
+    print("\n".join(column_legend(report.evaluations)))
     if report.replicates is not None:
         summary = report.replicates
         print(f"\nover seeds: mean ± sd [95% interval] of {', '.join(f'{k} {v}' for k, v in summary.replicates.items())} "
@@ -712,7 +713,10 @@ def _evaluate(space, settings, address: str | None = None, sweep: str | None = N
                     "**", ""
                 )
             )
-    print(f"\nbrowse the runs: ovatune ui --home {settings.home}")
+    print(f"\nnext:\n  the report:      {report.path}\n  browse the runs: ovatune ui --home {settings.home}\n"
+          f"  ship a model:    ovatune export {space.name} --home {settings.home} --format onnx")  # fmt: skip
+    for warning in near_chance(report.evaluations):
+        print(f"ovatune: warning: {warning}", file=sys.stderr)
     for message in report.failures.values():  # evaluated without them; the exit code says so
         print(f"ovatune: error: {message}", file=sys.stderr)
     return 1 if report.failures else 0

@@ -22,6 +22,7 @@ not an error, because the autoscaler may still be able to launch a node for it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -341,6 +342,12 @@ def worker_environment(address: str | None) -> dict[str, str]:
     return {"LD_PRELOAD": str(jemalloc), "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
 
 
+def _not_token_notice(record: logging.LogRecord) -> bool:
+    """Ray announces at every start that token authentication is on (its default): a notice, not a
+    problem, and otherwise the first line of every command. Only that line is dropped."""
+    return "Token authentication is enabled" not in record.getMessage()
+
+
 def init_ray(address: str | None, dashboard: bool = False) -> None:
     """Connect to a cluster (``address``; "auto" finds the one this machine belongs to) or start a
     local Ray, with its dashboard only when asked (``dashboard``: Ray Train's multi-worker trials
@@ -354,6 +361,7 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The compact status table (CLIReporter) instead of a config box per trial start.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_token_notice)
     if not ray.is_initialized():
         workers = worker_environment(address)
         if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial

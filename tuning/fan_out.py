@@ -4,6 +4,10 @@ One task per model asks for one GPU when the cluster has (or can launch) a GPU n
 it loads the model itself (nothing large crosses the object store on the way in): a registered
 version (``models:/...``) or a replicate's logged checkpoint (``runs:/<id>/checkpoint``). It
 returns the model's ``evaluation.runner.Evaluation``. A task's failure is that model's alone.
+
+Progress: each task counts its shifted test sets into one small actor (``ShiftedSetCounts``), and
+the driver draws one line from it (``tuning.progress``): models done, shifted sets measured, time.
+Tasks print nothing themselves, so the output of many workers never interleaves.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from trainables.data import load_dataset
 from trainables.models import ProbabilityModel
 from tuning.cluster import evaluation_gpus, init_ray
 from tuning.errors import one_line
+from tuning.progress import ProgressLine
 from tuning.settings import Settings
 
 
@@ -42,8 +47,26 @@ def _load_classifier(model_uri: str):
         return load_classifier(mlflow.artifacts.download_artifacts(model_uri, dst_path=scratch))[0]
 
 
-def _evaluate_model(tracking_uri: str, model_uri: str, dataset: str, data_dir, data_seed: int, loss: str, label: str):
-    """One model's measurements, where it runs: on the GPU if the task was given one."""
+class ShiftedSetCounts:
+    """A Ray actor (no CPU of its own): label -> (shifted sets measured, shifted sets in all)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+
+    def start(self, label: str, total: int) -> None:
+        self.counts[label] = [0, total]
+
+    def advance(self, label: str) -> None:
+        self.counts[label][0] += 1
+
+    def read(self) -> dict[str, list[int]]:
+        return self.counts
+
+
+def _evaluate_model(tracking_uri: str, model_uri: str, dataset: str, data_dir, data_seed: int, loss: str, label: str,
+                    counts) -> Evaluation:  # fmt: skip
+    """One model's measurements, where it runs: on the GPU if the task was given one; ``counts``
+    (a ``ShiftedSetCounts`` actor) hears of each shifted set measured."""
     import torch
 
     from tuning.tracking import quiet_mlflow_logs
@@ -51,18 +74,13 @@ def _evaluate_model(tracking_uri: str, model_uri: str, dataset: str, data_dir, d
     quiet_mlflow_logs()
     mlflow.set_tracking_uri(tracking_uri)
     classifier = _load_classifier(model_uri)
-    from ray.experimental.tqdm_ray import tqdm  # a progress bar that prints from inside a Ray task
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = ProbabilityModel(classifier).to(device).eval()
     data = _dataset(dataset, data_dir, data_seed)
     if data.shifted is None:
         return evaluate_model(model, data, loss)
-    bar = tqdm(total=5 * len(data.shift_corruptions), desc=f"{label}: shifted test sets")
-    try:
-        return evaluate_model(model, data, loss, on_shifted_set=lambda corruption, intensity: bar.update(1))
-    finally:
-        bar.close()
+    counts.start.remote(label, 5 * len(data.shift_corruptions))
+    return evaluate_model(model, data, loss, on_shifted_set=lambda corruption, intensity: counts.advance.remote(label))
 
 
 def evaluate_models(
@@ -83,22 +101,38 @@ def evaluate_models(
     init_ray(address)  # no-op when a sweep already connected this process
     gpus = evaluation_gpus(on_cluster=address is not None)  # on a cluster: a GPU node it can launch counts
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_model)
+    counts = ray.remote(num_cpus=0)(ShiftedSetCounts).remote()
     futures = {
-        key: task.remote(settings.tracking_uri, uri, space.dataset, data_dir, data_seed, key[0], model_label(*key))
+        task.remote(settings.tracking_uri, uri, space.dataset, data_dir, data_seed, key[0], model_label(*key), counts): key
         for key, uri in models.items()
-    }
-    losses = list(dict.fromkeys(loss for loss, _ in models))
+    }  # fmt: skip
     replicates = sum(number >= 0 for _, number in models)
-    print(f"evaluating {', '.join(losses)}{f' and {replicates} replicates' if replicates else ''} as Ray tasks "
-          f"({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)  # fmt: skip
-    evaluations = {}
-    for key, future in futures.items():
-        try:
-            evaluations[key] = ray.get(future)
-        except Exception as error:  # noqa: BLE001 - one model's failure is its own
-            cause = getattr(error, "cause", None) or error  # a Ray task's error carries the original
-            failures[model_label(*key)] = f"{model_label(*key)}: evaluation failed: {one_line(cause)}"
+    what = f"{len(models) - replicates} models" + (f" and {replicates} replicates" if replicates else "")
+    print(f"evaluating {what} as Ray tasks ({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)
+    line = ProgressLine()
+    evaluations, pending = {}, list(futures)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+        for future in done:
+            key = futures[future]
+            try:
+                evaluations[key] = ray.get(future)
+            except Exception as error:  # noqa: BLE001 - one model's failure is its own
+                cause = getattr(error, "cause", None) or error  # a Ray task's error carries the original
+                failures[model_label(*key)] = f"{model_label(*key)}: evaluation failed: {one_line(cause)}"
+        line.update(_progress(ray.get(counts.read.remote()), len(models) - len(pending), len(models), line.elapsed()))
+    line.close(f"evaluated {len(evaluations)} of {len(models)} models in {line.elapsed()}")
+    ray.kill(counts)
     return evaluations
+
+
+def _progress(counts: dict[str, list[int]], finished: int, models: int, elapsed: str) -> str:
+    """``evaluating: 5/16 models done · shifted test sets 640/1520 · 35 s``."""
+    text = f"evaluating: {finished}/{models} models done"
+    if counts:  # every model is measured on the same shifted sets, so the total is known once one started
+        measured, per_model = sum(c[0] for c in counts.values()), max(c[1] for c in counts.values())
+        text += f" · shifted test sets {measured}/{per_model * models}"
+    return f"{text} · {elapsed}"
 
 
 def model_label(loss: str, replicate: int) -> str:

@@ -52,7 +52,7 @@ from tuning.champion import (
     sweep_versions,
 )
 from tuning.settings import Settings
-from tuning.tracking import find_runs
+from tuning.tracking import find_runs, without_registration_notices
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
         serving = ServingModel(classifier, data.preprocessing, threshold).eval()
         with torch.no_grad():
             outputs = dict(zip(OUTPUTS, (o.numpy() for o in serving(torch.from_numpy(raw)))))
-        with mlflow.start_run(run_id=trial_run.info.run_id):
+        with mlflow.start_run(run_id=trial_run.info.run_id), without_registration_notices():
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=MODEL_CODE,

@@ -314,3 +314,28 @@ def replicate_summary_table(summary: ReplicateSummary) -> str:
     columns = ["loss", "r", *COMPARED, *(f"conf {n}" for n in ood_names)]
     return format_table(rows, columns, ["loss", "seeds", *(METRIC_TITLES[m] for m in COMPARED),
                                         *(f"conf {n}" for n in ood_names)])  # fmt: skip
+
+
+NEAR_CHANCE = 1.5  # a model whose test accuracy is below this many times chance (1/K) learned little
+
+
+def near_chance(evaluations: dict[str, Evaluation]) -> list[str]:
+    """One warning per model whose test accuracy is near chance level (1/K for K classes)."""
+    warnings = []
+    for loss, ev in evaluations.items():
+        chance = 1.0 / ev.test_probs.shape[1]
+        if ev.test["accuracy"] < NEAR_CHANCE * chance:
+            warnings.append(f"{loss}: test accuracy {ev.test['accuracy']:.3f} is near chance ({chance:.3f} for "
+                            f"{ev.test_probs.shape[1]} classes): it learned little; try more --trials or --epochs")  # fmt: skip
+    return warnings
+
+
+def column_legend(evaluations: dict[str, Evaluation]) -> list[str]:
+    """What the printed table's columns mean, a line each."""
+    lines = [
+        "test acc, ECE (15 bins), NLL: on the test split (ECE and NLL: lower is better); train acc: training split"
+    ]
+    for name in next(iter(evaluations.values())).ood:
+        lines.append(f"AUROC {name}: OOD detection by 1 − max p (higher is better); conf {name}: mean confidence "
+                     "there (lower is better)")  # fmt: skip
+    return lines

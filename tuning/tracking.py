@@ -17,10 +17,13 @@ run of its lost predecessor instead of adding one.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -194,8 +197,9 @@ def _sqlite_problem(path: Path, error: BaseException) -> str:
 
 
 def quiet_mlflow_logs() -> None:
-    """MLflow's SQLite store logs every schema migration at INFO: keep the terminal readable."""
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
+    """MLflow's SQLite store logs every schema migration at INFO, and logging a model announces
+    its input-example check: keep the terminal readable (warnings still show)."""
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.pyfunc"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # a progress bar per downloaded model would bury the command's own output
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -412,3 +416,21 @@ class MlflowTrialCallback(Callback):
         tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)
+
+
+REGISTRATION_NOTICES = ("Successfully registered model", "Created version", "Registered model")
+
+
+@contextlib.contextmanager
+def without_registration_notices():
+    """MLflow prints two lines to stderr per registered version (not through logging, so no level
+    quiets them); ovatune prints which version each loss got itself. Drop exactly those lines;
+    anything else written to stderr meanwhile is passed on."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        for line in captured.getvalue().splitlines():
+            if not line.startswith(REGISTRATION_NOTICES):
+                print(line, file=sys.stderr)
