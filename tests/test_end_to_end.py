@@ -40,8 +40,19 @@ def runs_of(client: MlflowClient, experiment: str, kind: str) -> list:
 
 
 def test_run_digits_end_to_end(home):
-    out = run_ovatune("run", "digits", "--trials", "2", "--epochs", "6", home=home, timeout=600, check=True).stdout
+    ran = run_ovatune("run", "digits", "--trials", "2", "--epochs", "6", home=home, timeout=600, check=True)
+    out = ran.stdout
     client = store(home)
+    # What a user reads (not a terminal here: plain lines): ovatune's progress, no Ray table, no library notices
+    assert "progress per loss: trials done/all and the best val_accuracy so far" in out
+    assert re.search(
+        r"^softmax 2/2 \.\d{3} · dm 2/2 \.\d{3} · ova 2/2 \.\d{3} · ova_dm 2/2 \.\d{3} · \d+ s$", out, re.M
+    ), out
+    assert "== Status ==" not in out and "Result logdir" not in out and "(pid=" not in out
+    assert re.search(r"^evaluated 4 of 4 models in \d+ s$", out, re.M)
+    for notice in ("Warning", "Token authentication", "Successfully registered", "Validating input example"):
+        assert notice not in out and notice not in ran.stderr, notice
+    assert "ovatune export digits" in out and "AUROC photo_patches: OOD detection" in out
 
     experiment = client.get_experiment_by_name("digits")
     assert "8×8 handwritten digits" in experiment.tags["mlflow.note.content"]
@@ -295,6 +306,13 @@ def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
     assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
 
 
+def _session(process) -> int | None:
+    try:
+        return os.getsid(process.pid)
+    except OSError:  # gone meanwhile
+        return None
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, signum):
     import psutil
@@ -315,6 +333,11 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
         _wait_for(healthy, 120, "the MLflow server")
         started = psutil.Process(ui.pid).children(recursive=True)
         assert started, "the UI server runs in processes of its own"
+        if signum == signal.SIGINT:  # the lightest server that serves the UI: no job-execution consumers
+            time.sleep(12)  # MLflow starts those some seconds after the server answers, outside its tree
+            session = os.getsid(started[0].pid)
+            tree = [p for p in psutil.process_iter(["cmdline"]) if _session(p) == session]
+            assert len(tree) <= 2 and not [p for p in tree if "huey" in " ".join(p.info["cmdline"] or [])], tree
         ui.send_signal(signum)  # to ovatune's own PID, as `kill` or a terminal's Ctrl-C would
         assert ui.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(started, timeout=20)

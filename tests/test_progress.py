@@ -1,8 +1,9 @@
 """``tuning.progress.ProgressLine``: rewritten in place on a terminal, plain and sparse in a log."""
 
 import io
+import pickle
 
-from tuning.progress import WIDTH, ProgressLine
+from tuning.progress import WIDTH, ProgressLine, SweepProgress
 
 
 class Terminal(io.StringIO):
@@ -31,3 +32,27 @@ def test_on_a_terminal_it_rewrites_one_line_that_fits_80_columns():
     assert frames[1] == "short".ljust(WIDTH)  # blanks over what the longer line left
     assert frames[2] == "done ".ljust(len("short"))
     assert terminal.getvalue().endswith("\n") and terminal.getvalue().count("\n") == 1
+
+
+class FakeTrial:
+    def __init__(self, loss: str, status: str, accuracy: float | None = None):
+        self.config, self.status = {"loss": loss}, status
+        self.last_result = {} if accuracy is None else {"val_accuracy": accuracy}
+
+
+def test_the_sweep_line_counts_each_losss_trials_and_its_best_so_far():
+    log = io.StringIO()
+    progress = SweepProgress("val_accuracy", "max", per_loss=3, line=ProgressLine(log, log_every_s=0))
+    progress.setup(total_samples=6)
+    trials = [FakeTrial("softmax", "TERMINATED", 0.91), FakeTrial("softmax", "RUNNING", 0.95),
+              FakeTrial("ova_dm", "ERROR"), FakeTrial("ova_dm", "PENDING")]  # fmt: skip
+    text = progress.describe(trials)
+    assert text.startswith("softmax 1/3 .950 · ova_dm 1/3 · ") and text.endswith(" left")
+    assert len(text) <= WIDTH
+    progress.report(trials, done=False)
+    assert log.getvalue().splitlines()[0].startswith("progress per loss: trials done/all and the best val_accuracy")
+
+
+def test_the_sweep_line_survives_the_pickling_of_a_resumable_experiment():
+    progress = pickle.loads(pickle.dumps(SweepProgress("val_nll", "min", per_loss=2)))
+    assert progress.describe([FakeTrial("dm", "TERMINATED", None)]).startswith("dm 1/2 · ")

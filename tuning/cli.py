@@ -193,6 +193,8 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
                    help="the validation metric that selects each loss's best trial, drives ASHA and decides "
                    "whether a champion is beaten (default: the experiment's, val_accuracy; --resume keeps its sweep's); "
                    + described({n: m.meaning for n, m in SELECTION_METRICS.items()}))  # fmt: skip
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray Tune's table of every trial instead of ovatune's one progress line")  # fmt: skip
     p.add_argument("--scheduler", choices=list(SCHEDULERS), help=described(SCHEDULERS))
     p.add_argument("--sampler", choices=list(SAMPLERS), help=described(SAMPLERS))
     if on_cluster_flag:
@@ -280,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray"
     )
     replicate.add_argument("--resume", action="store_true", help="continue the latest (or --name) replicate set")
+    replicate.add_argument("--verbose", action="store_true",
+                           help="Ray Tune's table of every trial instead of ovatune's one progress line")  # fmt: skip
     replicate.add_argument(
         "--name", type=_sweep_name, help="the set's name (default: replicates-EXPERIMENT-<date>-<time>-<random>)"
     )
@@ -563,7 +567,7 @@ def _sweep(space, settings, args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial, scheduler=args.scheduler or "fifo",
         sampler=args.sampler or "random", address=args.address, resume=args.resume, name=args.name,
-        data_dir=args.data_dir, overrides=overrides, asked=asked,
+        data_dir=args.data_dir, overrides=overrides, asked=asked, verbose=2 if args.verbose else 1,
     )  # fmt: skip
     started = time.time()
     if args.resume:
@@ -646,6 +650,7 @@ def _replicate(space, settings, args) -> int:
         space, args.seeds if alone else args.replicates, losses=args.losses, seed=args.seed or 0,
         address=args.address, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resume=alone and args.resume, name=args.name if alone else None,
+        verbose=2 if args.verbose else 1,
     )  # fmt: skip
     if request.resume:
         print(f"ovatune: resuming {'replicate set ' + args.name if args.name else 'the latest replicate set'} of "
@@ -745,7 +750,10 @@ def serve_ui(settings, host: str, port: int) -> int:
     # workflowType: open the UI on training runs and the model registry, not on its GenAI trace views
     url = f"http://{host}:{port}/#/experiments?workflowType=machine_learning"
     print(f"MLflow UI for {settings.display_uri}: {url}  (Ctrl-C stops it)", flush=True)
-    server = subprocess.Popen(command, start_new_session=True)
+    # MLflow 3's server also starts job-execution consumers (huey; for GenAI jobs, ~7 processes of
+    # ~240 MB each); browsing runs and models needs only the app server and its one uvicorn worker.
+    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(command, start_new_session=True, env=environment)
     stopped_by: list[int] = []
 
     def stop(signum, frame) -> None:

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import TextIO
 
+from ray.tune import ProgressReporter
+
 LOG_EVERY_S = 15.0
 WIDTH = 79  # an 80-column terminal, the cursor's cell left free
 
@@ -32,9 +34,13 @@ class ProgressLine:
         self._last_logged = -float("inf")
         self._last_text = ""
 
+    def seconds(self) -> float:
+        """Seconds since the line was made."""
+        return time.monotonic() - self.started
+
     def elapsed(self) -> str:
-        """Seconds since the line was made, as ``12 s`` or ``3 min 05 s``."""
-        seconds = int(time.monotonic() - self.started)
+        """``seconds()`` as ``12 s`` or ``3 min 05 s``."""
+        seconds = int(self.seconds())
         return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
     def update(self, text: str) -> None:
@@ -55,3 +61,72 @@ class ProgressLine:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+class SweepProgress(ProgressReporter):
+    """A Ray Tune progress reporter drawing one ``ProgressLine``: per loss the trials done of its
+    trials and the best ``metric`` so far, then time spent and left (estimated from the trials done).
+
+    ``softmax 3/8 .986 · dm 2/8 .993 · ova 1/8 .993 · ova_dm 0/8 · 1 min 05 s, ~2 min left``
+
+    A header line says what the numbers are (once, before the first report).
+    """
+
+    def __init__(self, metric: str | None, mode: str, per_loss: int, line: ProgressLine | None = None):
+        self.metric, self.mode, self.per_loss = metric, mode, per_loss
+        self.line = line or ProgressLine()
+        self.total = 0
+        self._introduced = False
+
+    # Tuner pickles its reporter with the experiment (--resume restores it): the terminal stays behind
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "line"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, line=ProgressLine(), _introduced=False)
+
+    # Ray Tune's ProgressReporter interface
+    def setup(self, start_time=None, total_samples=None, metric=None, mode=None, **kwargs) -> None:
+        self.total = total_samples or 0
+
+    def should_report(self, trials, done: bool = False) -> bool:
+        return True
+
+    def report(self, trials, done: bool, *sys_info) -> None:
+        if not self._introduced:
+            best = f" and the best {self.metric} so far" if self.metric else ""
+            print(f"progress per loss: trials done/all{best}; --verbose shows Ray Tune's table",
+                  file=self.line.stream, flush=True)  # fmt: skip
+            self._introduced = True
+        text = self.describe(trials)
+        self.line.close(text) if done else self.line.update(text)
+
+    def describe(self, trials) -> str:
+        from trainables.trial_config import upgraded
+
+        by_loss: dict[str, list] = {}
+        for trial in trials:
+            by_loss.setdefault(upgraded(trial.config).get("loss", "?"), []).append(trial)
+        per_loss = []
+        for loss, of_loss in by_loss.items():
+            done = sum(trial.status in ("TERMINATED", "ERROR") for trial in of_loss)
+            values = [(t.last_result or {}).get(self.metric) for t in of_loss] if self.metric else []
+            values = [v for v in values if isinstance(v, (int, float)) and v == v]
+            best = (max(values) if self.mode == "max" else min(values)) if values else None
+            per_loss.append(f"{loss} {done}/{self.per_loss}" + (f" {_short(best)}" if best is not None else ""))
+        finished = sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
+        total = max(self.total, len(trials))
+        spent = self.line.seconds()
+        left = f", ~{_duration(spent / finished * (total - finished))} left" if 0 < finished < total else ""
+        return " · ".join([*per_loss, f"{self.line.elapsed()}{left}"])
+
+
+def _short(value: float) -> str:
+    """``.986`` for a rate, ``0.0573`` for a small loss, 3 significant digits either way."""
+    text = f"{value:.3g}" if abs(value) < 0.1 or abs(value) >= 1 else f"{value:.3f}"
+    return text.removeprefix("0") if text.startswith("0.") and abs(value) >= 0.1 else text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min"

@@ -40,7 +40,7 @@ from serving.bundle import BUNDLE_META
 from trainables.losses import LOSSES
 from tuning.champion import NoChampion, champion_versions
 from tuning.settings import Settings, redact
-from tuning.sweep import check_sweep_name, fit_interruptibly, new_sweep_name, planned_trainable
+from tuning.sweep import check_sweep_name, fit_interruptibly, new_sweep_name, planned_trainable, progress_reporter
 from tuning.tracking import (
     TAG_LOSS,
     TAG_OUTCOME,
@@ -117,7 +117,7 @@ class ReplicateRequest:
             defaults to the champion's).
         resume: continue the set ``name`` (default: the latest) where it stopped.
         name: the set's name (default: ``new_set_name``).
-        verbose: Ray Tune's verbosity.
+        verbose: as a sweep's (0 silent, 1 one progress line, 2 Ray Tune's table).
     """
 
     space: SearchSpace
@@ -232,11 +232,9 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOu
             callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id, name, parents, kind="replicate")],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2),
-            verbose=request.verbose,
-            progress_reporter=tune.CLIReporter(
-                parameter_columns=["loss", "trial_number", "seed"],
-                metric_columns=["epoch", "train_loss", "val_accuracy", "val_ece"],
-                max_report_frequency=15,
+            verbose=min(request.verbose, 1),
+            progress_reporter=progress_reporter(
+                request.verbose, "val_accuracy", "max", request.seeds, ["loss", "trial_number", "seed"]
             ),
         ),
     )

@@ -36,6 +36,7 @@ from trainables.trial_config import check_overrides, upgraded
 from trainables.trial_metrics import get_selection_metric
 from tuning.cluster import TrialResources, init_ray, plan_trial_resources
 from tuning.options import SAMPLERS, SCHEDULERS
+from tuning.progress import SweepProgress
 from tuning.settings import Settings
 from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
 
@@ -139,7 +140,7 @@ class SweepRequest:
         name: the sweep's name (default for a new sweep: ``new_sweep_name``).
         data_dir: where the dataset's files are (default: the dataset's own location).
         overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
-        verbose: Ray Tune's verbosity (0 silent, 1 the status table).
+        verbose: 0 silent, 1 one progress line (``tuning.progress``), 2 Ray Tune's table of every trial.
         asked: what the user asked for explicitly, as the sweep's parent-run params name it
             (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler``, ``metric`` and
             ``--set`` keys): a resume that contradicts the stored sweep is refused, naming each difference.
@@ -305,16 +306,25 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
                 callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id, name, parents)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
                 failure_config=tune.FailureConfig(max_failures=2),  # node loss: resume elsewhere
-                verbose=request.verbose,
-                progress_reporter=tune.CLIReporter(
-                    parameter_columns=["loss", "trial_number", *space.ranges],
-                    metric_columns=list(dict.fromkeys(["epoch", "train_loss", space.metric, "val_ece"])),
-                    max_report_frequency=15,
+                verbose=min(request.verbose, 1),
+                progress_reporter=progress_reporter(
+                    request.verbose, space.metric, space.mode, request.trials, ["loss", "trial_number", *space.ranges]
                 ),
             ),
         )
     results, signum = fit_interruptibly(tuner, slots)
     return SweepOutcome(name, path, results, experiment_id, parents, losses, space.metric, signum)
+
+
+def progress_reporter(
+    verbose: int, metric: str, mode: str, per_loss: int, parameters: list[str]
+) -> tune.ProgressReporter:
+    """Verbosity 1: ovatune's one line (``tuning.progress.SweepProgress``; ``per_loss`` trials per
+    loss); 2 (``--verbose``): Ray Tune's table of every trial (``parameters`` its columns)."""
+    if verbose >= 2:
+        columns = list(dict.fromkeys(["epoch", "train_loss", metric, "val_ece"]))
+        return tune.CLIReporter(parameter_columns=parameters, metric_columns=columns, max_report_frequency=15)
+    return SweepProgress(metric, mode, per_loss)
 
 
 def planned_trainable(
