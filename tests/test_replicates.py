@@ -64,14 +64,18 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, no clean-up
         process.wait()
-    killed = {r.info.run_id for r in _runs(client, "replicate")}
+    before = _runs(client, "replicate")
+    finished_before = {r.info.run_id for r in before if r.info.status == "FINISHED"}
 
     resumed = run_ovatune("replicate", "digits", "--resume", "--name", "reps", home=home, timeout=600, check=True)
     # (Ray Tune may log a traceback of its own when a checkpoint the killed driver was rotating is gone)
     assert "2 replicates finished" in resumed.stdout and "ovatune: error" not in resumed.stderr
 
     replicates = _runs(client, "replicate")
-    assert killed <= {r.info.run_id for r in replicates}  # the runs from before the kill were continued
+    after = {r.info.run_id for r in replicates}
+    assert finished_before <= after  # a replicate finished before the kill is kept, not trained again
+    # A replicate running at the kill continues its run or, when the killed driver had not saved the
+    # experiment with it yet, is handed out again and replaces its run: never a second run (below).
     numbers = sorted((r.data.tags["ovatune.loss"], r.data.tags["ovatune.trial_number"]) for r in replicates)
     assert numbers == [("ova_dm", "0"), ("ova_dm", "1"), ("softmax", "0"), ("softmax", "1")]  # none twice
     trials = {r.data.tags["ovatune.loss"]: r for r in _runs(client, "trial")}
