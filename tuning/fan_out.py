@@ -123,7 +123,7 @@ def evaluate_models(
         line.update(_progress(ray.get(counts.read.remote()), len(models) - len(pending), len(models), line.elapsed()))
     line.close(f"evaluated {len(evaluations)} of {len(models)} models in {line.elapsed()}")
     ray.kill(counts)
-    return evaluations
+    return {key: evaluations[key] for key in models if key in evaluations}  # in the order asked, not finished
 
 
 def _progress(counts: dict[str, list[int]], finished: int, models: int, elapsed: str) -> str:
