@@ -56,3 +56,9 @@ def test_the_sweep_line_counts_each_losss_trials_and_its_best_so_far():
 def test_the_sweep_line_survives_the_pickling_of_a_resumable_experiment():
     progress = pickle.loads(pickle.dumps(SweepProgress("val_nll", "min", per_loss=2)))
     assert progress.describe([FakeTrial("dm", "TERMINATED", None)]).startswith("dm 1/2 · ")
+
+
+def test_in_a_log_a_long_line_is_kept_whole():
+    log = io.StringIO()
+    ProgressLine(log, log_every_s=0).update("y" * 120)
+    assert log.getvalue() == "y" * 120 + "\n"

@@ -44,8 +44,8 @@ class ProgressLine:
         return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
     def update(self, text: str) -> None:
-        text = text[:WIDTH]
-        if self.interactive:
+        if self.interactive:  # one terminal row; a log keeps the whole line
+            text = text[:WIDTH]
             self.stream.write("\r" + text.ljust(len(self._last_text)))
             self.stream.flush()
         elif text != self._last_text and time.monotonic() - self._last_logged >= self.log_every_s:
