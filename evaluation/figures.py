@@ -59,19 +59,27 @@ def reliability_diagrams(evals: dict[str, Evaluation]) -> Figure:
     return fig
 
 
-def accuracy_confidence_curves(evals: dict[str, Evaluation]) -> Figure:
-    ood_names = list(next(iter(evals.values())).ood_probs)
+def _per_ood_set(ood_names: list[str], title: str, draw) -> Figure:
+    """Figure 4's frame: one panel per OOD set, ``draw(ax, name)`` its curves, ``title`` formatted with the set's name."""
     fig, axes = plt.subplots(1, len(ood_names), figsize=(4.5 * len(ood_names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], ood_names):
-        for loss, ev in evals.items():
-            tau, acc, _ = accuracy_vs_confidence(ev.test_probs, ev.test_labels, ev.ood_probs[name])
-            ax.plot(tau, acc, label=_title(loss), color=COLOURS[loss])
+        draw(ax, name)
         ax.set(xlabel="confidence threshold τ", ylabel="accuracy on examples with confidence ≥ τ",
-               title=f"test ∪ OOD '{name}' (OOD counts as wrong)", xlim=(0, 1))  # fmt: skip
+               title=title.format(name=name), xlim=(0, 1))  # fmt: skip
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def accuracy_confidence_curves(evals: dict[str, Evaluation]) -> Figure:
+    def draw(ax, name: str) -> None:
+        for loss, ev in evals.items():
+            tau, acc, _ = accuracy_vs_confidence(ev.test_probs, ev.test_labels, ev.ood_probs[name])
+            ax.plot(tau, acc, label=_title(loss), color=COLOURS[loss])
+
+    ood_names = list(next(iter(evals.values())).ood_probs)
+    return _per_ood_set(ood_names, "test ∪ OOD '{name}' (OOD counts as wrong)", draw)
 
 
 def confidence_histograms(evals: dict[str, Evaluation], ood_name: str) -> Figure:
@@ -143,9 +151,8 @@ def reliability_bands(replicates: dict[str, list[Evaluation]]) -> Figure:
 def accuracy_confidence_bands(replicates: dict[str, list[Evaluation]]) -> Figure:
     """Figure 4 over replicates: per loss the mean curve over seeds and the band between the lowest
     and highest seed's."""
-    ood_names = list(next(iter(replicates.values()))[0].ood_probs)
-    fig, axes = plt.subplots(1, len(ood_names), figsize=(4.5 * len(ood_names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], ood_names):
+
+    def draw(ax, name: str) -> None:
         for loss, evaluations in replicates.items():
             curves = [accuracy_vs_confidence(ev.test_probs, ev.test_labels, ev.ood_probs[name]) for ev in evaluations]
             tau = curves[0][0]
@@ -155,12 +162,9 @@ def accuracy_confidence_bands(replicates: dict[str, list[Evaluation]]) -> Figure
                 mean, low, high = np.nanmean(accuracy, 0), np.nanmin(accuracy, 0), np.nanmax(accuracy, 0)
             ax.plot(tau, mean, label=f"{_title(loss)} ({len(curves)} seeds)", color=COLOURS[loss])
             ax.fill_between(tau, low, high, color=COLOURS[loss], alpha=0.2, linewidth=0)
-        ax.set(xlabel="confidence threshold τ", ylabel="accuracy on examples with confidence ≥ τ",
-               title=f"test ∪ OOD '{name}': mean and range over seeds", xlim=(0, 1))  # fmt: skip
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+    ood_names = list(next(iter(replicates.values()))[0].ood_probs)
+    return _per_ood_set(ood_names, "test ∪ OOD '{name}': mean and range over seeds", draw)
 
 
 @torch.no_grad()

@@ -622,16 +622,25 @@ def _interrupted(space, settings, outcome, args) -> int:
 
     name = signal.Signals(outcome.interrupted).name
     unfinished = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name, name)
-    resume = ["ovatune", "sweep", space.name, "--resume", "--name", outcome.name, "--home", str(settings.home)]
-    if not settings.is_local_store:
-        resume += ["--tracking-uri", settings.display_uri]
-    if args.data_dir:
-        resume += ["--data-dir", args.data_dir]
-    if args.address:
-        resume += ["--address", args.address]
+    resume = _resume_command("sweep", space, outcome.name, settings, args.address, args.data_dir)
     print(f"\nsweep {outcome.name} interrupted ({name}): {unfinished} unfinished trial(s) kept with their "
           f"checkpoints; nothing was promoted. Resume it with:\n  {shlex.join(resume)}", flush=True)  # fmt: skip
     return 128 + outcome.interrupted
+
+
+def _resume_command(
+    command: str, space, name: str, settings, address: str | None, data_dir: str | None = None
+) -> list[str]:
+    """``ovatune <command> <exp> --resume --name <name>`` with the home, store, cluster (and data
+    folder) the stopped run used, as an argv list."""
+    resume = ["ovatune", command, space.name, "--resume", "--name", name, "--home", str(settings.home)]
+    if not settings.is_local_store:
+        resume += ["--tracking-uri", settings.display_uri]
+    if data_dir:
+        resume += ["--data-dir", data_dir]
+    if address:
+        resume += ["--address", address]
+    return resume
 
 
 def _replicate(space, settings, args) -> int:
@@ -667,11 +676,7 @@ def _replicate(space, settings, args) -> int:
     if outcome.interrupted:
         name = signal.Signals(outcome.interrupted).name
         unfinished = mark_interrupted(client, outcome.experiment_id, outcome.name, name)
-        resume = ["ovatune", "replicate", space.name, "--resume", "--name", outcome.name, "--home", str(settings.home)]
-        if not settings.is_local_store:
-            resume += ["--tracking-uri", settings.display_uri]
-        if args.address:
-            resume += ["--address", args.address]
+        resume = _resume_command("replicate", space, outcome.name, settings, args.address)
         then = (
             ""
             if alone

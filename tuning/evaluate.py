@@ -108,9 +108,11 @@ def evaluate_experiment(
     versions = {loss: version for loss, (version, _, _) in champions.items()}
     experiment = client.get_experiment_by_name(space.name)
     replicated = replicate_runs(client, experiment.experiment_id, versions) if experiment else {}
+    replicate_run_ids = {loss: {int(r.data.tags[TAG_TRIAL_NUMBER]): r.info.run_id for r in runs}
+                         for loss, runs in replicated.items()}  # fmt: skip
     models = {(loss, -1): f"models:/{v.name}/{v.version}" for loss, v in versions.items()}
-    models |= {(loss, int(run.data.tags[TAG_TRIAL_NUMBER])): f"runs:/{run.info.run_id}/{CHECKPOINT_ARTIFACT}"
-               for loss, runs in replicated.items() for run in runs}  # fmt: skip
+    models |= {(loss, number): f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
+               for loss, by_number in replicate_run_ids.items() for number, run_id in by_number.items()}  # fmt: skip
     measured = evaluate_models(space, settings, models, data_dir, int(params.get("data_seed", 0)), failures, address)
     evaluations = {loss: ev for (loss, number), ev in measured.items() if number < 0}
     replicates = {  # loss -> replicate number -> its Evaluation, in the losses' order
@@ -148,8 +150,6 @@ def evaluate_experiment(
                            summary)  # fmt: skip
     path = out / "report.md"
     path.write_text(report)
-    replicate_run_ids = {loss: {int(r.data.tags[TAG_TRIAL_NUMBER]): r.info.run_id for r in runs}
-                         for loss, runs in replicated.items()}  # fmt: skip
     run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance,
                             intervals, comparisons, summary, replicates, replicate_run_ids)  # fmt: skip
     return EvaluationReport(path, run_id, evaluations, sweeps, failures, summary)

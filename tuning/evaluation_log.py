@@ -75,8 +75,7 @@ def log_evaluation(
                 mlflow.log_metrics({f"{loss}/test_{metric}_ci_low": interval.low,
                                     f"{loss}/test_{metric}_ci_high": interval.high})  # fmt: skip
         if comparisons:
-            mlflow.log_dict([{"metric": c.metric, "a": c.a, "b": c.b, **dataclasses.asdict(c.difference),
-                              "better": c.better} for c in comparisons], "comparisons.json")  # fmt: skip
+            mlflow.log_dict(_records(comparisons), "comparisons.json")
         if replicates is not None:
             mlflow.log_params({f"{loss}_replicates": r for loss, r in replicates.replicates.items()})
             for loss, by_metric in replicates.test.items():
@@ -84,8 +83,7 @@ def log_evaluation(
                     key = f"{loss}/replicates_test_{metric}"
                     mlflow.log_metrics({f"{key}_mean": spread.mean, f"{key}_sd": spread.sd,
                                         f"{key}_ci_low": spread.interval.low, f"{key}_ci_high": spread.interval.high})  # fmt: skip
-            mlflow.log_dict([{"metric": c.metric, "a": c.a, "b": c.b, **dataclasses.asdict(c.difference),
-                              "better": c.better} for c in replicates.comparisons], "replicate_comparisons.json")  # fmt: skip
+            mlflow.log_dict(_records(replicates.comparisons), "replicate_comparisons.json")
         for loss, scores in (importance or {}).items():
             mlflow.log_metrics({f"{loss}/importance_{name}": value for name, value in (scores or {}).items()})
         mlflow.log_artifacts(str(report_dir / "figures"), artifact_path="figures")
@@ -99,7 +97,8 @@ def log_evaluation(
         for number, ev in by_number.items():
             run_id = (replicate_runs or {}).get(loss, {}).get(number)
             if run_id:
-                client.log_batch(run_id, metrics=[Metric(f"test_{k}", v, _now(), 0) for k, v in ev.test.items()])
+                now = int(time.time() * 1000)
+                client.log_batch(run_id, metrics=[Metric(f"test_{k}", v, now, 0) for k, v in ev.test.items()])
     for loss, ev in evaluations.items():
         for parent in find_runs(client, experiment_id, kind="parent", sweep=sweeps[loss], loss=loss):
             for key, value in ev.test.items():
@@ -122,5 +121,7 @@ def flat_metrics(evaluations: dict[str, Evaluation]) -> dict[str, float]:
     return metrics
 
 
-def _now() -> int:
-    return int(time.time() * 1000)
+def _records(comparisons: list[Comparison]) -> list[dict]:
+    """The comparisons as JSON records: metric, the pair, the difference's interval, the better loss."""
+    return [{"metric": c.metric, "a": c.a, "b": c.b, **dataclasses.asdict(c.difference), "better": c.better}
+            for c in comparisons]  # fmt: skip

@@ -168,12 +168,11 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOu
         name = request.name or latest_set(settings, space.name)
         if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
             raise FileNotFoundError(f"no replicates of {space.name!r} to resume under {settings.ray_results}")
-        parents = {r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="replicates", sweep=name)}  # fmt: skip
-        if not parents:
+        losses = [r.data.tags[TAG_LOSS] for r in find_runs(client, experiment_id, kind="replicates", sweep=name)]
+        if not losses:
             raise FileNotFoundError(f"replicate set {name!r} has no runs in the MLflow store {settings.display_uri}; "
                                     "resume it with the --home and --tracking-uri it was started with")  # fmt: skip
-        for run_id in parents.values():
-            client.update_run(run_id, status="RUNNING")
+        parents = parent_runs(client, experiment_id, name, losses, {}, kind="replicates")  # found again, RUNNING
         stored = client.get_run(next(iter(parents.values()))).data.params  # the set's trial shape
         trainable, _, slots = planned_trainable(space, request.address, stored, request.cpus_per_trial,
                                                 request.gpus_per_trial)  # fmt: skip
