@@ -17,6 +17,7 @@ from evaluation.metrics import (
     require_finite,
 )
 from trainables.data import Dataset, input_batches
+from trainables.data.provenance import Provenance, ood_provenance, split_provenance
 
 if TYPE_CHECKING:
     from trainables.data.imagenet import ImageFiles
@@ -46,6 +47,7 @@ class Evaluation:
         ood_probs: OOD set name -> probabilities (M, K).
         ood: OOD set name -> {"auroc", "auprc", "mean_confidence"}.
         shift: rows {"corruption", "intensity", "accuracy", "ece"}; intensity 0 is the clean test set.
+        inputs: the provenance of the test split and of each OOD set scored (MLflow dataset inputs).
     """
 
     loss: str
@@ -56,6 +58,7 @@ class Evaluation:
     ood_probs: dict[str, np.ndarray] = field(default_factory=dict)
     ood: dict[str, dict[str, float]] = field(default_factory=dict)
     shift: list[dict] = field(default_factory=list)
+    inputs: list[Provenance] = field(default_factory=list)
 
 
 def evaluate_model(
@@ -86,6 +89,7 @@ def evaluate_model(
         train_accuracy=accuracy(probabilities_on(train_x, f"the {data.name} training split"), train_y),
         test_probs=probs,
         test_labels=labels,
+        inputs=[split_provenance(data, "test"), *(ood_provenance(data, name) for name in data.ood)],
     )
     for name, x in data.ood.items():
         ood_probs = probabilities_on(x, f"the OOD set {name}")

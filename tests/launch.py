@@ -59,3 +59,24 @@ def start_ovatune(
     """Start ``ovatune ARGS`` without waiting (for signals, servers, concurrent sweeps); ``popen``
     goes to ``subprocess.Popen`` (stdout, stderr, start_new_session, ...)."""
     return subprocess.Popen(ovatune_command(*args, home=home), env=env if env is not None else environment(), **popen)
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 60) -> None:
+    """Stop ``process`` and its whole process group (started with ``start_new_session=True``):
+    SIGTERM, then SIGKILL to whatever of the group outlives ``timeout``. A group already gone (the
+    process failed to start, or ended on its own) is stopped already."""
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # whatever of the group outlived SIGTERM
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()

@@ -8,6 +8,7 @@ test asserts on the resources Ray assigned and on the node type that ran each tr
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from launch import run_ovatune
+from launch import run_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -79,19 +80,27 @@ def autoscaling_cluster(tmp_path):
     config = tmp_path / "cluster.yaml"
     config.write_text(yaml.safe_dump(_fake_cluster_config(port)))
     temp_dir = tempfile.mkdtemp(prefix="rayfake", dir="/tmp")  # short: socket paths are limited
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "RAY_AUTH"))}
     env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
-    env["RAY_AUTH_MODE"] = "token"  # a `ray start` head requires Ray's token (~/.ray/auth_token) from drivers
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--temp-dir", temp_dir, "--node-ip-address", "127.0.0.1",
-         "--port", str(port), "--num-cpus", "2", f"--autoscaling-config={config}", "--include-dashboard", "false",
-         "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-    )  # fmt: skip
+    # a `ray start` head uses token auth and refuses to start without a token: the cluster's own, in a
+    # file of its own (a fresh machine has no ~/.ray/auth_token); its nodes and drivers read it there
+    token_file = tmp_path / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
+    head_log = tmp_path / "head.log"
+    with open(head_log, "wb") as log:
+        head = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", "--temp-dir", temp_dir, "--node-ip-address", "127.0.0.1",
+             "--port", str(port), "--num-cpus", "2", f"--autoscaling-config={config}", "--include-dashboard", "false",
+             "--disable-usage-stats"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
     try:
         deadline = time.time() + 60
         while True:
-            assert head.poll() is None and time.time() < deadline, "the fake cluster's head did not start"
+            assert head.poll() is None and time.time() < deadline, (
+                "the fake cluster's head did not start:\n" + head_log.read_text(errors="replace")[-3000:]
+            )
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
@@ -99,11 +108,7 @@ def autoscaling_cluster(tmp_path):
         time.sleep(3)  # the monitor starts right after the GCS
         yield f"127.0.0.1:{port}", env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        stop_group(head)
         # the fake worker nodes' raylets are the monitor's children; any left name the temp dir
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:

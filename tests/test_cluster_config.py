@@ -30,12 +30,15 @@ def test_team_services_keep_secrets_out_and_bind_loopback():
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     services = compose["services"]
     assert {"postgres", "minio", "mlflow"} <= set(services)
-    assert (
-        "postgresql" in services["mlflow"]["command"]
-        and "--artifacts-destination s3://" in services["mlflow"]["command"]
-    )
+    command = " ".join(services["mlflow"]["command"])
+    assert "postgresql" in command and "--artifacts-destination s3://" in command
+    assert "--app-name basic-auth" in command and "default_permission = NO_PERMISSIONS" in command
+    assert "mlflow[auth]" in services["mlflow"]["build"]["dockerfile_inline"]
     assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
     text = (ROOT / "docker" / "compose.yaml").read_text()
     assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" in text  # from the environment, required
+    assert "MLFLOW_ADMIN_PASSWORD: ${MLFLOW_ADMIN_PASSWORD:?" in text
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    config = yaml.safe_load((ROOT / "ray_cluster.yaml").read_text())
+    assert all("--dashboard-host=127.0.0.1" in c for c in config["head_start_ray_commands"] if "--head" in c)
     assert "torch==2.14.1 torchvision==0.29.1" in dockerfile and "rayproject/ray:2.60.0" in dockerfile

@@ -39,7 +39,19 @@ def runs_of(client: MlflowClient, experiment: str, kind: str) -> list:
     return client.search_runs([experiment_id], filter_string=f"tags.`ovatune.kind` = '{kind}'", max_results=1000)
 
 
+def _inputs(run) -> set[tuple[str, str, str]]:
+    """A run's MLflow dataset inputs as (name, digest, split)."""
+    return {(i.dataset.name, i.dataset.digest, next(t.value for t in i.tags if t.key == "mlflow.data.context"))
+            for i in run.inputs.dataset_inputs}  # fmt: skip
+
+
 def test_run_digits_end_to_end(home):
+    from trainables.data import load_dataset
+    from trainables.data.provenance import content_digest
+
+    data = load_dataset("digits")  # what every trial and the evaluation must say they used
+    digests = {"train": content_digest(data.train.x, data.train.y), "validation": content_digest(data.val.x, data.val.y),
+               "test": content_digest(data.test.x, data.test.y), "ood": content_digest(data.ood["photo_patches"])}  # fmt: skip
     ran = run_ovatune("run", "digits", "--trials", "2", "--epochs", "6", home=home, timeout=600, check=True)
     out = ran.stdout
     client = store(home)
@@ -70,6 +82,8 @@ def test_run_digits_end_to_end(home):
             history = client.get_metric_history(child.info.run_id, "val_accuracy")
             assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
             assert {"train_loss", "val_nll", "val_ece"} <= set(child.data.metrics)
+            assert _inputs(child) == {("digits", digests["train"], "train"),
+                                      ("digits", digests["validation"], "validation")}  # fmt: skip
 
         # The champion is the child with the best final validation accuracy.
         version = client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
@@ -89,6 +103,10 @@ def test_run_digits_end_to_end(home):
     assert (outputs["prediction"] == probs.argmax(axis=1)).all()
 
     (evaluation,) = runs_of(client, "digits", "evaluation")
+    assert _inputs(evaluation) == {("digits", digests["test"], "test"), ("photo_patches", digests["ood"], "ood")}
+    (test_input,) = [i for i in evaluation.inputs.dataset_inputs if i.dataset.name == "digits"]
+    assert json.loads(test_input.dataset.profile)["num_examples"] == 360
+    assert json.loads(test_input.dataset.source) == {"tags": {"loader": "trainables.data.digits.load_digits"}}
     figures = {a.path for a in client.list_artifacts(evaluation.info.run_id, "figures")}
     assert {"figures/reliability.png", "figures/shift.png", "figures/accuracy_vs_confidence.png",
             "figures/confidence_histograms_photo_patches.png", "figures/class_centres_pca.png"} <= figures  # fmt: skip
@@ -249,6 +267,17 @@ def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray)
     assert all(t.info.status == "KILLED" and "non-finite" in t.data.tags["ovatune.stop_reason"] for t in marked)
 
 
+def test_verbose_shows_ray_tunes_table_and_the_notices_a_normal_run_drops(home):
+    ran = run_ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax", "--verbose", home=home,
+                      timeout=600, check=True)  # fmt: skip
+    out = ran.stdout + ran.stderr
+    assert "== Status ==" in out and "val_accuracy" in out  # Ray Tune's table, not ovatune's line
+    assert "progress per loss" not in out
+    # MLflow's own INFO logging, dropped without --verbose (Ray's token notice is kept too, but Ray
+    # prints it only where a token exists, which a fresh CI machine may not have).
+    assert "INFO mlflow.pyfunc: Validating input example" in out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -306,6 +335,20 @@ def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
     assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
 
 
+def _leave_in_time_wait(port: int) -> None:
+    """Leave a closed connection on ``port`` whose server side waits out TIME_WAIT (60 s on Linux)."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            served, _ = listener.accept()
+            served.close()  # the server closes first, as MLflow's does after a response: its side waits
+            assert client.recv(1) == b""
+    with socket.socket() as plain, pytest.raises(OSError):  # a bind without SO_REUSEADDR is refused now
+        plain.bind(("127.0.0.1", port))
+
+
 def _session(process) -> int | None:
     try:
         return os.getsid(process.pid)
@@ -338,12 +381,20 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
             session = os.getsid(started[0].pid)
             tree = [p for p in psutil.process_iter(["cmdline"]) if _session(p) == session]
             assert len(tree) <= 2 and not [p for p in tree if "huey" in " ".join(p.info["cmdline"] or [])], tree
+            # and what supervises it is a bare Python, not the CLI with torch, Ray and MLflow (~770 MB)
+            assert psutil.Process(ui.pid).memory_info().rss < 100 * 2**20
         ui.send_signal(signum)  # to ovatune's own PID, as `kill` or a terminal's Ctrl-C would
         assert ui.wait(timeout=60) == 0
+        assert "Warning" not in ui.stdout.read()  # no library's warnings meant for its developers
         _, alive = psutil.wait_procs(started, timeout=20)
         assert not alive, [p.cmdline() for p in alive]  # no server process outlives ovatune
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))  # and the port is free again
+        if signum == signal.SIGTERM:  # and the port serves again, even while TIME_WAIT holds it
+            _leave_in_time_wait(port)  # as a browser's visit leaves it: `ovatune ui` refused it before
+            ui = start_ovatune("ui", "--port", str(port), home=home,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+            _wait_for(healthy, 120, "the MLflow server started again")
+            ui.send_signal(signum)
+            assert ui.wait(timeout=60) == 0
     finally:
         if ui.poll() is None:
             os.killpg(ui.pid, signal.SIGKILL)

@@ -1,20 +1,23 @@
-"""`ovatune submit | status | logs` against a real Ray head (`ray start`) with its dashboard on 127.0.0.1."""
+"""`ovatune submit | status | logs` against a real Ray head (`ray start`) with its dashboard on 127.0.0.1
+and Ray's token authentication: the Jobs API and the dashboard answer only requests with the token."""
 
 import os
 import re
+import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import run_ovatune
+from launch import run_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +36,26 @@ def _current_cluster() -> str | None:
     return path.read_text() if path.exists() else None
 
 
+def _status_of(url: str, token: str | None) -> int:
+    """The HTTP status the head's dashboard answers ``url`` with (``token``: sent as Ray's clients send it)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
     # the cluster's nodes have the project installed and on PATH, as the image gives them
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "RAY_AUTH"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    # the head's token, in a file of its own (not this machine's ~/.ray/auth_token); ovatune finds it
+    # through RAY_AUTH_TOKEN_PATH, as a user's laptop would after copying it from the head
+    token = secrets.token_hex(32)
+    token_file = tmp_path / "auth_token"
+    token_file.write_text(token)
+    env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
     dashboard = _free_port()
     # --block keeps `ray start` in the foreground with the head's processes in its session, so the
     # test stops exactly this cluster (`ray stop` would stop every Ray on the machine)
@@ -49,7 +68,8 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
          "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
          "--include-dashboard", "true", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**env, "RAY_AUTH_MODE": "token"},
+        start_new_session=True,
     )  # fmt: skip
     address = f"http://127.0.0.1:{dashboard}"
     home = tmp_path / "home"
@@ -58,6 +78,13 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
         while run_ovatune("status", "--dashboard", address, env=env, timeout=300).returncode != 0:
             assert time.time() < deadline and head.poll() is None, "the Ray head did not come up"
             time.sleep(2)
+        # without the token, or with a wrong one, neither the Jobs API nor the dashboard's data answer
+        for path in ("/api/jobs/", "/api/cluster_status", "/nodes?view=summary"):
+            assert _status_of(address + path, None) == 401, path
+            assert _status_of(address + path, "0" * 64) in (401, 403), path
+            assert _status_of(address + path, token) == 200, path
+        wrong = run_ovatune("status", "--dashboard", address, env={**env, "RAY_AUTH_TOKEN": "0" * 64}, timeout=300)
+        assert wrong.returncode == 2 and "Ray Jobs API at" in wrong.stderr and "Traceback" not in wrong.stderr
         for _ in range(10):  # the head answers before its job agent is ready to take jobs
             submitted = run_ovatune("submit", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home),
                                     "--dashboard", address, env=env, timeout=300)  # fmt: skip
@@ -86,14 +113,17 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
                                     "tags.`ovatune.kind` = 'trial'")  # fmt: skip
         assert len(trials) == 1 and trials[0].info.status == "FINISHED"
 
+        with_password = run_ovatune("submit", "digits", "--smoke-test", "--tracking-uri", "http://u:hunter2@h:5000",
+                                    "--dashboard", address, env=env, timeout=300)  # fmt: skip
+        assert with_password.returncode == 2 and "would be stored in the job's entrypoint" in with_password.stderr
+        assert "hunter2" not in with_password.stderr + run_ovatune("status", "--dashboard", address, env=env).stdout
+        for output in (submitted.stdout + submitted.stderr, state, logs, listed.stdout + listed.stderr):
+            assert token not in output
+
         unknown = run_ovatune("status", "raysubmit_nope", "--dashboard", address, env=env, timeout=300)
         assert unknown.returncode == 2 and "Ray Jobs API at" in unknown.stderr
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        stop_group(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert _current_cluster() == recorded_before  # no stale address left for the next ray.init()
 

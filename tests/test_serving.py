@@ -182,6 +182,10 @@ def test_the_mlflow_ui_in_a_real_browser(home):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
+    from trainables.data.provenance import content_digest
+
+    data = load_dataset("digits")
+    train_digest, test_digest = content_digest(data.train.x, data.train.y), content_digest(data.test.x, data.test.y)
     port = _free_port()
     ui = start_ovatune("ui", "--port", str(port), home=home,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
@@ -204,7 +208,16 @@ def test_the_mlflow_ui_in_a_real_browser(home):
                 link.locator("xpath=ancestor::div[@role='gridcell']"
                              "//button[contains(@data-component-id,'runnamecellrenderer')]").click()  # fmt: skip
                 expect(page.get_by_role("link", name=f"{loss}-trial-000")).to_be_visible(timeout=20_000)
+            # The Dataset column: every trial names the split it trained on, with the split's digest
+            trained_on = page.get_by_text(f"digits ({train_digest})", exact=True)
+            expect(trained_on).to_have_count(len(LOSSES), timeout=20_000)
+            expect(page.get_by_text(f"digits ({test_digest})", exact=True)).to_be_visible()  # the evaluation's
             page.screenshot(path=str(ARTIFACTS / "mlflow_ui_runs.png"))
+            trained_on.first.click()  # its page: the split, its size, seed and source
+            expect(page.get_by_text("num examples:")).to_be_visible(timeout=20_000)
+            expect(page.get_by_text(f"{len(data.train)}", exact=True)).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "mlflow_ui_dataset.png"))
+            page.keyboard.press("Escape")
 
             page.get_by_role("link", name=re.compile(r"^evaluation · ")).click()
             page.get_by_role("tab", name="Artifacts").click()

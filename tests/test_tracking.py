@@ -121,3 +121,25 @@ def test_a_trial_of_a_sweep_from_before_the_loss_rename_is_logged_under_its_loss
     _report(callback, old, 1)
     (run,) = _runs(client, experiment)
     assert run.info.run_name == "ova-trial-003" and run.data.tags["mlflow.parentRunId"] == parents["ova"]
+
+
+def test_the_data_a_trial_reports_becomes_its_runs_dataset_inputs_once(store):
+    import json
+
+    from trainables.data.provenance import Provenance
+
+    uri, client, experiment, parents = store
+    record = Provenance("digits", "train", "digits", "0123456789abcdef", 1293, (1, 8, 8), "float32", "here", 0)
+    provenance = json.dumps([record.to_dict()])
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    trial = _trial("softmax", 0, "t0")
+    _report(callback, trial, 1, data_provenance=provenance)  # a trial process's first result says what it trains on
+    _report(callback, trial, 2)
+    resumed = pickle.loads(pickle.dumps(callback))
+    resumed.setup()
+    _report(resumed, trial, 3, data_provenance=provenance)  # the resumed process says it again
+    resumed.on_trial_complete(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    assert [(i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs] == [("digits", "0123456789abcdef")]
+    assert "data_provenance" not in run.data.metrics and "data_provenance" not in run.data.params

@@ -67,21 +67,8 @@ def test_sweep_against_an_mlflow_server_on_postgresql(database, tmp_path):
     port = _free_port()
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     backend = f"postgresql+psycopg2://postgres@/{database}?host={PG_SOCKET}"
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--artifacts-destination",
-         (tmp_path / "artifacts").as_uri(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=clean_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    server = _start_server(backend, tmp_path / "artifacts", port)
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                assert time.time() < deadline, "mlflow server on PostgreSQL did not start"
-                time.sleep(1)
-
         environment = {**clean_env, "MLFLOW_TRACKING_USERNAME": "ovatune", "MLFLOW_TRACKING_PASSWORD": ENV_SECRET}
         uri = f"http://ovatune:{URI_SECRET}@127.0.0.1:{port}"
         result = run_ovatune("run", "digits", "--smoke-test", "--tracking-uri", uri, home=tmp_path / "h",
@@ -115,12 +102,15 @@ def test_sweep_against_an_mlflow_server_on_postgresql(database, tmp_path):
         server.wait(timeout=30)
 
 
-def _start_server(backend: str, artifacts: Path, port: int) -> subprocess.Popen:
+def _start_server(backend: str, artifacts: Path, port: int, *options: str, env: dict[str, str] | None = None
+                  ) -> subprocess.Popen:  # fmt: skip
+    """``mlflow server`` on 127.0.0.1:``port`` (``options``: more of its flags, e.g. ``--app-name``; ``env``:
+    more environment, over one without MLflow's variables), returned once /health answers."""
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--artifacts-destination", artifacts.as_uri(),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=clean_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [str(BIN / "mlflow"), "server", *options, "--backend-store-uri", backend, "--artifacts-destination",
+         artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env={**clean_env, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 180
     while True:

@@ -19,6 +19,7 @@ loops) and ``trainables.checkpoint`` (the checkpoint format, verified resume).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -33,6 +34,7 @@ from evaluation.metrics import NonFiniteProbabilities, classification_metrics
 from trainables.checkpoint import resume_state, save_checkpoint
 from trainables.data import Dataset, load_dataset
 from trainables.data.augment import AUGMENTATIONS
+from trainables.data.provenance import split_provenance
 from trainables.loop import data_parallel_rank, fit_epoch, loader_workers, predict_probabilities
 from trainables.losses import get_loss
 from trainables.models import build_classifier
@@ -42,14 +44,29 @@ from trainables.trial_metrics import SELECTION_METRICS
 
 # Datasets cached per worker process: with reuse_actors=True one process runs many trials.
 _DATASETS: dict[tuple, Dataset] = {}
+_PROVENANCE: dict[tuple, str] = {}
+
+
+def _dataset_key(config: dict[str, Any]) -> tuple:
+    return config["dataset"], config.get("data_dir"), int(setting(config, "data_seed"))
 
 
 def cached_dataset(config: dict[str, Any]) -> Dataset:
     """The trial's dataset, loaded once per process."""
-    key = (config["dataset"], config.get("data_dir"), int(setting(config, "data_seed")))
+    key = _dataset_key(config)
     if key not in _DATASETS:
         _DATASETS[key] = load_dataset(*key)
     return _DATASETS[key]
+
+
+def training_provenance(config: dict[str, Any]) -> str:
+    """The provenance (JSON) of the trial's training and validation splits, computed once per process:
+    reported with the trial's first result, it becomes the MLflow run's dataset inputs."""
+    key = _dataset_key(config)
+    if key not in _PROVENANCE:
+        data = cached_dataset(config)
+        _PROVENANCE[key] = json.dumps([split_provenance(data, split).to_dict() for split in ("train", "validation")])
+    return _PROVENANCE[key]
 
 
 def train_classifier(config: dict[str, Any]) -> None:
@@ -112,18 +129,20 @@ def train_loop(
 
     epochs = int(config["epochs"])
     start_epoch = 0
-    fallback: dict[str, str] = {}  # reported with the next epoch when a corrupted checkpoint was passed over
+    # Reported with this process's first result only: the data it trains on, and (below) a corrupted
+    # checkpoint that resuming passed over.
+    once: dict[str, str] = {"data_provenance": training_provenance(config)} if rank == 0 else {}
     if checkpoint is not None:
         state, meta, checkpoint, problems = resume_state(checkpoint, ray_api.Checkpoint, device)
         if problems:
             resumed = f"resuming from epoch {state['epoch']}" if state else "training again from scratch"
-            fallback = {"checkpoint_fallback": "; ".join(problems) + f"; {resumed}"}
+            once["checkpoint_fallback"] = "; ".join(problems) + f"; {resumed}"
             if rank == 0:
-                print(f"ovatune: warning: {fallback['checkpoint_fallback']}", file=sys.stderr, flush=True)
+                print(f"ovatune: warning: {once['checkpoint_fallback']}", file=sys.stderr, flush=True)
         if state is not None and int(state["epoch"]) >= epochs:
             # Finished before the driver stopped, but not yet recorded as finished: report the
             # final result again instead of training anything.
-            ray_api.report({**meta["metrics"], **fallback}, checkpoint=checkpoint if rank == 0 else None)
+            ray_api.report({**meta["metrics"], **once}, checkpoint=checkpoint if rank == 0 else None)
             return
         if state is not None:
             model.load_state_dict(state["model"])
@@ -171,14 +190,14 @@ def train_loop(
             # Undefined validation metrics are reported as NaN: never mistaken for a good trial.
             undefined = dict.fromkeys(SELECTION_METRICS, float("nan"))
             ray_api.report({"epoch": epoch + 1, "train_loss": train_loss, **undefined, "diverged": 1,
-                            "stop_reason": f"{stop_reason} in epoch {epoch + 1}"})  # fmt: skip
+                            "stop_reason": f"{stop_reason} in epoch {epoch + 1}", **once})  # fmt: skip
             return
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             with tempfile.TemporaryDirectory() as directory:
                 if rank == 0:
                     save_checkpoint(Path(directory), model, optimizer, epoch + 1, config, data, metrics)
                 saved = ray_api.Checkpoint.from_directory(directory) if rank == 0 else None
-                ray_api.report({**metrics, **fallback}, checkpoint=saved)
+                ray_api.report({**metrics, **once}, checkpoint=saved)
         else:
-            ray_api.report({**metrics, **fallback})
-        fallback = {}
+            ray_api.report({**metrics, **once})
+        once = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -147,6 +146,9 @@ def _setting(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+VERBOSE_HELP = "Ray Tune's table of every trial instead of ovatune's one progress line, and the libraries' notices"
+
+
 def _experiment_list() -> str:
     lines = ["experiments:"]
     for name, space in SPACES.items():
@@ -194,7 +196,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
                    "whether a champion is beaten (default: the experiment's, val_accuracy; --resume keeps its sweep's); "
                    + described({n: m.meaning for n, m in SELECTION_METRICS.items()}))  # fmt: skip
     p.add_argument("--verbose", action="store_true",
-                   help="Ray Tune's table of every trial instead of ovatune's one progress line")  # fmt: skip
+                   help=VERBOSE_HELP)  # fmt: skip
     p.add_argument("--scheduler", choices=list(SCHEDULERS), help=described(SCHEDULERS))
     p.add_argument("--sampler", choices=list(SAMPLERS), help=described(SAMPLERS))
     if on_cluster_flag:
@@ -283,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replicate.add_argument("--resume", action="store_true", help="continue the latest (or --name) replicate set")
     replicate.add_argument("--verbose", action="store_true",
-                           help="Ray Tune's table of every trial instead of ovatune's one progress line")  # fmt: skip
+                           help=VERBOSE_HELP)  # fmt: skip
     replicate.add_argument(
         "--name", type=_sweep_name, help="the set's name (default: replicates-EXPERIMENT-<date>-<time>-<random>)"
     )
@@ -381,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
+        from tuning.tracking import permission_denied, tracking_user
+
+        if permission_denied(error):  # the server's own check, where ovatune's could not tell beforehand
+            return _fail(f"the MLflow server refused user {tracking_user()!r}: {first_line(error)}; ask a user with "
+                         "MANAGE on the experiment and its registered models (or the server's admin) for EDIT "
+                         "(README: team servers)", 1)  # fmt: skip
         where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
         return _fail(f"{type(error).__name__}{where}: {first_line(error)} (--debug shows the traceback)", 1)
 
@@ -414,7 +422,11 @@ def _main(args, argv: list[str] | None) -> int:
         return _fail(str(error))
     if args.command != "ui" and (problem := _check_home(settings)):
         return _fail(problem)
-    quiet_mlflow_logs()
+    if not getattr(args, "verbose", False):  # --verbose: the libraries' notices too
+        from tuning.cluster import quiet_ray_notices
+
+        quiet_mlflow_logs()
+        quiet_ray_notices()
     try:
         prepare_store(settings.tracking_uri)
     except TrackingUnavailable as error:
@@ -422,10 +434,16 @@ def _main(args, argv: list[str] | None) -> int:
     if args.command == "ui":
         return serve_ui(settings, args.host, args.port)
     space = get_space(args.experiment)
-    if args.command == "evaluate":
-        return _evaluate(space, settings, args.address, args.sweep)
-    if args.command == "export":
+    if args.command == "export":  # reads only
         return _export(space, settings, args)
+    from tuning.champion import registered_name
+    from tuning.tracking import write_denied
+
+    denied = write_denied(settings.tracking_uri, space.name, [registered_name(space.name, loss) for loss in LOSSES])
+    if args.command == "evaluate":
+        return _evaluate(space, settings, args.address, args.sweep, read_only=denied)
+    if denied:  # before Ray starts: a sweep or a replicate set records runs and moves @champion
+        return _fail(denied)
     if args.command == "replicate":
         return _replicate(space, settings, args)
     try:
@@ -486,6 +504,11 @@ def _jobs(args, argv: list[str]) -> int:
                     continue
                 if not token.startswith(("--address=", "--dashboard=")):
                     sweep_args.append(token)
+            if jobs.password_in(sweep_args):
+                return _fail("a password in --tracking-uri would be stored in the job's entrypoint, which everyone "
+                             "who can list the cluster's jobs reads; give the head its MLflow credentials "
+                             "(MLFLOW_TRACKING_USERNAME/PASSWORD or ~/.mlflow/credentials there) and submit "
+                             "--tracking-uri http://HOST:PORT (README: team servers)")  # fmt: skip
             job_id = jobs.submit(address, sweep_args)
             print(f"submitted {job_id}\n  ovatune status {job_id} --dashboard {address}\n"
                   f"  ovatune logs {job_id} --dashboard {address} --follow")  # fmt: skip
@@ -698,13 +721,16 @@ def _replicate(space, settings, args) -> int:
     return 0
 
 
-def _evaluate(space, settings, address: str | None = None, sweep: str | None = None) -> int:
+def _evaluate(space, settings, address: str | None = None, sweep: str | None = None,
+              read_only: str | None = None) -> int:  # fmt: skip
+    """``ovatune evaluate`` (and the end of ``run``); ``read_only``: why this user may not record the
+    evaluation in MLflow (it is then measured and reported, not recorded)."""
     from tuning.champion import NoChampion
     from tuning.evaluate import evaluate_experiment
     from tuning.report import column_legend, findings, near_chance, replicate_summary_table, summary_table
 
     try:
-        report = evaluate_experiment(space, settings, address, sweep)
+        report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
     except NoChampion as error:
         return _fail(str(error), 1 if "could be evaluated" in str(error) else 2)
     what = f"sweep {sweep}'s models" if sweep else "champions"
@@ -725,6 +751,9 @@ def _evaluate(space, settings, address: str | None = None, sweep: str | None = N
             )
     print(f"\nnext:\n  the report:      {report.path}\n  browse the runs: ovatune ui --home {settings.home}\n"
           f"  ship a model:    ovatune export {space.name} --home {settings.home} --format onnx")  # fmt: skip
+    if read_only:
+        print(f"ovatune: warning: not recorded in MLflow: {read_only}; the report above is all there is",
+              file=sys.stderr)  # fmt: skip
     for warning in near_chance(report.evaluations):
         print(f"ovatune: warning: {warning}", file=sys.stderr)
     for message in report.failures.values():  # evaluated without them; the exit code says so
@@ -733,54 +762,31 @@ def _evaluate(space, settings, address: str | None = None, sweep: str | None = N
 
 
 def serve_ui(settings, host: str, port: int) -> int:
-    """Run ``mlflow server`` on the store until interrupted (Ctrl-C, SIGTERM or SIGHUP).
+    """Serve the MLflow UI for the store until interrupted (Ctrl-C, SIGTERM or SIGHUP).
 
-    The server is a tree of processes (MLflow's app server and its workers) in a process group of
-    its own, which ovatune owns: whichever signal stops ovatune stops every process of that group,
-    so no stale server keeps the port. A port already in use is an error before anything starts.
+    A port already in use is an error before anything starts. Otherwise this process becomes the
+    light supervisor of ``tuning.ui`` (same PID, none of the CLI's imports) and never returns.
     """
-    import signal
     import socket
 
     with socket.socket() as probe:  # what the server would do first: a clear error instead of its retries
+        # SO_REUSEADDR as uvicorn binds: a port that a stopped server left in TIME_WAIT is free, a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+            probe.listen()
         except OSError as error:
             return _fail(f"cannot serve the UI on {host}:{port}: {error.strerror or error}; "
                          f"stop what uses port {port} or pass --port", 1)  # fmt: skip
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
-               "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+    server = ["mlflow", "server", "--backend-store-uri", settings.tracking_uri,
+              "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
     if settings.is_local_store:
-        command += ["--default-artifact-root", Path(settings.artifact_root).as_uri()]
+        server += ["--default-artifact-root", Path(settings.artifact_root).as_uri()]
     # workflowType: open the UI on training runs and the model registry, not on its GenAI trace views
     url = f"http://{host}:{port}/#/experiments?workflowType=machine_learning"
     print(f"MLflow UI for {settings.display_uri}: {url}  (Ctrl-C stops it)", flush=True)
-    # MLflow 3's server also starts job-execution consumers (huey; for GenAI jobs, ~7 processes of
-    # ~240 MB each); browsing runs and models needs only the app server and its one uvicorn worker.
-    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(command, start_new_session=True, env=environment)
-    stopped_by: list[int] = []
-
-    def stop(signum, frame) -> None:
-        stopped_by.append(signum)
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
-    code = server.wait()
-    if stopped_by:
-        try:
-            server.wait(timeout=15)
-        finally:
-            try:  # whatever of the group outlived SIGTERM
-                os.killpg(server.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return 0
-    return code
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "tuning.ui", *server])
 
 
 if __name__ == "__main__":

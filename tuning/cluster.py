@@ -348,6 +348,11 @@ def _not_token_notice(record: logging.LogRecord) -> bool:
     return "Token authentication is enabled" not in record.getMessage()
 
 
+def quiet_ray_notices() -> None:
+    """Drop Ray's notices that are not problems (``--verbose`` keeps them)."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_token_notice)
+
+
 def init_ray(address: str | None, dashboard: bool = False) -> None:
     """Connect to a cluster (``address``; "auto" finds the one this machine belongs to) or start a
     local Ray, with its dashboard only when asked (``dashboard``: Ray Train's multi-worker trials
@@ -361,7 +366,6 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The compact status table (CLIReporter) instead of a config box per trial start.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_token_notice)
     if not ray.is_initialized():
         workers = worker_environment(address)
         if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial

@@ -51,7 +51,7 @@ PCA_EXAMPLES = 2000
 @dataclass
 class EvaluationReport:
     path: Path  # report.md
-    run_id: str  # the MLflow evaluation run
+    run_id: str | None  # the MLflow evaluation run (None: not recorded, see evaluate_experiment)
     evaluations: dict[str, Evaluation]
     sweeps: dict[str, str]  # loss -> the sweep its evaluated model came from
     failures: dict[str, str]  # loss (or "<loss> replicate <r>") -> why it could not be evaluated (the others were)
@@ -92,10 +92,11 @@ def load_champions(
 
 
 def evaluate_experiment(
-    space: SearchSpace, settings: Settings, address: str | None = None, sweep: str | None = None
+    space: SearchSpace, settings: Settings, address: str | None = None, sweep: str | None = None, record: bool = True
 ) -> EvaluationReport:
     """Evaluate every champion of ``space`` (with ``sweep``: that sweep's registered models) and
-    record the results (see module doc). No alias moves."""
+    record the results (see module doc); ``record=False`` (a user who may only read the MLflow
+    server): the report and its figures only, nothing written to MLflow. No alias moves."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     failures: dict[str, str] = {}
@@ -150,8 +151,10 @@ def evaluate_experiment(
                            summary)  # fmt: skip
     path = out / "report.md"
     path.write_text(report)
-    run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep, importance,
-                            intervals, comparisons, summary, replicates, replicate_run_ids)  # fmt: skip
+    run_id = None
+    if record:
+        run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep,
+                                importance, intervals, comparisons, summary, replicates, replicate_run_ids)  # fmt: skip
     return EvaluationReport(path, run_id, evaluations, sweeps, failures, summary)
 
 

@@ -24,7 +24,7 @@ from search_spaces import SearchSpace
 from tuning.champion import CARD_FILE, model_card
 from tuning.report import summary_rows
 from tuning.settings import Settings
-from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment
+from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment, log_provenance
 
 
 def log_evaluation(
@@ -89,6 +89,7 @@ def log_evaluation(
         mlflow.log_artifacts(str(report_dir / "figures"), artifact_path="figures")
         mlflow.log_artifact(str(report_dir / "report.md"))
         mlflow.log_dict(summary_rows(evaluations), "summary.json")
+        log_provenance(client, run.info.run_id, [r for ev in evaluations.values() for r in ev.inputs])
     for loss, (version, _, info) in models.items():
         card = model_card(space, loss, version, info, hyperparameters[loss], evaluations[loss])
         client.update_model_version(version.name, version.version, description=card)
@@ -99,6 +100,7 @@ def log_evaluation(
             if run_id:
                 now = int(time.time() * 1000)
                 client.log_batch(run_id, metrics=[Metric(f"test_{k}", v, now, 0) for k, v in ev.test.items()])
+                log_provenance(client, run_id, ev.inputs)
     for loss, ev in evaluations.items():
         for parent in find_runs(client, experiment_id, kind="parent", sweep=sweeps[loss], loss=loss):
             for key, value in ev.test.items():

@@ -55,13 +55,14 @@ def resolve_settings(home: str | os.PathLike | None = None, tracking_uri: str | 
 
 def _credentials_to_environment(uri: str) -> str:
     """An HTTP tracking URI's ``user:password@`` moved into MLflow's MLFLOW_TRACKING_USERNAME and
-    MLFLOW_TRACKING_PASSWORD (where unset): MLflow sends them as basic auth, and the URI, which MLflow
-    and ovatune print in run links and messages, no longer holds the password."""
+    MLFLOW_TRACKING_PASSWORD: MLflow sends them as basic auth, and the URI, which MLflow and ovatune
+    print in run links and messages, no longer holds the password. The URI names one user on one
+    server, so its credentials win over the environment's (and over ``~/.mlflow/credentials``)."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or parts.password is None:
         return uri
-    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", parts.username or "")
-    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", parts.password)
+    os.environ["MLFLOW_TRACKING_USERNAME"] = parts.username or ""
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = parts.password
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 import os
@@ -28,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mlflow.entities import Metric, Param, RunTag
@@ -37,6 +38,9 @@ from ray.tune import Callback
 
 from trainables.trial_config import upgraded
 from tuning.settings import Settings, redact
+
+if TYPE_CHECKING:  # the module itself imports torch, which `ovatune ui` has no use for
+    from trainables.data.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +123,103 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
                 "(`mlflow server --host 127.0.0.1 ...`) or leave out --tracking-uri to use the "
                 "local SQLite store in the ovatune home."
             ) from None
+        _check_credentials(uri, timeout_s)
     elif uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise TrackingUnavailable(f"cannot create the MLflow store at {path}: {error}") from None
+
+
+def tracking_user() -> str | None:
+    """The user MLflow sends to a tracking server: MLFLOW_TRACKING_USERNAME, else ~/.mlflow/credentials."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    return read_mlflow_creds().username or None
+
+
+def _check_credentials(uri: str, timeout_s: float) -> None:
+    """One authenticated request, so that a server behind MLflow's basic auth that refuses these
+    credentials (or wants some) is one clear error now, before Ray starts, instead of a failure
+    after the first trial. Names the server and the user, never the password.
+
+    Raises:
+        TrackingUnavailable: the server answered 401.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
+                                max_retries=0, timeout=int(timeout_s) + 1, params={"max_results": 1})  # fmt: skip
+    except (MlflowException, OSError):  # it answered its health check: later calls say what is wrong
+        return
+    if response.status_code != 401:
+        return
+    user = tracking_user()
+    problem = f"refused user {user!r}: wrong user name or password" if user else "needs a user name and password"
+    raise TrackingUnavailable(
+        f"the MLflow server {redact(uri)} {problem}; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
+        "write them to ~/.mlflow/credentials, or pass --tracking-uri http://USER:PASSWORD@HOST:PORT "
+        "(README: team servers)"
+    )
+
+
+# What each permission of MLflow's basic-auth app allows, weakest first (mlflow.server.auth.permissions)
+PERMISSION_ORDER = ("DENY", "NO_PERMISSIONS", "READ", "USE", "EDIT", "MANAGE")
+
+
+def write_denied(uri: str, experiment: str, models: list[str]) -> str | None:
+    """Why this user may not write what a sweep or an evaluation records (the experiment's runs,
+    the registered models' versions and aliases) on an MLflow server with basic auth, or None.
+
+    Asks the server for the user's own grants (``/api/3.0/mlflow/users/current/permissions``).
+    A store without auth, an admin, a resource that does not exist yet (its creator gets MANAGE)
+    or one without an explicit grant (the server's default_permission applies, which a client
+    cannot see) is not denied here: for those the server's answer is the check.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return None
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(uri)
+    response = http_request(creds, "/api/3.0/mlflow/users/current/permissions", "GET", max_retries=0, timeout=10)
+    if response.status_code != 200:  # 404: no auth app on this server
+        return None
+    grants = response.json()
+    if grants.get("is_admin"):
+        return None
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    targets = [("experiment", found.experiment_id, f"experiment {experiment!r}")] if found else []
+    targets += [("registered_model", name, f"registered model {name!r}") for name in models]
+
+    def granted(resource_type: str, resource_id: str) -> str | None:
+        levels = [g["permission"] for g in grants.get("permissions", [])
+                  if g["resource_type"] == resource_type and g["resource_pattern"] in (resource_id, "*")]  # fmt: skip
+        if not levels:
+            return None
+        return "DENY" if "DENY" in levels else max(levels, key=PERMISSION_ORDER.index)
+
+    short = [(what, level) for kind, resource_id, what in targets
+             if (level := granted(kind, resource_id)) and PERMISSION_ORDER.index(level) < PERMISSION_ORDER.index("EDIT")]  # fmt: skip
+    if not short:
+        return None
+    held = ", ".join(f"{level} on {what}" for what, level in short)
+    return (
+        f"user {tracking_user()!r} has {held} on the MLflow server {redact(uri)}, and recording runs, model "
+        "versions or @champion needs EDIT; ask a user with MANAGE on them (or the server's admin) to grant it"
+    )
+
+
+def permission_denied(error: BaseException) -> bool:
+    """Whether ``error`` is an MLflow server's refusal (HTTP 403) of what this user asked."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(error, MlflowException) and error.error_code == "PERMISSION_DENIED"
 
 
 def _check_database(uri: str, timeout_s: float) -> None:
@@ -199,8 +294,12 @@ def _sqlite_problem(path: Path, error: BaseException) -> str:
 def quiet_mlflow_logs() -> None:
     """MLflow's SQLite store logs every schema migration at INFO, and logging a model announces
     its input-example check: keep the terminal readable (warnings still show)."""
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.pyfunc"):
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.pyfunc",
+                 "mlflow.store.model_registry.abstract_store"):  # fmt: skip
         logging.getLogger(name).setLevel(logging.WARNING)
+    # against a server, MLflow prints two links (run, experiment) whenever a run ends: 8 lines per
+    # smoke-test sweep; the closing summary says where the UI is
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # a progress bar per downloaded model would bury the command's own output
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -267,6 +366,43 @@ def mark_interrupted(client: MlflowClient, experiment_id: str, sweep: str, signa
         client.log_batch(run.info.run_id, tags=[RunTag(TAG_OUTCOME, "interrupted"), RunTag(TAG_STOP_REASON, reason)])
         client.set_terminated(run.info.run_id, status="KILLED")
     return closed
+
+
+def log_provenance(client: MlflowClient, run_id: str, records: list[Provenance]) -> None:
+    """Record the data a run used as MLflow dataset inputs: the UI's Dataset column shows each
+    one's name, digest and split (the input's ``mlflow.data.context``), its page the source, the
+    schema and the number of examples. Logging the same input twice (a resumed trial) adds nothing."""
+    import numpy as np
+    from mlflow.data.schema import TensorDatasetSchema
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.types.schema import Schema, TensorSpec
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    inputs = []
+    for record in records:
+        features = np.dtype("uint8" if record.dtype == "image files" else record.dtype)
+        schema = TensorDatasetSchema(
+            features=Schema([TensorSpec(features, (-1, *record.shape))]),
+            targets=Schema([TensorSpec(np.dtype("int64"), (-1,))]) if record.split != "ood" else None,
+        )
+        embedded = not record.source.startswith("/")
+        dataset = Dataset(
+            name=record.name,
+            digest=record.digest,
+            source_type="code" if embedded else "local",
+            source=json.dumps({"tags": {"loader": record.source}} if embedded else {"uri": record.source}),
+            schema=json.dumps(schema.to_dict()),
+            profile=json.dumps(
+                {
+                    "num_examples": record.num_examples,
+                    "split": record.split,
+                    "data_seed": record.data_seed,
+                    "source": record.source,
+                }
+            ),
+        )
+        inputs.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, record.split)]))
+    client.log_inputs(run_id, datasets=inputs)
 
 
 def finite_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -366,6 +502,11 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         run_id = self._run_for(trial)
+        if result.get("data_provenance"):  # with a trial process's first result: what it trains on
+            from trainables.data.provenance import Provenance
+
+            records = [Provenance.from_dict(r) for r in json.loads(result["data_provenance"])]
+            log_provenance(self.client, run_id, records)
         if result.get("checkpoint_fallback"):  # resumed past a corrupted checkpoint: the run says which
             self.client.set_tag(run_id, TAG_CHECKPOINT_FALLBACK, str(result["checkpoint_fallback"])[:5000])
         step = int(result.get("epoch", result.get("training_iteration", 0)))

@@ -97,6 +97,8 @@ class Dataset:
             saved with every checkpoint and export.
         model_settings: what the network must know of the data (e.g. ``vocab_size``); added to
             the trial's config.
+        source: where the data was read from: the data folder, or the loader of an embedded
+            dataset (set by :func:`load_dataset`; recorded with each run's dataset inputs).
     """
 
     name: str
@@ -112,6 +114,8 @@ class Dataset:
     augmentation: str | None = None
     tokenizer: str | None = None
     model_settings: dict = field(default_factory=dict)
+    source: str = ""
+    data_seed: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -237,4 +241,11 @@ def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Datas
     Raises:
         DatasetNotAvailable: no loader for ``name`` exists in this version.
     """
-    return dataset_source(name).load(data_dir, seed)
+    source = dataset_source(name)
+    data = source.load(data_dir, seed)
+    if not data.source:
+        where = data_dir or os.environ.get("OVATUNE_DATA_DIR")
+        embedded = f"trainables.data.{source.load.__qualname__}"
+        data.source = embedded if source.embedded or not where else str(Path(where).expanduser().absolute())
+    data.data_seed = int(seed)
+    return data

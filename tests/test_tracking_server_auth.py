@@ -1,0 +1,231 @@
+"""A team's MLflow server behind MLflow's basic auth: a real ``mlflow server --app-name basic-auth`` on
+127.0.0.1, backed by a fresh PostgreSQL database, with an auth config (and a generated admin
+password) written here, and users made with MLflow's own API.
+
+Who can do what (README: team servers): a user who creates the experiment gets MANAGE on it and on the
+models its sweep registers; EDIT is enough to sweep and move @champion; READ is enough to evaluate
+(measured and reported, not recorded) and export; no grant at all under ``default_permission =
+NO_PERMISSIONS`` is nothing. Every password and the admin's appear in no output, file, param, tag,
+model card or Ray log.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from test_tracking_server import PG_SOCKET, _free_port, _start_server, database  # noqa: F401 (database: a fixture)
+
+from trainables.losses import LOSSES
+
+from launch import run_ovatune
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
+@contextmanager
+def credentials(user: str, password: str):
+    """This test process talks to the server as ``user`` (MLflow reads these variables per request)."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture
+def auth_server(database, tmp_path):  # noqa: F811 (database is the fixture imported above)
+    """(uri, {user: password}) of a basic-auth MLflow server; ``admin`` is its administrator."""
+    passwords = {
+        user: f"pw-{user}-{secrets.token_hex(8)}" for user in ("admin", "alice", "bob", "carol", "dave", "eve")
+    }
+    config = tmp_path / "auth.ini"
+    config.write_text(
+        "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+        f"admin_username = admin\nadmin_password = {passwords['admin']}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # without a cache every request re-hashes the password (PBKDF2, ~0.5 s here)
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    port = _free_port()
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    backend = f"postgresql+psycopg2://postgres@/{database}?host={PG_SOCKET}"
+    server = _start_server(backend, tmp_path / "artifacts", port, "--app-name", "basic-auth", env=env)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        from mlflow.server import get_app_client
+
+        with credentials("admin", passwords["admin"]):
+            users = get_app_client("basic-auth", tracking_uri=uri)
+            for user, password in passwords.items():
+                if user != "admin":
+                    users.create_user(user, password)
+        yield uri, passwords
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def grant(uri: str, passwords: dict[str, str], user: str, permission: str) -> None:
+    """Give ``user`` ``permission`` on the digits experiment and its four registered models."""
+    from mlflow.server import get_app_client
+
+    with credentials("admin", passwords["admin"]):
+        users = get_app_client("basic-auth", tracking_uri=uri)
+        experiment = MlflowClient(uri).get_experiment_by_name("digits")
+        users.grant_user_permission(user, "experiment", experiment.experiment_id, permission)
+        for loss in LOSSES:
+            users.grant_user_permission(user, "registered_model", f"ovatune-digits-{loss}", permission)
+
+
+def as_user(user: str, password: str, **extra: str) -> dict[str, str]:
+    return {**CLEAN_ENV, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password, **extra}
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ovatune: error:"), result.stderr[-3000:]
+    return lines[0]
+
+
+def test_anonymous_and_wrong_credentials_are_refused_before_anything_starts(auth_server, tmp_path):
+    uri, passwords = auth_server
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the server itself, to a client without credentials
+        urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+    assert refused.value.code == 401
+
+    anonymous = run_ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, home=tmp_path / "h",
+                            env=CLEAN_ENV, timeout=120)  # fmt: skip
+    assert anonymous.returncode == 2
+    assert "needs a user name and password" in one_error_line(anonymous)
+
+    wrong = "not-" + passwords["alice"]
+    refused = run_ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, home=tmp_path / "h",
+                          env=as_user("alice", wrong), timeout=120)  # fmt: skip
+    assert refused.returncode == 2
+    line = one_error_line(refused)
+    assert "refused user 'alice'" in line and uri in line
+    assert wrong not in refused.stdout + refused.stderr
+    assert not (tmp_path / "h" / "ray_results").exists()  # refused before Ray or Tune started
+
+
+def test_a_team_on_an_authenticated_server(auth_server, tmp_path):
+    uri, passwords = auth_server
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ra", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    outputs: list[str] = []
+
+    def ovatune(*args: str, env: dict[str, str], home: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+        result = run_ovatune(*args, home=home, env={**env, "RAY_TMPDIR": str(ray_tmp)}, timeout=timeout)
+        outputs.append(result.stdout + result.stderr)
+        return result
+
+    # alice (credentials in MLflow's environment variables) creates the experiment: the whole pipeline
+    alice = ovatune("run", "digits", "--smoke-test", "--tracking-uri", uri,
+                    env=as_user("alice", passwords["alice"]), home=tmp_path / "alice")  # fmt: skip
+    assert alice.returncode == 0, alice.stdout[-3000:] + alice.stderr[-3000:]
+    with credentials("admin", passwords["admin"]):
+        admin = MlflowClient(uri)
+        experiment = admin.get_experiment_by_name("digits")
+
+        def runs_of(kind: str) -> list:
+            return admin.search_runs([experiment.experiment_id], f"tags.`ovatune.kind` = '{kind}'", max_results=500)
+
+        def champions() -> dict[str, str]:
+            return {loss: admin.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion").version
+                    for loss in LOSSES}  # fmt: skip
+
+        assert len(runs_of("trial")) == 4 and len(runs_of("evaluation")) == 1
+
+    # carol (EDIT, credentials in the URI) runs the whole pipeline again: EDIT records runs and moves @champion
+    grant(uri, passwords, "carol", "EDIT")
+    carol = ovatune("run", "digits", "--smoke-test", "--tracking-uri",
+                    f"http://carol:{passwords['carol']}@127.0.0.1:{uri.rsplit(':', 1)[1]}",
+                    env=CLEAN_ENV, home=tmp_path / "carol")  # fmt: skip
+    assert carol.returncode == 0, carol.stdout[-3000:] + carol.stderr[-3000:]
+    with credentials("admin", passwords["admin"]):
+        assert len(runs_of("trial")) == 8 and len(runs_of("evaluation")) == 2
+        for loss in LOSSES:  # her sweep registered a version of every model (promotion decides @champion)
+            assert len(admin.search_model_versions(f"name = 'ovatune-digits-{loss}'")) == 2
+
+    # dave (EDIT, credentials in ~/.mlflow/credentials): the whole pipeline once more
+    grant(uri, passwords, "dave", "EDIT")
+    dave_home = tmp_path / "dave-home"
+    (dave_home / ".mlflow").mkdir(parents=True)
+    (dave_home / ".mlflow" / "credentials").write_text(
+        f"[mlflow]\nmlflow_tracking_username = dave\nmlflow_tracking_password = {passwords['dave']}\n"
+    )
+    dave = ovatune("run", "digits", "--smoke-test", "--tracking-uri", uri, env={**CLEAN_ENV, "HOME": str(dave_home)},
+                   home=tmp_path / "dave")  # fmt: skip
+    assert dave.returncode == 0, dave.stdout[-3000:] + dave.stderr[-3000:]
+    with credentials("admin", passwords["admin"]):
+        assert len(runs_of("trial")) == 12 and len(runs_of("evaluation")) == 3
+        moved = champions()
+
+    # bob (READ) evaluates and exports; his sweep is refused before Ray starts; @champion stays
+    grant(uri, passwords, "bob", "READ")
+    bob_env = as_user("bob", passwords["bob"])
+    evaluated = ovatune("evaluate", "digits", "--tracking-uri", uri, env=bob_env, home=tmp_path / "bob")
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    assert "ovatune: warning: not recorded in MLflow: user 'bob' has READ" in evaluated.stderr
+    assert (tmp_path / "bob" / "reports" / "digits" / "report.md").exists()
+    exported = ovatune("export", "digits", "--tracking-uri", uri, "--out", str(tmp_path / "bob-exports"),
+                       env=bob_env, home=tmp_path / "bob")  # fmt: skip
+    assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
+    assert len(list((tmp_path / "bob-exports").rglob("manifest.json"))) == len(LOSSES)
+    swept = ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, env=bob_env, home=tmp_path / "bob")
+    assert swept.returncode == 2
+    line = one_error_line(swept)
+    assert "user 'bob' has READ" in line and "needs EDIT" in line
+    assert not (tmp_path / "bob" / "ray_results").exists()
+    with credentials("admin", passwords["admin"]):
+        assert len(runs_of("evaluation")) == 3 and len(runs_of("trial")) == 12
+        assert champions() == moved
+        some_trial = runs_of("trial")[0].info.run_id
+    with credentials("bob", passwords["bob"]):  # and the server itself refuses what READ does not allow
+        for refused_call in (lambda: MlflowClient(uri).delete_run(some_trial),
+                             lambda: MlflowClient(uri).set_registered_model_alias("ovatune-digits-ova", "champion", "1")):  # fmt: skip
+            with pytest.raises(MlflowException) as refused:
+                refused_call()
+            assert refused.value.error_code == "PERMISSION_DENIED"
+
+    # eve (no grant, default NO_PERMISSIONS) cannot even read: one line, no traceback
+    eve = ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, env=as_user("eve", passwords["eve"]),
+                  home=tmp_path / "eve", timeout=120)  # fmt: skip
+    assert eve.returncode == 1
+    assert "the MLflow server refused user 'eve'" in one_error_line(eve)
+
+    # no password anywhere: outputs, files in every home, the server's artifacts (model cards, reports,
+    # manifests), params, tags, model version descriptions, Ray's logs
+    places = {f"output {i}": text for i, text in enumerate(outputs)}
+    for folder in (tmp_path, ray_tmp):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.name not in ("auth.ini", "credentials") and path.stat().st_size < 50_000_000:
+                places[str(path)] = path.read_bytes().decode("utf-8", "replace")
+    with credentials("admin", passwords["admin"]):
+        for run in admin.search_runs([experiment.experiment_id], max_results=1000):
+            places[f"run {run.info.run_id}"] = " ".join([*run.data.params.values(), *run.data.tags.values()])
+        for loss in LOSSES:
+            for version in admin.search_model_versions(f"name = 'ovatune-digits-{loss}'"):
+                places[f"{loss} v{version.version}"] = f"{version.description} {version.tags}"
+    assert len(places) > 50
+    for user, password in passwords.items():
+        leaked = [where for where, text in places.items() if password in text]
+        assert not leaked, f"{user}'s password in {leaked[:5]}"
