@@ -18,6 +18,7 @@ from search_spaces import SPACES, get_space
 from trainables.data import DATASETS, DatasetNotAvailable, check_available
 from trainables.losses import LOSSES
 from tuning.errors import first_line, one_line
+from tuning.timeline import mark
 
 SMOKE_TEST = {"trials": 1, "epochs": 2}
 
@@ -374,7 +375,9 @@ def _add_dashboard_option(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The ``ovatune`` command. A mistake or a fault ends in one ``ovatune: error:`` line (exit 2 for
     what the user asked, 1 for what went wrong); ``--debug`` shows the traceback of the unexpected."""
+    mark("cli imported")
     args = build_parser().parse_args(argv)
+    mark("arguments parsed")
     try:
         return _main(args, argv)
     except KeyboardInterrupt:  # Ctrl-C outside a sweep (which handles its own): stop quietly
@@ -391,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(README: team servers)", 1)  # fmt: skip
         where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
         return _fail(f"{type(error).__name__}{where}: {first_line(error)} (--debug shows the traceback)", 1)
+    finally:
+        mark("command done")  # what follows is the interpreter's exit: Ray's shutdown among its atexit hooks
 
 
 def _check_home(settings) -> str | None:
@@ -422,6 +427,7 @@ def _main(args, argv: list[str] | None) -> int:
         return _fail(str(error))
     if args.command != "ui" and (problem := _check_home(settings)):
         return _fail(problem)
+    mark("store and home checked")
     if not getattr(args, "verbose", False):  # --verbose: the libraries' notices too
         from tuning.cluster import quiet_ray_notices
 
@@ -431,6 +437,7 @@ def _main(args, argv: list[str] | None) -> int:
         prepare_store(settings.tracking_uri)
     except TrackingUnavailable as error:
         return _fail(str(error), 1)
+    mark("store ready")
     if args.command == "ui":
         return serve_ui(settings, args.host, args.port)
     space = get_space(args.experiment)
@@ -450,6 +457,7 @@ def _main(args, argv: list[str] | None) -> int:
         check_available(space.dataset, args.data_dir, download=args.download)
     except DatasetNotAvailable as error:
         return _fail(str(error))
+    mark("permissions and data checked")
     code = _sweep(space, settings, args)
     if code == 0 and args.command == "run" and args.replicates:
         code = _replicate(space, settings, args)
@@ -561,6 +569,7 @@ def _sweep(space, settings, args) -> int:
     from tuning.promote import finish_parents, promote
     from tuning.sweep import SweepRequest, run_sweep, selected_by
 
+    mark("driver imported")
     if args.metric:  # the selection metric of this sweep: its ASHA, promotion and champion comparison
         space = selected_by(space, args.metric)
     trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
@@ -611,7 +620,9 @@ def _sweep(space, settings, args) -> int:
     promotions = promote(
         outcome.results, space, outcome.name, outcome.experiment_id, settings, policy, args.smoke_test, failures
     )
+    mark("promoted")
     finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promotions, space.metric, failures)
+    mark("parent runs closed")
     failed = sum(1 for r in outcome.results if r.error is not None)
     diverged = sum(1 for r in outcome.results if r.error is None and r.metrics.get("diverged"))
     print(f"\nsweep {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s "
@@ -729,10 +740,12 @@ def _evaluate(space, settings, address: str | None = None, sweep: str | None = N
     from tuning.evaluate import evaluate_experiment
     from tuning.report import column_legend, findings, near_chance, replicate_summary_table, summary_table
 
+    mark("evaluation imported")
     try:
         report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
     except NoChampion as error:
         return _fail(str(error), 1 if "could be evaluated" in str(error) else 2)
+    mark("evaluated")
     what = f"sweep {sweep}'s models" if sweep else "champions"
     print(f"\n{space.name}: {what} on the test split (report: {report.path})\n")
     print(summary_table(report.evaluations))

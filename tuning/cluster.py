@@ -29,6 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuning.timeline import mark
+
 # Asked for by the Tune trial of a multi-worker trial: it only waits for its Ray Train workers,
 # which ask for the CPUs and GPUs. (A Tune trial must ask for some resource; memory is the honest one.)
 TRIAL_DRIVER_MEMORY = 256 * 2**20
@@ -379,3 +381,4 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
             logging_level="WARNING",
             runtime_env={"env_vars": workers} if workers else None,
         )
+        mark("ray started")

@@ -38,6 +38,7 @@ from tuning.cluster import TrialResources, init_ray, plan_trial_resources
 from tuning.options import SAMPLERS, SCHEDULERS
 from tuning.progress import SweepProgress
 from tuning.settings import Settings
+from tuning.timeline import mark
 from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, get_or_create_experiment, parent_runs
 
 
@@ -312,7 +313,9 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
                 ),
             ),
         )
+    mark("tuner built")
     results, signum = fit_interruptibly(tuner, slots)
+    mark("trials done")
     return SweepOutcome(name, path, results, experiment_id, parents, losses, space.metric, signum)
 
 
