@@ -64,7 +64,7 @@ def per_corruption(inputs: np.ndarray, n: int, device: str, seconds_per_image: d
         print(f"{name:<18} {1 / ours[name]:10.0f} {ours[name] * 1e6:9.1f} {ref_text} {ratio}")
         if reference:
             theirs[name] = reference
-    cifar100 = CORRUPTED_SETS["cifar100"][1]
+    cifar100 = CORRUPTED_SETS["cifar100"].corruptions
     if all(name in theirs for name in cifar100):
         total_ours, total_theirs = sum(ours[c] for c in cifar100), sum(theirs[c] for c in cifar100)
         print(
@@ -79,7 +79,7 @@ def cifar100_sized_set(inputs: np.ndarray, device: str, workers: int | None) -> 
 
     images = np.resize(inputs, (10_000, *inputs.shape[1:]))
     labels = np.arange(10_000) % 100
-    folder, names = CORRUPTED_SETS["cifar100"]
+    folder, names = CORRUPTED_SETS["cifar100"].folder, CORRUPTED_SETS["cifar100"].corruptions
     with tempfile.TemporaryDirectory() as data_dir:
         write_cifar("cifar100", data_dir, images, labels, train=False)
         out = Path(data_dir) / folder

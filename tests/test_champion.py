@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuning.champion import CHAMPION, POLICIES, champion_versions, current_champion, decide, sweep_versions
+from tuning.champion import CHAMPION, champion_versions, current_champion, decide, sweep_versions
+from tuning.options import POLICIES
 from tuning.promote import with_recorded_metric
 
 from launch import run_ovatune

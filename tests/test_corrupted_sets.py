@@ -36,8 +36,11 @@ def cifar100_dir(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
 
 
 def test_the_sets_are_the_papers():
-    assert CORRUPTED_SETS["cifar10"] == ("CIFAR-10-C", tuple(CORRUPTIONS))
-    folder, names = CORRUPTED_SETS["cifar100"]
+    assert (CORRUPTED_SETS["cifar10"].folder, CORRUPTED_SETS["cifar10"].corruptions) == (
+        "CIFAR-10-C",
+        tuple(CORRUPTIONS),
+    )
+    folder, names = CORRUPTED_SETS["cifar100"].folder, CORRUPTED_SETS["cifar100"].corruptions
     assert folder == "CIFAR-100-C" and len(names) == 17
     assert set(CORRUPTIONS) - set(names) == {"motion_blur", "snow"}
 

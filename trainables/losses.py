@@ -9,8 +9,9 @@ A loss, in this project, is three choices made on the penultimate embedding ``f`
     ova      w_kᵀf + b_k           Σ_k BCE-with-logits(z_k, onehot_k)    sigmoid(z)
     ova_dm   −‖f − w_k‖₂           Σ_k BCE-with-logits(z_k, onehot_k)    2·sigmoid(z)  (paper Eq. 6)
 
-``LOSSES`` below is that table, and the only place the four names are written down: the CLI's
-choices, the sweep and the tests all read it.
+``LOSSES`` below is that table: the sweep, the evaluation and the tests read it. The CLI reads the
+names and titles from ``trainables/loss_names.py`` instead, which imports no torch; this module
+refuses to import when the two disagree.
 
 Confidence is max_k p_k and the prediction argmax_k p_k for all four; one-vs-all probabilities need
 not sum to one (that is the point: they can all be small, "none of the above").
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainables.loss_names import LOSS_TITLES
 
 # Added inside the square root of the distance so that its gradient stays finite when an embedding
 # sits exactly on a class centre (d‖x‖/dx = x/‖x‖ is 0/0 there).
@@ -170,6 +173,11 @@ LOSSES: dict[str, Loss] = {
         Loss("ova_dm", "One-vs-all DM", DistanceHead, one_vs_all_bce, twice_sigmoid_probabilities),
     )
 }
+
+
+# The CLI reads the names and titles without torch (trainables/loss_names.py): the two must agree.
+if {name: loss.title for name, loss in LOSSES.items()} != LOSS_TITLES or list(LOSSES) != list(LOSS_TITLES):
+    raise ImportError("trainables.loss_names.LOSS_TITLES must list exactly the losses of LOSSES, in order")
 
 
 def get_loss(name: str) -> Loss:

@@ -22,15 +22,6 @@ from trainables.losses import LOSSES
 CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
 CHALLENGER = "challenger"  # the alias of the newest sweep's best version, promoted or not
 
-# --promote: when a sweep's best version of a loss becomes the champion.
-POLICIES = {
-    "better": "only if it beats the current champion on the selection metric (ties keep the current one)",
-    "always": "always: the newest sweep's best replaces the champion",
-    "first": "only if the loss has no champion yet (the default for --smoke-test)",
-    "never": "never; nothing is registered",
-}
-
-
 CARD_FILE = "model_card.md"  # beside the trial's logged model, in the version's description, in each export
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from search_spaces import SPACES, get_space
 from trainables.data import DATASETS, DatasetNotAvailable, check_available
-from trainables.losses import LOSSES
+from trainables.loss_names import LOSS_TITLES
 from tuning.errors import first_line, one_line
 from tuning.timeline import mark
 
@@ -104,7 +104,13 @@ def _names_in(registry, kind: str):
     return parse
 
 
-_losses = _names_in(LOSSES, "loss")
+_losses = _names_in(LOSS_TITLES, "loss")
+
+
+def _corruption_names(text: str) -> list[str]:
+    from trainables.data.corruptions import CORRUPTIONS  # torch: only when the option is given
+
+    return _names_in(CORRUPTIONS, "corruption")(text)
 
 
 class _Renamed(argparse.Action):
@@ -155,7 +161,7 @@ def _experiment_list() -> str:
     for name, space in SPACES.items():
         data = "embedded data" if DATASETS[space.dataset].embedded else "--data-dir"
         lines.append(f"  {name:<9} {space.trials:>3} trials/loss  {data}")
-    lines.append("losses: " + ", ".join(f"{m.name} ({m.title})" for m in LOSSES.values()))
+    lines.append("losses: " + ", ".join(f"{name} ({title})" for name, title in LOSS_TITLES.items()))
     return "\n".join(lines)
 
 
@@ -170,7 +176,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
     ``--address auto`` (there ``--address`` is the old spelling of ``--dashboard``)."""
     p.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     p.add_argument("--losses", type=_losses, metavar="L1,L2",
-                   help=f"comma-separated losses to sweep (default: all of {','.join(LOSSES)})")  # fmt: skip
+                   help=f"comma-separated losses to sweep (default: all of {','.join(LOSS_TITLES)})")  # fmt: skip
     p.add_argument("--trials", type=_positive_int, help="trials per loss (default: the search space's budget)")
     p.add_argument("--epochs", type=_positive_int, help="override the space's epochs (shorter runs)")
     p.add_argument("--seed", type=_seed, help="seeds the samplers and the trials, 0 to 2**32-1 (default 0)")
@@ -225,7 +231,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
     p.add_argument(
         "--smoke-test", action="store_true", help="1 trial per loss, 2 epochs: checks the whole path in seconds"
     )
-    from tuning.champion import POLICIES
+    from tuning.options import POLICIES
 
     p.add_argument("--promote", choices=list(POLICIES),
                    help="when each loss's best version becomes the champion: "
@@ -352,9 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--data-dir", type=_absolute_path, default=os.environ.get("OVATUNE_DATA_DIR"),
                          help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default: $OVATUNE_DATA_DIR)")  # fmt: skip
     corrupt.add_argument("--out", help="output folder (default: <data-dir>/CIFAR-10-C or CIFAR-100-C)")
-    from trainables.data.corruptions import CORRUPTIONS
-
-    corrupt.add_argument("--corruptions", type=_names_in(CORRUPTIONS, "corruption"),
+    corrupt.add_argument("--corruptions", type=_corruption_names,
                          help="comma-separated subset (default: all of the dataset's)")  # fmt: skip
     corrupt.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     corrupt.add_argument("--workers", type=_positive_int, help="processes on CPU (default: one per core)")
@@ -446,7 +450,9 @@ def _main(args, argv: list[str] | None) -> int:
     from tuning.champion import registered_name
     from tuning.tracking import write_denied
 
-    denied = write_denied(settings.tracking_uri, space.name, [registered_name(space.name, loss) for loss in LOSSES])
+    denied = write_denied(
+        settings.tracking_uri, space.name, [registered_name(space.name, loss) for loss in LOSS_TITLES]
+    )
     if args.command == "evaluate":
         return _evaluate(space, settings, args.address, args.sweep, read_only=denied)
     if denied:  # before Ray starts: a sweep or a replicate set records runs and moves @champion
@@ -538,14 +544,14 @@ def _corrupt(args) -> int:
     if args.device != "cpu":
         if not args.device.startswith("cuda") or not torch.cuda.is_available():
             return _fail(f"device {args.device!r} is not available here; use cpu, or cuda on a machine with a GPU")
-    folder, default_corruptions = CORRUPTED_SETS[args.dataset]
+    corrupted = CORRUPTED_SETS[args.dataset]
     try:
         data_dir = cifar_data_dir(args.dataset, args.data_dir)
         images, labels = read_cifar(args.dataset, data_dir, train=False)
     except DatasetNotAvailable as error:
         return _fail(str(error))
-    out = Path(args.out or Path(data_dir) / folder)
-    corruptions = args.corruptions or list(default_corruptions)
+    out = Path(args.out or Path(data_dir) / corrupted.folder)
+    corruptions = args.corruptions or list(corrupted.corruptions)
     print(f"{args.dataset} test set: {len(images)} images -> {out} ({len(corruptions)} corruptions x 5 intensities)")
     started = time.time()
     status = write_corrupted(images, labels, out, corruptions, seed=args.seed, device=args.device, workers=args.workers)
@@ -573,7 +579,7 @@ def _sweep(space, settings, args) -> int:
     if args.metric:  # the selection metric of this sweep: its ASHA, promotion and champion comparison
         space = selected_by(space, args.metric)
     trials = args.trials or (SMOKE_TEST["trials"] if args.smoke_test else space.trials)
-    losses = args.losses or list(LOSSES)
+    losses = args.losses or list(LOSS_TITLES)
     keys = [key for key, _ in args.settings]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:

@@ -1,4 +1,4 @@
-"""The choices of the sweep and export commands, each with what it means: light to import, so the
+"""The choices of the sweep, promotion and export commands, each with what it means: light to import, so the
 CLI's parser reads them (choices and ``--help``) and ``tuning.sweep`` / ``tuning.export`` act on them.
 """
 
@@ -9,6 +9,13 @@ SCHEDULERS = {
 SAMPLERS = {
     "random": "Optuna's RandomSampler: random search, as the paper (the default)",
     "tpe": "Optuna's TPESampler",
+}
+# --promote: when a sweep's best version of a loss becomes the champion.
+POLICIES = {
+    "better": "only if it beats the current champion on the selection metric (ties keep the current one)",
+    "always": "always: the newest sweep's best replaces the champion",
+    "first": "only if the loss has no champion yet (the default for --smoke-test)",
+    "never": "never; nothing is registered",
 }
 FORMATS = {
     "torchscript": "a traced TorchScript module (model.pt)",

@@ -44,13 +44,13 @@ from trainables.trial_metrics import SELECTION_METRICS
 from tuning.champion import (
     CHALLENGER,
     CHAMPION,
-    POLICIES,
     Promotion,
     current_champion,
     decide,
     registered_name,
     sweep_versions,
 )
+from tuning.options import POLICIES
 from tuning.settings import Settings
 from tuning.tracking import find_runs, without_registration_notices
 

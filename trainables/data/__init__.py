@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a tensor is touched: the CLI reads DATASETS without it
+    import torch
+
     from trainables.data.imagenet import ImageFiles
 
 
@@ -56,12 +57,16 @@ class Split:
 
     def to(self, device: torch.device) -> Split:
         """The split with its tensors on ``device`` (files stay files: their batches move later)."""
+        import torch
+
         x = self.x.to(device) if isinstance(self.x, torch.Tensor) else self.x
         return Split(x, self.y.to(device))
 
 
 def take(x: torch.Tensor | ImageFiles, index: torch.Tensor) -> torch.Tensor:
     """The inputs at ``index`` as one tensor (B, ...), decoded when they are files."""
+    import torch
+
     if isinstance(x, torch.Tensor):
         return x[index]
     return next(iter(x.loader([index.tolist()], workers=0, seed=0)))[0]
@@ -70,6 +75,8 @@ def take(x: torch.Tensor | ImageFiles, index: torch.Tensor) -> torch.Tensor:
 def input_batches(x: torch.Tensor | ImageFiles, batch_size: int, workers: int = 0) -> Iterator[torch.Tensor]:
     """Consecutive batches of inputs, in order: slices of a tensor, or decoded batches of files
     (``workers`` DataLoader processes)."""
+    import torch
+
     if isinstance(x, torch.Tensor):
         yield from x.split(batch_size)
     else:

@@ -194,10 +194,10 @@ def load_cifar(name: str, data_dir: str | None, seed: int = 0) -> Dataset:
     def split(images: np.ndarray, labels: np.ndarray) -> Split:
         return Split(_nchw(images), torch.from_numpy(labels))
 
-    folder, corruptions = CORRUPTED_SETS[name]
+    corrupted = CORRUPTED_SETS[name]
 
     def shifted(corruption: str, intensity: int) -> torch.Tensor:
-        path = Path(data_dir).expanduser() / folder / f"{corruption}.npy"
+        path = Path(data_dir).expanduser() / corrupted.folder / f"{corruption}.npy"
         if not path.is_file():
             how = (f"`ovatune corrupt {name} --data-dir {data_dir}`" if name == "cifar100"
                    else "the published CIFAR-10-C (https://zenodo.org/record/2535967), or `ovatune corrupt cifar10`")  # fmt: skip
@@ -219,7 +219,7 @@ def load_cifar(name: str, data_dir: str | None, seed: int = 0) -> Dataset:
         val=split(train_images[held_out], train_labels[held_out]),
         test=split(test_images, test_labels),
         ood=ood,
-        shift_corruptions=corruptions,
+        shift_corruptions=corrupted.corruptions,
         shifted=shifted,
         preprocessing="images_0_255_nhwc_unscaled",
         augmentation="pad_crop_flip",

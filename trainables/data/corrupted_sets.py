@@ -16,16 +16,35 @@ import concurrent.futures
 import multiprocessing
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trainables.data.corruptions import CORRUPTIONS, INTENSITIES
 
-# dataset -> (published folder name, its corruptions in the published order)
+@dataclass(frozen=True)
+class CorruptedSet:
+    """A dataset's corrupted test sets: the published folder name and which corruptions it leaves out.
+
+    The corruptions (torch code) are imported when :attr:`corruptions` is first read, so that the
+    CLI lists these sets without them.
+    """
+
+    folder: str
+    leaves_out: tuple[str, ...] = ()
+
+    @property
+    def corruptions(self) -> tuple[str, ...]:
+        """Its corruptions, in the published order."""
+        from trainables.data.corruptions import CORRUPTIONS
+
+        return tuple(name for name in CORRUPTIONS if name not in self.leaves_out)
+
+
+# dataset -> its corrupted test sets (CIFAR-100-C as the paper generates it: 17 corruptions)
 CORRUPTED_SETS = {
-    "cifar10": ("CIFAR-10-C", tuple(CORRUPTIONS)),
-    "cifar100": ("CIFAR-100-C", tuple(name for name in CORRUPTIONS if name not in ("motion_blur", "snow"))),
+    "cifar10": CorruptedSet("CIFAR-10-C"),
+    "cifar100": CorruptedSet("CIFAR-100-C", leaves_out=("motion_blur", "snow")),
 }
 
 
@@ -84,6 +103,8 @@ def write_corrupted(
         corruption -> "written" or "kept" (already complete).
     """
     from tqdm import tqdm
+
+    from trainables.data.corruptions import CORRUPTIONS, INTENSITIES
 
     corruptions = list(corruptions)
     unknown = [c for c in corruptions if c not in CORRUPTIONS]
