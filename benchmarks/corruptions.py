@@ -79,7 +79,8 @@ def cifar100_sized_set(inputs: np.ndarray, device: str, workers: int | None) -> 
 
     images = np.resize(inputs, (10_000, *inputs.shape[1:]))
     labels = np.arange(10_000) % 100
-    folder, names = CORRUPTED_SETS["cifar100"].folder, CORRUPTED_SETS["cifar100"].corruptions
+    cifar100 = CORRUPTED_SETS["cifar100"]
+    folder, names = cifar100.folder, cifar100.corruptions
     with tempfile.TemporaryDirectory() as data_dir:
         write_cifar("cifar100", data_dir, images, labels, train=False)
         out = Path(data_dir) / folder

@@ -28,7 +28,7 @@ from trainables.data import load_dataset
 from trainables.losses import LOSSES
 from tuning.options import FORMATS
 
-from launch import environment, run_ovatune, start_ovatune
+from launch import environment, run_ovatune, start_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -164,8 +164,7 @@ def test_mlflow_models_serve_answers_like_the_model_in_process(home, expected):
         assert set(predictions) == {"probabilities", "confidence", "prediction", "none_of_the_above"}
         _assert_same(predictions, want, info["threshold"])
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_group(server, timeout=30)
 
 
 # Chromium comes from Debian's package (`make browser`, run by .ci/run): CI must have it, so there a

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from trainables.losses import LOSSES
 from tuning.settings import redact
 
-from launch import run_ovatune, start_ovatune
+from launch import run_ovatune, start_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -122,11 +122,6 @@ def _start_server(backend: str, artifacts: Path, port: int, *options: str, env: 
             time.sleep(0.5)
 
 
-def _stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
-
-
 def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
     """The server goes away mid-sweep and comes back 10 s later: the sweep finishes and no metric is
     lost. MLflow's client retries with exponential back-off (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default
@@ -153,7 +148,7 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
                 break
             assert time.time() < deadline and sweep.poll() is None, "the sweep never logged 3 epochs"
             time.sleep(0.5)
-        _stop(server)
+        stop_group(server, timeout=30)
         time.sleep(10)
         assert sweep.poll() is None, "the sweep ended while the server was down: the outage proved nothing"
         server = _start_server(backend, tmp_path / "artifacts", port)
@@ -170,4 +165,4 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
-        _stop(server)
+        stop_group(server, timeout=30)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from test_tracking_server import PG_SOCKET, _free_port, _start_server, database 
 
 from trainables.losses import LOSSES
 
-from launch import run_ovatune
+from launch import run_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +78,7 @@ def auth_server(database, tmp_path):  # noqa: F811 (database is the fixture impo
                     users.create_user(user, password)
         yield uri, passwords
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_group(server, timeout=30)
 
 
 def grant(uri: str, passwords: dict[str, str], user: str, permission: str) -> None:

@@ -176,7 +176,7 @@ LOSSES: dict[str, Loss] = {
 
 
 # The CLI reads the names and titles without torch (trainables/loss_names.py): the two must agree.
-if {name: loss.title for name, loss in LOSSES.items()} != LOSS_TITLES or list(LOSSES) != list(LOSS_TITLES):
+if [(name, loss.title) for name, loss in LOSSES.items()] != list(LOSS_TITLES.items()):
     raise ImportError("trainables.loss_names.LOSS_TITLES must list exactly the losses of LOSSES, in order")
 
 
