@@ -80,3 +80,24 @@ def stop_group(process: subprocess.Popen, timeout: float = 60) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+
+
+MARKER = "OVATUNE_TEST_MARKER"
+
+
+def marked_processes(marker: str) -> list[str]:
+    """The live processes (zombies aside) whose environment has ``OVATUNE_TEST_MARKER=marker``: a
+    command started with ``environment(OVATUNE_TEST_MARKER=marker)`` and everything it started,
+    a local Ray's GCS, raylet, agents and workers included. As "pid name" strings, for messages."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "name", "status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if process.environ().get(MARKER) == marker:
+                found.append(f"{process.info['pid']} {process.info['name']}")
+        except psutil.Error:  # ended meanwhile, or not ours to read
+            pass
+    return found

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from search_spaces import get_space, log_uniform
 from trainables.losses import LOSSES
 
-from launch import run_ovatune, start_ovatune
+from launch import MARKER, environment, marked_processes, run_ovatune, start_ovatune
 
 pytestmark = pytest.mark.slow
 
@@ -313,11 +313,15 @@ def test_ui_serves_the_store_on_loopback(home):
 
 def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
     args = ["sweep", "digits", "--smoke-test", "--losses", "softmax,ova_dm"]
+    marked = environment(**{MARKER: f"two-sweeps-{os.getpid()}"})  # finds each command's processes, Ray's too
     sweeps = [
-        start_ovatune(*args, home=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+        start_ovatune(*args, home=home, env=marked, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
     ]
     outputs = [s.communicate(timeout=600)[0] for s in sweeps]
     assert [s.returncode for s in sweeps] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    # each command ended its local Ray with it: no GCS, raylet, agent or worker outlives it
+    assert marked_processes(marked[MARKER]) == []
     names = [re.search(r"^sweep (\S+):", out, re.MULTILINE).group(1) for out in outputs]
     assert names[0] != names[1]
     client = store(home)
@@ -329,9 +333,10 @@ def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
     assert deleted == []  # no sweep replaced the other's runs
 
     # a name that exists is refused without --resume, before anything runs or is deleted
-    again = run_ovatune(*args, "--name", names[0], home=home, timeout=120)
+    again = run_ovatune(*args, "--name", names[0], home=home, env=marked, timeout=120)
     assert again.returncode == 2 and f"a sweep named {names[0]!r} already exists" in again.stderr
     assert f"--resume --name {names[0]}" in again.stderr
+    assert marked_processes(marked[MARKER]) == []  # the Ray it began to start for nothing ended with it
     assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
 
 

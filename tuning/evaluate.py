@@ -43,6 +43,7 @@ from tuning.importance import importance_figure, importance_table, importances, 
 from tuning.replicates import CHECKPOINT_ARTIFACT, replicate_runs
 from tuning.report import render_report
 from tuning.settings import Settings, redact
+from tuning.timeline import mark
 from tuning.tracking import TAG_TRIAL_NUMBER
 
 PCA_EXAMPLES = 2000
@@ -114,7 +115,9 @@ def evaluate_experiment(
     models = {(loss, -1): f"models:/{v.name}/{v.version}" for loss, v in versions.items()}
     models |= {(loss, number): f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
                for loss, by_number in replicate_run_ids.items() for number, run_id in by_number.items()}  # fmt: skip
+    mark("champions loaded")
     measured = evaluate_models(space, settings, models, data_dir, int(params.get("data_seed", 0)), failures, address)
+    mark("models measured")
     evaluations = {loss: ev for (loss, number), ev in measured.items() if number < 0}
     replicates = {  # loss -> replicate number -> its Evaluation, in the losses' order
         loss: {number: ev for (of, number), ev in sorted(measured.items()) if of == loss and number >= 0}
@@ -143,6 +146,7 @@ def evaluate_experiment(
     for name, fig in drawn.items():
         fig.savefig(out / "figures" / f"{name}.png", dpi=110)
         plt.close(fig)
+    mark("figures drawn")
     labels = next(iter(evaluations.values())).test_labels  # every model is measured on the same test split
     intervals = {loss: metric_intervals(ev.test_probs, labels) for loss, ev in evaluations.items()}
     comparisons = compare_losses({loss: ev.test_probs for loss, ev in evaluations.items()}, labels)
@@ -151,6 +155,7 @@ def evaluate_experiment(
                            summary)  # fmt: skip
     path = out / "report.md"
     path.write_text(report)
+    mark("report written")
     run_id = None
     if record:
         run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep,
