@@ -29,13 +29,19 @@ browser: $(CHROMIUM)
 demo: $(INSTALLED)
 	$(VENV)/bin/ovatune run digits --replicates 3
 
+# Two pytest-xdist workers: a test spends about a third of its time waiting (on Ray's and MLflow's
+# processes starting, on its trials), which the other worker fills. Each worker's tests start their
+# own Ray, so more workers than cores only overload the machine. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest
+	$(PYTEST) --durations=20
 
 test-fast: $(INSTALLED)
-	$(VENV)/bin/pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports

@@ -19,6 +19,9 @@ from tuning.cluster import (
     plan_trial_resources,
 )
 
+# one worker runs the module: its tests share one in-process Ray (two_cpu_ray)
+pytestmark = pytest.mark.xdist_group("test_cluster")
+
 ROOT = Path(__file__).resolve().parents[1]
 GPU_WORKER = NodeType("gpu_worker", cpus=8, gpus=1, max_count=8)
 HEAD = NodeType("head", cpus=8, gpus=0, max_count=1)

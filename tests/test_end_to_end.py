@@ -436,6 +436,7 @@ def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home
     assert stopped and all(t.info.status == "KILLED" for t in stopped)
 
 
+@pytest.mark.xdist_group("ray_current_cluster")  # rewrites the record that test_jobs' `ray start` keeps
 def test_a_stale_ray_start_record_does_not_capture_a_local_run(tmp_path):
     # `ray start` records its address in /tmp/ray/ray_current_cluster and a bare ray.init() joins it,
     # hanging when that cluster is gone; without --address, ovatune always starts its own local Ray.

@@ -19,7 +19,9 @@ from mlflow.tracking import MlflowClient
 
 from launch import run_ovatune, stop_group
 
-pytestmark = pytest.mark.slow
+# `ray start` records its head in /tmp/ray/ray_current_cluster, which test_end_to_end's stale-record
+# test rewrites: one worker runs them in turn (make test's pytest-xdist workers)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_current_cluster")]
 
 BIN = Path(sys.executable).parent
 

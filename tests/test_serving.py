@@ -30,7 +30,8 @@ from tuning.options import FORMATS
 
 from launch import environment, run_ovatune, start_ovatune, stop_group
 
-pytestmark = pytest.mark.slow
+# one worker runs the module: its tests share one sweep (the module's `home`), made once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_serving")]
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = Path(os.environ.get("OVATUNE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))

@@ -71,7 +71,10 @@ def load_champions(
     for loss, version in champion_versions(client, space.name, sweep).items():
         name = version.name
         try:
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}").unwrap_python_model()
+            # suppress_warnings: no check of the model's pip requirements against this environment (1-2 s
+            # of reading every installed package's metadata; ovatune's logs drop its warnings anyway)
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}", suppress_warnings=True)
+            pyfunc = pyfunc.unwrap_python_model()
         except Exception as error:  # noqa: BLE001 - reported per loss, the others go on
             failures[loss] = f"{loss}: cannot load {name} v{version.version} (from {version.source}): {one_line(error)}"
             continue

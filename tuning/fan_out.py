@@ -38,7 +38,8 @@ def _load_classifier(model_uri: str):
     """The classifier behind ``model_uri``: a registered pyfunc (its files' hashes checked), or a
     logged checkpoint directory (verified by ``trainables.checkpoint.load_classifier``)."""
     if model_uri.startswith("models:/"):
-        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model.classifier
+        # suppress_warnings: no check of its pip requirements against this environment (1-2 s)
+        return mlflow.pyfunc.load_model(model_uri, suppress_warnings=True).unwrap_python_model().model.classifier
     import tempfile
 
     from trainables.checkpoint import load_classifier
