@@ -100,8 +100,22 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
     assert versions()["2"]["sweep"] == "quick" and versions()["2"]["smoke_test"] == "true"
     assert versions()["2"]["promotion"].startswith("challenger: smoke test")
 
-    # Resuming the finished sweep registers nothing new: its version is the same one.
-    out = _sweep(home, "--resume", "--name", "real")
+    # A resume that contradicts how the sweep was started is refused, naming each difference.
+    refused = run_ovatune("sweep", "digits", "--resume", "--name", "real", "--trials", "5", "--epochs", "9",
+                          "--losses", "softmax,ova", "--set", "width=8", "--metric", "val_nll", home=home,
+                          timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    (line,) = [line for line in refused.stderr.splitlines() if line.startswith("ovatune: error:")]
+    for difference in ("losses softmax,ova (the sweep has softmax)", "trials_per_loss 5 (the sweep has 2)",
+                       "epochs 9 (the sweep has 4)", "width 8 (the sweep has none)",
+                       "metric val_nll (the sweep has val_accuracy)"):  # fmt: skip
+        assert difference in line, line
+    assert "started" not in refused.stdout and "Trial name" not in refused.stdout  # no trial ran
+
+    # Resuming the finished sweep as it was started (options that agree are accepted) registers
+    # nothing new: its version is the same one.
+    out = _sweep(home, "--resume", "--name", "real", "--epochs", "4")
+    assert "resuming sweep real of digits with its own losses, trials and settings" in out
     assert sorted(versions()) == ["1", "2"] and f"{name}@champion (v1" in out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
 

@@ -267,17 +267,6 @@ def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray)
     assert all(t.info.status == "KILLED" and "non-finite" in t.data.tags["ovatune.stop_reason"] for t in marked)
 
 
-def test_verbose_shows_ray_tunes_table_and_the_notices_a_normal_run_drops(home):
-    ran = run_ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax", "--verbose", home=home,
-                      timeout=600, check=True)  # fmt: skip
-    out = ran.stdout + ran.stderr
-    assert "== Status ==" in out and "val_accuracy" in out  # Ray Tune's table, not ovatune's line
-    assert "progress per loss" not in out
-    # MLflow's own INFO logging, dropped without --verbose (Ray's token notice is kept too, but Ray
-    # prints it only where a token exists, which a fresh CI machine may not have).
-    assert "INFO mlflow.pyfunc: Validating input example" in out
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -311,15 +300,23 @@ def test_ui_serves_the_store_on_loopback(home):
         server.wait(timeout=30)
 
 
-def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store(home):
+def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store_and_verbose_shows_ray_tunes_table(home):
     args = ["sweep", "digits", "--smoke-test", "--losses", "softmax,ova_dm"]
     marked = environment(**{MARKER: f"two-sweeps-{os.getpid()}"})  # finds each command's processes, Ray's too
-    sweeps = [
-        start_ovatune(*args, home=home, env=marked, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)
+    sweeps = [  # the second with --verbose: Ray Tune's table and the libraries' notices
+        start_ovatune(*args, *extra, home=home, env=marked, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for extra in ([], ["--verbose"])
     ]
     outputs = [s.communicate(timeout=600)[0] for s in sweeps]
     assert [s.returncode for s in sweeps] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    plain, verbose = outputs
+    assert "progress per loss" in plain and "== Status ==" not in plain
+    assert "== Status ==" in verbose and "val_accuracy" in verbose  # Ray Tune's table, not ovatune's line
+    assert "progress per loss" not in verbose
+    # MLflow's own INFO logging, dropped without --verbose (Ray's token notice is kept too, but Ray
+    # prints it only where a token exists, which a fresh CI machine may not have).
+    assert "INFO mlflow.pyfunc: Validating input example" in verbose
+    assert "Validating input example" not in plain
     # each command ended its local Ray with it: no GCS, raylet, agent or worker outlives it
     assert marked_processes(marked[MARKER]) == []
     names = [re.search(r"^sweep (\S+):", out, re.MULTILINE).group(1) for out in outputs]

@@ -125,7 +125,10 @@ def test_anonymous_and_wrong_credentials_are_refused_before_anything_starts(auth
     assert not (tmp_path / "h" / "ray_results").exists()  # refused before Ray or Tune started
 
 
-def test_a_team_on_an_authenticated_server(auth_server, tmp_path):
+def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # noqa: F811 (database: the fixture)
+    """Also the whole pipeline against a server on PostgreSQL: what it records, and that it is there."""
+    import psycopg2
+
     uri, passwords = auth_server
     ray_tmp = Path(tempfile.mkdtemp(prefix="ra", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     outputs: list[str] = []
@@ -151,13 +154,28 @@ def test_a_team_on_an_authenticated_server(auth_server, tmp_path):
                     for loss in LOSSES}  # fmt: skip
 
         assert len(runs_of("trial")) == 4 and len(runs_of("evaluation")) == 1
+        kinds = sorted(r.data.tags["ovatune.kind"] for r in admin.search_runs([experiment.experiment_id]))
+        assert kinds == ["evaluation"] + ["parent"] * 4 + ["trial"] * 4
+        for loss in LOSSES:
+            version = admin.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
+            assert (version.description or "").startswith("# Model card")
+    # and it all lives in PostgreSQL
+    with psycopg2.connect(host=PG_SOCKET, user="postgres", dbname=database) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM runs")
+            assert cursor.fetchone()[0] == 9
+            cursor.execute("SELECT count(*) FROM registered_models")
+            assert cursor.fetchone()[0] == 4
 
-    # carol (EDIT, credentials in the URI) runs the whole pipeline again: EDIT records runs and moves @champion
+    # carol (EDIT, credentials in the URI, which win over other ones in MLflow's environment variables)
+    # runs the whole pipeline again: EDIT records runs and moves @champion
     grant(uri, passwords, "carol", "EDIT")
+    passwords["carol's stale environment"] = f"pw-stale-{secrets.token_hex(8)}"  # checked for leaks below too
     carol = ovatune("run", "digits", "--smoke-test", "--tracking-uri",
                     f"http://carol:{passwords['carol']}@127.0.0.1:{uri.rsplit(':', 1)[1]}",
-                    env=CLEAN_ENV, home=tmp_path / "carol")  # fmt: skip
+                    env=as_user("carol", passwords["carol's stale environment"]), home=tmp_path / "carol")  # fmt: skip
     assert carol.returncode == 0, carol.stdout[-3000:] + carol.stderr[-3000:]
+    assert f"MLflow store {uri}" in carol.stdout  # printed without the credentials
     with credentials("admin", passwords["admin"]):
         assert len(runs_of("trial")) == 8 and len(runs_of("evaluation")) == 2
         for loss in LOSSES:  # her sweep registered a version of every model (promotion decides @champion)

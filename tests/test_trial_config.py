@@ -19,8 +19,6 @@ from trainables.trial_config import (
 )
 from tuning.cli import main
 
-from launch import run_ovatune
-
 
 @pytest.mark.parametrize("name", list(SPACES))
 def test_every_search_space_passes_the_schema(name):
@@ -102,27 +100,6 @@ def test_bad_sweep_options_are_usage_errors(argv, message, capsys, home):
         main(["sweep", "digits", *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not ray.is_initialized()
-
-
-@pytest.mark.slow
-def test_a_resume_that_contradicts_the_stored_sweep_is_refused_naming_each_difference(home):
-    run_ovatune("sweep", "digits", "--losses", "softmax", "--smoke-test", "--name", "stored", home=home, timeout=600,
-                check=True)  # fmt: skip
-
-    resume = ["sweep", "digits", "--resume", "--name", "stored"]
-    refused = run_ovatune(*resume, "--trials", "5", "--epochs", "9", "--losses", "softmax,ova", "--set", "width=8",
-                          "--metric", "val_nll", home=home, timeout=120)  # fmt: skip
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    (line,) = [line for line in refused.stderr.splitlines() if line.startswith("ovatune: error:")]
-    for difference in ("losses softmax,ova (the sweep has softmax)", "trials_per_loss 5 (the sweep has 1)",
-                       "epochs 9 (the sweep has 2)", "width 8 (the sweep has none)",
-                       "metric val_nll (the sweep has val_accuracy)"):  # fmt: skip
-        assert difference in line, line
-    assert "started" not in refused.stdout and "Trial name" not in refused.stdout  # Ray never ran
-
-    # what it was started with: accepted
-    again = run_ovatune(*resume, "--losses", "softmax", "--epochs", "2", home=home, timeout=600, check=True)
-    assert "resuming sweep stored of digits with its own losses, trials and settings" in again.stdout
 
 
 def test_a_config_from_before_a_key_was_renamed_reads_under_the_current_names():
