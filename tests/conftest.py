@@ -10,10 +10,20 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own, which appends each test's group to its id
 def pytest_collection_modifyitems(config, items):
     """The slow (end-to-end) tests first: on ``make test``'s two workers the minutes-long ones start
-    early and the quick ones fill the end, instead of one worker finishing a long test alone."""
+    early and the quick ones fill the end, instead of one worker finishing a long test alone.
+
+    Under ``--dist loadgroup``, a test with an ``xdist_group`` mark whose id does not name its group
+    would run beside its group's others: refused (pytest 9.2 with pytest-xdist 3.8 did that silently).
+    """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+    if getattr(config.option, "loadgroup", False):  # set on each pytest-xdist worker by --dist loadgroup
+        ungrouped = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more): "
+                                    "pin the pytest and pytest-xdist versions that pyproject.toml names")  # fmt: skip
 
 
 @pytest.fixture

@@ -333,7 +333,7 @@ def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store_and_ver
     again = run_ovatune(*args, "--name", names[0], home=home, env=marked, timeout=120)
     assert again.returncode == 2 and f"a sweep named {names[0]!r} already exists" in again.stderr
     assert f"--resume --name {names[0]}" in again.stderr
-    assert marked_processes(marked[MARKER]) == []  # the Ray it began to start for nothing ended with it
+    assert marked_processes(marked[MARKER]) == []  # nor of a refused one
     assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
 
 

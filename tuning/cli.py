@@ -378,13 +378,12 @@ def _add_dashboard_option(p: argparse.ArgumentParser) -> None:
 
 
 def console_main() -> NoReturn:
-    """The installed ``ovatune`` command: :func:`main`, with the local Ray that the command will need
-    starting while the driver starts up, and an exit that does not wait for Ray's shutdown
-    (``tuning.cluster``: ``start_local_ray_in_background``, ``exit_process``)."""
+    """The installed ``ovatune`` command: :func:`main`, then an exit that ends a local Ray at once
+    instead of waiting for its shutdown (``tuning.cluster.exit_process``)."""
     from tuning.cluster import exit_process
 
     try:
-        code = main(start_ray_early=True)
+        code = main()
     except SystemExit as stop:  # SIGTERM (Ray's handler), or argparse refusing the arguments
         code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
         if isinstance(stop.code, str):
@@ -392,21 +391,12 @@ def console_main() -> NoReturn:
     exit_process(code)
 
 
-def main(argv: list[str] | None = None, start_ray_early: bool = False) -> int:
+def main(argv: list[str] | None = None) -> int:
     """The ``ovatune`` command. A mistake or a fault ends in one ``ovatune: error:`` line (exit 2 for
-    what the user asked, 1 for what went wrong); ``--debug`` shows the traceback of the unexpected.
-
-    Args:
-        argv: the arguments (default: ``sys.argv[1:]``).
-        start_ray_early: start the local Ray of a sweep or an evaluation right after parsing, in
-            the background (only the installed command does: an in-process call starts nothing
-            before its checks have passed).
-    """
+    what the user asked, 1 for what went wrong); ``--debug`` shows the traceback of the unexpected."""
     mark("cli imported")
     args = build_parser().parse_args(argv)
     mark("arguments parsed")
-    if start_ray_early:
-        _start_ray_early(args)
     try:
         return _main(args, argv)
     except KeyboardInterrupt:  # Ctrl-C outside a sweep (which handles its own): stop quietly
@@ -425,22 +415,6 @@ def main(argv: list[str] | None = None, start_ray_early: bool = False) -> int:
         return _fail(f"{type(error).__name__}{where}: {first_line(error)} (--debug shows the traceback)", 1)
     finally:
         mark("command done")  # what follows is the interpreter's exit: Ray's shutdown among its atexit hooks
-
-
-def _start_ray_early(args) -> None:
-    """Begin the local Ray of a new sweep, a run or an evaluation in the background. Not for a
-    cluster (``--address``: joining one is quick), a resume or a replicate set (their trial shape,
-    and so whether Ray needs its dashboard, is read from MLflow later)."""
-    if args.command not in ("sweep", "run", "evaluate") or args.address is not None or getattr(args, "resume", False):
-        return
-    from tuning.cluster import quiet_ray_notices, start_local_ray_in_background
-
-    if not getattr(args, "verbose", False):
-        quiet_ray_notices()  # before Ray's start, whose notices they drop
-    workers = 1
-    if args.command != "evaluate":  # as tuning.sweep.planned_trainable decides for a new sweep
-        workers = args.workers_per_trial or int(get_space(args.experiment).resources.get("workers", 1))
-    start_local_ray_in_background(dashboard=workers > 1)
 
 
 def _check_home(settings) -> str | None:

@@ -25,9 +25,7 @@ import json
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -361,16 +359,8 @@ def quiet_ray_notices() -> None:
 def init_ray(address: str | None, dashboard: bool = False) -> None:
     """Connect to a cluster (``address``; "auto" finds the one this machine belongs to) or start a
     local Ray, with its dashboard only when asked (``dashboard``: Ray Train's multi-worker trials
-    query the state API it serves). Workers get :func:`worker_environment`.
-
-    When :func:`start_local_ray_in_background` began the start, this waits for it (and raises its
-    error) instead of starting another.
-    """
+    query the state API it serves). Workers get :func:`worker_environment`."""
     global _local_ray_started
-    if _background is not None and threading.current_thread() is not _background.thread:
-        _background.wait()
-        if dashboard and not _background.dashboard:
-            raise RuntimeError("the local Ray was started in the background without the dashboard this sweep needs")
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
@@ -401,63 +391,6 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
 _local_ray_started = False
 
 
-class _BackgroundStart:
-    """A local Ray starting on its own thread: :func:`init_ray` there, its error kept for the waiter."""
-
-    def __init__(self, dashboard: bool):
-        self.dashboard = dashboard
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="ovatune-ray-start", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            init_ray(None, self.dashboard)
-        except BaseException as error:  # handed to the main thread by wait()
-            self.error = error
-        self.done.set()
-        # The thread must outlive the start: Ray starts its local processes with PR_SET_PDEATHSIG,
-        # which the kernel fires when the *thread* that started them ends, not the process.
-        threading.Event().wait()
-
-    def wait(self) -> None:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-
-
-_background: _BackgroundStart | None = None
-
-
-def start_local_ray_in_background(dashboard: bool = False) -> None:
-    """Begin starting a local Ray now, on a background thread; :func:`init_ray` waits for it.
-
-    Why: a local Ray's start is seconds of waiting on its GCS and raylet processes, which the driver
-    can spend importing MLflow, Ray Tune and PyTorch and preparing the store (``benchmarks/startup.py``
-    measures the overlap). Only the ``ovatune`` command does this, never an in-process call: a
-    command refused before it needs Ray still ends at once, through :func:`exit_process`.
-
-    ``ray.init`` installs its SIGTERM handler (end through ``SystemExit``, so that ``finally``
-    blocks and exit hooks run) only from the main thread; the same handler is installed here.
-    """
-    global _background
-    if _background is not None:
-        return
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    # Ray warns that it did not set that handler from a thread: set above.
-    logging.getLogger("ray._private.worker").addFilter(_not_sigterm_thread_notice)
-    _background = _BackgroundStart(dashboard)
-    _background.thread.start()
-
-
-def _exit_on_sigterm(signum, frame) -> None:
-    sys.exit(signum)
-
-
-def _not_sigterm_thread_notice(record: logging.LogRecord) -> bool:
-    return "SIGTERM handler is not set" not in record.getMessage()
-
-
 def exit_process(code: int) -> NoReturn:
     """End the ``ovatune`` process with ``code``, and a local Ray it started at once with it.
 
@@ -469,14 +402,12 @@ def exit_process(code: int) -> NoReturn:
     """
     import atexit
 
-    starting = _background is not None and not _background.done.is_set()
-    if not (starting or _local_ray_started):
+    if not _local_ray_started:
         sys.exit(code)
-    if not starting:  # a command that ended before it needed Ray has opened no run: no hook to run
-        import ray
+    import ray
 
-        atexit.unregister(ray.shutdown)
-        atexit._run_exitfuncs()  # CPython's exit hooks, less Ray's
+    atexit.unregister(ray.shutdown)
+    atexit._run_exitfuncs()  # CPython's exit hooks, less Ray's
     sys.stdout.flush()
     sys.stderr.flush()
     kill_descendants()
