@@ -38,7 +38,8 @@ PYTEST := $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PYTEST) --durations=20
+	$(PYTEST) -m "not serial" --durations=20
+	$(VENV)/bin/pytest -m serial --durations=5
 
 test-fast: $(INSTALLED)
 	$(PYTEST) -m "not slow"
