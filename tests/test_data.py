@@ -1,10 +1,20 @@
 """The embedded datasets and the digits shifts."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from trainables.data import DATASETS, DatasetNotAvailable, check_available, load_dataset, stratified_split
+from trainables.data import (
+    DATASETS,
+    DatasetNotAvailable,
+    check_available,
+    import_loader,
+    load_dataset,
+    stratified_split,
+)
 from trainables.data.corruptions import CONTRAST_FACTOR, GAUSSIAN_NOISE_STD, corrupt
 from trainables.data.toy2d import class_centres
 
@@ -63,6 +73,18 @@ def test_digits_ood_patches_come_from_the_photos():
 def test_unknown_dataset_names_the_available_ones():
     with pytest.raises(DatasetNotAvailable, match="toy2d, digits, cifar10, cifar100, imagenet, clinc"):
         load_dataset("mnist")
+
+
+def test_a_datasets_loader_module_is_imported_ahead_of_its_first_load():
+    # The driver does it while Ray starts (tuning.sweep); digits' loader brings scikit-learn.
+    code = ("import sys; from trainables.data import import_loader; import_loader('digits'); "
+            "print('trainables.data.digits' in sys.modules, 'sklearn' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "True"], done.stderr[-2000:]
+    for name in DATASETS:  # every row's loader names its module
+        import_loader(name)
+    with pytest.raises(DatasetNotAvailable, match="datasets available"):
+        import_loader("mnist")
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

@@ -434,17 +434,26 @@ def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home
 
 
 @pytest.mark.xdist_group("ray_current_cluster")  # rewrites the record that test_jobs' `ray start` keeps
-def test_a_stale_ray_start_record_does_not_capture_a_local_run(tmp_path):
+def test_a_stale_ray_start_record_does_not_capture_a_local_run_and_work_meanwhile_runs_on_a_thread(tmp_path):
     # `ray start` records its address in /tmp/ray/ray_current_cluster and a bare ray.init() joins it,
     # hanging when that cluster is gone; without --address, ovatune always starts its own local Ray.
+    # What init_ray is given to do meanwhile runs on another thread, is done when it returns, and a
+    # failure there stops nothing (the command meets it again where it does the work itself).
     record = Path("/tmp/ray/ray_current_cluster")
     before = record.read_text() if record.exists() else None
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text("192.0.2.254:6379")  # nothing listens there
     try:
-        code = "from tuning.cluster import init_ray; init_ray(None); import ray; print(ray.cluster_resources()['CPU'])"
+        code = ("import threading, time; import ray; from tuning.cluster import init_ray\n"
+                "seen = []\n"
+                "def meanwhile():\n"
+                "    time.sleep(1); seen.append(threading.current_thread() is not threading.main_thread()); 1 / 0\n"
+                "init_ray(None, meanwhile=meanwhile); print(seen, ray.cluster_resources()['CPU'])")  # fmt: skip
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and float(result.stdout.strip().splitlines()[-1]) >= 1, result.stderr[-2000:]
+        assert result.returncode == 0, result.stderr[-2000:]
+        seen, cpus = result.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+        assert seen == "[True]" and float(cpus) >= 1, result.stdout
+        assert "ZeroDivisionError" not in result.stderr
     finally:
         if before is None:
             record.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
-from trainables.losses import LOSSES
+from trainables.loss_names import LOSS_TITLES
 
 CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
 CHALLENGER = "challenger"  # the alias of the newest sweep's best version, promoted or not
@@ -81,7 +81,7 @@ def champion_versions(client: MlflowClient, experiment: str, sweep: str | None =
     """loss -> ``ModelVersion`` for every loss of ``experiment`` that has one: its champion, or with
     ``sweep`` the version that sweep registered (whether or not it is the champion)."""
     versions = {}
-    for loss in LOSSES:
+    for loss in LOSS_TITLES:
         name = registered_name(experiment, loss)
         version = (
             current_champion(client, name) if sweep is None else next(iter(sweep_versions(client, name, sweep)), None)
@@ -120,7 +120,7 @@ def model_card(
 ) -> str:
     """The markdown model card of one champion (``evaluation``: an ``Evaluation``, or None if the
     champion has not been evaluated yet)."""
-    title = LOSSES[loss].title
+    title = LOSS_TITLES[loss]
     lines = [
         f"# Model card: {version.name} v{version.version}",
         "",

@@ -587,7 +587,6 @@ def _sweep(space, settings, args) -> int:
     from mlflow.tracking import MlflowClient
 
     from trainables.trial_config import InvalidSetting, check_overrides
-    from tuning.promote import finish_parents, promote
     from tuning.sweep import SweepRequest, run_sweep, selected_by
 
     mark("driver imported")
@@ -635,6 +634,8 @@ def _sweep(space, settings, args) -> int:
         return _fail(str(error))
     if outcome.interrupted:
         return _interrupted(space, settings, outcome, args)
+    from tuning.promote import finish_parents, promote  # torch: imported while Ray started (planned_trainable)
+
     space = selected_by(space, outcome.metric)  # a resumed sweep selects by the metric it was started with
     policy = args.promote or ("first" if args.smoke_test else "better")
     failures: dict[str, str] = {}  # loss -> a corrupted checkpoint that was not promoted

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -356,11 +357,18 @@ def quiet_ray_notices() -> None:
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_token_notice)
 
 
-def init_ray(address: str | None, dashboard: bool = False) -> None:
+def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[], object] | None = None) -> None:
     """Connect to a cluster (``address``; "auto" finds the one this machine belongs to) or start a
     local Ray, with its dashboard only when asked (``dashboard``: Ray Train's multi-worker trials
-    query the state API it serves). Workers get :func:`worker_environment`."""
+    query the state API it serves). Workers get :func:`worker_environment`.
+
+    ``meanwhile``: what the command needs next (imports: torch, the promotion code), done on a
+    thread while ``ray.init`` waits for Ray's processes to come up. It must be safe to do again: what
+    fails there is not reported, and fails again, with its traceback, where the command does it.
+    """
     global _local_ray_started
+    import threading
+
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
@@ -376,15 +384,29 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
             workers["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
         # "local": without an address, always a new local Ray. Ray's own default would join the last
         # cluster `ray start` recorded in /tmp/ray, and hang when that cluster is gone.
-        ray.init(
-            address=address or "local",
-            include_dashboard=dashboard,
-            log_to_driver=True,
-            logging_level="WARNING",
-            runtime_env={"env_vars": workers} if workers else None,
-        )
+        # ray.init mostly waits (processes starting, the GCS answering): an import costs no wall time there
+        ahead = threading.Thread(target=_quietly, args=(meanwhile,), daemon=True)
+        ahead.start()
+        try:
+            ray.init(
+                address=address or "local",
+                include_dashboard=dashboard,
+                log_to_driver=True,
+                logging_level="WARNING",
+                runtime_env={"env_vars": workers} if workers else None,
+            )
+        finally:
+            ahead.join()  # no half-imported module behind an error or an interrupt
         _local_ray_started = address is None
         mark("ray started")
+
+
+def _quietly(work: Callable[[], object] | None) -> None:
+    try:
+        if work is not None:
+            work()
+    except Exception:  # noqa: BLE001 - raised again, with its traceback, where the command does it
+        pass
 
 
 # Whether init_ray started a local Ray in this process (rather than joining a cluster).

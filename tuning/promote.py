@@ -156,6 +156,15 @@ def promote(
     return promotions
 
 
+def prepare_model_logging() -> None:
+    """Do ahead what MLflow does the first time a process logs a model: map every installed
+    distribution to its modules (about 2 s here), to warn about pinned requirements the environment
+    does not meet. Ours are pinned from this environment; the driver does it while Ray starts."""
+    from mlflow.utils.requirements_utils import _init_packages_to_modules_map  # no public way to warm it
+
+    _init_packages_to_modules_map()
+
+
 def with_recorded_metric(client: MlflowClient, champion, metric: str):
     """``champion`` (a ``ModelVersion`` or None) with ``metric`` among its tags: versions registered
     before every validation metric was tagged carry only their own sweep's, and their trial run holds

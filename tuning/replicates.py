@@ -37,7 +37,7 @@ from ray.tune.search import Searcher
 
 from search_spaces import SearchSpace
 from serving.bundle import BUNDLE_META
-from trainables.losses import LOSSES
+from trainables.loss_names import LOSS_TITLES
 from tuning.champion import NoChampion, champion_versions
 from tuning.settings import Settings, redact
 from tuning.sweep import check_sweep_name, fit_interruptibly, new_sweep_name, planned_trainable, progress_reporter
@@ -187,7 +187,7 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOu
         raise ValueError(f"a replicate set named {name!r} already exists; continue it with --resume --name {name}, "
                          "or choose another --name")  # fmt: skip
     champions = champion_versions(client, space.name)
-    wanted = request.losses or [loss for loss in LOSSES if loss in champions]
+    wanted = request.losses or [loss for loss in LOSS_TITLES if loss in champions]
     missing = [loss for loss in wanted if loss not in champions]
     if missing or not wanted:
         raise NoChampion(f"no champion of {', '.join(missing) or 'any loss'} of {space.name!r} in "

@@ -30,8 +30,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
-from trainables.losses import LOSSES
-from trainables.train import train_classifier
+from trainables.loss_names import LOSS_TITLES
 from trainables.trial_config import check_overrides, upgraded
 from trainables.trial_metrics import get_selection_metric
 from tuning.cluster import TrialResources, init_ray, plan_trial_resources
@@ -63,7 +62,7 @@ class PerLossSearch(Searcher):
 
     Args:
         space: the experiment's search space.
-        losses: names from ``LOSSES`` to sweep.
+        losses: names from ``LOSS_TITLES`` to sweep.
         trials_per_loss: N.
         seed: sweep seed; each loss's sampler gets ``loss_seed(seed, loss)``.
         sampler: a key of ``tuning.options.SAMPLERS``: "random" (the paper's random search) or "tpe".
@@ -127,7 +126,7 @@ class SweepRequest:
 
     Attributes:
         space: the experiment's search space.
-        losses: the losses to sweep (keys of ``LOSSES``); a resume takes the stored sweep's.
+        losses: the losses to sweep (keys of ``LOSS_TITLES``); a resume takes the stored sweep's.
         trials: trials per loss.
         seed: seeds each loss's sampler (with the loss name) and every trial's weights.
         max_concurrent: trials at once (default: as many as the cluster holds).
@@ -254,7 +253,7 @@ def run_sweep(request: SweepRequest, settings: Settings) -> SweepOutcome:
         parents = {
             r.data.tags[TAG_LOSS]: r.info.run_id for r in find_runs(client, experiment_id, kind="parent", sweep=name)
         }
-        losses = [loss for loss in LOSSES if loss in parents]
+        losses = [loss for loss in LOSS_TITLES if loss in parents]
         if not losses:
             raise FileNotFoundError(
                 f"sweep {name!r} has no runs in the MLflow store {settings.display_uri}; resume it with "
@@ -355,11 +354,25 @@ def planned_trainable(
     )
     explicit = {key for key, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
                                        ("workers", workers_per_trial)) if value is not None}  # fmt: skip
-    init_ray(address, dashboard=workers > 1)
+    init_ray(address, dashboard=workers > 1, meanwhile=lambda: _load_what_follows(space))
+    from trainables.train import train_classifier
+
     resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=address is not None)
     for note in notes:
         print(f"ovatune: {note}", flush=True)
     return tune.with_resources(train_classifier, resources.tune_request()), resources, slots
+
+
+def _load_what_follows(space: SearchSpace) -> None:
+    """What the driver needs once Ray is up, loaded while it starts (about 5 s on 2 cores, otherwise
+    one after the other): the trainable (torch, the model code), and what promotion needs after the
+    fit (the dataset's loader module, MLflow's model logging)."""
+    import trainables.train  # noqa: F401
+    from trainables.data import import_loader
+    from tuning.promote import prepare_model_logging
+
+    import_loader(space.dataset)
+    prepare_model_logging()
 
 
 def fit_interruptibly(tuner: tune.Tuner, slots: int) -> tuple[tune.ResultGrid | None, int | None]:

@@ -236,6 +236,13 @@ def check_available(name: str, data_dir: str | None, download: bool = False) -> 
     source.check(data_dir)
 
 
+def import_loader(name: str) -> None:
+    """Import the module behind ``name``'s loader (with its scikit-learn, torchvision or tokenizers:
+    up to 2 s) ahead of the first load; the driver does it while Ray starts."""
+    module = dataset_source(name).load.__qualname__.split(".")[0]  # "<module>.<function>": see _imported
+    importlib.import_module(f"trainables.data.{module}")
+
+
 def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:
     """Load a registered dataset.
 
