@@ -79,7 +79,7 @@ def test_replicate_without_champions_says_what_to_run_before_ray_starts(capsys, 
     assert err.startswith("ovatune: error: no champion of any loss of 'digits'") and "ovatune sweep digits" in err
     assert "Traceback" not in err and not ray.is_initialized()
     assert main(["replicate", "digits", "--resume"]) == 2
-    assert "no replicates of 'digits' to resume" in capsys.readouterr().err
+    assert "no replicate set of 'digits' to resume" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["replicate", "digits", "--seeds", "1"], ["run", "digits", "--replicates", "1"]])
@@ -113,10 +113,11 @@ def test_a_sweep_name_that_is_no_name_is_a_usage_error(name, capsys):
 
 
 def test_new_sweep_names_differ_within_a_second():
-    from tuning.sweep import check_sweep_name, new_sweep_name
+    from tuning.engine import REPLICATES, SWEEP, check_job_name, new_job_name
 
-    names = {new_sweep_name("digits") for _ in range(20)}  # within one second: the old names were all equal
-    assert len(names) == 20 and all(check_sweep_name(n) == n and n.startswith("digits-2") for n in names)
+    names = {new_job_name(SWEEP, "digits") for _ in range(20)}  # within one second: the old names were all equal
+    assert len(names) == 20 and all(check_job_name(n) == n and n.startswith("digits-2") for n in names)
+    assert new_job_name(REPLICATES, "digits").startswith("replicates-digits-2")
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuning.replicates import GivenConfigs, replicate_seed
+from tuning.engine import KEEP_CHECKPOINTS
+from tuning.replicates import GivenConfigs, replicate_points, replicate_seed, selected_by_metric
 
 from launch import run_ovatune, start_ovatune
 
@@ -27,6 +28,28 @@ def test_given_configs_hands_out_each_config_once_and_resumes_where_it_stopped(t
     restored.restore(str(tmp_path / "state"))
     assert [restored.suggest("b"), restored.suggest("c")] == configs[1:]
     assert restored.suggest("d") == GivenConfigs.FINISHED
+
+
+def test_replicate_points_run_each_champion_under_the_current_config_keys():
+    # A champion registered before `method` became `loss` (trainables.trial_config.RENAMED_KEYS):
+    # its replicates are handed out, tracked and grouped under `loss`, as a resumed sweep's trials are.
+    configs = {"ova": {"method": "ova", "lr": 0.1, "threads": 4}, "softmax": {"loss": "softmax", "lr": 0.2}}
+    points = replicate_points(configs, {"threads": 1, "workers_per_trial": 1}, seeds=2, seed=0)
+    assert [(p["loss"], p["trial_number"]) for p in points] == [("ova", 0), ("softmax", 0), ("ova", 1), ("softmax", 1)]
+    assert all("method" not in p and p["threads"] == 1 for p in points)  # the set's trial shape wins
+    assert points[0]["seed"] == points[1]["seed"] == replicate_seed(0, 0) != points[2]["seed"]
+
+
+def test_a_replicate_set_shows_the_metric_its_champions_were_selected_by():
+    from types import SimpleNamespace
+
+    from search_spaces import get_space
+
+    space = get_space("digits")
+    by_nll = {loss: SimpleNamespace(tags={"selection_metric": "val_nll"}) for loss in ("softmax", "ova")}
+    assert selected_by_metric(space, by_nll) == ("val_nll", "min")  # it showed val_accuracy, max
+    mixed = {**by_nll, "dm": SimpleNamespace(tags={"selection_metric": "val_ece"})}
+    assert selected_by_metric(space, mixed) == (space.metric, space.mode)
 
 
 def test_replicate_seeds_differ_by_number_and_not_by_loss():
@@ -89,7 +112,14 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
         champion = trials[run.data.tags["ovatune.loss"]].data.params
         for key in ("lr", "adam_beta1", "adam_eps", "data_seed", "epochs"):  # the champion's configuration
             assert run.data.params[key] == champion[key], (run.info.run_name, key)
+    # a replicate keeps as many checkpoints as a sweep's trial (tuning.engine.KEEP_CHECKPOINTS; it was 2)
+    # (at least: a checkpoint written after the killed driver's last save of the experiment is not rotated;
+    # a replicate handed out again trains in a new folder, and the killed one's folder stays behind)
+    for run in replicates:
+        (folder,) = (home / "ray_results" / "reps").glob(f"train_classifier_{run.data.tags['ovatune.ray_trial_id']}_*")
+        assert len(list(folder.glob("checkpoint_*"))) >= KEEP_CHECKPOINTS, folder
     parents = _runs(client, "replicates")
+    assert {p.data.params["metric"] for p in parents} == {"val_accuracy"}  # what the champions were selected by
     assert sorted(p.info.run_name for p in parents) == sorted(f"{loss} replicates · {trials[loss].data.tags['ovatune.sweep']}"
                                                              for loss in ("softmax", "ova_dm"))  # fmt: skip
     assert all(p.info.status == "FINISHED" for p in parents)

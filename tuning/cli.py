@@ -73,10 +73,10 @@ def _non_negative_float(text: str) -> float:
 
 
 def _sweep_name(text: str) -> str:
-    from tuning.sweep import check_sweep_name
+    from tuning.engine import check_job_name
 
     try:
-        return check_sweep_name(text)
+        return check_job_name(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -669,46 +669,26 @@ def _sweep(space, settings, args) -> int:
 def _interrupted(space, settings, outcome, args) -> int:
     """A stopped sweep: its unfinished runs closed as interrupted, nothing promoted, the command that
     resumes it printed; exit 128 + the signal (130 for Ctrl-C), as a shell reports it."""
-    import shlex
     import signal
 
-    from mlflow.tracking import MlflowClient
+    from tuning.engine import close_interrupted
 
-    from tuning.tracking import mark_interrupted
-
-    name = signal.Signals(outcome.interrupted).name
-    unfinished = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name, name)
-    resume = _resume_command("sweep", space, outcome.name, settings, args.address, args.data_dir)
-    print(f"\nsweep {outcome.name} interrupted ({name}): {unfinished} unfinished trial(s) kept with their "
-          f"checkpoints; nothing was promoted. Resume it with:\n  {shlex.join(resume)}", flush=True)  # fmt: skip
+    unfinished, resume = close_interrupted(outcome, space, settings, args.address, args.data_dir)
+    print(f"\nsweep {outcome.name} interrupted ({signal.Signals(outcome.interrupted).name}): {unfinished} "
+          f"unfinished trial(s) kept with their checkpoints; nothing was promoted. Resume it with:\n  {resume}",
+          flush=True)  # fmt: skip
     return 128 + outcome.interrupted
-
-
-def _resume_command(
-    command: str, space, name: str, settings, address: str | None, data_dir: str | None = None
-) -> list[str]:
-    """``ovatune <command> <exp> --resume --name <name>`` with the home, store, cluster (and data
-    folder) the stopped run used, as an argv list."""
-    resume = ["ovatune", command, space.name, "--resume", "--name", name, "--home", str(settings.home)]
-    if not settings.is_local_store:
-        resume += ["--tracking-uri", settings.display_uri]
-    if data_dir:
-        resume += ["--data-dir", data_dir]
-    if address:
-        resume += ["--address", address]
-    return resume
 
 
 def _replicate(space, settings, args) -> int:
     """``ovatune replicate``, or the replicates of ``ovatune run --replicates R`` after its sweep."""
-    import shlex
     import signal
 
     from mlflow.tracking import MlflowClient
 
     from tuning.champion import NoChampion
+    from tuning.engine import close_interrupted
     from tuning.replicates import MIN_REPLICATES, ReplicateRequest, finish_replicates, run_replicates
-    from tuning.tracking import mark_interrupted
 
     alone = args.command == "replicate"
     request = ReplicateRequest(
@@ -731,15 +711,14 @@ def _replicate(space, settings, args) -> int:
     client = MlflowClient(settings.tracking_uri)
     if outcome.interrupted:
         name = signal.Signals(outcome.interrupted).name
-        unfinished = mark_interrupted(client, outcome.experiment_id, outcome.name, name)
-        resume = _resume_command("replicate", space, outcome.name, settings, args.address)
+        unfinished, resume = close_interrupted(outcome, space, settings, args.address)
         then = (
             ""
             if alone
             else f"\nthen measure them with the champions: ovatune evaluate {space.name} --home {settings.home}"
         )
         print(f"\nreplicates {outcome.name} interrupted ({name}): {unfinished} unfinished replicate(s) kept with "
-              f"their checkpoints. Resume them with:\n  {shlex.join(resume)}{then}", flush=True)  # fmt: skip
+              f"their checkpoints. Resume them with:\n  {resume}{then}", flush=True)  # fmt: skip
         return 128 + outcome.interrupted
     finished = finish_replicates(client, outcome)
     print(f"\nreplicate set {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s")

@@ -32,27 +32,36 @@ from typing import Any
 import mlflow
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
-from ray import tune
 from ray.tune.search import Searcher
 
 from search_spaces import SearchSpace
 from serving.bundle import BUNDLE_META
 from trainables.loss_names import LOSS_TITLES
+from trainables.trial_config import upgraded
+from trainables.trial_metrics import get_selection_metric
 from tuning.champion import NoChampion, champion_versions
+from tuning.engine import (
+    REPLICATES,
+    Job,
+    JobOutcome,
+    JobPlan,
+    name_job,
+    planned_trainable,
+    resume_job,
+    start_job,
+    stored_job,
+)
 from tuning.settings import Settings, redact
-from tuning.sweep import check_sweep_name, fit_interruptibly, new_sweep_name, planned_trainable, progress_reporter
 from tuning.tracking import (
     TAG_LOSS,
     TAG_OUTCOME,
     TAG_SWEEP,
     TAG_TRIAL_NUMBER,
-    MlflowTrialCallback,
     find_runs,
     get_or_create_experiment,
     parent_runs,
 )
 
-PREFIX = "replicates-"
 TAG_CHAMPION = "ovatune.champion"  # on a replicate set's parent: "<registered model> v<version>" it replicates
 TAG_SEEDS = "ovatune.replicate_seeds"  # on the parent: R
 CHECKPOINT_ARTIFACT = "checkpoint"  # a finished replicate's final checkpoint, in its run's artifacts
@@ -63,17 +72,6 @@ def replicate_seed(seed: int, number: int) -> int:
     """Replicate ``number``'s training seed: it depends only on the set's ``seed`` and the number,
     so replicate r of every loss shares one seed (their differences are paired over seeds)."""
     return zlib.crc32(f"replicate/{seed}/{number}".encode())
-
-
-def new_set_name(experiment: str) -> str:
-    """``replicates-<experiment>-<date>-<time>-<6 hex digits>`` (a sweep's name, prefixed)."""
-    return PREFIX + new_sweep_name(experiment)
-
-
-def latest_set(settings: Settings, experiment: str) -> str | None:
-    """The most recently started replicate set of ``experiment`` in this home, if any."""
-    candidates = sorted(settings.ray_results.glob(f"{PREFIX}{experiment}-*"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1].name if candidates else None
 
 
 class GivenConfigs(Searcher):
@@ -116,7 +114,7 @@ class ReplicateRequest:
         address, max_concurrent, cpus_per_trial, gpus_per_trial: as for a sweep (the trial shape
             defaults to the champion's).
         resume: continue the set ``name`` (default: the latest) where it stopped.
-        name: the set's name (default: ``new_set_name``).
+        name: the set's name (default: ``tuning.engine.new_job_name``).
         verbose: as a sweep's (0 silent, 1 one progress line, 2 Ray Tune's table).
     """
 
@@ -133,15 +131,6 @@ class ReplicateRequest:
     verbose: int = 1
 
 
-@dataclass
-class ReplicateOutcome:
-    name: str
-    experiment_id: str
-    parents: dict[str, str]  # loss -> the set's parent run for it
-    results: tune.ResultGrid | None
-    interrupted: int | None = None  # the signal that stopped it early, if one did
-
-
 def champion_config(version) -> dict[str, Any]:
     """The trial config a registered version was trained with (its bundle's ``meta.json``)."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -151,7 +140,27 @@ def champion_config(version) -> dict[str, Any]:
         return json.loads((Path(local) / "artifacts" / "bundle" / BUNDLE_META).read_text())["config"]
 
 
-def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOutcome:
+def replicate_points(
+    configs: dict[str, dict[str, Any]], shape: dict[str, Any], seeds: int, seed: int
+) -> list[dict[str, Any]]:
+    """The set's trial configs: replicate 0 of every loss first, then 1, ... (a set stopped half-way
+    has the same seeds for each loss). Each is its champion's config (``configs``: loss -> config)
+    under the current key names, with this set's trial ``shape`` and ``replicate_seed(seed, r)``."""
+    return [
+        {**upgraded(config), **shape, "seed": replicate_seed(seed, number), "trial_number": number}
+        for number in range(seeds) for config in configs.values()
+    ]  # fmt: skip
+
+
+def selected_by_metric(space: SearchSpace, champions: dict) -> tuple[str, str]:
+    """(metric, mode) the ``champions`` (loss -> ``ModelVersion``) were selected by, from their
+    ``selection_metric`` tags; the space's own when they were selected by different ones."""
+    metrics = {version.tags.get("selection_metric", space.metric) for version in champions.values()}
+    metric = metrics.pop() if len(metrics) == 1 else space.metric
+    return metric, get_selection_metric(metric).mode
+
+
+def run_replicates(request: ReplicateRequest, settings: Settings) -> JobOutcome:
     """Train (or resume training) the replicates ``request`` asks for; see the module doc.
 
     Raises:
@@ -163,85 +172,56 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> ReplicateOu
     client = MlflowClient(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
-    settings.ray_results.mkdir(parents=True, exist_ok=True)
+    if not request.resume and request.seeds < MIN_REPLICATES:
+        raise ValueError(f"--seeds {request.seeds}: an interval over seeds needs at least {MIN_REPLICATES} replicates")
+    name = name_job(REPLICATES, space, settings, client, experiment_id, request.name, request.resume)
     if request.resume:
-        name = request.name or latest_set(settings, space.name)
-        if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
-            raise FileNotFoundError(f"no replicates of {space.name!r} to resume under {settings.ray_results}")
-        losses = [r.data.tags[TAG_LOSS] for r in find_runs(client, experiment_id, kind="replicates", sweep=name)]
-        if not losses:
-            raise FileNotFoundError(f"replicate set {name!r} has no runs in the MLflow store {settings.display_uri}; "
-                                    "resume it with the --home and --tracking-uri it was started with")  # fmt: skip
-        parents = parent_runs(client, experiment_id, name, losses, {}, kind="replicates")  # found again, RUNNING
-        stored = client.get_run(next(iter(parents.values()))).data.params  # the set's trial shape
+        losses, stored = stored_job(REPLICATES, client, experiment_id, name, settings)
+        parents = parent_runs(client, experiment_id, name, losses, {}, kind=REPLICATES.parent_kind)  # reopened
+        metric = stored.get("metric", "val_accuracy")  # a set from before sets recorded theirs showed accuracy
+        job = Job(REPLICATES, name, experiment_id, parents, metric, get_selection_metric(metric).mode)
         trainable, _, slots = planned_trainable(space, request.address, stored, request.cpus_per_trial,
                                                 request.gpus_per_trial)  # fmt: skip
-        tuner = tune.Tuner.restore(str(settings.ray_results / name), trainable=trainable, resume_errored=True)
-        results, signum = fit_interruptibly(tuner, slots)
-        return ReplicateOutcome(name, experiment_id, parents, results, signum)
+        return resume_job(job, trainable, slots, settings)
 
-    if request.seeds < MIN_REPLICATES:
-        raise ValueError(f"--seeds {request.seeds}: an interval over seeds needs at least {MIN_REPLICATES} replicates")
-    name = check_sweep_name(request.name) if request.name else new_set_name(space.name)
-    if (settings.ray_results / name).exists() or find_runs(client, experiment_id, kind="replicates", sweep=name):
-        raise ValueError(f"a replicate set named {name!r} already exists; continue it with --resume --name {name}, "
-                         "or choose another --name")  # fmt: skip
     champions = champion_versions(client, space.name)
     wanted = request.losses or [loss for loss in LOSS_TITLES if loss in champions]
     missing = [loss for loss in wanted if loss not in champions]
     if missing or not wanted:
         raise NoChampion(f"no champion of {', '.join(missing) or 'any loss'} of {space.name!r} in "
                          f"{redact(client.tracking_uri)} to replicate; run `ovatune sweep {space.name}` first")  # fmt: skip
+    champions = {loss: champions[loss] for loss in wanted}
     configs = {loss: champion_config(champions[loss]) for loss in wanted}
+    metric, mode = selected_by_metric(space, champions)
     trainable, resources, slots = planned_trainable(space, request.address, next(iter(configs.values())),
                                                     request.cpus_per_trial, request.gpus_per_trial)  # fmt: skip
-    # Replicate 0 of every loss first, then 1, ...: a set stopped half-way has the same seeds for each loss.
     # The trial shape is this set's (as planned for this cluster), the rest the champion's.
     shape = {"threads": max(1, int(resources.cpus)), "workers_per_trial": resources.workers,
              **({"cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus} if resources.workers > 1 else {})}  # fmt: skip
-    points = [
-        {**config, **shape, "seed": replicate_seed(request.seed, number), "trial_number": number}
-        for number in range(request.seeds) for config in configs.values()
-    ]  # fmt: skip
+    points = replicate_points(configs, shape, request.seeds, request.seed)
     parents = parent_runs(
         client, experiment_id, name, wanted,
-        {"seeds": request.seeds, "seed": request.seed, "workers_per_trial": resources.workers,
+        {"seeds": request.seeds, "seed": request.seed, "metric": metric, "workers_per_trial": resources.workers,
          "cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus},
-        kind="replicates",
+        kind=REPLICATES.parent_kind,
         titles={loss: f"{loss} replicates · {champions[loss].tags.get('sweep', 'unknown')}" for loss in wanted},
         tags={loss: {TAG_CHAMPION: f"{champions[loss].name} v{champions[loss].version}",
                      TAG_SEEDS: str(request.seeds)} for loss in wanted},
     )  # fmt: skip
     for loss, run_id in parents.items():
         client.log_param(run_id, "champion_config", json.dumps(configs[loss])[:6000])
-    max_concurrent = request.max_concurrent
-    if resources.workers > 1:  # as in a sweep: only as many trials as the cluster holds workers for
-        max_concurrent = min(max_concurrent or slots, slots)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=GivenConfigs(points),
-            num_samples=len(points),
-            max_concurrent_trials=max_concurrent,
-            reuse_actors=resources.workers == 1,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=str(settings.ray_results),
-            callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id, name, parents, kind="replicate")],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            failure_config=tune.FailureConfig(max_failures=2),
-            verbose=min(request.verbose, 1),
-            progress_reporter=progress_reporter(
-                request.verbose, "val_accuracy", "max", request.seeds, ["loss", "trial_number", "seed"]
-            ),
-        ),
+    job = Job(REPLICATES, name, experiment_id, parents, metric, mode)
+    plan = JobPlan(
+        searcher=GivenConfigs(points),
+        num_samples=len(points),
+        per_loss=request.seeds,
+        columns=["loss", "trial_number", "seed"],
+        max_concurrent=request.max_concurrent,
     )
-    results, signum = fit_interruptibly(tuner, slots)
-    return ReplicateOutcome(name, experiment_id, parents, results, signum)
+    return start_job(job, plan, trainable, resources, slots, settings, request.verbose)
 
 
-def finish_replicates(client: MlflowClient, outcome: ReplicateOutcome) -> dict[str, list[str]]:
+def finish_replicates(client: MlflowClient, outcome: JobOutcome) -> dict[str, list[str]]:
     """Log each finished replicate's final checkpoint into its run (``checkpoint/``) and close the
     parents; returns loss -> the run ids of its finished replicates."""
     finished: dict[str, list[str]] = {}

@@ -353,11 +353,10 @@ def parent_runs(
     return parents
 
 
-def mark_interrupted(client: MlflowClient, experiment_id: str, sweep: str, signal_name: str) -> int:
-    """Close a stopped sweep's unfinished runs as KILLED, tagged ``interrupted`` (not FINISHED, not
-    diverged): its parents, and every trial run still RUNNING. ``--resume`` reopens them. Returns the
-    number of trial runs closed."""
-    reason = f"interrupted by {signal_name}; resume with ovatune sweep --resume"
+def mark_interrupted(client: MlflowClient, experiment_id: str, sweep: str, reason: str) -> int:
+    """Close a stopped job's unfinished runs as KILLED, tagged ``interrupted`` (not FINISHED, not
+    diverged) with ``reason`` as their stop reason: its parents, and every trial run still RUNNING.
+    ``--resume`` reopens them. Returns the number of trial runs closed."""
     closed = 0
     for run in find_runs(client, experiment_id, sweep=sweep):
         if run.info.status != "RUNNING":

@@ -1,0 +1,407 @@
+"""The job engine: what every Ray Tune job of ovatune shares, a sweep's and a replicate set's alike.
+
+A *job* is one Tune experiment under the home's ``ray_results``: trials of one or more losses, one
+MLflow parent run per loss and one run per trial, stopped cleanly by Ctrl-C or SIGTERM and resumed
+where it stopped (after a killed driver too). The kinds differ only in where their trials come from
+(a sweep's searcher draws them from the space, a replicate set's hands out the champions' configs
+with new seeds), so each kind plans a new job (:class:`JobPlan`) and this module does the rest:
+
+    name_job            a new name (checked, not taken), or the one to resume (given, else the latest)
+    stored_job          a job to resume: its losses and the parameters it was started with
+    planned_trainable   Ray up, and the trainable with its per-trial resources
+    start_job           a new job's Tuner, fit under Interruption
+    resume_job          a stopped job's Tuner restored, fit under Interruption
+    close_interrupted   a stopped job's runs closed as interrupted, and the command that resumes it
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from search_spaces import SearchSpace
+from trainables.loss_names import LOSS_TITLES
+from tuning.cluster import TrialResources, init_ray, plan_trial_resources
+from tuning.progress import SweepProgress
+from tuning.settings import Settings
+from tuning.timeline import mark
+from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, mark_interrupted
+
+KEEP_CHECKPOINTS = 3  # per trial: the newest, and older ones to fall back on past a corrupted one
+MAX_FAILURES = 2  # per trial: a lost node's trial resumes elsewhere from its checkpoint
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How one kind of job is named, tagged and resumed.
+
+    Attributes:
+        noun: what the user calls one ("sweep", "replicate set").
+        command: the ``ovatune`` command that starts it and resumes it.
+        prefix: its names' start; ``<experiment>-<date>-<time>-<hex>`` follows.
+        parent_kind: the ``ovatune.kind`` tag of its per-loss parent runs.
+        trial_kind: the ``ovatune.kind`` tag of its trial runs, and what the user calls a trial.
+    """
+
+    noun: str
+    command: str
+    prefix: str
+    parent_kind: str
+    trial_kind: str
+
+
+SWEEP = JobKind("sweep", "sweep", "", "parent", "trial")
+REPLICATES = JobKind("replicate set", "replicate", "replicates-", "replicates", "replicate")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: its kind, name, MLflow experiment and parent runs (loss -> run id, in the job's loss
+    order), and the validation metric that ranks its trials (a sweep's selection metric, the one its
+    champions were selected by for a replicate set) with its mode ("max" or "min")."""
+
+    kind: JobKind
+    name: str
+    experiment_id: str
+    parents: dict[str, str]
+    metric: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A new job's trials, as its kind planned them.
+
+    Attributes:
+        searcher: hands Tune each trial's config.
+        num_samples: trials in all.
+        per_loss: trials per loss (the progress line's counts).
+        columns: the config keys ``--verbose``'s table of trials shows.
+        param_space: settings every trial shares (a sweep's), merged under the searcher's.
+        scheduler: stops trials early (None: every trial runs to the end).
+        max_concurrent: trials at once (None: as many as the cluster holds).
+    """
+
+    searcher: Searcher
+    num_samples: int
+    per_loss: int
+    columns: list[str]
+    param_space: dict[str, Any] | None = None
+    scheduler: TrialScheduler | None = None
+    max_concurrent: int | None = None
+
+
+@dataclass
+class JobOutcome:
+    """What a job's fit hands back: its results, and whether a signal stopped it early."""
+
+    job: Job
+    path: Path  # its Tune experiment folder
+    results: tune.ResultGrid | None  # None when a second signal stopped it at once
+    interrupted: int | None = None  # the signal that stopped it before every trial finished, if one did
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def experiment_id(self) -> str:
+        return self.job.experiment_id
+
+    @property
+    def parents(self) -> dict[str, str]:
+        return self.job.parents
+
+    @property
+    def losses(self) -> list[str]:
+        return list(self.job.parents)
+
+    @property
+    def metric(self) -> str:
+        return self.job.metric
+
+
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def new_job_name(kind: JobKind, experiment: str) -> str:
+    """``<prefix><experiment>-<date>-<time>-<6 hex digits>``: the random part keeps two jobs started
+    in the same second apart, on one machine or on several sharing a tracking server."""
+    return f"{kind.prefix}{experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def check_job_name(name: str) -> str:
+    """``name`` if it can name a job: letters, digits, ``.``, ``_`` and ``-``, no path separators,
+    no ``..`` (it becomes a folder under the home and an MLflow tag).
+
+    Raises:
+        ValueError: a name that is not one.
+    """
+    if not JOB_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"invalid sweep name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (no '/', no '..')")  # fmt: skip
+    return name
+
+
+def latest_job(kind: JobKind, settings: Settings, experiment: str) -> str | None:
+    """The most recently started job of ``kind`` and ``experiment`` in this home, if any."""
+    candidates = sorted(settings.ray_results.glob(f"{kind.prefix}{experiment}-*"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1].name if candidates else None
+
+
+def name_job(
+    kind: JobKind,
+    space: SearchSpace,
+    settings: Settings,
+    client: MlflowClient,
+    experiment_id: str,
+    name: str | None,
+    resume: bool,
+) -> str:
+    """The job's name: with ``resume``, ``name`` or the latest job of this kind, which must be there
+    to restore; else ``name`` or a new one, which no job of this home or store has yet.
+
+    Raises:
+        FileNotFoundError: nothing to resume.
+        ValueError: a new job's name is taken, or is not a name.
+    """
+    settings.ray_results.mkdir(parents=True, exist_ok=True)
+    if resume:
+        name = name or latest_job(kind, settings, space.name)
+        if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
+            raise FileNotFoundError(f"no {kind.noun} of {space.name!r} to resume under {settings.ray_results}")
+        return name
+    name = check_job_name(name) if name else new_job_name(kind, space.name)
+    if (settings.ray_results / name).exists() or find_runs(client, experiment_id, kind=kind.parent_kind, sweep=name):
+        raise ValueError(f"a {kind.noun} named {name!r} already exists (in {settings.ray_results} or the MLflow "
+                         f"store {settings.display_uri}); continue it with --resume --name {name}, or choose "
+                         "another --name")  # fmt: skip
+    return name
+
+
+def stored_job(
+    kind: JobKind, client: MlflowClient, experiment_id: str, name: str, settings: Settings
+) -> tuple[list[str], dict[str, str]]:
+    """(the losses, the parameters it was started with) of the job ``name`` to resume, from its
+    parent runs; the Tuner restores the rest.
+
+    Raises:
+        FileNotFoundError: the store has no parent runs of it (another home or store).
+    """
+    found = {r.data.tags[TAG_LOSS]: r for r in find_runs(client, experiment_id, kind=kind.parent_kind, sweep=name)}
+    losses = [loss for loss in LOSS_TITLES if loss in found]
+    if not losses:
+        raise FileNotFoundError(f"{kind.noun} {name!r} has no runs in the MLflow store {settings.display_uri}; "
+                                "resume it with the --home and --tracking-uri it was started with")  # fmt: skip
+    return losses, found[losses[0]].data.params
+
+
+def planned_trainable(
+    space: SearchSpace,
+    address: str | None,
+    stored: dict[str, Any],
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    workers_per_trial: int | None = None,
+) -> tuple[Any, TrialResources, int]:
+    """Ray up (only once the checks that need no cluster have passed), and (the trainable with its
+    per-trial resources, those resources, how many trials the cluster holds at once).
+
+    The trial shape is what was asked, else what ``stored`` says (a resumed job's parent-run
+    params, a replicated champion's config: ``workers_per_trial``, ``cpus_per_worker``,
+    ``gpus_per_worker``), else the space's ``resources``.
+    """
+    workers = workers_per_trial or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
+    cpus = cpus_per_trial if cpus_per_trial is not None else stored.get("cpus_per_worker")
+    gpus = gpus_per_trial if gpus_per_trial is not None else stored.get("gpus_per_worker")
+    requested = TrialResources(
+        float(cpus if cpus is not None else space.resources.get("cpu", 1)),
+        float(gpus if gpus is not None else space.resources.get("gpu", 0)),
+        workers,
+    )
+    explicit = {key for key, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
+                                       ("workers", workers_per_trial)) if value is not None}  # fmt: skip
+    init_ray(address, dashboard=workers > 1, meanwhile=lambda: _load_what_follows(space))
+    from trainables.train import train_classifier
+
+    resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=address is not None)
+    for note in notes:
+        print(f"ovatune: {note}", flush=True)
+    return tune.with_resources(train_classifier, resources.tune_request()), resources, slots
+
+
+def _load_what_follows(space: SearchSpace) -> None:
+    """What the driver needs once Ray is up, loaded while it starts (about 5 s on 2 cores, otherwise
+    one after the other): the trainable (torch, the model code), and what promotion needs after the
+    fit (the dataset's loader module, MLflow's model logging)."""
+    import trainables.train  # noqa: F401
+    from trainables.data import import_loader
+    from tuning.promote import prepare_model_logging
+
+    import_loader(space.dataset)
+    prepare_model_logging()
+
+
+def start_job(
+    job: Job, plan: JobPlan, trainable: Any, resources: TrialResources, slots: int, settings: Settings,
+    verbose: int = 1,
+) -> JobOutcome:  # fmt: skip
+    """Run a new ``job`` as ``plan`` says, ``trainable`` with ``resources`` per trial on a cluster
+    that holds ``slots`` trials at once; ``verbose``: 0 silent, 1 one progress line, 2 Ray Tune's
+    table of every trial."""
+    max_concurrent = plan.max_concurrent
+    if resources.workers > 1:
+        # Tune sees only each trial's small driver: it would start every trial at once, each
+        # waiting for its workers. Run as many as the cluster can hold workers for.
+        max_concurrent = min(max_concurrent or slots, slots)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=plan.param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=plan.searcher,
+            num_samples=plan.num_samples,
+            max_concurrent_trials=max_concurrent,
+            scheduler=plan.scheduler,
+            # saves seconds per short trial; a multi-worker trial's process owns its Ray Train
+            # run, which must end with it (a stopped trial's reused process would keep it going)
+            reuse_actors=resources.workers == 1,
+        ),
+        run_config=tune.RunConfig(
+            name=job.name,
+            storage_path=str(settings.ray_results),
+            callbacks=[
+                MlflowTrialCallback(
+                    settings.tracking_uri, job.experiment_id, job.name, job.parents, kind=job.kind.trial_kind
+                )
+            ],  # fmt: skip
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            verbose=min(verbose, 1),
+            progress_reporter=progress_reporter(verbose, job.metric, job.mode, plan.per_loss, plan.columns),
+        ),
+    )
+    mark("tuner built")
+    return _fit(job, tuner, slots, settings)
+
+
+def resume_job(job: Job, trainable: Any, slots: int, settings: Settings) -> JobOutcome:
+    """Continue the stopped ``job`` where it stopped: its searcher, scheduler, finished trials and
+    checkpoints come back with its Tune experiment; its unfinished trials resume from their checkpoints."""
+    tuner = tune.Tuner.restore(str(settings.ray_results / job.name), trainable=trainable, resume_errored=True)
+    mark("tuner built")
+    return _fit(job, tuner, slots, settings)
+
+
+def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutcome:
+    # Ray Tune keeps only one trial pending when a custom searcher is used; with trials shorter than
+    # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
+    # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, slots + 1)))
+    with Interruption() as interruption:
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:  # the second signal: stopped at once
+            results = None
+    mark("trials done")
+    return JobOutcome(job, settings.ray_results / job.name, results, interruption.signum)
+
+
+def progress_reporter(
+    verbose: int, metric: str, mode: str, per_loss: int, parameters: list[str]
+) -> tune.ProgressReporter:
+    """Verbosity 1: ovatune's one line (``tuning.progress.SweepProgress``; ``per_loss`` trials per
+    loss); 2 (``--verbose``): Ray Tune's table of every trial (``parameters`` its columns)."""
+    if verbose >= 2:
+        columns = list(dict.fromkeys(["epoch", "train_loss", metric, "val_ece"]))
+        return tune.CLIReporter(parameter_columns=parameters, metric_columns=columns, max_report_frequency=15)
+    return SweepProgress(metric, mode, per_loss)
+
+
+def resume_command(
+    kind: JobKind, space: SearchSpace, name: str, settings: Settings, address: str | None, data_dir: str | None = None
+) -> list[str]:
+    """``ovatune <command> <exp> --resume --name <name>`` with the home, store, cluster (and data
+    folder) the stopped job used, as an argv list."""
+    resume = ["ovatune", kind.command, space.name, "--resume", "--name", name, "--home", str(settings.home)]
+    if not settings.is_local_store:
+        resume += ["--tracking-uri", settings.display_uri]
+    if data_dir:
+        resume += ["--data-dir", data_dir]
+    if address:
+        resume += ["--address", address]
+    return resume
+
+
+def close_interrupted(
+    outcome: JobOutcome, space: SearchSpace, settings: Settings, address: str | None, data_dir: str | None = None
+) -> tuple[int, str]:
+    """A job a signal stopped: its unfinished runs closed as KILLED and tagged interrupted, with the
+    command that resumes it (``--resume`` reopens them). Returns (the trial runs closed, that command)."""
+    import shlex
+
+    command = shlex.join(resume_command(outcome.job.kind, space, outcome.name, settings, address, data_dir))
+    signal_name = signal.Signals(outcome.interrupted).name
+    closed = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name,
+                              f"interrupted by {signal_name}; resume with: {command}")  # fmt: skip
+    return closed, command
+
+
+def _quiet_interruption(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    quiet = ("Tuner.restore", "Stop signal received", "Trials did not complete", "Failed to fetch metrics")
+    return not any(text in message for text in quiet)
+
+
+class Interruption:
+    """Ctrl-C (SIGINT) or SIGTERM during ``Tuner.fit``: stop cleanly once, at once the second time.
+
+    The first signal asks Ray Tune to stop the way its own Ctrl-C handling does (SIGUSR1 is the
+    signal Tune always listens to): trials stop, and the experiment state and the trials'
+    checkpoints are saved, so ``--resume`` continues exactly. A second signal raises
+    ``KeyboardInterrupt`` out of ``fit``: what was logged stays logged. ``signum`` tells the caller
+    that the job did not finish (and which signal stopped it), so nothing half-trained is promoted.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interruption:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only: a job run from a thread is stopped by its caller
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this class is the handler
+        # Tune's own words on stopping name its Python API (Tuner.restore) and its stop signal;
+        # ovatune prints its own, with the command that resumes
+        # (and the trials it never started have no results to fetch)
+        for logger in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+            logging.getLogger(logger).addFilter(_quiet_interruption)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+            self.signum = self.signum or signum
+            raise KeyboardInterrupt  # the second signal, or Tune is not listening yet: stop now
+        self.signum = signum
+        print(f"\novatune: {signal.Signals(signum).name}: stopping; its trials are checkpointed "
+              "and its state saved for --resume (Ctrl-C again stops at once)", flush=True)  # fmt: skip
+        os.kill(os.getpid(), signal.SIGUSR1)
