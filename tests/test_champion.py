@@ -128,6 +128,16 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
     )
     assert parent.data.tags["ovatune.promotion"].startswith("trial 0 -> not registered")
 
+    # A resume promotes as its sweep was started (it fell back to --promote better: a resumed
+    # `--promote never` registered, a resumed smoke test competed), and refuses another policy.
+    out = _sweep(home, "--resume", "--name", "unregistered")
+    assert sorted(versions()) == ["1", "2"] and "--promote never: not registered" in out
+    out = _sweep(home, "--resume", "--name", "quick")
+    assert "smoke test: champion stays v1" in out and versions()["2"]["smoke_test"] == "true"
+    refused = run_ovatune("sweep", "digits", "--resume", "--name", "quick", "--promote", "always", home=home,
+                          timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "promote always (the sweep has first)" in refused.stderr
+
     # --promote always moves it whatever the numbers.
     out = _sweep(home, "--smoke-test", "--promote", "always", "--name", "forced")
     assert "--promote always: replaced v1" in out

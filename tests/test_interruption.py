@@ -83,6 +83,9 @@ def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(h
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
         assert steps == list(range(1, EPOCHS + 1)), trial.info.run_name  # every epoch once
     assert {m.name for m in client.search_registered_models()} == {"ovatune-digits-softmax", "ovatune-digits-ova_dm"}
+    parents = [r for r in runs if r.data.tags["ovatune.kind"] == "parent"]  # the resume cleared the stop
+    assert all(p.info.status == "FINISHED" and "ovatune.outcome" not in p.data.tags for p in parents)
+    assert not any("ovatune.stop_reason" in p.data.tags for p in parents)
 
 
 def test_sigterm_to_the_driver_stops_it_the_same_way(home):

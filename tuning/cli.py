@@ -611,7 +611,8 @@ def _sweep(space, settings, args) -> int:
     asked = {key: value for key, value in (
         ("losses", ",".join(args.losses) if args.losses else None),
         ("trials_per_loss", args.trials or (SMOKE_TEST["trials"] if args.smoke_test else None)),
-        ("seed", args.seed), ("sampler", args.sampler), ("scheduler", args.scheduler), ("metric", args.metric))
+        ("seed", args.seed), ("sampler", args.sampler), ("scheduler", args.scheduler), ("metric", args.metric),
+        ("promote", args.promote), ("smoke_test", True if args.smoke_test else None))
         if value is not None}  # fmt: skip
     asked |= overrides
     request = SweepRequest(
@@ -620,6 +621,7 @@ def _sweep(space, settings, args) -> int:
         workers_per_trial=args.workers_per_trial, scheduler=args.scheduler or "fifo",
         sampler=args.sampler or "random", address=args.address, resume=args.resume, name=args.name,
         data_dir=args.data_dir, overrides=overrides, asked=asked, verbose=2 if args.verbose else 1,
+        promote=args.promote or ("first" if args.smoke_test else "better"), smoke_test=args.smoke_test,
     )  # fmt: skip
     started = time.time()
     if args.resume:
@@ -636,11 +638,13 @@ def _sweep(space, settings, args) -> int:
         return _interrupted(space, settings, outcome, args)
     from tuning.promote import finish_parents, promote  # torch: imported while Ray started (planned_trainable)
 
-    space = selected_by(space, outcome.metric)  # a resumed sweep selects by the metric it was started with
-    policy = args.promote or ("first" if args.smoke_test else "better")
+    # A resumed sweep selects and promotes as it was started (a sweep from before that was stored: as asked now).
+    space = selected_by(space, outcome.metric)
+    policy = outcome.job.params.get("promote", request.promote)
+    smoke_test = outcome.job.params.get("smoke_test", str(request.smoke_test)) == "True"
     failures: dict[str, str] = {}  # loss -> a corrupted checkpoint that was not promoted
     promotions = promote(
-        outcome.results, space, outcome.name, outcome.experiment_id, settings, policy, args.smoke_test, failures
+        outcome.results, space, outcome.name, outcome.experiment_id, settings, policy, smoke_test, failures
     )
     mark("promoted")
     finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promotions, space.metric, failures)
@@ -673,7 +677,9 @@ def _interrupted(space, settings, outcome, args) -> int:
 
     from tuning.engine import close_interrupted
 
-    unfinished, resume = close_interrupted(outcome, space, settings, args.address, args.data_dir)
+    # `run` resumes as `run`: the sweep, then its replicates and the evaluation
+    then = ("--replicates", str(args.replicates)) if args.command == "run" and args.replicates else ()
+    unfinished, resume = close_interrupted(outcome, space, settings, args.address, args.data_dir, args.command, then)
     print(f"\nsweep {outcome.name} interrupted ({signal.Signals(outcome.interrupted).name}): {unfinished} "
           f"unfinished trial(s) kept with their checkpoints; nothing was promoted. Resume it with:\n  {resume}",
           flush=True)  # fmt: skip

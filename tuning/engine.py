@@ -23,7 +23,7 @@ import secrets
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,9 @@ REPLICATES = JobKind("replicate set", "replicate", "replicates-", "replicates", 
 @dataclass(frozen=True)
 class Job:
     """One job: its kind, name, MLflow experiment and parent runs (loss -> run id, in the job's loss
-    order), and the validation metric that ranks its trials (a sweep's selection metric, the one its
-    champions were selected by for a replicate set) with its mode ("max" or "min")."""
+    order), the validation metric that ranks its trials (a sweep's selection metric, the one its
+    champions were selected by for a replicate set) with its mode ("max" or "min"), and what it was
+    started with (its parent runs' params, as text): a resume does what the start asked."""
 
     kind: JobKind
     name: str
@@ -79,6 +80,7 @@ class Job:
     parents: dict[str, str]
     metric: str
     mode: str
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -331,11 +333,15 @@ def progress_reporter(
 
 
 def resume_command(
-    kind: JobKind, space: SearchSpace, name: str, settings: Settings, address: str | None, data_dir: str | None = None
-) -> list[str]:
+    kind: JobKind, space: SearchSpace, name: str, settings: Settings, address: str | None, data_dir: str | None = None,
+    command: str | None = None, then: tuple[str, ...] = (),
+) -> list[str]:  # fmt: skip
     """``ovatune <command> <exp> --resume --name <name>`` with the home, store, cluster (and data
-    folder) the stopped job used, as an argv list."""
-    resume = ["ovatune", kind.command, space.name, "--resume", "--name", name, "--home", str(settings.home)]
+    folder) the stopped job used, as an argv list. ``command``: the one the job was started by, when
+    it did more than the kind's own (``run`` resumes its sweep, then replicates and evaluates), with
+    ``then``: the options of that more (``--replicates R``)."""
+    resume = ["ovatune", command or kind.command, space.name, "--resume", "--name", name, *then,
+              "--home", str(settings.home)]  # fmt: skip
     if not settings.is_local_store:
         resume += ["--tracking-uri", settings.display_uri]
     if data_dir:
@@ -346,13 +352,16 @@ def resume_command(
 
 
 def close_interrupted(
-    outcome: JobOutcome, space: SearchSpace, settings: Settings, address: str | None, data_dir: str | None = None
-) -> tuple[int, str]:
+    outcome: JobOutcome, space: SearchSpace, settings: Settings, address: str | None, data_dir: str | None = None,
+    command: str | None = None, then: tuple[str, ...] = (),
+) -> tuple[int, str]:  # fmt: skip
     """A job a signal stopped: its unfinished runs closed as KILLED and tagged interrupted, with the
-    command that resumes it (``--resume`` reopens them). Returns (the trial runs closed, that command)."""
+    command that resumes it (``--resume`` reopens them; ``command``, ``then``: see
+    :func:`resume_command`). Returns (the trial runs closed, that command)."""
     import shlex
 
-    command = shlex.join(resume_command(outcome.job.kind, space, outcome.name, settings, address, data_dir))
+    resume = resume_command(outcome.job.kind, space, outcome.name, settings, address, data_dir, command, then)
+    command = shlex.join(resume)
     signal_name = signal.Signals(outcome.interrupted).name
     closed = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name,
                               f"interrupted by {signal_name}; resume with: {command}")  # fmt: skip

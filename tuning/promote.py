@@ -52,7 +52,7 @@ from tuning.champion import (
 )
 from tuning.options import POLICIES
 from tuning.settings import Settings
-from tuning.tracking import find_runs, without_registration_notices
+from tuning.tracking import close_parent, find_runs, without_registration_notices
 
 log = logging.getLogger(__name__)
 
@@ -288,11 +288,11 @@ def finish_parents(
         if promotion is None:
             why = (failures or {}).get(loss, "every trial failed or diverged")
             client.set_tag(run_id, "ovatune.promotion", f"none: {why}")
-            client.set_terminated(run_id, status="FAILED")
+            close_parent(client, run_id, "FAILED")
             continue
         where = f"{promotion.model_name} v{promotion.version}" if promotion.version else "not registered"
         role = "champion" if promotion.is_champion else (CHALLENGER if promotion.version else "")
         client.set_tag(run_id, "ovatune.promotion",
                        f"trial {promotion.trial_number} -> {where}: {role + ': ' if role else ''}{promotion.reason}")  # fmt: skip
         client.log_metric(run_id, f"best_{metric}", promotion.metric)
-        client.set_terminated(run_id, status="FINISHED")
+        close_parent(client, run_id, "FINISHED")

@@ -57,6 +57,7 @@ from tuning.tracking import (
     TAG_OUTCOME,
     TAG_SWEEP,
     TAG_TRIAL_NUMBER,
+    close_parent,
     find_runs,
     get_or_create_experiment,
     parent_runs,
@@ -179,7 +180,7 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> JobOutcome:
         losses, stored = stored_job(REPLICATES, client, experiment_id, name, settings)
         parents = parent_runs(client, experiment_id, name, losses, {}, kind=REPLICATES.parent_kind)  # reopened
         metric = stored.get("metric", "val_accuracy")  # a set from before sets recorded theirs showed accuracy
-        job = Job(REPLICATES, name, experiment_id, parents, metric, get_selection_metric(metric).mode)
+        job = Job(REPLICATES, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
         trainable, _, slots = planned_trainable(space, request.address, stored, request.cpus_per_trial,
                                                 request.gpus_per_trial)  # fmt: skip
         return resume_job(job, trainable, slots, settings)
@@ -241,7 +242,7 @@ def finish_replicates(client: MlflowClient, outcome: JobOutcome) -> dict[str, li
     for loss, run_id in outcome.parents.items():
         done = len(finished.get(loss, []))
         client.log_batch(run_id, tags=[RunTag("ovatune.replicates_finished", str(done))])
-        client.set_terminated(run_id, status="FINISHED" if done >= MIN_REPLICATES else "FAILED")
+        close_parent(client, run_id, "FINISHED" if done >= MIN_REPLICATES else "FAILED")
     return finished
 
 

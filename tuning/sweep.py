@@ -140,6 +140,9 @@ class SweepRequest:
         data_dir: where the dataset's files are (default: the dataset's own location).
         overrides: replace fixed settings (e.g. ``{"epochs": 2}`` for a smoke test).
         verbose: 0 silent, 1 one progress line (``tuning.progress``), 2 Ray Tune's table of every trial.
+        promote: the promotion policy after the fit (a key of ``tuning.options.POLICIES``), and
+        smoke_test: whether it is a smoke test (its versions are tagged so): both are stored with
+            the sweep, so that its resume promotes as it was started.
         asked: what the user asked for explicitly, as the sweep's parent-run params name it
             (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler``, ``metric`` and
             ``--set`` keys): a resume that contradicts the stored sweep is refused, naming each difference.
@@ -162,6 +165,8 @@ class SweepRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     verbose: int = 1
     asked: dict[str, Any] = field(default_factory=dict)
+    promote: str = "better"
+    smoke_test: bool = False
 
 
 def selected_by(space: SearchSpace, metric: str) -> SearchSpace:
@@ -191,7 +196,7 @@ def run_sweep(request: SweepRequest, settings: Settings) -> JobOutcome:
         _check_resume_matches(name, stored, request.asked)
         metric = stored.get("metric", space.metric)  # a resumed sweep selects by the metric it was started with
         parents = parent_runs(client, experiment_id, name, losses, {})  # reopened
-        job = Job(SWEEP, name, experiment_id, parents, metric, get_selection_metric(metric).mode)
+        job = Job(SWEEP, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
         # the restored trials keep the shape (workers, per-worker resources) the sweep was started with
         trainable, _, slots = planned_trainable(space, request.address, stored, request.cpus_per_trial,
                                                 request.gpus_per_trial, request.workers_per_trial)  # fmt: skip
@@ -215,9 +220,12 @@ def run_sweep(request: SweepRequest, settings: Settings) -> JobOutcome:
                          "leave it out on the CPU")  # fmt: skip
     losses = list(request.losses)
     sweep_params = {"losses": ",".join(losses), "trials_per_loss": request.trials, "seed": request.seed, "sampler": request.sampler,
-                    "scheduler": request.scheduler, "metric": space.metric, "mode": space.mode, **param_space}  # fmt: skip
+                    "scheduler": request.scheduler, "metric": space.metric, "mode": space.mode,
+                    "promote": request.promote, "smoke_test": request.smoke_test, **param_space}  # fmt: skip
     parents = parent_runs(client, experiment_id, name, losses, sweep_params)
-    job = Job(SWEEP, name, experiment_id, parents, space.metric, space.mode)
+    job = Job(
+        SWEEP, name, experiment_id, parents, space.metric, space.mode, {k: str(v) for k, v in sweep_params.items()}
+    )
     plan = JobPlan(
         searcher=PerLossSearch(space, losses, request.trials, request.seed, request.sampler),
         num_samples=request.trials * len(losses),
@@ -230,6 +238,10 @@ def run_sweep(request: SweepRequest, settings: Settings) -> JobOutcome:
     return start_job(job, plan, trainable, resources, slots, settings, request.verbose)
 
 
+# Stored with a sweep only since a later version: an older sweep's resume takes what it is asked.
+RECORDED_LATER = ("promote", "smoke_test")
+
+
 def _check_resume_matches(name: str, stored: dict[str, str], asked: dict[str, Any]) -> None:
     """Refuse a resume whose explicit options differ from how sweep ``name`` was started.
 
@@ -239,7 +251,7 @@ def _check_resume_matches(name: str, stored: dict[str, str], asked: dict[str, An
     differences = [
         f"{key} {value} (the sweep has {stored[key] if key in stored else 'none'})"
         for key, value in asked.items()
-        if stored.get(key) != str(value)
+        if stored.get(key) != str(value) and (key in stored or key not in RECORDED_LATER)
     ]
     if differences:
         raise ValueError(f"--resume continues sweep {name!r} as it was started, but this command asks for "

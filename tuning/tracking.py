@@ -367,6 +367,17 @@ def mark_interrupted(client: MlflowClient, experiment_id: str, sweep: str, reaso
     return closed
 
 
+def close_parent(client: MlflowClient, run_id: str, status: str) -> None:
+    """Close a job's parent run as ``status`` (FINISHED or FAILED). A resumed job's parent loses the
+    ``interrupted`` outcome and the stop reason its stop left (:func:`mark_interrupted`)."""
+    tags = client.get_run(run_id).data.tags
+    if tags.get(TAG_OUTCOME) == "interrupted":
+        for tag in (TAG_OUTCOME, TAG_STOP_REASON):
+            if tag in tags:
+                client.delete_tag(run_id, tag)
+    client.set_terminated(run_id, status=status)
+
+
 def log_provenance(client: MlflowClient, run_id: str, records: list[Provenance]) -> None:
     """Record the data a run used as MLflow dataset inputs: the UI's Dataset column shows each
     one's name, digest and split (the input's ``mlflow.data.context``), its page the source, the
