@@ -89,6 +89,29 @@ def test_fewer_than_two_replicates_is_a_usage_error(argv, capsys):
     assert stopped.value.code == 2 and "needs at least 2 replicates" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "digits", "--cpus-per-trial", "inf"],  # was accepted: the trial waited forever for resources
+        ["sweep", "digits", "--gpus-per-trial", "nan"],  # was accepted
+        ["replicate", "digits", "--gpus-per-trial", "inf"],
+        ["run", "digits", "--cpus-per-trial=-inf"],
+    ],
+)
+def test_a_non_finite_number_is_a_usage_error_before_anything_starts(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and f"expected a finite number, got {argv[-1].split('=')[-1]!r}" in err
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-1"])
+def test_a_port_outside_1_to_65535_is_a_usage_error(port, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["ui", "--port", port])
+    assert stopped.value.code == 2 and "must be a TCP port from 1 to 65535" in capsys.readouterr().err
+
+
 def test_help_lists_experiments_and_losses(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -25,12 +25,17 @@ SMOKE_TEST = {"trials": 1, "epochs": 2}
 
 
 def _number(text: str, kind: type):
+    import math
+
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
         ) from None
+    if not math.isfinite(value):  # float("inf") parses: a trial asking for it would wait forever
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -69,6 +74,13 @@ def _non_negative_float(text: str) -> float:
     value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _number(text, int)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {text}")
     return value
 
 
@@ -306,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "champions; moves no alias; report in reports/EXPERIMENT/sweeps/NAME/")  # fmt: skip
     _add_store_options(evaluate)
     ui = sub.add_parser("ui", help="serve the MLflow UI for the store on 127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000, help="TCP port, 1-65535 (default 5000)")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     _add_store_options(ui)
     export = sub.add_parser(
