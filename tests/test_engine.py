@@ -27,7 +27,7 @@ def test_an_interrupted_job_is_closed_with_the_command_that_resumes_its_kind(sto
     done = client.create_run(experiment_id, tags={TAG_KIND: kind.trial_kind, TAG_SWEEP: "job-1", TAG_LOSS: "softmax"})
     client.set_terminated(done.info.run_id, "FINISHED")
     job = Job(kind, "job-1", experiment_id, parents, "val_accuracy", "max")
-    outcome = JobOutcome(job, settings.ray_results / "job-1", None, interrupted=2)
+    outcome = JobOutcome(job, None, interrupted=2)
 
     closed, command = close_interrupted(outcome, space, settings, address=None)
 

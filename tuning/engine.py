@@ -24,7 +24,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -111,7 +110,6 @@ class JobOutcome:
     """What a job's fit hands back: its results, and whether a signal stopped it early."""
 
     job: Job
-    path: Path  # its Tune experiment folder
     results: tune.ResultGrid | None  # None when a second signal stopped it at once
     interrupted: int | None = None  # the signal that stopped it before every trial finished, if one did
 
@@ -296,7 +294,7 @@ def start_job(
         ),
     )
     mark("tuner built")
-    return _fit(job, tuner, slots, settings)
+    return _fit(job, tuner, slots)
 
 
 def resume_job(job: Job, trainable: Any, slots: int, settings: Settings) -> JobOutcome:
@@ -304,10 +302,10 @@ def resume_job(job: Job, trainable: Any, slots: int, settings: Settings) -> JobO
     checkpoints come back with its Tune experiment; its unfinished trials resume from their checkpoints."""
     tuner = tune.Tuner.restore(str(settings.ray_results / job.name), trainable=trainable, resume_errored=True)
     mark("tuner built")
-    return _fit(job, tuner, slots, settings)
+    return _fit(job, tuner, slots)
 
 
-def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutcome:
+def _fit(job: Job, tuner: tune.Tuner, slots: int) -> JobOutcome:
     # Ray Tune keeps only one trial pending when a custom searcher is used; with trials shorter than
     # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
     # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
@@ -318,7 +316,7 @@ def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutc
         except KeyboardInterrupt:  # the second signal: stopped at once
             results = None
     mark("trials done")
-    return JobOutcome(job, settings.ray_results / job.name, results, interruption.signum)
+    return JobOutcome(job, results, interruption.signum)
 
 
 def progress_reporter(
