@@ -143,3 +143,29 @@ def test_the_data_a_trial_reports_becomes_its_runs_dataset_inputs_once(store):
     (run,) = _runs(client, experiment)
     assert [(i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs] == [("digits", "0123456789abcdef")]
     assert "data_provenance" not in run.data.metrics and "data_provenance" not in run.data.params
+
+
+def test_a_run_whose_driver_died_before_its_params_gets_them_on_resume(store, monkeypatch):
+    """The driver killed between creating a trial's run and logging its params (a CI failure:
+    the resumed sweep's run had no ``lr``): the resumed driver writes what is missing."""
+    uri, client, experiment, parents = store
+    first = MlflowTrialCallback(uri, experiment, "s1", parents)
+    first.setup()
+    trial = _trial("softmax", 0, "t0")
+
+    def killed(*args, **kwargs):  # SIGKILL cannot be aimed between two statements: the call dies instead
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(first.client, "log_batch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        first.on_trial_start(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    assert run.data.params == {}  # the state the kill leaves
+
+    resumed = pickle.loads(pickle.dumps(first))
+    resumed.setup()
+    _report(resumed, trial, 1, 2)
+    resumed.on_trial_complete(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    assert run.data.params == {"epochs": "5", "loss": "softmax", "lr": "0.01", "trial_number": "0"}
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]

@@ -472,11 +472,16 @@ class MlflowTrialCallback(Callback):
     def _run_for(self, trial) -> str:
         """The run id of ``trial``: its own run if it has one, else a new one (see module doc)."""
         loss, number = upgraded(trial.config)["loss"], int(trial.config["trial_number"])
+        params = [Param(k, str(v)[:6000]) for k, v in sorted(trial.config.items())]
         run = self._runs.get((loss, number))
         if run is not None and run.data.tags.get(TAG_TRIAL_ID) == trial.trial_id:
             if run.info.run_id not in self._last_step:  # first sight in this driver: a resumed trial
                 history = self.client.get_metric_history(run.info.run_id, "train_loss")
                 self._last_step[run.info.run_id] = max((m.step for m in history), default=0)
+                # A driver killed between create_run and log_batch left the run without params.
+                missing = [p for p in params if p.key not in run.data.params]
+                if missing:
+                    self.client.log_batch(run.info.run_id, params=missing)
                 self.client.update_run(run.info.run_id, status="RUNNING")
             return run.info.run_id
         if run is not None:  # a lost trial's run: the searcher handed its slot out again
@@ -493,7 +498,6 @@ class MlflowTrialCallback(Callback):
                 TAG_TRIAL_ID: trial.trial_id,
             },
         )
-        params = [Param(k, str(v)[:6000]) for k, v in sorted(trial.config.items())]
         self.client.log_batch(run.info.run_id, params=params)
         self._runs[(loss, number)] = run
         self._last_step[run.info.run_id] = 0
