@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -445,10 +446,11 @@ class MlflowTrialCallback(Callback):
         self._client: MlflowClient | None = None
         self._runs: dict[tuple[str, int], Any] = {}  # (loss, trial number) -> mlflow Run
         self._last_step: dict[str, int] = {}  # run id -> last epoch logged
-        self._pending: dict[str, list] = {}  # run id -> metric writes still in flight
+        self._pending: dict[str, list[Future]] = {}  # run id -> metric writes still in flight
         self._node: dict[str, str] = {}  # run id -> the node its tags name
+        self._writer: ThreadPoolExecutor | None = None  # the metric writes, one at a time, in order
 
-    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node")
+    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node", "_writer")
 
     # The client and run cache are rebuilt after Tuner.restore unpickles this callback.
     def __getstate__(self) -> dict:
@@ -456,7 +458,7 @@ class MlflowTrialCallback(Callback):
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("kind", "trial")  # pickled by a sweep before replicates existed
-        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={})
+        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={}, _writer=None)
 
     @property
     def client(self) -> MlflowClient:
@@ -504,8 +506,8 @@ class MlflowTrialCallback(Callback):
         return run.info.run_id
 
     def _await_writes(self, run_id: str) -> None:
-        for operation in self._pending.pop(run_id, []):
-            operation.wait()
+        for write in self._pending.pop(run_id, []):
+            write.result()
 
     def on_experiment_end(self, trials, **info) -> None:
         for run_id in list(self._pending):
@@ -534,7 +536,13 @@ class MlflowTrialCallback(Callback):
         ]
         # Asynchronous: a function trainable waits for the driver to take each result, so a slow
         # store write here would stall training. The run's writes are awaited when it finishes.
-        self._pending.setdefault(run_id, []).append(self.client.log_batch(run_id, metrics=metrics, synchronous=False))
+        # One writer thread, not MLflow's async logging (10 threads): epoch e+1 can never reach the
+        # store before epoch e, so a killed driver leaves each run's history whole up to its last
+        # step, where the resumed run continues (MLflow's order left a run without epoch 13).
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ovatune-metrics")
+        write = self._writer.submit(self.client.log_batch, run_id, metrics=metrics)
+        self._pending.setdefault(run_id, []).append(write)
         self._last_step[run_id] = step
         if result.get("node_id") and self._node.get(run_id) != result["node_id"]:
             self._tag_placement(run_id, result)
