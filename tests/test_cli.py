@@ -132,7 +132,7 @@ def test_a_sweep_name_that_is_no_name_is_a_usage_error(name, capsys):
 
     with pytest.raises(SystemExit) as stopped:
         main(["sweep", "digits", f"--name={name}"])
-    assert stopped.value.code == 2 and "invalid sweep name" in capsys.readouterr().err
+    assert stopped.value.code == 2 and "invalid name" in capsys.readouterr().err
 
 
 def test_new_sweep_names_differ_within_a_second():

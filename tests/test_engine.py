@@ -3,10 +3,21 @@ test_end_to_end, test_interruption and test_replicates; here, the parts each kin
 copy of, on a real MLflow store."""
 
 import pytest
+import ray
 from mlflow.tracking import MlflowClient
 
 from search_spaces import get_space
-from tuning.engine import REPLICATES, SWEEP, Job, JobOutcome, close_interrupted, name_job, stored_job
+from tuning.engine import (
+    REPLICATES,
+    SWEEP,
+    Job,
+    JobOutcome,
+    TrialShape,
+    close_interrupted,
+    name_job,
+    resume_job,
+    stored_job,
+)
 from tuning.settings import resolve_settings
 from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, get_or_create_experiment, parent_runs
 
@@ -55,3 +66,23 @@ def test_a_new_job_name_is_refused_when_taken_and_a_resume_needs_its_runs(store)
     assert stored_job(REPLICATES, client, experiment_id, "reps", settings) == (["ova"], {"seeds": "2"})
     with pytest.raises(FileNotFoundError, match="sweep 'reps' has no runs in the MLflow store"):
         stored_job(SWEEP, client, experiment_id, "reps", settings)
+
+
+@pytest.mark.parametrize("kind", [SWEEP, REPLICATES], ids=lambda kind: kind.command)
+def test_a_resume_is_checked_against_how_its_job_was_started_before_ray_starts(store, kind):
+    settings, client, space, experiment_id = store
+    parents = parent_runs(client, experiment_id, "job-1", ["softmax", "ova"], {"seed": 3, "promote": "never"},
+                          kind=kind.parent_kind)  # fmt: skip
+    for run_id in parents.values():
+        client.set_terminated(run_id, "KILLED")  # as an interrupted job leaves them
+    seen = []
+
+    def check(stored: dict[str, str]) -> None:
+        seen.append(stored)
+        raise ValueError("--seed 4 (the sweep has 3)")
+
+    with pytest.raises(ValueError, match="the sweep has 3"):
+        resume_job(kind, "job-1", space, settings, client, experiment_id, None, TrialShape(), "val_accuracy", check)
+    assert seen == [{"seed": "3", "promote": "never"}]
+    assert not ray.is_initialized()  # refused before anything started
+    assert {client.get_run(run_id).info.status for run_id in parents.values()} == {"KILLED"}  # not reopened

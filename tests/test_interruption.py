@@ -29,15 +29,17 @@ def _reported(results: Path) -> int:
     return lines
 
 
-def _start_and_stop(home: Path, signum: int, to_group: bool) -> subprocess.CompletedProcess:
-    sweep = start_ovatune(
-        "sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "3", "--epochs", str(EPOCHS),
-        "--name", "stopped", home=home,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+SWEEP = ("sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "3", "--epochs", str(EPOCHS), "--name", "stopped")
+
+
+def _start_and_stop(home: Path, signum: int, to_group: bool, args=SWEEP) -> subprocess.CompletedProcess:
+    """``ovatune *args`` (named by its ``--name``) stopped by ``signum`` a few epochs in."""
+    sweep = start_ovatune(*args, home=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)  # fmt: skip
+    name = args[args.index("--name") + 1]
     try:
         deadline = time.time() + 300
-        while _reported(home / "ray_results" / "stopped") < 3:  # some epochs in, no trial finished
+        while _reported(home / "ray_results" / name) < 3:  # some epochs in, no trial finished
             assert time.time() < deadline and sweep.poll() is None, "the sweep ended before the signal"
             time.sleep(0.2)
         if to_group:
@@ -86,6 +88,18 @@ def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(h
     parents = [r for r in runs if r.data.tags["ovatune.kind"] == "parent"]  # the resume cleared the stop
     assert all(p.info.status == "FINISHED" and "ovatune.outcome" not in p.data.tags for p in parents)
     assert not any("ovatune.stop_reason" in p.data.tags for p in parents)
+
+    # a replicate set of those champions stops the same way, and says how it resumes
+    replicate = ("replicate", "digits", "--seeds", "2", "--name", "reps")
+    stopped = _start_and_stop(home, signal.SIGINT, to_group=True, args=replicate)
+    assert stopped.returncode == 130, stopped.stdout[-3000:]
+    assert "replicate set reps interrupted (SIGINT)" in stopped.stdout and "Traceback" not in stopped.stdout
+    command = stopped.stdout.strip().splitlines()[-1].strip()
+    assert command == f"ovatune replicate digits --resume --name reps --home {home}"
+    client, runs = _runs(home)
+    replicates = [r for r in runs if r.data.tags["ovatune.kind"] in ("replicates", "replicate")]
+    assert len(replicates) > 2 and not [r for r in replicates if r.info.status == "RUNNING"]
+    assert all(command in r.data.tags["ovatune.stop_reason"] for r in replicates if r.info.status == "KILLED")
 
 
 def test_sigterm_to_the_driver_stops_it_the_same_way(home):

@@ -4,7 +4,7 @@ import pytest
 from ray.tune import Checkpoint, Result
 
 from search_spaces import get_space
-from tuning.promote import best_results, prepare_model_logging, ranked_results
+from tuning.promote import best_results, prepare_promotion, ranked_results
 from tuning.sweep import selected_by
 
 SPACE = get_space("digits")  # val_accuracy, max
@@ -59,12 +59,12 @@ def test_results_of_a_sweep_from_before_the_loss_rename_rank_under_their_loss(tm
     assert best_results(old, SPACE)["dm"] is old[0]
 
 
-def test_prepare_model_logging_does_mlflows_first_log_work_ahead(monkeypatch):
+def test_prepare_promotion_does_mlflows_first_log_work_ahead(monkeypatch):
     # MLflow maps installed distributions to modules on a process's first log_model (2 s); the driver
-    # does it while Ray starts. This fails if MLflow renames what prepare_model_logging warms.
+    # does it while Ray starts. This fails if MLflow renames what prepare_promotion warms.
     from mlflow.utils import requirements_utils
 
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
     monkeypatch.setattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
-    prepare_model_logging()
+    prepare_promotion(SPACE)
     assert "torch" in requirements_utils._PACKAGES_TO_MODULES

@@ -643,12 +643,12 @@ def _sweep(space, settings, args) -> int:
         print(f"ovatune: sweeping {space.name}: {trials} trials x {len(losses)} losses; "
               f"MLflow store {settings.display_uri}", flush=True)  # fmt: skip
     try:
-        outcome = run_sweep(request, settings)
+        outcome = run_sweep(request, settings, prepare=lambda: _prepare_promotion(space))
     except (FileNotFoundError, ValueError) as error:  # ClusterCannotRun and InvalidSetting are ValueErrors
         return _fail(str(error))
     if outcome.interrupted:
         return _interrupted(space, settings, outcome, args)
-    from tuning.promote import finish_parents, promote  # torch: imported while Ray started (planned_trainable)
+    from tuning.promote import finish_parents, promote  # imported while Ray started (_prepare_promotion)
 
     # A resumed sweep selects and promotes as it was started (a sweep from before that was stored: as asked now).
     space = selected_by(space, outcome.metric)
@@ -682,30 +682,44 @@ def _sweep(space, settings, args) -> int:
     return 1 if failures else 0
 
 
+def _prepare_promotion(space) -> None:
+    from tuning.promote import prepare_promotion  # torch, MLflow's model code
+
+    prepare_promotion(space)
+
+
 def _interrupted(space, settings, outcome, args) -> int:
-    """A stopped sweep: its unfinished runs closed as interrupted, nothing promoted, the command that
-    resumes it printed; exit 128 + the signal (130 for Ctrl-C), as a shell reports it."""
+    """A stopped job (a sweep, or a replicate set of ``replicate`` or ``run``): its unfinished runs
+    closed as interrupted, nothing promoted, the command that resumes it printed; exit 128 + the
+    signal (130 for Ctrl-C), as a shell reports it."""
     import signal
 
-    from tuning.engine import close_interrupted
+    from tuning.engine import SWEEP, close_interrupted
 
-    # `run` resumes as `run`: the sweep, then its replicates and the evaluation
-    then = ("--replicates", str(args.replicates)) if args.command == "run" and args.replicates else ()
-    unfinished, resume = close_interrupted(outcome, space, settings, args.address, args.data_dir, args.command, then)
-    print(f"\nsweep {outcome.name} interrupted ({signal.Signals(outcome.interrupted).name}): {unfinished} "
-          f"unfinished trial(s) kept with their checkpoints; nothing was promoted. Resume it with:\n  {resume}",
+    kind = outcome.job.kind
+    if kind is SWEEP:  # `run` resumes as `run`: the sweep, then its replicates and the evaluation
+        then = ("--replicates", str(args.replicates)) if args.command == "run" and args.replicates else ()
+        unfinished, resume = close_interrupted(
+            outcome, space, settings, args.address, args.data_dir, args.command, then
+        )
+        after = "; nothing was promoted"
+        next_step = ""
+    else:  # `replicate --resume` continues the set; `run`'s evaluation then follows by hand
+        unfinished, resume = close_interrupted(outcome, space, settings, args.address)
+        after = ""
+        next_step = (f"\nthen measure them with the champions: ovatune evaluate {space.name} --home {settings.home}"
+                     if args.command == "run" else "")  # fmt: skip
+    print(f"\n{kind.noun} {outcome.name} interrupted ({signal.Signals(outcome.interrupted).name}): {unfinished} "
+          f"unfinished {kind.trial_kind}(s) kept with their checkpoints{after}. Resume with:\n  {resume}{next_step}",
           flush=True)  # fmt: skip
     return 128 + outcome.interrupted
 
 
 def _replicate(space, settings, args) -> int:
     """``ovatune replicate``, or the replicates of ``ovatune run --replicates R`` after its sweep."""
-    import signal
-
     from mlflow.tracking import MlflowClient
 
     from tuning.champion import NoChampion
-    from tuning.engine import close_interrupted
     from tuning.replicates import MIN_REPLICATES, ReplicateRequest, finish_replicates, run_replicates
 
     alone = args.command == "replicate"
@@ -726,19 +740,9 @@ def _replicate(space, settings, args) -> int:
         outcome = run_replicates(request, settings)
     except (NoChampion, FileNotFoundError, ValueError) as error:
         return _fail(str(error))
-    client = MlflowClient(settings.tracking_uri)
     if outcome.interrupted:
-        name = signal.Signals(outcome.interrupted).name
-        unfinished, resume = close_interrupted(outcome, space, settings, args.address)
-        then = (
-            ""
-            if alone
-            else f"\nthen measure them with the champions: ovatune evaluate {space.name} --home {settings.home}"
-        )
-        print(f"\nreplicates {outcome.name} interrupted ({name}): {unfinished} unfinished replicate(s) kept with "
-              f"their checkpoints. Resume them with:\n  {resume}{then}", flush=True)  # fmt: skip
-        return 128 + outcome.interrupted
-    finished = finish_replicates(client, outcome)
+        return _interrupted(space, settings, outcome, args)
+    finished = finish_replicates(MlflowClient(settings.tracking_uri), outcome)
     print(f"\nreplicate set {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s")
     for loss in outcome.parents:
         print(f"  {loss:<8} {len(finished.get(loss, []))} replicates finished")

@@ -7,11 +7,13 @@ where it stopped (after a killed driver too). The kinds differ only in where the
 with new seeds), so each kind plans a new job (:class:`JobPlan`) and this module does the rest:
 
     name_job            a new name (checked, not taken), or the one to resume (given, else the latest)
-    stored_job          a job to resume: its losses and the parameters it was started with
     planned_trainable   Ray up, and the trainable with its per-trial resources
     start_job           a new job's Tuner, fit under Interruption
-    resume_job          a stopped job's Tuner restored, fit under Interruption
+    resume_job          a stopped job as it was started (stored_job), checked, restored, fit under Interruption
     close_interrupted   a stopped job's runs closed as interrupted, and the command that resumes it
+
+The caller names what it does once the trials are done (``prepare``: a sweep promotes), so that it
+loads while Ray starts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +36,12 @@ from ray.tune.search import Searcher
 
 from search_spaces import SearchSpace
 from trainables.loss_names import LOSS_TITLES
+from trainables.trial_metrics import get_selection_metric
 from tuning.cluster import TrialResources, init_ray, plan_trial_resources
 from tuning.progress import SweepProgress
 from tuning.settings import Settings
 from tuning.timeline import mark
-from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, mark_interrupted
+from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, mark_interrupted, parent_runs
 
 KEEP_CHECKPOINTS = 3  # per trial: the newest, and older ones to fall back on past a corrupted one
 MAX_FAILURES = 2  # per trial: a lost node's trial resumes elsewhere from its checkpoint
@@ -105,6 +109,16 @@ class JobPlan:
     max_concurrent: int | None = None
 
 
+@dataclass(frozen=True)
+class TrialShape:
+    """What a command asked of each trial (``--cpus-per-trial``, ``--gpus-per-trial``,
+    ``--workers-per-trial``); None: what the job was started with, else the space's default."""
+
+    cpus: float | None = None
+    gpus: float | None = None
+    workers: int | None = None
+
+
 @dataclass
 class JobOutcome:
     """What a job's fit hands back: its results, and whether a signal stopped it early."""
@@ -144,14 +158,14 @@ def new_job_name(kind: JobKind, experiment: str) -> str:
 
 
 def check_job_name(name: str) -> str:
-    """``name`` if it can name a job: letters, digits, ``.``, ``_`` and ``-``, no path separators,
-    no ``..`` (it becomes a folder under the home and an MLflow tag).
+    """``name`` if it can name a job (``--name``): letters, digits, ``.``, ``_`` and ``-``, no path
+    separators, no ``..`` (it becomes a folder under the home and an MLflow tag).
 
     Raises:
         ValueError: a name that is not one.
     """
     if not JOB_NAME.fullmatch(name) or ".." in name:
-        raise ValueError(f"invalid sweep name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
+        raise ValueError(f"invalid name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit (no '/', no '..')")  # fmt: skip
     return name
 
@@ -213,28 +227,29 @@ def planned_trainable(
     space: SearchSpace,
     address: str | None,
     stored: dict[str, Any],
-    cpus_per_trial: float | None = None,
-    gpus_per_trial: float | None = None,
-    workers_per_trial: int | None = None,
+    shape: TrialShape,
+    prepare: Callable[[], None] | None = None,
 ) -> tuple[Any, TrialResources, int]:
     """Ray up (only once the checks that need no cluster have passed), and (the trainable with its
     per-trial resources, those resources, how many trials the cluster holds at once).
 
-    The trial shape is what was asked, else what ``stored`` says (a resumed job's parent-run
-    params, a replicated champion's config: ``workers_per_trial``, ``cpus_per_worker``,
-    ``gpus_per_worker``), else the space's ``resources``.
+    The trial shape is what was asked (``shape``), else what ``stored`` says (a resumed job's
+    parent-run params, a replicated champion's config: ``workers_per_trial``, ``cpus_per_worker``,
+    ``gpus_per_worker``), else the space's ``resources``. While Ray starts, the trainable loads, and
+    then what ``prepare`` loads for the caller's work after the trials (a failure there is left for
+    that work to meet).
     """
-    workers = workers_per_trial or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
-    cpus = cpus_per_trial if cpus_per_trial is not None else stored.get("cpus_per_worker")
-    gpus = gpus_per_trial if gpus_per_trial is not None else stored.get("gpus_per_worker")
+    workers = shape.workers or int(stored.get("workers_per_trial", space.resources.get("workers", 1)))
+    cpus = shape.cpus if shape.cpus is not None else stored.get("cpus_per_worker")
+    gpus = shape.gpus if shape.gpus is not None else stored.get("gpus_per_worker")
     requested = TrialResources(
         float(cpus if cpus is not None else space.resources.get("cpu", 1)),
         float(gpus if gpus is not None else space.resources.get("gpu", 0)),
         workers,
     )
-    explicit = {key for key, value in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
-                                       ("workers", workers_per_trial)) if value is not None}  # fmt: skip
-    init_ray(address, dashboard=workers > 1, meanwhile=lambda: _load_what_follows(space))
+    explicit = {key for key, value in (("cpus", shape.cpus), ("gpus", shape.gpus),
+                                       ("workers", shape.workers)) if value is not None}  # fmt: skip
+    init_ray(address, dashboard=workers > 1, meanwhile=lambda: _load_trainable_then(prepare))
     from trainables.train import train_classifier
 
     resources, slots, notes = plan_trial_resources(requested, explicit, on_cluster=address is not None)
@@ -243,16 +258,13 @@ def planned_trainable(
     return tune.with_resources(train_classifier, resources.tune_request()), resources, slots
 
 
-def _load_what_follows(space: SearchSpace) -> None:
+def _load_trainable_then(prepare: Callable[[], None] | None) -> None:
     """What the driver needs once Ray is up, loaded while it starts (about 5 s on 2 cores, otherwise
-    one after the other): the trainable (torch, the model code), and what promotion needs after the
-    fit (the dataset's loader module, MLflow's model logging)."""
+    one after the other): the trainable (torch, the model code), then what ``prepare`` loads."""
     import trainables.train  # noqa: F401
-    from trainables.data import import_loader
-    from tuning.promote import prepare_model_logging
 
-    import_loader(space.dataset)
-    prepare_model_logging()
+    if prepare is not None:
+        prepare()
 
 
 def start_job(
@@ -297,10 +309,31 @@ def start_job(
     return _fit(job, tuner, slots)
 
 
-def resume_job(job: Job, trainable: Any, slots: int, settings: Settings) -> JobOutcome:
-    """Continue the stopped ``job`` where it stopped: its searcher, scheduler, finished trials and
-    checkpoints come back with its Tune experiment; its unfinished trials resume from their checkpoints."""
-    tuner = tune.Tuner.restore(str(settings.ray_results / job.name), trainable=trainable, resume_errored=True)
+def resume_job(
+    kind: JobKind, name: str, space: SearchSpace, settings: Settings, client: MlflowClient, experiment_id: str,
+    address: str | None, shape: TrialShape, default_metric: str,
+    check: Callable[[dict[str, str]], None] | None = None, prepare: Callable[[], None] | None = None,
+) -> JobOutcome:  # fmt: skip
+    """Continue the stopped job ``name`` (see :func:`name_job`) as it was started, where it stopped.
+
+    Its parent runs say how it was started (its losses, its params); ``check`` refuses, before Ray
+    starts, a command that contradicts them. Its metric is the stored one (``default_metric`` for a
+    job from before jobs stored theirs), its trial shape the stored one unless ``shape`` asks
+    otherwise. Its searcher, scheduler, finished trials and checkpoints come back with its Tune
+    experiment; its unfinished trials resume from their checkpoints, its parent runs reopen.
+
+    Raises:
+        FileNotFoundError: the store has no runs of it.
+        ValueError: what ``check`` raises; trials of the shape can never run on the cluster.
+    """
+    losses, stored = stored_job(kind, client, experiment_id, name, settings)
+    if check is not None:
+        check(stored)
+    metric = stored.get("metric", default_metric)
+    trainable, _, slots = planned_trainable(space, address, stored, shape, prepare)
+    parents = parent_runs(client, experiment_id, name, losses, {}, kind=kind.parent_kind)  # reopened
+    job = Job(kind, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
+    tuner = tune.Tuner.restore(str(settings.ray_results / name), trainable=trainable, resume_errored=True)
     mark("tuner built")
     return _fit(job, tuner, slots)
 

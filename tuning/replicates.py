@@ -45,11 +45,11 @@ from tuning.engine import (
     Job,
     JobOutcome,
     JobPlan,
+    TrialShape,
     name_job,
     planned_trainable,
     resume_job,
     start_job,
-    stored_job,
 )
 from tuning.settings import Settings, redact
 from tuning.tracking import (
@@ -176,14 +176,10 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> JobOutcome:
     if not request.resume and request.seeds < MIN_REPLICATES:
         raise ValueError(f"--seeds {request.seeds}: an interval over seeds needs at least {MIN_REPLICATES} replicates")
     name = name_job(REPLICATES, space, settings, client, experiment_id, request.name, request.resume)
-    if request.resume:
-        losses, stored = stored_job(REPLICATES, client, experiment_id, name, settings)
-        parents = parent_runs(client, experiment_id, name, losses, {}, kind=REPLICATES.parent_kind)  # reopened
-        metric = stored.get("metric", "val_accuracy")  # a set from before sets recorded theirs showed accuracy
-        job = Job(REPLICATES, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
-        trainable, _, slots = planned_trainable(space, request.address, stored, request.cpus_per_trial,
-                                                request.gpus_per_trial)  # fmt: skip
-        return resume_job(job, trainable, slots, settings)
+    shape = TrialShape(request.cpus_per_trial, request.gpus_per_trial)
+    if request.resume:  # a set from before sets recorded their metric showed accuracy
+        return resume_job(REPLICATES, name, space, settings, client, experiment_id, request.address, shape,
+                          default_metric="val_accuracy")  # fmt: skip
 
     champions = champion_versions(client, space.name)
     wanted = request.losses or [loss for loss in LOSS_TITLES if loss in champions]
@@ -194,16 +190,15 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> JobOutcome:
     champions = {loss: champions[loss] for loss in wanted}
     configs = {loss: champion_config(champions[loss]) for loss in wanted}
     metric, mode = selected_by_metric(space, champions)
-    trainable, resources, slots = planned_trainable(space, request.address, next(iter(configs.values())),
-                                                    request.cpus_per_trial, request.gpus_per_trial)  # fmt: skip
+    trainable, resources, slots = planned_trainable(space, request.address, next(iter(configs.values())), shape)
     # The trial shape is this set's (as planned for this cluster), the rest the champion's.
     shape = {"threads": max(1, int(resources.cpus)), "workers_per_trial": resources.workers,
              **({"cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus} if resources.workers > 1 else {})}  # fmt: skip
     points = replicate_points(configs, shape, request.seeds, request.seed)
+    set_params = {"seeds": request.seeds, "seed": request.seed, "metric": metric, "workers_per_trial": resources.workers,
+                  "cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus}  # fmt: skip
     parents = parent_runs(
-        client, experiment_id, name, wanted,
-        {"seeds": request.seeds, "seed": request.seed, "metric": metric, "workers_per_trial": resources.workers,
-         "cpus_per_worker": resources.cpus, "gpus_per_worker": resources.gpus},
+        client, experiment_id, name, wanted, set_params,
         kind=REPLICATES.parent_kind,
         titles={loss: f"{loss} replicates · {champions[loss].tags.get('sweep', 'unknown')}" for loss in wanted},
         tags={loss: {TAG_CHAMPION: f"{champions[loss].name} v{champions[loss].version}",
@@ -211,7 +206,7 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> JobOutcome:
     )  # fmt: skip
     for loss, run_id in parents.items():
         client.log_param(run_id, "champion_config", json.dumps(configs[loss])[:6000])
-    job = Job(REPLICATES, name, experiment_id, parents, metric, mode)
+    job = Job(REPLICATES, name, experiment_id, parents, metric, mode, {k: str(v) for k, v in set_params.items()})
     plan = JobPlan(
         searcher=GivenConfigs(points),
         num_samples=len(points),

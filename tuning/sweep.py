@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +30,11 @@ from tuning.engine import (
     Job,
     JobOutcome,
     JobPlan,
+    TrialShape,
     name_job,
     planned_trainable,
     resume_job,
     start_job,
-    stored_job,
 )
 from tuning.options import SAMPLERS, SCHEDULERS
 from tuning.settings import Settings
@@ -174,8 +175,9 @@ def selected_by(space: SearchSpace, metric: str) -> SearchSpace:
     return dataclasses.replace(space, metric=metric, mode=get_selection_metric(metric).mode)
 
 
-def run_sweep(request: SweepRequest, settings: Settings) -> JobOutcome:
-    """Run (or resume) the sweep ``request`` describes, storing it under ``settings``' home and store.
+def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], None] | None = None) -> JobOutcome:
+    """Run (or resume) the sweep ``request`` describes, storing it under ``settings``' home and store;
+    ``prepare`` loads, while Ray starts, what the caller does after the trials (promotion).
 
     Raises:
         FileNotFoundError: ``resume`` with no sweep to resume.
@@ -191,19 +193,13 @@ def run_sweep(request: SweepRequest, settings: Settings) -> JobOutcome:
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
     name = name_job(SWEEP, space, settings, client, experiment_id, request.name, request.resume)
-    if request.resume:
-        losses, stored = stored_job(SWEEP, client, experiment_id, name, settings)
-        _check_resume_matches(name, stored, request.asked)
-        metric = stored.get("metric", space.metric)  # a resumed sweep selects by the metric it was started with
-        parents = parent_runs(client, experiment_id, name, losses, {})  # reopened
-        job = Job(SWEEP, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
-        # the restored trials keep the shape (workers, per-worker resources) the sweep was started with
-        trainable, _, slots = planned_trainable(space, request.address, stored, request.cpus_per_trial,
-                                                request.gpus_per_trial, request.workers_per_trial)  # fmt: skip
-        return resume_job(job, trainable, slots, settings)
+    shape = TrialShape(request.cpus_per_trial, request.gpus_per_trial, request.workers_per_trial)
+    if request.resume:  # as it was started: its metric, losses, trials, settings and trial shape
+        return resume_job(SWEEP, name, space, settings, client, experiment_id, request.address, shape,
+                          default_metric=space.metric, check=lambda stored: _check_resume_matches(name, stored, request.asked),
+                          prepare=prepare)  # fmt: skip
 
-    trainable, resources, slots = planned_trainable(space, request.address, {}, request.cpus_per_trial,
-                                                    request.gpus_per_trial, request.workers_per_trial)  # fmt: skip
+    trainable, resources, slots = planned_trainable(space, request.address, {}, shape, prepare)
     param_space = {
         **space.fixed,
         **request.overrides,
