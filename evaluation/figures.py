@@ -108,16 +108,18 @@ def shift_boxplots(evals: dict[str, Evaluation | list[Evaluation]]) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     losses = list(evals)
     width = 0.8 / len(losses)
+    first = evals[losses[0]]
+    levels = (first[0] if isinstance(first, list) else first).shift_levels  # 0 (the clean test set), 1..5
     for ax, metric in zip(axes, ("ece", "accuracy")):
         for i, loss in enumerate(losses):
             replicates = evals[loss] if isinstance(evals[loss], list) else [evals[loss]]
             rows = [row for ev in replicates for row in ev.shift]
-            data = [[r[metric] for r in rows if r["intensity"] == level] for level in range(6)]
-            positions = np.arange(6) + (i - (len(losses) - 1) / 2) * width
+            data = [[r[metric] for r in rows if r["intensity"] == level] for level in levels]
+            positions = np.arange(len(levels)) + (i - (len(losses) - 1) / 2) * width
             box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, manage_ticks=False)
             for patch in box["boxes"]:
                 patch.set_facecolor(COLOURS[loss])
-        ax.set_xticks(range(6), ["Test", "1", "2", "3", "4", "5"])
+        ax.set_xticks(range(len(levels)), [str(level or "Test") for level in levels])
         ax.set(xlabel="shift intensity", ylabel=metric.upper() if metric == "ece" else "accuracy")
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[loss]) for loss in losses]

@@ -67,7 +67,7 @@ def summarize_replicates(replicates: dict[str, dict[int, Evaluation]]) -> Replic
                     )
                     for metric in ("accuracy", "ece")
                 }
-                for level in range(6)
+                for level in evaluations[0].shift_levels
             }
     common = sorted(set.intersection(*(set(by_number) for by_number in replicates.values())))
     paired = {loss: [by_number[n].test_probs for n in common] for loss, by_number in replicates.items()}

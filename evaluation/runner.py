@@ -16,7 +16,7 @@ from evaluation.metrics import (
     ood_scores,
     require_finite,
 )
-from trainables.data import Dataset, input_batches
+from trainables.data import INTENSITIES, Dataset, input_batches
 from trainables.data.provenance import Provenance, ood_provenance, split_provenance
 
 if TYPE_CHECKING:
@@ -60,14 +60,19 @@ class Evaluation:
     shift: list[dict] = field(default_factory=list)
     inputs: list[Provenance] = field(default_factory=list)
 
+    @property
+    def shift_levels(self) -> list[int]:
+        """The intensities measured under shift, 0 (the clean test set) first; [] without shift."""
+        return sorted({row["intensity"] for row in self.shift})
+
 
 def evaluate_model(
     model: torch.nn.Module, data: Dataset, loss: str, on_shifted_set: Callable[[str, int], None] | None = None
 ) -> Evaluation:
     """Run every measurement of DESIGN §4 for ``model`` (inputs → probabilities) on ``data``.
 
-    ``on_shifted_set(corruption, intensity)`` is called after each of the ``5 × len(data.shift_corruptions)``
-    shifted test sets: the caller's progress report (this module shows none of its own).
+    ``on_shifted_set(corruption, intensity)`` is called after each of the
+    ``len(INTENSITIES) × len(data.shift_corruptions)`` shifted test sets: the caller's progress report (this module shows none of its own).
 
     Raises:
         NonFiniteProbabilities: the model gives NaN or infinite probabilities on one of the sets
@@ -106,7 +111,7 @@ def evaluate_model(
                     "ece": result.test["ece"],
                 }
             )
-            for intensity in range(1, 6):
+            for intensity in INTENSITIES:
                 shifted = probabilities_on(
                     data.shifted(corruption, intensity), f"{corruption} at intensity {intensity}"
                 )

@@ -68,11 +68,6 @@ def test_missing_cifar_files_fail_before_ray_starts(capsys, home, tmp_path, monk
     assert not ray.is_initialized()
 
 
-def test_evaluate_without_champions_says_what_to_run(capsys, home):
-    assert main(["evaluate", "digits"]) == 2
-    assert "ovatune sweep digits" in capsys.readouterr().err
-
-
 def test_replicate_without_champions_says_what_to_run_before_ray_starts(capsys, home):
     assert main(["replicate", "digits", "--seeds", "3"]) == 2
     err = capsys.readouterr().err

@@ -125,7 +125,7 @@ def test_an_evaluation_of_nan_probabilities_names_the_loss_and_the_set():
 
 def test_evaluation_reports_progress_through_the_callers_callback_once_per_shifted_set():
     from evaluation.runner import evaluate_model
-    from trainables.data import load_dataset
+    from trainables.data import INTENSITIES, load_dataset
 
     class Uniform(torch.nn.Module):  # every class equally likely: the numbers are known
         def __init__(self):
@@ -138,6 +138,7 @@ def test_evaluation_reports_progress_through_the_callers_callback_once_per_shift
     data = load_dataset("digits")
     seen = []
     result = evaluate_model(Uniform(), data, "softmax", on_shifted_set=lambda c, i: seen.append((c, i)))
-    assert seen == [(c, i) for c in data.shift_corruptions for i in range(1, 6)]
-    assert len(result.shift) == 6 * len(data.shift_corruptions)
+    assert seen == [(c, i) for c in data.shift_corruptions for i in INTENSITIES]
+    assert len(result.shift) == (1 + len(INTENSITIES)) * len(data.shift_corruptions)
+    assert result.shift_levels == [0, *INTENSITIES]  # 0: the clean test set
     assert all(row["ece"] == pytest.approx(abs(row["accuracy"] - 0.1), abs=1e-6) for row in result.shift)

@@ -1,5 +1,7 @@
 """The report's tables, from evaluations made by hand."""
 
+import dataclasses
+
 import numpy as np
 
 from evaluation.comparison import COMPARED, Comparison, Interval
@@ -47,6 +49,20 @@ def test_shift_table_lists_every_corruption_and_intensity():
         lines[2] == "| fog | softmax | 0.900 / 0.510 | 0.800 / 0.520 | 0.700 / 0.530 | 0.600 / 0.540 | 0.500 / 0.550 |"
     )
     assert lines[5].startswith("| snow | dm | 0.900 / 0.010 |")
+
+
+def test_the_shift_tables_and_figure_follow_the_intensities_measured():
+    # the intensities are one fact (trainables.data.INTENSITIES); what reads the measurements takes
+    # them from the measurements, where `range(1, 6)` was typed in five places
+    from evaluation.figures import shift_boxplots
+
+    three = {loss: dataclasses.replace(ev, shift=[r for r in ev.shift if r["intensity"] <= 3])
+             for loss, ev in (("softmax", _evaluation("softmax", 0.8)), ("dm", _evaluation("dm", 0.8)))}  # fmt: skip
+    lines = shift_table(three).splitlines()
+    assert lines[0] == "| corruption | loss | intensity 1 | intensity 2 | intensity 3 |"
+    assert lines[2] == "| fog | softmax | 0.900 / 0.510 | 0.800 / 0.520 | 0.700 / 0.530 |"
+    figure = shift_boxplots(three)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["Test", "1", "2", "3"]
 
 
 def test_accuracy_table_has_the_layout_of_table_s1():

@@ -26,7 +26,11 @@ CARD_FILE = "model_card.md"  # beside the trial's logged model, in the version's
 
 
 class NoChampion(RuntimeError):
-    """A loss (or every loss) of an experiment has no registered champion, or none could be loaded."""
+    """A loss (or every loss) of an experiment has no registered champion: the user's to fix (exit 2)."""
+
+
+class NoneEvaluated(NoChampion):
+    """There are champions, but none could be loaded or measured: something went wrong (exit 1)."""
 
 
 def registered_name(experiment: str, loss: str) -> str:
@@ -158,7 +162,7 @@ def model_card(
             )
         if evaluation.shift:
             lines += ["", "| shift intensity | mean accuracy | mean ECE |", "|---|---|---|"]
-            for level in range(6):
+            for level in evaluation.shift_levels:
                 rows = [r for r in evaluation.shift if r["intensity"] == level]
                 if rows:
                     label = "test" if level == 0 else str(level)

@@ -565,6 +565,7 @@ def _jobs(args, argv: list[str]) -> int:
 def _corrupt(args) -> int:
     import torch
 
+    from trainables.data import INTENSITIES
     from trainables.data.cifar import cifar_data_dir, read_cifar
     from trainables.data.corrupted_sets import CORRUPTED_SETS, write_corrupted
 
@@ -579,7 +580,9 @@ def _corrupt(args) -> int:
         return _fail(str(error))
     out = Path(args.out or Path(data_dir) / corrupted.folder)
     corruptions = args.corruptions or list(corrupted.corruptions)
-    print(f"{args.dataset} test set: {len(images)} images -> {out} ({len(corruptions)} corruptions x 5 intensities)")
+    print(
+        f"{args.dataset} test set: {len(images)} images -> {out} ({len(corruptions)} corruptions x {len(INTENSITIES)} intensities)"
+    )
     started = time.time()
     status = write_corrupted(images, labels, out, corruptions, seed=args.seed, device=args.device, workers=args.workers)
     kept = [name for name, state in status.items() if state == "kept"]
@@ -759,15 +762,17 @@ def _evaluate(space, settings, address: str | None = None, sweep: str | None = N
               read_only: str | None = None) -> int:  # fmt: skip
     """``ovatune evaluate`` (and the end of ``run``); ``read_only``: why this user may not record the
     evaluation in MLflow (it is then measured and reported, not recorded)."""
-    from tuning.champion import NoChampion
+    from tuning.champion import NoChampion, NoneEvaluated
     from tuning.evaluate import evaluate_experiment
     from tuning.report import column_legend, findings, near_chance, replicate_summary_table, summary_table
 
     mark("evaluation imported")
     try:
         report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
+    except NoneEvaluated as error:
+        return _fail(str(error), 1)
     except NoChampion as error:
-        return _fail(str(error), 1 if "could be evaluated" in str(error) else 2)
+        return _fail(str(error))
     mark("evaluated")
     what = f"sweep {sweep}'s models" if sweep else "champions"
     print(f"\n{space.name}: {what} on the test split (report: {report.path})\n")

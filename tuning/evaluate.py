@@ -35,7 +35,14 @@ from trainables.data import load_dataset, take
 from trainables.losses import LOSSES
 from trainables.models import ProbabilityModel
 from trainables.trial_metrics import get_selection_metric
-from tuning.champion import CHAMPION, NoChampion, champion_versions, common_selection_metric, selection_metric
+from tuning.champion import (
+    CHAMPION,
+    NoChampion,
+    NoneEvaluated,
+    champion_versions,
+    common_selection_metric,
+    selection_metric,
+)
 from tuning.errors import one_line
 from tuning.evaluation_log import log_evaluation
 from tuning.fan_out import evaluate_models
@@ -80,7 +87,7 @@ def load_champions(
             continue
         champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
     if not champions and failures:
-        raise NoChampion("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+        raise NoneEvaluated("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     if not champions and sweep is not None:
         raise NoChampion(
             f"sweep {sweep!r} registered no model of {space.name!r} in {redact(client.tracking_uri)} "
@@ -129,7 +136,7 @@ def evaluate_experiment(
     replicates = {loss: by_number for loss, by_number in replicates.items() if len(by_number) >= 2}
     summary = summarize_replicates(replicates) if replicates else None
     if not evaluations:
-        raise NoChampion("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
+        raise NoneEvaluated("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     champions = {loss: champion for loss, champion in champions.items() if loss in evaluations}
     sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in champions.items()}
 

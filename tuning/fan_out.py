@@ -18,7 +18,7 @@ import mlflow
 
 from evaluation.runner import Evaluation, evaluate_model
 from search_spaces import SearchSpace
-from trainables.data import load_dataset
+from trainables.data import INTENSITIES, load_dataset
 from trainables.models import ProbabilityModel
 from tuning.cluster import evaluation_gpus, init_ray
 from tuning.errors import one_line
@@ -80,7 +80,7 @@ def _evaluate_model(tracking_uri: str, model_uri: str, dataset: str, data_dir, d
     data = _dataset(dataset, data_dir, data_seed)
     if data.shifted is None:
         return evaluate_model(model, data, loss)
-    counts.start.remote(label, 5 * len(data.shift_corruptions))
+    counts.start.remote(label, len(INTENSITIES) * len(data.shift_corruptions))
     return evaluate_model(model, data, loss, on_shifted_set=lambda corruption, intensity: counts.advance.remote(label))
 
 

@@ -76,9 +76,9 @@ def shift_table(evaluations: dict[str, Evaluation]) -> str:
     for corruption in corruptions:
         for loss, ev in evaluations.items():
             at = {r["intensity"]: r for r in ev.shift if r["corruption"] == corruption}
-            cells = {str(i): f"{at[i]['accuracy']:.3f} / {at[i]['ece']:.3f}" for i in range(1, 6)}
+            cells = {str(i): f"{at[i]['accuracy']:.3f} / {at[i]['ece']:.3f}" for i in ev.shift_levels if i}
             rows.append({"corruption": corruption, "loss": loss, **cells})
-    intensities = [str(i) for i in range(1, 6)]
+    intensities = [str(i) for i in next(ev for ev in evaluations.values() if ev.shift).shift_levels if i]
     return format_table(
         rows, ["corruption", "loss", *intensities], ["corruption", "loss"] + [f"intensity {i}" for i in intensities]
     )
@@ -159,16 +159,18 @@ def render_report(
     if any(ev.shift for ev in evaluations.values()):
         lines += ["", "## Under shift (mean over corruptions)", ""]
         rows = []
+        levels = next(ev for ev in evaluations.values() if ev.shift).shift_levels  # 0 (the clean test set), 1..5
         for loss, ev in evaluations.items():
             row = {"loss": loss}
-            for level in range(6):
+            for level in levels:
                 at = [r for r in ev.shift if r["intensity"] == level]
                 row[f"acc{level}"] = float(np.mean([r["accuracy"] for r in at]))
                 row[f"ece{level}"] = float(np.mean([r["ece"] for r in at]))
             rows.append(row)
-        lines.append(format_table(rows, ["loss"] + [f"acc{i}" for i in range(6)] + [f"ece{i}" for i in range(6)],
-                                  ["loss"] + [f"acc {i or 'test'}" for i in range(6)] + [f"ECE {i or 'test'}" for i in range(6)]))  # fmt: skip
-        lines += ["", "### Every corruption (accuracy / ECE at intensities 1-5)", "", shift_table(evaluations)]
+        lines.append(format_table(rows, ["loss"] + [f"acc{i}" for i in levels] + [f"ece{i}" for i in levels],
+                                  ["loss"] + [f"acc {i or 'test'}" for i in levels] + [f"ECE {i or 'test'}" for i in levels]))  # fmt: skip
+        lines += ["", f"### Every corruption (accuracy / ECE at intensities {levels[1]}-{levels[-1]})", "",
+                  shift_table(evaluations)]  # fmt: skip
     if replicates:
         lines += ["", *replicate_section(space.dataset, replicates)]
     if comparisons:

@@ -83,6 +83,11 @@ def input_batches(x: torch.Tensor | ImageFiles, batch_size: int, workers: int = 
         yield from x.batches(batch_size, workers)
 
 
+# The shift benchmark's intensities (Hendrycks & Dietterich, 2019: CIFAR-10-C, ImageNet-C): every
+# corruption at 1 (mildest) to 5; the published parameter tables have one entry per intensity.
+INTENSITIES = (1, 2, 3, 4, 5)
+
+
 @dataclass
 class Dataset:
     """One experiment's data, ready for training and evaluation.
@@ -93,8 +98,8 @@ class Dataset:
         train, val, test: the splits.
         ood: named sets of OOD inputs (no labels), scored against ``test``.
         shift_corruptions: the corruption names ``shifted`` accepts.
-        shifted: ``shifted(corruption, intensity)`` gives the test inputs under that shift (labels
-            are ``test.y``); None when the data has no notion of shift.
+        shifted: ``shifted(corruption, intensity)`` gives the test inputs under that shift, for each
+            intensity of ``INTENSITIES`` (labels are ``test.y``); None when the data has no notion of shift.
         extras: dataset-specific things figures need (e.g. the toy problem's class centres).
         preprocessing: how raw inputs become model inputs, a key of
             ``serving.bundle.PREPROCESSING``; exported models include it.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-INTENSITIES = (1, 2, 3, 4, 5)
+from trainables.data import INTENSITIES  # noqa: F401 (re-exported: the tables below have one entry per intensity)
 
 # Published CIFAR parameters (make_cifar_c.py), one per intensity 1..5.
 GAUSSIAN_NOISE_STD = (0.04, 0.06, 0.08, 0.09, 0.10)  # additive N(0, c) on the [0, 1] scale

@@ -1,0 +1,21 @@
+"""``tuning.evaluate``: the champions loaded and measured, and what the command says when it cannot.
+The whole evaluation end to end is in test_end_to_end, test_serving and the dataset tests."""
+
+from mlflow.tracking import MlflowClient
+
+from tuning.cli import main
+
+
+def test_no_champion_is_the_users_to_fix_and_an_unloadable_one_is_a_failure(home, capsys):
+    assert main(["evaluate", "digits"]) == 2  # nothing swept yet: run a sweep first
+    assert "run `ovatune sweep digits`" in capsys.readouterr().err
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    name = "ovatune-digits-ova"
+    client.create_registered_model(name)
+    gone = home / "gone"  # a champion whose artifacts are missing
+    version = client.create_model_version(name, source=gone.as_uri())
+    client.set_registered_model_alias(name, "champion", version.version)
+    assert main(["evaluate", "digits"]) == 1  # the exit code came from matching the message's text
+    (line,) = capsys.readouterr().err.strip().splitlines()[:1]
+    assert line == "ovatune: error: no champion could be evaluated:"
