@@ -26,6 +26,19 @@ def pytest_collection_modifyitems(config, items):
                                     "pin the pytest and pytest-xdist versions that pyproject.toml names")  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_as_it_was():
+    """``mlflow.set_tracking_uri`` also sets MLFLOW_TRACKING_URI in the process's environment, so an
+    in-process command (``tuning.cli.main``) handed its store to every later test of the worker that
+    resolves its settings from the environment (test_engine's store fixture read test_evaluate's)."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """An empty ovatune home for one test (Ray results, MLflow SQLite store, reports)."""

@@ -159,7 +159,7 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
 
 
 def test_promote_help_lists_every_policy(capsys):
-    from tuning.cli import build_parser
+    from tuning.parser import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sweep", "--help"])

@@ -52,7 +52,7 @@ def test_missing_files_of_every_on_disk_dataset_fail_before_ray_starts(capsys, h
 
 
 def test_a_relative_data_dir_reaches_the_trials_as_an_absolute_path(tmp_path, monkeypatch):
-    from tuning.cli import build_parser
+    from tuning.parser import build_parser
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["sweep", "cifar10", "--data-dir", "data"])
@@ -214,12 +214,12 @@ def test_a_home_that_cannot_be_written_is_one_error_line(command, capsys):
 
 
 def test_an_unexpected_fault_is_one_line_and_debug_shows_the_traceback(capsys, home, monkeypatch):
-    import tuning.cli
+    import tuning.commands
 
     def fault(*args, **kwargs):  # a fault no input can cause: the safety net under every command
         raise OSError(28, "No space left on device", str(home / "reports"))
 
-    monkeypatch.setattr(tuning.cli, "_evaluate", fault)
+    monkeypatch.setattr(tuning.commands, "evaluate", fault)
     assert main(["evaluate", "digits"]) == 1
     err = capsys.readouterr().err
     assert err == (f"ovatune: error: OSError ({home / 'reports'}): [Errno 28] No space left on device: "
@@ -229,7 +229,7 @@ def test_an_unexpected_fault_is_one_line_and_debug_shows_the_traceback(capsys, h
 
 
 def test_every_command_has_help_with_an_example(capsys):
-    from tuning.cli import EXAMPLES, build_parser
+    from tuning.parser import EXAMPLES, build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
     assert set(EXAMPLES) == set(commands)
@@ -240,8 +240,8 @@ def test_every_command_has_help_with_an_example(capsys):
 
 
 def test_choices_come_from_the_registries():
-    from tuning.cli import build_parser
     from tuning.options import FORMATS, SAMPLERS, SCHEDULERS
+    from tuning.parser import build_parser
 
     for scheduler in SCHEDULERS:
         assert build_parser().parse_args(["sweep", "digits", "--scheduler", scheduler]).scheduler == scheduler
@@ -260,14 +260,14 @@ def test_choices_come_from_the_registries():
     ],
 )
 def test_old_spellings_still_work_for_one_release_and_say_the_new_one(argv, dest, value, warning, capsys):
-    from tuning.cli import build_parser
+    from tuning.parser import build_parser
 
     assert getattr(build_parser().parse_args(argv), dest) == value
     assert f"ovatune: warning: {warning}" in capsys.readouterr().err
 
 
 def test_one_spelling_for_a_list_of_losses():
-    from tuning.cli import build_parser
+    from tuning.parser import build_parser
 
     for command in (["sweep", "digits"], ["run", "digits"], ["submit", "digits"], ["export", "digits"]):
         assert build_parser().parse_args([*command, "--losses", "ova,dm"]).losses == ["ova", "dm"]
@@ -276,7 +276,8 @@ def test_one_spelling_for_a_list_of_losses():
 HEAVY = ("torch", "ray", "mlflow", "optuna")  # what a --help has no use for (seconds and hundreds of MB)
 WHAT_HELP_IMPORTS = """
 import sys
-from tuning.cli import EXAMPLES, main
+from tuning.cli import main
+from tuning.parser import EXAMPLES
 for command in ["", *EXAMPLES]:  # EXAMPLES: one per command (each command's --help shows its own)
     try:
         main([*command.split(), "--help"])

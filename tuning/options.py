@@ -2,6 +2,8 @@
 CLI's parser reads them (choices and ``--help``) and ``tuning.sweep`` / ``tuning.export`` act on them.
 """
 
+# --smoke-test: the whole path (sweep, promotion, evaluation) in seconds.
+SMOKE_TEST = {"trials": 1, "epochs": 2}
 SCHEDULERS = {
     "fifo": "runs every trial to the end (the default)",
     "asha": "stops poor trials early, within each loss (Ray Tune's ASHA)",
