@@ -255,9 +255,10 @@ def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray)
     best = best_results(outcome.results, space)["softmax"]
     assert not best.metrics["diverged"] and best.config["lr"] < 1
 
-    promotions = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
+    promoted = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings)
+    assert set(promoted.promotions) == {"softmax"} and promoted.failures == {}
     client = MlflowClient(settings.tracking_uri)
-    finish_parents(client, outcome.parents, promotions, space.metric)
+    finish_parents(client, outcome.parents, promoted, space.metric)
     version = client.get_model_version_by_alias("ovatune-toy2d_diverging-softmax", "champion")
     trials = runs_of(client, "toy2d_diverging", "trial")
     by_run = {t.info.run_id: t for t in trials}

@@ -64,6 +64,25 @@ class Promotion:
     config: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class LoadedChampion:
+    """A registered version loaded for evaluation (a champion, or a model of ``evaluate --sweep``)."""
+
+    version: Any  # the MLflow ModelVersion
+    model: Any  # its classifier as a ProbabilityModel: inputs -> probabilities
+    info: dict[str, Any]  # its serving.json: classes, preprocessing, the none-of-the-above threshold
+
+
+@dataclass
+class SweepPromotion:
+    """What promoting a sweep did: each loss's :class:`Promotion` (a loss with no qualifying trial has
+    none), and for each loss whose best checkpoint was corrupted, what was passed over (and whether
+    the next best intact trial was promoted instead)."""
+
+    promotions: dict[str, Promotion]
+    failures: dict[str, str]  # loss -> the message naming the corrupted checkpoint
+
+
 def current_champion(client: MlflowClient, name: str):
     """The ``ModelVersion`` holding the champion alias of registered model ``name``, or None."""
     try:

@@ -83,12 +83,10 @@ def sweep(space, settings, args) -> int:
     space = selected_by(space, outcome.metric)
     policy = outcome.job.params.get("promote", request.promote)
     smoke_test = outcome.job.params.get("smoke_test", str(request.smoke_test)) == "True"
-    failures: dict[str, str] = {}  # loss -> a corrupted checkpoint that was not promoted
-    promotions = promote(
-        outcome.results, space, outcome.name, outcome.experiment_id, settings, policy, smoke_test, failures
-    )
+    promoted = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings, policy, smoke_test)
+    promotions, failures = promoted.promotions, promoted.failures  # failures: corrupted checkpoints passed over
     mark("promoted")
-    finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promotions, space.metric, failures)
+    finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promoted, space.metric)
     mark("parent runs closed")
     failed = sum(1 for r in outcome.results if r.error is not None)
     diverged = sum(1 for r in outcome.results if r.error is None and r.metrics.get("diverged"))

@@ -37,6 +37,7 @@ from trainables.models import ProbabilityModel
 from trainables.trial_metrics import get_selection_metric
 from tuning.champion import (
     CHAMPION,
+    LoadedChampion,
     NoChampion,
     NoneEvaluated,
     champion_versions,
@@ -45,7 +46,7 @@ from tuning.champion import (
 )
 from tuning.errors import one_line
 from tuning.evaluation_log import log_evaluation
-from tuning.fan_out import evaluate_models
+from tuning.fan_out import ModelKey, evaluate_models
 from tuning.importance import importance_figure, importance_table, importances, searched_trials, slice_figure
 from tuning.replicates import CHECKPOINT_ARTIFACT, replicate_runs
 from tuning.report import render_report
@@ -67,14 +68,18 @@ class EvaluationReport:
 
 
 def load_champions(
-    space: SearchSpace, client: MlflowClient, failures: dict[str, str], sweep: str | None = None
-) -> dict[str, tuple]:
-    """loss -> (model version, model: inputs → probabilities, serving info) for every loss that has a
+    space: SearchSpace, client: MlflowClient, sweep: str | None = None
+) -> tuple[dict[str, LoadedChampion], dict[str, str]]:
+    """(loss -> its champion, loss -> why it could not be loaded) for every loss that has a
     ``champion`` alias (with ``sweep``: a version that sweep registered). The registered pyfunc
     checks its files' hashes and loads weights only. A champion that cannot be loaded (its artifacts
-    are gone or changed) goes to ``failures`` with the loss and the model's source, and the others
-    are still loaded."""
-    champions = {}
+    are gone or changed) is named with the model's source, and the others are still loaded.
+
+    Raises:
+        NoChampion: there is none to evaluate.
+        NoneEvaluated: there are champions, and none could be loaded.
+    """
+    champions, failures = {}, {}
     for loss, version in champion_versions(client, space.name, sweep).items():
         name = version.name
         try:
@@ -85,7 +90,7 @@ def load_champions(
         except Exception as error:  # noqa: BLE001 - reported per loss, the others go on
             failures[loss] = f"{loss}: cannot load {name} v{version.version} (from {version.source}): {one_line(error)}"
             continue
-        champions[loss] = (version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
+        champions[loss] = LoadedChampion(version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
     if not champions and failures:
         raise NoneEvaluated("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     if not champions and sweep is not None:
@@ -99,7 +104,7 @@ def load_champions(
             f"no registered model of {space.name!r} has the alias {CHAMPION!r} in {redact(client.tracking_uri)}; "
             f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
         )
-    return champions
+    return champions, failures
 
 
 def evaluate_experiment(
@@ -110,48 +115,49 @@ def evaluate_experiment(
     server): the report and its figures only, nothing written to MLflow. No alias moves."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
-    failures: dict[str, str] = {}
-    champions = load_champions(space, client, failures, sweep)
-    some_version = next(iter(champions.values()))[0]
+    champions, failures = load_champions(space, client, sweep)
+    some_version = next(iter(champions.values())).version
     params = client.get_run(some_version.run_id).data.params
     data_dir = None if params.get("data_dir") in (None, "None") else params["data_dir"]
     data = load_dataset(space.dataset, data_dir, int(params.get("data_seed", 0)))
 
-    versions = {loss: version for loss, (version, _, _) in champions.items()}
+    versions = {loss: champion.version for loss, champion in champions.items()}
     experiment = client.get_experiment_by_name(space.name)
     replicated = replicate_runs(client, experiment.experiment_id, versions) if experiment else {}
     replicate_run_ids = {loss: {int(r.data.tags[TAG_TRIAL_NUMBER]): r.info.run_id for r in runs}
                          for loss, runs in replicated.items()}  # fmt: skip
-    models = {(loss, -1): f"models:/{v.name}/{v.version}" for loss, v in versions.items()}
-    models |= {(loss, number): f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
+    models = {ModelKey(loss): f"models:/{v.name}/{v.version}" for loss, v in versions.items()}
+    models |= {ModelKey(loss, number): f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
                for loss, by_number in replicate_run_ids.items() for number, run_id in by_number.items()}  # fmt: skip
     mark("champions loaded")
-    measured = evaluate_models(space, settings, models, data_dir, int(params.get("data_seed", 0)), failures, address)
+    measured, unmeasured = evaluate_models(space, settings, models, data_dir, int(params.get("data_seed", 0)), address)
+    failures |= unmeasured
     mark("models measured")
-    evaluations = {loss: ev for (loss, number), ev in measured.items() if number < 0}
+    evaluations = {key.loss: ev for key, ev in measured.items() if key.replicate is None}
     replicates = {  # loss -> replicate number -> its Evaluation, in the losses' order
-        loss: {number: ev for (of, number), ev in sorted(measured.items()) if of == loss and number >= 0}
+        loss: dict(sorted((key.replicate, ev) for key, ev in measured.items()
+                          if key.loss == loss and key.replicate is not None))
         for loss in evaluations
-    }
+    }  # fmt: skip
     replicates = {loss: by_number for loss, by_number in replicates.items() if len(by_number) >= 2}
     summary = summarize_replicates(replicates) if replicates else None
     if not evaluations:
         raise NoneEvaluated("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
     champions = {loss: champion for loss, champion in champions.items() if loss in evaluations}
-    sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in champions.items()}
+    sweeps = {loss: champion.version.tags.get("sweep", "unknown") for loss, champion in champions.items()}
 
     out = settings.reports / space.name / ("sweeps" if sweep else "") / (sweep or "")
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    drawn = _draw_figures(evaluations, {loss: m for loss, (_, m, _) in champions.items()}, data, replicates)
+    drawn = _draw_figures(evaluations, {loss: champion.model for loss, champion in champions.items()}, data, replicates)
     hyperparameters = {
-        loss: {k: v for k, v in client.get_run(version.run_id).data.params.items() if k in space.ranges}
-        for loss, (version, _, _) in champions.items()
+        loss: {k: v for k, v in client.get_run(champion.version.run_id).data.params.items() if k in space.ranges}
+        for loss, champion in champions.items()
     }
     searched, importance = _importance(space, client, champions)
     if any(importance.values()):
         drawn["hyperparameter_importance"] = importance_figure(importance, space)
     if any(trials.values for trials in searched.values()):
-        common = common_selection_metric([version for version, _, _ in champions.values()], space)
+        common = common_selection_metric([champion.version for champion in champions.values()], space)
         drawn["hyperparameter_slices"] = slice_figure(searched, space, common or "each model's selection metric")
     for name, fig in drawn.items():
         fig.savefig(out / "figures" / f"{name}.png", dpi=110)
@@ -173,14 +179,15 @@ def evaluate_experiment(
     return EvaluationReport(path, run_id, evaluations, sweeps, failures, summary)
 
 
-def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, tuple]) -> tuple[dict, dict]:
+def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, LoadedChampion]) -> tuple[dict, dict]:
     """(loss -> its sweep's finished trials, loss -> their fANOVA importances or None), for each
     evaluated model, over the sweep that selected it and by the metric it was selected by."""
     experiment = client.get_experiment_by_name(space.name)
     if experiment is None or not space.ranges:
         return {}, {}
     searched, importance = {}, {}
-    for loss, (version, _, _) in champions.items():
+    for loss, champion in champions.items():
+        version = champion.version
         metric = selection_metric(version, space)
         trials = searched_trials(client, experiment.experiment_id, version.tags.get("sweep", ""), loss, space, metric)
         searched[loss] = trials

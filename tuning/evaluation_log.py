@@ -21,7 +21,7 @@ from evaluation.comparison import Comparison, Interval
 from evaluation.replicate_summary import ReplicateSummary
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
-from tuning.champion import CARD_FILE, model_card
+from tuning.champion import CARD_FILE, LoadedChampion, model_card
 from tuning.report import summary_rows
 from tuning.settings import Settings
 from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment, log_provenance
@@ -31,7 +31,7 @@ def log_evaluation(
     space: SearchSpace,
     settings: Settings,
     client: MlflowClient,
-    models: dict[str, tuple],
+    models: dict[str, LoadedChampion],
     hyperparameters: dict[str, dict[str, str]],
     evaluations: dict[str, Evaluation],
     report_dir: Path,
@@ -46,7 +46,7 @@ def log_evaluation(
     """Record one evaluation (see the module doc); returns the evaluation run's id.
 
     Args:
-        models: loss -> (model version, model, serving info), the evaluated models.
+        models: loss -> the evaluated model.
         hyperparameters: loss -> the searched hyperparameters of its trial.
         report_dir: holds ``report.md`` and ``figures/*.png``.
         sweep: the sweep whose models were evaluated, or None for the champions.
@@ -58,7 +58,7 @@ def log_evaluation(
         replicate_evaluations, replicate_runs: loss -> replicate number -> its ``Evaluation`` and its
             run id: each replicate's run gets its own test metrics.
     """
-    sweeps = {loss: version.tags.get("sweep", "unknown") for loss, (version, _, _) in models.items()}
+    sweeps = {loss: model.version.tags.get("sweep", "unknown") for loss, model in models.items()}
     distinct = sorted(set(sweeps.values()))
     label = distinct[0] if len(distinct) == 1 else f"champions of {len(distinct)} sweeps"
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -68,7 +68,7 @@ def log_evaluation(
         "ovatune.evaluated": "sweep" if sweep else "champions",
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {label}", tags=tags) as run:
-        mlflow.log_params({f"{loss}_model": f"{v.name} v{v.version}" for loss, (v, _, _) in models.items()})
+        mlflow.log_params({f"{loss}_model": f"{m.version.name} v{m.version.version}" for loss, m in models.items()})
         mlflow.log_metrics(flat_metrics(evaluations))
         for loss, by_metric in (intervals or {}).items():
             for metric, interval in by_metric.items():
@@ -90,8 +90,9 @@ def log_evaluation(
         mlflow.log_artifact(str(report_dir / "report.md"))
         mlflow.log_dict(summary_rows(evaluations), "summary.json")
         log_provenance(client, run.info.run_id, [r for ev in evaluations.values() for r in ev.inputs])
-    for loss, (version, _, info) in models.items():
-        card = model_card(space, loss, version, info, hyperparameters[loss], evaluations[loss])
+    for loss, model in models.items():
+        version = model.version
+        card = model_card(space, loss, version, model.info, hyperparameters[loss], evaluations[loss])
         client.update_model_version(version.name, version.version, description=card)
         client.log_text(version.run_id, card, CARD_FILE)
     for loss, by_number in (replicate_evaluations or {}).items():

@@ -13,6 +13,7 @@ Tasks print nothing themselves, so the output of many workers never interleaves.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import mlflow
 
@@ -84,19 +85,30 @@ def _evaluate_model(tracking_uri: str, model_uri: str, dataset: str, data_dir, d
     return evaluate_model(model, data, loss, on_shifted_set=lambda corruption, intensity: counts.advance.remote(label))
 
 
+class ModelKey(NamedTuple):
+    """Which model of a loss: its selected one (the champion, ``replicate`` None) or a replicate."""
+
+    loss: str
+    replicate: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``softmax`` for a loss's selected model, ``softmax replicate 2`` for one of its replicates."""
+        return self.loss if self.replicate is None else f"{self.loss} replicate {self.replicate}"
+
+
 def evaluate_models(
     space: SearchSpace,
     settings: Settings,
-    models: dict[tuple[str, int], str],
+    models: dict[ModelKey, str],
     data_dir,
     data_seed: int,
-    failures: dict[str, str],
     address: str | None = None,
-) -> dict[tuple[str, int], Evaluation]:
-    """(loss, replicate) -> ``Evaluation`` of each of ``models`` ((loss, replicate) -> model URI;
-    replicate −1 is the loss's selected model), each measured in its own Ray task (one GPU each when
-    the cluster has GPUs, else one CPU), all at once as the cluster allows. A model whose task fails
-    goes to ``failures`` (its label -> message); the others are still measured."""
+) -> tuple[dict[ModelKey, Evaluation], dict[str, str]]:
+    """(key -> ``Evaluation``, label -> why it failed) of each of ``models`` (key -> model URI), each
+    measured in its own Ray task (one GPU each when the cluster has GPUs, else one CPU), all at once
+    as the cluster allows. A model whose task fails is named with its error; the others are still
+    measured."""
     import ray
 
     init_ray(address)  # no-op when a sweep already connected this process
@@ -104,14 +116,14 @@ def evaluate_models(
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_model)
     counts = ray.remote(num_cpus=0)(ShiftedSetCounts).remote()
     futures = {
-        task.remote(settings.tracking_uri, uri, space.dataset, data_dir, data_seed, key[0], model_label(*key), counts): key
+        task.remote(settings.tracking_uri, uri, space.dataset, data_dir, data_seed, key.loss, key.label, counts): key
         for key, uri in models.items()
     }  # fmt: skip
-    replicates = sum(number >= 0 for _, number in models)
+    replicates = sum(key.replicate is not None for key in models)
     what = f"{len(models) - replicates} models" + (f" and {replicates} replicates" if replicates else "")
     print(f"evaluating {what} as Ray tasks ({'1 GPU' if gpus else '1 CPU'} each) ...", flush=True)
     line = ProgressLine()
-    evaluations, pending = {}, list(futures)
+    evaluations, failures, pending = {}, {}, list(futures)
     while pending:
         done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
         for future in done:
@@ -120,11 +132,11 @@ def evaluate_models(
                 evaluations[key] = ray.get(future)
             except Exception as error:  # noqa: BLE001 - one model's failure is its own
                 cause = getattr(error, "cause", None) or error  # a Ray task's error carries the original
-                failures[model_label(*key)] = f"{model_label(*key)}: evaluation failed: {one_line(cause)}"
+                failures[key.label] = f"{key.label}: evaluation failed: {one_line(cause)}"
         line.update(_progress(ray.get(counts.read.remote()), len(models) - len(pending), len(models), line.elapsed()))
     line.close(f"evaluated {len(evaluations)} of {len(models)} models in {line.elapsed()}")
     ray.kill(counts)
-    return {key: evaluations[key] for key in models if key in evaluations}  # in the order asked, not finished
+    return {key: evaluations[key] for key in models if key in evaluations}, failures  # in the order asked
 
 
 def _progress(counts: dict[str, list[int]], finished: int, models: int, elapsed: str) -> str:
@@ -134,8 +146,3 @@ def _progress(counts: dict[str, list[int]], finished: int, models: int, elapsed:
         measured, per_model = sum(c[0] for c in counts.values()), max(c[1] for c in counts.values())
         text += f" · shifted test sets {measured}/{per_model * models}"
     return f"{text} · {elapsed}"
-
-
-def model_label(loss: str, replicate: int) -> str:
-    """``softmax`` for a loss's selected model, ``softmax replicate 2`` for one of its replicates."""
-    return loss if replicate < 0 else f"{loss} replicate {replicate}"

@@ -45,6 +45,7 @@ from tuning.champion import (
     CHALLENGER,
     CHAMPION,
     Promotion,
+    SweepPromotion,
     current_champion,
     decide,
     registered_name,
@@ -91,8 +92,7 @@ def promote(
     settings: Settings,
     policy: str = "better",
     smoke_test: bool = False,
-    failures: dict[str, str] | None = None,
-) -> dict[str, Promotion]:
+) -> SweepPromotion:
     """Register each loss's best trial of ``sweep`` and move ``champion`` to it as ``policy`` says.
 
     The registered model is an MLflow pyfunc from code (``serving/pyfunc_model.py``) around a
@@ -106,10 +106,10 @@ def promote(
     nothing new is registered, and the champion decision is made again (it changes nothing when
     the first decision was recorded).
 
-    Each checkpoint is verified (SHA-256) before it is loaded: a corrupted one goes to ``failures``
-    (loss -> message naming the file) and the loss's next best intact trial is registered instead.
+    Each checkpoint is verified (SHA-256) before it is loaded: a corrupted one is named in the
+    outcome's ``failures`` and the loss's next best intact trial is registered instead.
     """
-    failures = {} if failures is None else failures
+    failures: dict[str, str] = {}
     if policy not in POLICIES:
         raise ValueError(f"unknown promotion policy {policy!r}; choose from: {', '.join(POLICIES)}")
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -133,8 +133,10 @@ def promote(
             result = next((r for r in candidates if str(r.config["trial_number"]) == version.tags.get("trial_number")),
                           candidates[0])  # fmt: skip
         else:
-            result, version = _register_first_intact(candidates, space, sweep, loss, name, experiment_id, client,
-                                                     smoke_test, failures)  # fmt: skip
+            result, version, problem = _register_first_intact(candidates, space, sweep, loss, name, experiment_id,
+                                                              client, smoke_test)  # fmt: skip
+            if problem:
+                failures[loss] = problem
             if version is None:
                 continue
         number = int(result.config["trial_number"])
@@ -153,7 +155,7 @@ def promote(
         promotions[loss] = Promotion(loss, number, value, name, str(version.version), version.run_id,
                                      is_champion, reason, dict(result.config))  # fmt: skip
         log.info("%s trial %d -> %s v%s: %s", loss, number, name, version.version, reason)
-    return promotions
+    return SweepPromotion(promotions, failures)
 
 
 def prepare_promotion(space: SearchSpace) -> None:
@@ -178,9 +180,10 @@ def with_recorded_metric(client: MlflowClient, champion, metric: str):
     return champion
 
 
-def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, client, smoke_test, failures):
-    """(result, version) of the best of ``candidates`` whose checkpoint is intact, registered; each
-    corrupted one passed over is named in ``failures[loss]``. (None, None) if none is intact."""
+def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, client, smoke_test):
+    """(result, version, problem): the best of ``candidates`` whose checkpoint is intact, registered,
+    and the message naming each corrupted one passed over (None if none was). (None, None, problem)
+    if none is intact."""
     skipped = []
     for result in candidates:
         number = int(result.config["trial_number"])
@@ -190,12 +193,10 @@ def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, 
         except TamperedFile as error:
             skipped.append(f"trial {number}: {error.problem}")
             continue
-        if skipped:
-            failures[loss] = (f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); "
-                              f"registered the next best intact trial, {number}, instead")  # fmt: skip
-        return result, version
-    failures[loss] = f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); no intact trial is left"
-    return None, None
+        problem = (f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); "
+                   f"registered the next best intact trial, {number}, instead") if skipped else None  # fmt: skip
+        return result, version, problem
+    return None, None, f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); no intact trial is left"
 
 
 def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, trial_run, client, smoke_test: bool):
@@ -277,18 +278,12 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
     return client.get_model_version(name, version)
 
 
-def finish_parents(
-    client: MlflowClient,
-    parents: dict[str, str],
-    promotions: dict[str, Promotion],
-    metric: str,
-    failures: dict[str, str] | None = None,
-) -> None:
+def finish_parents(client: MlflowClient, parents: dict[str, str], promoted: SweepPromotion, metric: str) -> None:
     """Close each parent run, recording what was promoted (or why nothing was)."""
     for loss, run_id in parents.items():
-        promotion = promotions.get(loss)
+        promotion = promoted.promotions.get(loss)
         if promotion is None:
-            why = (failures or {}).get(loss, "every trial failed or diverged")
+            why = promoted.failures.get(loss, "every trial failed or diverged")
             client.set_tag(run_id, "ovatune.promotion", f"none: {why}")
             close_parent(client, run_id, "FAILED")
             continue

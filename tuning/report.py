@@ -13,7 +13,7 @@ from evaluation.comparison import COMPARED, Comparison, Interval, Spread
 from evaluation.replicate_summary import OOD_SCORES, ReplicateSummary
 from evaluation.runner import Evaluation
 from trainables.losses import LOSSES
-from tuning.champion import common_selection_metric, selection_metric
+from tuning.champion import LoadedChampion, common_selection_metric, selection_metric
 
 
 def summary_rows(evaluations: dict[str, Evaluation]) -> list[dict]:
@@ -87,7 +87,7 @@ def shift_table(evaluations: dict[str, Evaluation]) -> str:
 def render_report(
     space,
     sweep,
-    champions,
+    champions: dict[str, LoadedChampion],
     hyperparameters,
     evaluations: dict[str, Evaluation],
     figure_names: list[str],
@@ -101,7 +101,7 @@ def render_report(
     ``comparisons`` over the test examples), tables (with ``intervals``: loss -> metric -> its
     interval over the test examples; with ``replicates``: every table over seeds), the
     hyperparameter importance table (``importance``, markdown) when there is one, then the figures."""
-    common = common_selection_metric([version for version, _, _ in champions.values()], space)
+    common = common_selection_metric([champion.version for champion in champions.values()], space)
     by = f"validation `{common}`" if common else "the validation metric each sweep selected by (see the table)"
     if sweep is None:
         what = (f"The champion of each loss: the best version so far by {by}; champions may come from "
@@ -122,7 +122,8 @@ def render_report(
         "| loss | registered model | sweep | trial | selected by (validation) | promotion | hyperparameters |",
         "|---|---|---|---|---|---|---|",
     ]
-    for loss, (version, _, _) in champions.items():
+    for loss, champion in champions.items():
+        version = champion.version
         chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(hyperparameters[loss].items()))
         metric = selection_metric(version, space)
         value = float(version.tags.get(metric, "nan"))
