@@ -69,7 +69,7 @@ def test_missing_cifar_files_fail_before_ray_starts(capsys, home, tmp_path, monk
 
 
 def test_replicate_without_champions_says_what_to_run_before_ray_starts(capsys, home):
-    assert main(["replicate", "digits", "--seeds", "3"]) == 2
+    assert main(["replicate", "digits", "--replicates", "3"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ovatune: error: no champion of any loss of 'digits'") and "ovatune sweep digits" in err
     assert "Traceback" not in err and not ray.is_initialized()
@@ -77,11 +77,27 @@ def test_replicate_without_champions_says_what_to_run_before_ray_starts(capsys, 
     assert "no replicate set of 'digits' to resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["replicate", "digits", "--seeds", "1"], ["run", "digits", "--replicates", "1"]])
+@pytest.mark.parametrize("argv", [["replicate", "digits", "--replicates", "1"], ["run", "digits", "--replicates", "1"],
+                                  ["replicate", "digits", "--seeds", "1"]])  # fmt: skip
 def test_fewer_than_two_replicates_is_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert stopped.value.code == 2 and "needs at least 2 replicates" in capsys.readouterr().err
+
+
+def test_a_replicate_count_is_replicates_on_every_command_and_the_old_spelling_still_works(capsys):
+    from tuning.parser import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "digits", "--replicates", "3"]).replicates == 3
+    assert parser.parse_args(["replicate", "digits", "--replicates", "3"]).replicates == 3
+    assert parser.parse_args(["replicate", "digits"]).replicates == 5
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["replicate", "digits", "--seeds", "4"]).replicates == 4  # scripts written before
+    assert (
+        capsys.readouterr().err
+        == "ovatune: warning: --seeds is now --replicates; the old spelling goes in the next release\n"
+    )
 
 
 @pytest.mark.parametrize(

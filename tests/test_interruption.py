@@ -90,7 +90,7 @@ def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(h
     assert not any("ovatune.stop_reason" in p.data.tags for p in parents)
 
     # a replicate set of those champions stops the same way, and says how it resumes
-    replicate = ("replicate", "digits", "--seeds", "2", "--name", "reps")
+    replicate = ("replicate", "digits", "--replicates", "2", "--name", "reps")
     stopped = _start_and_stop(home, signal.SIGINT, to_group=True, args=replicate)
     assert stopped.returncode == 130, stopped.stdout[-3000:]
     assert "replicate set reps interrupted (SIGINT)" in stopped.stdout and "Traceback" not in stopped.stdout

@@ -68,7 +68,7 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
     run_ovatune("sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "1", "--epochs", str(EPOCHS),
                 home=home, timeout=600, check=True)  # fmt: skip
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    args = ["replicate", "digits", "--seeds", "2", "--name", "reps", "--max-concurrent", "1"]
+    args = ["replicate", "digits", "--replicates", "2", "--name", "reps", "--max-concurrent", "1"]
     process = start_ovatune(*args, home=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
 

@@ -151,7 +151,7 @@ def replicate(space, settings, args) -> int:
 
     alone = args.command == "replicate"
     request = ReplicateRequest(
-        space, args.seeds if alone else args.replicates, losses=args.losses, seed=args.seed or 0,
+        space, args.replicates, losses=args.losses, seed=args.seed or 0,
         address=args.address, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resume=alone and args.resume, name=args.name if alone else None,
         verbose=2 if args.verbose else 1,

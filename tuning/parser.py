@@ -139,7 +139,7 @@ class _Renamed(argparse.Action):
 EXAMPLES = {
     "run": "ovatune run digits --smoke-test",
     "sweep": "ovatune sweep digits --losses ova,ova_dm --trials 20 --max-concurrent 2 --set batch_size=128",
-    "replicate": "ovatune replicate digits --seeds 5",
+    "replicate": "ovatune replicate digits --replicates 5",
     "evaluate": "ovatune evaluate digits --sweep digits-20261202-101500-a1b2c3",
     "ui": "ovatune ui --port 5000",
     "export": "ovatune export digits --losses ova_dm --format onnx --out exports",
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_options(run)
     run.add_argument("--replicates", type=_replicates, metavar="R",
                      help="after the sweep, train each loss's champion configuration again with R new seeds "
-                     "(as `ovatune replicate --seeds R`) and report every number over seeds (default: none)")  # fmt: skip
+                     "(as `ovatune replicate --replicates R`) and report every number over seeds (default: none)")  # fmt: skip
     sweep = sub.add_parser("sweep", help="run the random search and promote each loss's best trial")
     _add_sweep_options(sweep)
     replicate = sub.add_parser(
@@ -285,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     replicate.add_argument(
         "experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}"
     )
-    replicate.add_argument("--seeds", type=_replicates, default=5, metavar="R",
-                           help="replicates per loss, at least 2 (default 5, the paper's 'averaged over 5 runs')")  # fmt: skip
+    replicate.add_argument("--replicates", type=_replicates, default=5, metavar="R",
+                           help="replicates per loss, at least 2 (default 5, the paper's 'averaged over 5 runs'); "
+                           "the same option as run's")  # fmt: skip
+    replicate.add_argument("--seeds", dest="replicates", type=_replicates, action=_Renamed, new="--replicates")
     replicate.add_argument(
         "--losses", type=_losses, metavar="L1,L2", help="whose champions (default: every loss that has one)"
     )

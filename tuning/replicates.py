@@ -174,7 +174,9 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> JobOutcome:
     mlflow.set_tracking_uri(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
     if not request.resume and request.seeds < MIN_REPLICATES:
-        raise ValueError(f"--seeds {request.seeds}: an interval over seeds needs at least {MIN_REPLICATES} replicates")
+        raise ValueError(
+            f"--replicates {request.seeds}: an interval over seeds needs at least {MIN_REPLICATES} replicates"
+        )
     name = name_job(REPLICATES, space, settings, client, experiment_id, request.name, request.resume)
     shape = TrialShape(request.cpus_per_trial, request.gpus_per_trial)
     if request.resume:  # a set from before sets recorded their metric showed accuracy
