@@ -41,7 +41,8 @@ from tuning.cluster import TrialResources, init_ray, plan_trial_resources
 from tuning.progress import SweepProgress
 from tuning.settings import Settings
 from tuning.timeline import mark
-from tuning.tracking import TAG_LOSS, MlflowTrialCallback, find_runs, mark_interrupted, parent_runs
+from tuning.tracking import TAG_LOSS, find_runs, mark_interrupted, parent_runs
+from tuning.trial_runs import MlflowTrialCallback
 
 KEEP_CHECKPOINTS = 3  # per trial: the newest, and older ones to fall back on past a corrupted one
 MAX_FAILURES = 2  # per trial: a lost node's trial resumes elsewhere from its checkpoint

@@ -8,11 +8,9 @@ Layout in the MLflow UI:
         ...
       run  "evaluation · <sweep>"                 the evaluation of the four champions
 
-Trials are logged from the driver by :class:`MlflowTrialCallback`, so training processes never
-talk to the tracking store. A child run is identified by (sweep, loss, trial number); that is what
-makes ``--resume`` exact: a trial resumed from its checkpoint continues its own run, and a trial
-that the resumed searcher hands out again (because the driver died before saving it) replaces the
-run of its lost predecessor instead of adding one.
+Trials are logged from the driver by ``tuning.trial_runs.MlflowTrialCallback``; this module has
+no Ray in it, so the commands that only read the store (export, ui) and the checks before Ray
+starts do not import it.
 """
 
 from __future__ import annotations
@@ -21,23 +19,18 @@ import contextlib
 import io
 import json
 import logging
-import math
 import os
 import re
 import sys
-import time
 import urllib.error
 import urllib.request
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
-from ray.tune import Callback
 
-from trainables.trial_config import upgraded
 from tuning.settings import Settings, redact
 
 if TYPE_CHECKING:  # the module itself imports torch, which `ovatune ui` has no use for
@@ -59,13 +52,6 @@ TAG_NODE_TYPE = "ovatune.node_type"  # that node's autoscaler node type, where t
 TAG_GPU_IDS = "ovatune.gpu_ids"  # the GPU ids Ray assigned it ("" on the CPU)
 TAG_CHECKPOINT_FALLBACK = "ovatune.checkpoint_fallback"  # a resume passed over a corrupted checkpoint
 TAG_PARENT = "mlflow.parentRunId"
-
-# Keys of a Ray result that are bookkeeping rather than metrics of the model.
-_NOT_METRICS = {
-    "training_iteration", "time_total_s", "timestamp", "pid", "time_since_restore",
-    "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
-    "done", "epoch",
-}  # fmt: skip
 
 
 class TrackingUnavailable(RuntimeError):
@@ -416,171 +402,6 @@ def log_provenance(client: MlflowClient, run_id: str, records: list[Provenance])
     client.log_inputs(run_id, datasets=inputs)
 
 
-def finite_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The numeric model metrics of a Ray result (bookkeeping keys and booleans left out)."""
-    return {
-        key: float(value)
-        for key, value in result.items()
-        if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
-
-
-class MlflowTrialCallback(Callback):
-    """Ray Tune callback, run in the driver: one MLflow child run per trial, metrics per epoch.
-
-    Args:
-        tracking_uri: the MLflow store.
-        experiment_id: the experiment of the sweep.
-        sweep: the sweep's (or replicate set's) name (tag ``ovatune.sweep``).
-        parents: loss -> parent run id.
-        kind: the runs' ``ovatune.kind``: "trial" for a sweep's, "replicate" for a replicate set's
-            (their ``trial_number`` is the replicate's number).
-    """
-
-    def __init__(self, tracking_uri: str, experiment_id: str, sweep: str, parents: dict[str, str], kind: str = "trial"):
-        self.tracking_uri = tracking_uri
-        self.experiment_id = experiment_id
-        self.sweep = sweep
-        self.parents = parents
-        self.kind = kind
-        self._client: MlflowClient | None = None
-        self._runs: dict[tuple[str, int], Any] = {}  # (loss, trial number) -> mlflow Run
-        self._last_step: dict[str, int] = {}  # run id -> last epoch logged
-        self._pending: dict[str, list[Future]] = {}  # run id -> metric writes still in flight
-        self._node: dict[str, str] = {}  # run id -> the node its tags name
-        self._writer: ThreadPoolExecutor | None = None  # the metric writes, one at a time, in order
-
-    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node", "_writer")
-
-    # The client and run cache are rebuilt after Tuner.restore unpickles this callback.
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}
-
-    def __setstate__(self, state: dict) -> None:
-        state.setdefault("kind", "trial")  # pickled by a sweep before replicates existed
-        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={}, _writer=None)
-
-    @property
-    def client(self) -> MlflowClient:
-        if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
-        return self._client
-
-    def setup(self, **info) -> None:
-        for run in find_runs(self.client, self.experiment_id, kind=self.kind, sweep=self.sweep):
-            key = (run.data.tags[TAG_LOSS], int(run.data.tags[TAG_TRIAL_NUMBER]))
-            self._runs[key] = run
-
-    def _run_for(self, trial) -> str:
-        """The run id of ``trial``: its own run if it has one, else a new one (see module doc)."""
-        loss, number = upgraded(trial.config)["loss"], int(trial.config["trial_number"])
-        params = [Param(k, str(v)[:6000]) for k, v in sorted(trial.config.items())]
-        run = self._runs.get((loss, number))
-        if run is not None and run.data.tags.get(TAG_TRIAL_ID) == trial.trial_id:
-            if run.info.run_id not in self._last_step:  # first sight in this driver: a resumed trial
-                history = self.client.get_metric_history(run.info.run_id, "train_loss")
-                self._last_step[run.info.run_id] = max((m.step for m in history), default=0)
-                # A driver killed between create_run and log_batch left the run without params.
-                missing = [p for p in params if p.key not in run.data.params]
-                if missing:
-                    self.client.log_batch(run.info.run_id, params=missing)
-                self.client.update_run(run.info.run_id, status="RUNNING")
-            return run.info.run_id
-        if run is not None:  # a lost trial's run: the searcher handed its slot out again
-            self.client.delete_run(run.info.run_id)
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"{loss}-{self.kind}-{number:03d}",
-            tags={
-                TAG_PARENT: self.parents[loss],
-                TAG_KIND: self.kind,
-                TAG_SWEEP: self.sweep,
-                TAG_LOSS: loss,
-                TAG_TRIAL_NUMBER: str(number),
-                TAG_TRIAL_ID: trial.trial_id,
-            },
-        )
-        self.client.log_batch(run.info.run_id, params=params)
-        self._runs[(loss, number)] = run
-        self._last_step[run.info.run_id] = 0
-        return run.info.run_id
-
-    def _await_writes(self, run_id: str) -> None:
-        for write in self._pending.pop(run_id, []):
-            write.result()
-
-    def on_experiment_end(self, trials, **info) -> None:
-        for run_id in list(self._pending):
-            self._await_writes(run_id)
-
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._run_for(trial)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        run_id = self._run_for(trial)
-        if result.get("data_provenance"):  # with a trial process's first result: what it trains on
-            from trainables.data.provenance import Provenance
-
-            records = [Provenance.from_dict(r) for r in json.loads(result["data_provenance"])]
-            log_provenance(self.client, run_id, records)
-        if result.get("checkpoint_fallback"):  # resumed past a corrupted checkpoint: the run says which
-            self.client.set_tag(run_id, TAG_CHECKPOINT_FALLBACK, str(result["checkpoint_fallback"])[:5000])
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        if step <= self._last_step.get(run_id, 0):
-            return  # already logged before the driver restarted
-        timestamp = int(time.time() * 1000)
-        metrics = [
-            Metric(key, value, timestamp, step)
-            for key, value in finite_metrics(result).items()
-            if math.isfinite(value)  # a diverged trial's NaN metrics are recorded as its outcome
-        ]
-        # Asynchronous: a function trainable waits for the driver to take each result, so a slow
-        # store write here would stall training. The run's writes are awaited when it finishes.
-        # One writer thread, not MLflow's async logging (10 threads): epoch e+1 can never reach the
-        # store before epoch e, so a killed driver leaves each run's history whole up to its last
-        # step, where the resumed run continues (MLflow's order left a run without epoch 13).
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ovatune-metrics")
-        write = self._writer.submit(self.client.log_batch, run_id, metrics=metrics)
-        self._pending.setdefault(run_id, []).append(write)
-        self._last_step[run_id] = step
-        if result.get("node_id") and self._node.get(run_id) != result["node_id"]:
-            self._tag_placement(run_id, result)
-
-    def _tag_placement(self, run_id: str, result: dict) -> None:
-        """Tag the run with the node (and its autoscaler node type) and GPUs that train it."""
-        from tuning.cluster import node_type_of
-
-        tags = [RunTag(TAG_NODE_ID, result["node_id"]), RunTag(TAG_GPU_IDS, str(result.get("gpu_ids", "")))]
-        node_type = node_type_of(result["node_id"])
-        if node_type:
-            tags.append(RunTag(TAG_NODE_TYPE, node_type))
-        self.client.log_batch(run_id, tags=tags)
-        self._node[run_id] = result["node_id"]
-
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        result = trial.last_result or {}
-        if result.get("diverged"):
-            outcome, status = "diverged", "KILLED"
-            reason = str(result.get("stop_reason", "non-finite training loss"))
-        elif int(result.get("epoch", 0)) < int(trial.config.get("epochs", 0)):
-            outcome, status, reason = "stopped", "KILLED", "stopped early by the scheduler"
-        else:
-            outcome, status, reason = "completed", "FINISHED", ""
-        self._finish(trial, outcome, status, reason)
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        reason = f"error; see {trial.local_path or trial.path} for the traceback"
-        self._finish(trial, "error", "FAILED", reason)
-
-    def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
-        run_id = self._run_for(trial)
-        self._await_writes(run_id)
-        tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
-        self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, status=status)
-
-
 REGISTRATION_NOTICES = ("Successfully registered model", "Created version", "Registered model")
 
 
@@ -597,3 +418,13 @@ def without_registration_notices():
         for line in captured.getvalue().splitlines():
             if not line.startswith(REGISTRATION_NOTICES):
                 print(line, file=sys.stderr)
+
+
+def __getattr__(name: str) -> Any:
+    # Tune experiments saved before the callback moved to tuning.trial_runs pickled it under this
+    # module's name: Tuner.restore of such a sweep looks it up here.
+    if name == "MlflowTrialCallback":
+        from tuning.trial_runs import MlflowTrialCallback
+
+        return MlflowTrialCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

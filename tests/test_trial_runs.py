@@ -1,4 +1,4 @@
-"""The driver's MLflow bookkeeping (``tuning.tracking.MlflowTrialCallback``) on a real SQLite store,
+"""The driver's MLflow bookkeeping of trials (``tuning.trial_runs.MlflowTrialCallback``) on a real SQLite store,
 fed the way Ray Tune feeds it: real (stub) ``Trial`` objects, results per epoch, and a fresh,
 unpickled callback for a resumed sweep (as ``Tuner.restore`` gives it)."""
 
@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
 
-from tuning.tracking import MlflowTrialCallback, parent_runs
+from tuning.tracking import parent_runs
+from tuning.trial_runs import MlflowTrialCallback
 
 tune.register_trainable("tracked", lambda config: None)
 
@@ -200,3 +201,14 @@ def test_a_trials_epochs_reach_the_store_in_order(tmp_path, monkeypatch):
         time.sleep(0.01)
     assert steps == [1, 2]  # whenever epoch 2 is there, epoch 1 is too
     callback.on_experiment_end([trial])
+
+
+def test_a_sweep_saved_before_the_callback_moved_still_unpickles(store):
+    """Tune's saved experiment state of an older sweep names ``tuning.tracking.MlflowTrialCallback``;
+    ``Tuner.restore`` unpickles it by that name."""
+    uri, client, experiment, parents = store
+    saved = pickle.dumps(MlflowTrialCallback(uri, experiment, "s1", parents), protocol=0)  # text: names as written
+    old = saved.replace(b"ctuning.trial_runs\nMlflowTrialCallback", b"ctuning.tracking\nMlflowTrialCallback")
+    assert old != saved
+    restored = pickle.loads(old)
+    assert isinstance(restored, MlflowTrialCallback) and restored.parents == parents
