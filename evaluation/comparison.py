@@ -30,10 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from evaluation.metrics import ECE_BINS, brier_terms, calibration_bins, confidence_and_prediction, log_losses
+from evaluation.metrics import ECE_BINS, MEASURES, brier_terms, calibration_bins, confidence_and_prediction, log_losses
 
-# metric -> True when higher is better
-COMPARED = {"accuracy": True, "ece": False, "nll": False, "brier": False}
 LEVEL = 0.95
 RESAMPLES = 2000  # bootstrap resamples per interval
 
@@ -76,7 +74,7 @@ def per_example(probs: np.ndarray, labels: np.ndarray) -> PerExample:
 
 
 def metrics_of(terms: PerExample, index: np.ndarray) -> np.ndarray:
-    """Every metric of ``COMPARED``, in its order, over the examples ``index`` (B, n) of each
+    """Every metric of ``MEASURES``, in its order, over the examples ``index`` (B, n) of each
     resample: (M, B). ECE is Σ_b |Σ_{i∈b} (correct_i − conf_i)| / n."""
     rows, n = index.shape
     flat = (terms.bins[index] + ECE_BINS * np.arange(rows)[:, None]).ravel()  # (B·n,) bin of each draw, per row
@@ -87,11 +85,11 @@ def metrics_of(terms: PerExample, index: np.ndarray) -> np.ndarray:
         "nll": terms.nll[index].mean(axis=-1),
         "brier": terms.brier[index].mean(axis=-1),
     }
-    return np.stack([measured[metric] for metric in COMPARED])
+    return np.stack([measured[metric] for metric in MEASURES])
 
 
 def mean_over_seeds(replicates: list[PerExample], seeds: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Every metric of ``COMPARED`` averaged over the replicates ``seeds`` (B, R) drawn by each
+    """Every metric of ``MEASURES`` averaged over the replicates ``seeds`` (B, R) drawn by each
     resample, each measured on that resample's examples ``index`` (B, n): (M, B)."""
     measured = np.stack([metrics_of(terms, index) for terms in replicates])  # (R, M, B)
     drawn = measured[seeds, :, np.arange(len(index))[:, None]]  # (B, R, M): resample b's draws
@@ -134,7 +132,7 @@ def _bootstrap(statistic, replicates: int, n: int, level: float, resamples: int,
     )
     estimates = statistic(seeds[None, :], examples[None, :])[:, 0]
     low, high = result.confidence_interval
-    return {m: Interval(float(e), float(lo), float(hi)) for m, e, lo, hi in zip(COMPARED, estimates, low, high)}
+    return {m: Interval(float(e), float(lo), float(hi)) for m, e, lo, hi in zip(MEASURES, estimates, low, high)}
 
 
 def metric_intervals(
@@ -211,13 +209,13 @@ class Comparison:
         if not self.difference.excludes_zero:
             return None
         a_higher = self.difference.low > 0  # from the interval: a percentile interval may not hold the estimate
-        return self.a if a_higher == COMPARED[self.metric] else self.b
+        return self.a if a_higher == MEASURES[self.metric].higher_is_better else self.b
 
 
 def compare_losses(
     test_probs: dict[str, Models], labels: np.ndarray, level: float = LEVEL, resamples: int = RESAMPLES
 ) -> list[Comparison]:
-    """Every metric of ``COMPARED`` for every pair of losses (in the order given), paired over the
+    """Every metric of ``MEASURES`` for every pair of losses (in the order given), paired over the
     test examples (and the seeds, given R replicates of each), metric by metric. Each pair has its
     own seed, from its names: adding a loss changes no other interval."""
     by_pair = {
@@ -227,5 +225,5 @@ def compare_losses(
         for a, b in itertools.combinations(test_probs, 2)
     }
     return [
-        Comparison(metric, a, b, differences[metric]) for metric in COMPARED for (a, b), differences in by_pair.items()
+        Comparison(metric, a, b, differences[metric]) for metric in MEASURES for (a, b), differences in by_pair.items()
     ]

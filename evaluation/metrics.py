@@ -14,6 +14,24 @@ from dataclasses import dataclass
 import numpy as np
 
 ECE_BINS = 15
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One measure of a labelled set that the losses are compared on."""
+
+    title: str  # as the report's tables and findings name it
+    higher_is_better: bool
+
+
+# The measures of ``classification_metrics`` the report compares between the losses, in its order;
+# a trial's validation metrics (``trainables.trial_metrics``) are these on the validation split.
+MEASURES = {
+    "accuracy": Measure("accuracy", higher_is_better=True),
+    "ece": Measure("ECE", higher_is_better=False),
+    "nll": Measure("NLL", higher_is_better=False),
+    "brier": Measure("Brier", higher_is_better=False),
+}
 _TINY = 1e-12
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.comparison import COMPARED, Comparison, Spread, compare_losses, metric_intervals, over_seeds
+from evaluation.comparison import Comparison, Spread, compare_losses, metric_intervals, over_seeds
+from evaluation.metrics import MEASURES
 from evaluation.runner import Evaluation
 
 OOD_SCORES = ("auroc", "auprc", "mean_confidence")
@@ -26,7 +27,7 @@ class ReplicateSummary:
 
     Attributes:
         replicates: loss -> R (the replicates that were evaluated).
-        test: loss -> metric of ``COMPARED`` -> spread over seeds, interval over seeds and examples.
+        test: loss -> metric of ``MEASURES`` -> spread over seeds, interval over seeds and examples.
         ood: loss -> OOD set -> one of ``OOD_SCORES`` -> spread, t interval over seeds.
         shift: loss -> intensity (0 = clean test) -> "accuracy" | "ece" -> spread of the mean over corruptions.
         comparisons: every metric, every pair of losses, paired over seeds and examples (the
@@ -52,7 +53,7 @@ def summarize_replicates(replicates: dict[str, dict[int, Evaluation]]) -> Replic
         intervals = metric_intervals([ev.test_probs for ev in evaluations], labels)
         test[loss] = {
             metric: _with_interval(over_seeds([ev.test[metric] for ev in evaluations]), intervals[metric])
-            for metric in COMPARED
+            for metric in MEASURES
         }
         ood[loss] = {
             name: {score: over_seeds([ev.ood[name][score] for ev in evaluations], bounds=UNIT) for score in OOD_SCORES}

@@ -7,7 +7,6 @@ import pytest
 from scipy import stats
 
 from evaluation.comparison import (
-    COMPARED,
     compare_losses,
     metric_intervals,
     metrics_of,
@@ -15,7 +14,7 @@ from evaluation.comparison import (
     paired_differences,
     per_example,
 )
-from evaluation.metrics import classification_metrics
+from evaluation.metrics import MEASURES, classification_metrics
 
 
 def _model(rng, labels, sharpness, classes=10, normalised=True):
@@ -32,7 +31,7 @@ def test_each_metric_on_the_whole_split_is_the_one_evaluation_reports(normalised
     probs = _model(rng, labels, 0.6, normalised=normalised)
     whole = metrics_of(per_example(probs, labels), np.arange(500)[None, :])[:, 0]  # (M,)
     reported = classification_metrics(probs, labels)
-    assert whole == pytest.approx([reported[metric] for metric in COMPARED], rel=1e-12, abs=1e-15)
+    assert whole == pytest.approx([reported[metric] for metric in MEASURES], rel=1e-12, abs=1e-15)
 
 
 def test_the_95_percent_interval_covers_a_known_accuracy_about_95_percent_of_the_time():
@@ -63,11 +62,13 @@ def test_a_clearly_better_model_is_resolved_on_every_metric_in_its_direction():
     labels = rng.integers(0, 10, 1000)
     good, poor = _model(rng, labels, 50.0), _model(rng, labels, 0.15)  # near one-hot and right: calibrated too
     comparisons = compare_losses({"ova": poor, "dm": good}, labels, resamples=1000)
-    assert {c.metric for c in comparisons} == set(COMPARED)
+    assert {c.metric for c in comparisons} == set(MEASURES)
     for c in comparisons:
         assert c.difference.excludes_zero and c.better == "dm", c
         assert c.difference.low <= c.difference.estimate <= c.difference.high
-        assert (c.difference.estimate < 0) == COMPARED[c.metric]  # ova − dm: lower accuracy, higher ECE/NLL/Brier
+        assert (c.difference.estimate < 0) == MEASURES[
+            c.metric
+        ].higher_is_better  # ova − dm: lower accuracy, higher ECE/NLL/Brier
 
 
 def test_adding_a_loss_changes_no_other_interval():
@@ -77,7 +78,7 @@ def test_adding_a_loss_changes_no_other_interval():
     two = {(x.metric, x.a, x.b): x.difference for x in compare_losses({"softmax": a, "dm": b}, labels)}
     three = {(x.metric, x.a, x.b): x.difference for x in compare_losses({"softmax": a, "dm": b, "ova": c}, labels)}
     assert all(three[key] == interval for key, interval in two.items())
-    assert len(three) == 3 * len(COMPARED)
+    assert len(three) == 3 * len(MEASURES)
 
 
 def _sigmoid(z):
@@ -117,7 +118,7 @@ def test_the_estimate_over_replicates_is_their_mean_and_seed_noise_widens_the_in
     labels = rng.integers(0, 10, 400)
     spread = [_model(rng, labels, s) for s in (0.2, 0.5, 0.9)]  # three seeds that disagree a lot
     over = metric_intervals(spread, labels)
-    for metric in COMPARED:
+    for metric in MEASURES:
         each = [classification_metrics(p, labels)[metric] for p in spread]
         assert over[metric].estimate == pytest.approx(np.mean(each), rel=1e-12)
     alone = metric_intervals(spread[1], labels)

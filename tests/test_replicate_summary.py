@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evaluation.comparison import COMPARED
-from evaluation.metrics import classification_metrics
+from evaluation.metrics import MEASURES, classification_metrics
 from evaluation.replicate_summary import OOD_SCORES, summarize_replicates
 from evaluation.runner import Evaluation
 from trainables.losses import LOSSES
@@ -40,7 +39,7 @@ def test_each_number_is_the_mean_and_sd_of_its_replicates_with_an_interval_aroun
     summary = summarize_replicates(replicates)
     assert summary.replicates == {"softmax": 3, "ova_dm": 3} and summary.examples == 300
     for loss, by_number in replicates.items():
-        for metric in COMPARED:
+        for metric in MEASURES:
             values = [ev.test[metric] for ev in by_number.values()]
             spread = summary.test[loss][metric]
             assert (spread.mean, spread.sd) == pytest.approx((np.mean(values), np.std(values, ddof=1)), rel=1e-12)
@@ -57,7 +56,7 @@ def test_the_sharper_loss_is_resolved_better_over_seeds_and_examples(replicates)
     summary = summarize_replicates(replicates)
     accuracy = next(c for c in summary.comparisons if c.metric == "accuracy")
     assert (accuracy.a, accuracy.b, accuracy.better) == ("softmax", "ova_dm", "ova_dm")
-    assert len(summary.comparisons) == len(COMPARED)  # one pair
+    assert len(summary.comparisons) == len(MEASURES)  # one pair
 
 
 def test_comparisons_pair_only_the_replicate_numbers_every_loss_has(replicates):

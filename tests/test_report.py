@@ -4,7 +4,8 @@ import dataclasses
 
 import numpy as np
 
-from evaluation.comparison import COMPARED, Comparison, Interval
+from evaluation.comparison import Comparison, Interval
+from evaluation.metrics import MEASURES
 from evaluation.runner import Evaluation
 from tuning.report import (
     accuracy_paper_table,
@@ -88,10 +89,10 @@ def test_findings_name_the_better_loss_per_metric_and_what_is_not_resolved():
 
 
 def test_the_interval_table_shows_each_metric_with_its_interval():
-    intervals = {"ova": {m: Interval(0.5, 0.4, 0.6) for m in COMPARED}}
+    intervals = {"ova": {m: Interval(0.5, 0.4, 0.6) for m in MEASURES}}
     header, _, row = interval_table(intervals).splitlines()
     assert header == "| loss | accuracy | ECE | NLL | Brier |"
-    assert row == "| ova | " + " | ".join(["0.5000 [0.4000, 0.6000]"] * len(COMPARED)) + " |"
+    assert row == "| ova | " + " | ".join(["0.5000 [0.4000, 0.6000]"] * len(MEASURES)) + " |"
 
 
 def test_a_model_near_chance_is_flagged_and_a_good_one_is_not():

@@ -10,27 +10,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evaluation.metrics import MEASURES
+
 
 @dataclass(frozen=True)
 class SelectionMetric:
     """One validation metric a trial reports.
 
     Attributes:
-        measure: the key of ``evaluation.metrics.classification_metrics`` it reports.
-        mode: "max" when higher is better, else "min".
+        measure: the key of ``evaluation.metrics.MEASURES`` (and of ``classification_metrics``) it
+            reports, on the validation split.
         meaning: one line for ``--help``.
     """
 
     measure: str
-    mode: str
     meaning: str
+
+    @property
+    def mode(self) -> str:
+        """ "max" when higher is better, else "min" (Ray Tune's and Optuna's words)."""
+        return "max" if MEASURES[self.measure].higher_is_better else "min"
 
 
 SELECTION_METRICS: dict[str, SelectionMetric] = {
-    "val_accuracy": SelectionMetric("accuracy", "max", "validation accuracy (higher is better)"),
-    "val_nll": SelectionMetric("nll", "min", "validation negative log-likelihood (lower is better)"),
-    "val_ece": SelectionMetric("ece", "min", "validation expected calibration error, 15 bins (lower is better)"),
-    "val_brier": SelectionMetric("brier", "min", "validation Brier score (lower is better)"),
+    "val_accuracy": SelectionMetric("accuracy", "validation accuracy (higher is better)"),
+    "val_nll": SelectionMetric("nll", "validation negative log-likelihood (lower is better)"),
+    "val_ece": SelectionMetric("ece", "validation expected calibration error, 15 bins (lower is better)"),
+    "val_brier": SelectionMetric("brier", "validation Brier score (lower is better)"),
 }
 
 

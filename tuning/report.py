@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.comparison import COMPARED, Comparison, Interval, Spread
+from evaluation.comparison import Comparison, Interval, Spread
+from evaluation.metrics import MEASURES
 from evaluation.replicate_summary import OOD_SCORES, ReplicateSummary
 from evaluation.runner import Evaluation
 from trainables.losses import LOSSES
@@ -187,9 +188,6 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-METRIC_TITLES = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier"}
-
-
 def _interval(interval: Interval, signed: bool = False) -> str:
     sign = "+" if signed else ""
     return f"{interval.estimate:{sign}.4f} [{interval.low:{sign}.4f}, {interval.high:{sign}.4f}]"
@@ -197,14 +195,14 @@ def _interval(interval: Interval, signed: bool = False) -> str:
 
 def interval_table(intervals: dict[str, dict[str, Interval]]) -> str:
     """One row per loss: each compared metric on the test split with its 95% interval."""
-    rows = [{"loss": loss, **{m: _interval(by_metric[m]) for m in COMPARED}} for loss, by_metric in intervals.items()]
-    return format_table(rows, ["loss", *COMPARED], ["loss", *(METRIC_TITLES[m] for m in COMPARED)])
+    rows = [{"loss": loss, **{m: _interval(by_metric[m]) for m in MEASURES}} for loss, by_metric in intervals.items()]
+    return format_table(rows, ["loss", *MEASURES], ["loss", *(MEASURES[m].title for m in MEASURES)])
 
 
 def comparison_table(comparisons: list[Comparison]) -> str:
     """One row per (metric, pair): the difference a − b, its interval, the better loss if resolved."""
     rows = [
-        {"metric": METRIC_TITLES[c.metric], "pair": f"{c.a} − {c.b}", "difference": _interval(c.difference, signed=True),
+        {"metric": MEASURES[c.metric].title, "pair": f"{c.a} − {c.b}", "difference": _interval(c.difference, signed=True),
          "verdict": f"**resolved**: {c.better} better" if c.better else "not resolved"}
         for c in comparisons
     ]  # fmt: skip
@@ -227,7 +225,7 @@ def findings(comparisons: list[Comparison], examples: int, seeds: int | None = N
              if seeds else "the noise of training another seed is not in these intervals")  # fmt: skip
     lines = [f"**What the {what} resolve** (95%, paired bootstrap; each of the {len(comparisons)} comparisons "
              f"at that level on its own, without a multiplicity correction; {noise}):", ""]  # fmt: skip
-    for metric in COMPARED:
+    for metric in MEASURES:
         rows = [c for c in comparisons if c.metric == metric]
         beaten: dict[str, list[str]] = {}
         for c in rows:
@@ -237,7 +235,7 @@ def findings(comparisons: list[Comparison], examples: int, seeds: int | None = N
         unresolved = [f"{c.a} vs {c.b}" for c in rows if not c.better]
         if unresolved:
             text += ("; " if text else "") + "not resolved: " + ", ".join(unresolved)
-        lines.append(f"- {METRIC_TITLES[metric]}: {text}")
+        lines.append(f"- {MEASURES[metric].title}: {text}")
     return [*lines, ""]
 
 
@@ -259,9 +257,9 @@ def replicate_section(dataset: str, summary: ReplicateSummary) -> list[str]:
         "are t intervals over the seeds (clipped to [0, 1]).",
         "",
         format_table(
-            [{"loss": loss, "r": str(summary.replicates[loss]), **{m: _spread(s[m]) for m in COMPARED}}
+            [{"loss": loss, "r": str(summary.replicates[loss]), **{m: _spread(s[m]) for m in MEASURES}}
              for loss, s in summary.test.items()],
-            ["loss", "r", *COMPARED], ["loss", "seeds", *(METRIC_TITLES[m] for m in COMPARED)],
+            ["loss", "r", *MEASURES], ["loss", "seeds", *(MEASURES[m].title for m in MEASURES)],
         ),
         "",
         "As the paper's Table S1 (mean ± sd over seeds; accuracy in %):",
@@ -311,11 +309,11 @@ def replicate_summary_table(summary: ReplicateSummary) -> str:
     the test metrics, then per OOD set the mean confidence there (toy2d's far rings: the paper's
     Figure 1 as numbers, over seeds)."""
     ood_names = list(next(iter(summary.ood.values())))
-    rows = [{"loss": loss, "r": str(summary.replicates[loss]), **{m: _spread(s[m]) for m in COMPARED},
+    rows = [{"loss": loss, "r": str(summary.replicates[loss]), **{m: _spread(s[m]) for m in MEASURES},
              **{f"conf {n}": _spread(summary.ood[loss][n]["mean_confidence"]) for n in ood_names}}
             for loss, s in summary.test.items()]  # fmt: skip
-    columns = ["loss", "r", *COMPARED, *(f"conf {n}" for n in ood_names)]
-    return format_table(rows, columns, ["loss", "seeds", *(METRIC_TITLES[m] for m in COMPARED),
+    columns = ["loss", "r", *MEASURES, *(f"conf {n}" for n in ood_names)]
+    return format_table(rows, columns, ["loss", "seeds", *(MEASURES[m].title for m in MEASURES),
                                         *(f"conf {n}" for n in ood_names)])  # fmt: skip
 
 
