@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,24 +15,11 @@ from evaluation.metrics import (
     ood_scores,
     require_finite,
 )
-from trainables.data import INTENSITIES, Dataset, input_batches
+from trainables.data import INTENSITIES, Dataset
 from trainables.data.provenance import Provenance, ood_provenance, split_provenance
+from trainables.loop import predict_probabilities
 
-if TYPE_CHECKING:
-    from trainables.data.imagenet import ImageFiles
-
-BATCH_SIZE = 1024
 TRAIN_ACCURACY_FILES = 50_000  # training accuracy of file-based data (ImageNet) is measured on this many
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor | ImageFiles) -> np.ndarray:
-    """Probabilities (N, K) float64 from a model whose forward returns probabilities; files are
-    decoded by as many DataLoader workers as this process may use threads."""
-    model.eval()
-    device = next(model.parameters()).device
-    batches = input_batches(x, BATCH_SIZE, workers=torch.get_num_threads())
-    return torch.cat([model(chunk.to(device)).cpu() for chunk in batches]).double().numpy()
 
 
 @dataclass
@@ -80,7 +66,10 @@ def evaluate_model(
     """
 
     def probabilities_on(x, what: str) -> np.ndarray:
-        return require_finite(predict(model, x), f"the {loss} model's probabilities on {what}")
+        return require_finite(
+            predict_probabilities(model, x, workers=torch.get_num_threads()),
+            f"the {loss} model's probabilities on {what}",
+        )
 
     labels = data.test.y.numpy()
     probs = probabilities_on(data.test.x, f"the {data.name} test split")

@@ -44,6 +44,8 @@ def test_a_few_epochs_learn_digits_and_checkpoints_round_trip(loss, tmp_path):
     wrapped = ProbabilityModel(restored)
     with torch.no_grad():
         assert torch.allclose(wrapped(data.val.x[:5]).double(), torch.from_numpy(probs[:5]), atol=1e-6)
+    # evaluation's model (inputs -> probabilities) goes through the same loop as training's classifier
+    assert torch.allclose(torch.from_numpy(predict_probabilities(wrapped, data.val.x)), torch.from_numpy(probs))
 
 
 def test_training_is_reproducible_from_the_seed():

@@ -127,9 +127,13 @@ def data_parallel_rank() -> tuple[int, int]:
 
 
 @torch.no_grad()
-def predict_probabilities(model: Classifier, x: torch.Tensor | ImageFiles, workers: int = 0) -> np.ndarray:
-    """The loss's evaluation probabilities for inputs x (a tensor or files), (N, K) float64."""
+def predict_probabilities(model: torch.nn.Module, x: torch.Tensor | ImageFiles, workers: int = 0) -> np.ndarray:
+    """The loss's evaluation probabilities for inputs x (a tensor or files), (N, K) float64: a
+    ``Classifier``'s ``probabilities``, or the output of a module whose forward returns them (a
+    ``ProbabilityModel``, as evaluation measures). The one inference loop of training, promotion and
+    evaluation; ``workers`` DataLoader processes decode files."""
     model.eval()
     device = next(model.parameters()).device
-    chunks = [model.probabilities(chunk.to(device)) for chunk in input_batches(x, EVAL_BATCH_SIZE, workers)]
+    probabilities = getattr(model, "probabilities", model)
+    chunks = [probabilities(chunk.to(device)) for chunk in input_batches(x, EVAL_BATCH_SIZE, workers)]
     return torch.cat(chunks).double().cpu().numpy()
