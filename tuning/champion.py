@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
 from trainables.loss_names import LOSS_TITLES
+from tuning.options import POLICIES
 
 CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
 CHALLENGER = "challenger"  # the alias of the newest sweep's best version, promoted or not
@@ -114,23 +115,47 @@ def champion_versions(client: MlflowClient, experiment: str, sweep: str | None =
     return versions
 
 
+@dataclass(frozen=True)
+class Contest:
+    """A new version against the loss's champion, as a promotion policy judges it."""
+
+    held: str  # the champion, as the reason names it: "v3 (val_accuracy 0.91)"
+    metric: str
+    value: float  # the new version's selection metric
+    beats: bool | None  # whether it is strictly better; None when the champion has no value to compare
+
+
+def if_better(contest: Contest) -> tuple[bool, str]:
+    """``--promote better``: the champion moves only when beaten (a tie keeps it)."""
+    if contest.beats is None:
+        return False, f"champion {contest.held} has no {contest.metric} to compare with; --promote always replaces it"
+    if contest.beats:
+        return True, f"beat {contest.held} with {contest.metric} {contest.value:.6g}"
+    return False, f"did not beat {contest.held}: {contest.metric} {contest.value:.6g}"
+
+
+def always(contest: Contest) -> tuple[bool, str]:
+    """``--promote always``: the newest sweep's best replaces the champion."""
+    return True, f"--promote always: replaced {contest.held}"
+
+
+def only_first(contest: Contest) -> tuple[bool, str]:
+    """``--promote first`` (a smoke test's default): a loss's champion is never replaced."""
+    return False, f"smoke test: champion stays {contest.held} (--promote better or always to compete)"
+
+
 def decide(policy: str, metric: str, mode: str, value: float, champion) -> tuple[bool, str]:
-    """(becomes champion, why) for a new version whose selection metric is ``value``."""
+    """(becomes champion, why) for a new version whose selection metric is ``value``, under the
+    promotion ``policy`` (a key of ``tuning.options.POLICIES``)."""
     if champion is None:
         return True, "first model of this loss"
-    held = f"v{champion.version} ({metric} {champion.tags.get(metric, '?')})"
-    if policy == "always":
-        return True, f"--promote always: replaced {held}"
-    if policy == "first":
-        return False, f"smoke test: champion stays {held} (--promote better or always to compete)"
     try:
         current = float(champion.tags[metric])
+        beats = value > current if mode == "max" else value < current
     except (KeyError, ValueError):
-        return False, f"champion {held} has no {metric} to compare with; --promote always replaces it"
-    beats = value > current if mode == "max" else value < current
-    if beats:
-        return True, f"beat {held} with {metric} {value:.6g}"
-    return False, f"did not beat {held}: {metric} {value:.6g}"
+        beats = None
+    held = f"v{champion.version} ({metric} {champion.tags.get(metric, '?')})"
+    return POLICIES[policy].make(Contest(held, metric, value, beats))
 
 
 def model_card(

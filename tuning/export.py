@@ -89,23 +89,7 @@ def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, c
         bundle = model_dir / "artifacts" / "bundle"
         serving, info = load_serving_bundle(bundle)  # checks the registered files' hashes
         example = torch.zeros(2, *info["raw_input_shape"])
-        if fmt == "torchscript":
-            with torch.no_grad():
-                traced = torch.jit.trace(serving, example)
-            torch.jit.save(traced, str(target / "model.pt"))
-        elif fmt == "onnx":
-            torch.onnx.export(
-                serving,
-                (example,),
-                str(target / "model.onnx"),
-                input_names=["raw_inputs"],
-                output_names=list(OUTPUTS),
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                dynamo=True,
-                verbose=False,
-            )
-        else:
-            shutil.copytree(model_dir, target / "mlflow_model")
+        FORMATS[fmt].make(serving, example, model_dir, target)
         (target / SERVING_FILE).write_text(json.dumps({**info, "format": fmt}, indent=1))
         tokenizer = json.loads((bundle / BUNDLE_META).read_text()).get("tokenizer")
         if tokenizer:  # text models take token ids: the tokenizer that makes them ships beside the model
@@ -116,6 +100,32 @@ def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, c
         card = model_card(space, loss, version, info, {k: v for k, v in params.items() if k in space.ranges}, None)
     (target / CARD_FILE).write_text(card)
     _write_manifest(target)
+
+
+def write_torchscript(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
+    """``--format torchscript``: the serving model traced, as ``model.pt``."""
+    with torch.no_grad():
+        traced = torch.jit.trace(serving, example)
+    torch.jit.save(traced, str(target / "model.pt"))
+
+
+def write_onnx(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
+    """``--format onnx``: the serving model as an ONNX graph with a dynamic batch, ``model.onnx``."""
+    torch.onnx.export(
+        serving,
+        (example,),
+        str(target / "model.onnx"),
+        input_names=["raw_inputs"],
+        output_names=list(OUTPUTS),
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamo=True,
+        verbose=False,
+    )
+
+
+def write_mlflow(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
+    """``--format mlflow``: the registered MLflow pyfunc model as it is, ``mlflow_model/``."""
+    shutil.copytree(model_dir, target / "mlflow_model")
 
 
 def champion_losses(space: SearchSpace, client: MlflowClient) -> list[str]:

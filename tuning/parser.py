@@ -210,7 +210,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
     p.add_argument("--metric", choices=list(SELECTION_METRICS),
                    help="the validation metric that selects each loss's best trial, drives ASHA and decides "
                    "whether a champion is beaten (default: the experiment's, val_accuracy; --resume keeps its sweep's); "
-                   + described({n: m.meaning for n, m in SELECTION_METRICS.items()}))  # fmt: skip
+                   + described(SELECTION_METRICS))  # fmt: skip
     p.add_argument("--verbose", action="store_true",
                    help=VERBOSE_HELP)  # fmt: skip
     p.add_argument("--scheduler", choices=list(SCHEDULERS), help=described(SCHEDULERS))
@@ -246,7 +246,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
 
     p.add_argument("--promote", choices=list(POLICIES),
                    help="when each loss's best version becomes the champion: "
-                   + "; ".join(f"{name}: {text}" for name, text in POLICIES.items())
+                   + described(POLICIES)
                    + " (default: better; first with --smoke-test)")  # fmt: skip
     from trainables.trial_config import settable
 

@@ -51,7 +51,7 @@ from tuning.champion import (
     registered_name,
     sweep_versions,
 )
-from tuning.options import POLICIES
+from tuning.options import POLICIES, REGISTERS_NOTHING
 from tuning.settings import Settings
 from tuning.tracking import close_parent, find_runs, without_registration_notices
 
@@ -117,7 +117,7 @@ def promote(
     promotions = {}
     for loss, candidates in ranked_results(results, space).items():
         name = registered_name(space.name, loss)
-        if policy == "never":
+        if policy == REGISTERS_NOTHING:
             result = candidates[0]
             number = int(result.config["trial_number"])
             (trial_run,) = find_runs(

@@ -79,12 +79,11 @@ class PerLossSearch(Searcher):
         self.searchers = {}
         distributions = OptunaSearch.convert_search_space(tune_domains(space))
         for loss in self.losses:
-            sampler_cls = optuna.samplers.RandomSampler if sampler == "random" else optuna.samplers.TPESampler
             self.searchers[loss] = OptunaSearch(
                 space=distributions,
                 metric=space.metric,
                 mode=space.mode,
-                sampler=sampler_cls(seed=loss_seed(seed, loss)),
+                sampler=SAMPLERS[sampler].make(seed=loss_seed(seed, loss)),
             )
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -294,9 +293,12 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
         return "per-loss ASHA: " + "; ".join(f"{loss}: {s.debug_string()}" for loss, s in self._by_loss.items())
 
 
+def per_loss_asha(space: SearchSpace, epochs: int) -> PerLossASHA:
+    """``--scheduler asha``: ASHA within each loss, by the sweep's selection metric, up to ``epochs``."""
+    return PerLossASHA(space.metric, space.mode, max_t=epochs)
+
+
 def _scheduler(name: str, space: SearchSpace, config: dict[str, Any]):
-    if name == "fifo":
-        return None
-    if name == "asha":
-        return PerLossASHA(space.metric, space.mode, max_t=int(config["epochs"]))
-    raise ValueError(f"unknown scheduler {name!r}; choose from: {', '.join(SCHEDULERS)}")
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose from: {', '.join(SCHEDULERS)}")
+    return SCHEDULERS[name].make(space, int(config["epochs"]))
