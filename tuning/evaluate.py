@@ -49,7 +49,7 @@ from tuning.evaluation_log import log_evaluation
 from tuning.fan_out import ModelKey, evaluate_models
 from tuning.importance import importance_figure, importance_table, importances, searched_trials, slice_figure
 from tuning.replicates import CHECKPOINT_ARTIFACT, replicate_runs
-from tuning.report import render_report
+from tuning.report import Measured, render_report
 from tuning.settings import Settings, redact
 from tuning.timeline import mark
 from tuning.tracking import TAG_TRIAL_NUMBER
@@ -166,16 +166,15 @@ def evaluate_experiment(
     labels = next(iter(evaluations.values())).test_labels  # every model is measured on the same test split
     intervals = {loss: metric_intervals(ev.test_probs, labels) for loss, ev in evaluations.items()}
     comparisons = compare_losses({loss: ev.test_probs for loss, ev in evaluations.items()}, labels)
-    report = render_report(space, sweep, champions, hyperparameters, evaluations, list(drawn),
-                           importance_table(importance, space) if searched else None, intervals, comparisons,
-                           summary)  # fmt: skip
+    measured = Measured(space, sweep, champions, hyperparameters, evaluations, intervals, comparisons, importance,
+                        replicates, replicate_run_ids, summary)  # fmt: skip
+    report = render_report(measured, list(drawn), importance_table(importance, space) if searched else None)
     path = out / "report.md"
     path.write_text(report)
     mark("report written")
     run_id = None
     if record:
-        run_id = log_evaluation(space, settings, client, champions, hyperparameters, evaluations, out, sweep,
-                                importance, intervals, comparisons, summary, replicates, replicate_run_ids)  # fmt: skip
+        run_id = log_evaluation(settings, client, measured, out)
     return EvaluationReport(path, run_id, evaluations, sweeps, failures, summary)
 
 

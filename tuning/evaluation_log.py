@@ -17,47 +17,28 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from evaluation.comparison import Comparison, Interval
-from evaluation.replicate_summary import ReplicateSummary
+from evaluation.comparison import Comparison
 from evaluation.runner import Evaluation
-from search_spaces import SearchSpace
-from tuning.champion import CARD_FILE, LoadedChampion, model_card
-from tuning.report import summary_rows
+from tuning.champion import CARD_FILE, model_card
+from tuning.report import Measured, summary_rows
 from tuning.settings import Settings
 from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment, log_provenance
 
 
-def log_evaluation(
-    space: SearchSpace,
-    settings: Settings,
-    client: MlflowClient,
-    models: dict[str, LoadedChampion],
-    hyperparameters: dict[str, dict[str, str]],
-    evaluations: dict[str, Evaluation],
-    report_dir: Path,
-    sweep: str | None,
-    importance: dict[str, dict[str, float] | None] | None = None,
-    intervals: dict[str, dict[str, Interval]] | None = None,
-    comparisons: list[Comparison] | None = None,
-    replicates: ReplicateSummary | None = None,
-    replicate_evaluations: dict[str, dict[int, Evaluation]] | None = None,
-    replicate_runs: dict[str, dict[int, str]] | None = None,
-) -> str:
-    """Record one evaluation (see the module doc); returns the evaluation run's id.
+def log_evaluation(settings: Settings, client: MlflowClient, measured: Measured, report_dir: Path) -> str:
+    """Record one evaluation (see the module doc; ``report_dir`` holds ``report.md`` and
+    ``figures/*.png``); returns the evaluation run's id.
 
-    Args:
-        models: loss -> the evaluated model.
-        hyperparameters: loss -> the searched hyperparameters of its trial.
-        report_dir: holds ``report.md`` and ``figures/*.png``.
-        sweep: the sweep whose models were evaluated, or None for the champions.
-        importance: loss -> hyperparameter -> fANOVA importance, logged as ``<loss>/importance_<name>``.
-        intervals: loss -> metric -> its test interval, logged as ``<loss>/test_<metric>_ci_low|high``.
-        comparisons: the paired differences between the losses, logged as ``comparisons.json``.
-        replicates: the summary over seeds, logged as ``<loss>/replicates_test_<metric>_mean|sd|ci_low|ci_high``
-            and ``replicate_comparisons.json``.
-        replicate_evaluations, replicate_runs: loss -> replicate number -> its ``Evaluation`` and its
-            run id: each replicate's run gets its own test metrics.
+    Each number is a metric ``<loss>/<what>``: the importances ``<loss>/importance_<name>``, the test
+    intervals ``<loss>/test_<metric>_ci_low|high``, the summary over seeds
+    ``<loss>/replicates_test_<metric>_mean|sd|ci_low|ci_high``; the comparisons are
+    ``comparisons.json`` and ``replicate_comparisons.json``; each replicate's run gets its own test
+    metrics.
     """
+    space, sweep, models, hyperparameters = measured.space, measured.sweep, measured.models, measured.hyperparameters
+    evaluations, importance, intervals = measured.evaluations, measured.importance, measured.intervals
+    comparisons, replicates = measured.comparisons, measured.summary
+    replicate_evaluations, replicate_runs = measured.replicates, measured.replicate_runs
     sweeps = {loss: model.version.tags.get("sweep", "unknown") for loss, model in models.items()}
     distinct = sorted(set(sweeps.values()))
     label = distinct[0] if len(distinct) == 1 else f"champions of {len(distinct)} sweeps"

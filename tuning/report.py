@@ -7,14 +7,48 @@ Nothing here reads or writes a store: ``tuning.evaluate`` gathers, ``tuning.eval
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from evaluation.comparison import Comparison, Interval, Spread
 from evaluation.metrics import MEASURES
 from evaluation.replicate_summary import OOD_SCORES, ReplicateSummary
 from evaluation.runner import Evaluation
+from search_spaces import SearchSpace
 from trainables.losses import LOSSES
 from tuning.champion import LoadedChampion, common_selection_metric, selection_metric
+
+
+@dataclass
+class Measured:
+    """What one evaluation measured: what the report renders and the MLflow evaluation run records.
+
+    Attributes:
+        space: the experiment.
+        sweep: the sweep whose models were evaluated, or None for the champions.
+        models: loss -> its evaluated model (version, model, serving info).
+        hyperparameters: loss -> the searched hyperparameters of its trial.
+        evaluations: loss -> its evaluated model's ``Evaluation``.
+        intervals: loss -> metric -> its interval over the test examples.
+        comparisons: the differences between the losses, paired over the test examples.
+        importance: loss -> hyperparameter -> its fANOVA importance (None: too few trials).
+        replicates: loss -> replicate number -> its ``Evaluation``, for versions with replicates.
+        replicate_runs: loss -> replicate number -> its MLflow run.
+        summary: everything over the replicates' seeds (None without replicates).
+    """
+
+    space: SearchSpace
+    sweep: str | None
+    models: dict[str, LoadedChampion]
+    hyperparameters: dict[str, dict[str, str]]
+    evaluations: dict[str, Evaluation]
+    intervals: dict[str, dict[str, Interval]]
+    comparisons: list[Comparison]
+    importance: dict[str, dict[str, float] | None]
+    replicates: dict[str, dict[int, Evaluation]]
+    replicate_runs: dict[str, dict[int, str]]
+    summary: ReplicateSummary | None = None
 
 
 def summary_rows(evaluations: dict[str, Evaluation]) -> list[dict]:
@@ -85,23 +119,15 @@ def shift_table(evaluations: dict[str, Evaluation]) -> str:
     )
 
 
-def render_report(
-    space,
-    sweep,
-    champions: dict[str, LoadedChampion],
-    hyperparameters,
-    evaluations: dict[str, Evaluation],
-    figure_names: list[str],
-    importance: str | None = None,
-    intervals: dict[str, dict[str, Interval]] | None = None,
-    comparisons: list[Comparison] | None = None,
-    replicates: ReplicateSummary | None = None,
-) -> str:
-    """The markdown report: the models (champions, or with ``sweep`` that sweep's best), what the
-    data resolve between the losses (with ``replicates``: over seeds and test examples, else
-    ``comparisons`` over the test examples), tables (with ``intervals``: loss -> metric -> its
-    interval over the test examples; with ``replicates``: every table over seeds), the
-    hyperparameter importance table (``importance``, markdown) when there is one, then the figures."""
+def render_report(measured: Measured, figure_names: list[str], importance: str | None = None) -> str:
+    """The markdown report: the models (champions, or with a sweep that sweep's best), what the
+    data resolve between the losses (over seeds and test examples where there are replicates, else
+    over the test examples), the tables (with their intervals; with replicates, every table over
+    seeds), the hyperparameter importance table (``importance``, markdown) when there is one, then
+    the figures (``figure_names``)."""
+    space, sweep, champions = measured.space, measured.sweep, measured.models
+    hyperparameters, evaluations, intervals = measured.hyperparameters, measured.evaluations, measured.intervals
+    comparisons, replicates = measured.comparisons, measured.summary
     common = common_selection_metric([champion.version for champion in champions.values()], space)
     by = f"validation `{common}`" if common else "the validation metric each sweep selected by (see the table)"
     if sweep is None:
