@@ -18,12 +18,10 @@ loads while Ray starts.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import secrets
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +35,10 @@ from ray.tune.search import Searcher
 from search_spaces import SearchSpace
 from trainables.loss_names import LOSS_TITLES
 from trainables.trial_metrics import get_selection_metric
-from tuning.cluster import TrialResources, init_ray, plan_trial_resources
+from tuning.cluster import init_ray
+from tuning.interruption import Interruption
 from tuning.progress import SweepProgress
+from tuning.resources import TrialResources, plan_trial_resources
 from tuning.settings import Settings
 from tuning.timeline import mark
 from tuning.tracking import TAG_LOSS, find_runs, mark_interrupted, parent_runs
@@ -398,51 +398,3 @@ def close_interrupted(
     closed = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name,
                               f"interrupted by {signal_name}; resume with: {command}")  # fmt: skip
     return closed, command
-
-
-def _quiet_interruption(record: logging.LogRecord) -> bool:
-    message = record.getMessage()
-    quiet = ("Tuner.restore", "Stop signal received", "Trials did not complete", "Failed to fetch metrics")
-    return not any(text in message for text in quiet)
-
-
-class Interruption:
-    """Ctrl-C (SIGINT) or SIGTERM during ``Tuner.fit``: stop cleanly once, at once the second time.
-
-    The first signal asks Ray Tune to stop the way its own Ctrl-C handling does (SIGUSR1 is the
-    signal Tune always listens to): trials stop, and the experiment state and the trials'
-    checkpoints are saved, so ``--resume`` continues exactly. A second signal raises
-    ``KeyboardInterrupt`` out of ``fit``: what was logged stays logged. ``signum`` tells the caller
-    that the job did not finish (and which signal stopped it), so nothing half-trained is promoted.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Interruption:
-        if threading.current_thread() is not threading.main_thread():
-            return self  # signals reach the main thread only: a job run from a thread is stopped by its caller
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this class is the handler
-        # Tune's own words on stopping name its Python API (Tuner.restore) and its stop signal;
-        # ovatune prints its own, with the command that resumes
-        # (and the trials it never started have no results to fetch)
-        for logger in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
-            logging.getLogger(logger).addFilter(_quiet_interruption)
-        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.signum is not None or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-            self.signum = self.signum or signum
-            raise KeyboardInterrupt  # the second signal, or Tune is not listening yet: stop now
-        self.signum = signum
-        print(f"\novatune: {signal.Signals(signum).name}: stopping; its trials are checkpointed "
-              "and its state saved for --resume (Ctrl-C again stops at once)", flush=True)  # fmt: skip
-        os.kill(os.getpid(), signal.SIGUSR1)

@@ -21,9 +21,10 @@ from evaluation.runner import Evaluation, evaluate_model
 from search_spaces import SearchSpace
 from trainables.data import INTENSITIES, load_dataset
 from trainables.models import ProbabilityModel
-from tuning.cluster import evaluation_gpus, init_ray
+from tuning.cluster import init_ray
 from tuning.errors import one_line
 from tuning.progress import ProgressLine
+from tuning.resources import evaluation_gpus
 from tuning.settings import Settings
 
 

@@ -178,7 +178,7 @@ class MlflowTrialCallback(Callback):
 
     def _tag_placement(self, run_id: str, result: dict) -> None:
         """Tag the run with the node (and its autoscaler node type) and GPUs that train it."""
-        from tuning.cluster import node_type_of
+        from tuning.resources import node_type_of
 
         tags = [RunTag(TAG_NODE_ID, result["node_id"]), RunTag(TAG_GPU_IDS, str(result.get("gpu_ids", "")))]
         node_type = node_type_of(result["node_id"])

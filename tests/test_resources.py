@@ -1,4 +1,4 @@
-"""Planning a trial's resources: node types, capacity, the local fallback and the cluster's refusals.
+"""``tuning.resources``: planning a trial's resources: node types, capacity, the local fallback and the cluster's refusals.
 
 The autoscaling cluster itself (Ray's fake multi-node provider) is in ``test_autoscaling.py``; here
 a real local Ray of 2 CPUs stands in for "this machine", and the shipped ``ray_cluster.yaml`` for a
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.cluster import (
+from tuning.resources import (
     TRIAL_DRIVER_MEMORY,
     ClusterCannotRun,
     ClusterShape,
@@ -20,7 +20,7 @@ from tuning.cluster import (
 )
 
 # one worker runs the module: its tests share one in-process Ray (two_cpu_ray)
-pytestmark = pytest.mark.xdist_group("test_cluster")
+pytestmark = pytest.mark.xdist_group("test_resources")
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_WORKER = NodeType("gpu_worker", cpus=8, gpus=1, max_count=8)
