@@ -1,0 +1,35 @@
+"""``tuning.settings``: where an invocation keeps its state, and a tracking URI as it may be printed."""
+
+import os
+
+from tuning.settings import DEFAULT_HOME, redact, resolve_settings
+
+
+def test_redact_masks_passwords_and_tokens():
+    assert redact("http://alice:uri-secret-5f1c@127.0.0.1:5000") == "http://alice:***@127.0.0.1:5000"
+    assert redact("postgresql://u:pw@/db?host=/run/pg&password=x") == "postgresql://u:***@/db?host=/run/pg&password=***"
+    assert redact("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+
+
+def test_the_home_and_store_come_from_the_options_then_the_environment_then_the_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("OVATUNE_HOME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    default = resolve_settings()
+    assert default.home == tmp_path / DEFAULT_HOME and default.tracking_uri == f"sqlite:///{default.home}/mlflow.db"
+    assert default.is_local_store and default.ray_results == default.home / "ray_results"
+    monkeypatch.setenv("OVATUNE_HOME", str(tmp_path / "env-home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    from_environment = resolve_settings()
+    assert from_environment.home == tmp_path / "env-home" and from_environment.tracking_uri == "http://127.0.0.1:5000"
+    assert not from_environment.is_local_store
+    given = resolve_settings(tmp_path / "given", "sqlite:////tmp/x.db")
+    assert given.home == tmp_path / "given" and given.tracking_uri == "sqlite:////tmp/x.db"
+
+
+def test_credentials_in_an_http_uri_go_to_mlflows_variables_and_leave_the_uri(tmp_path, monkeypatch):
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, "stale")  # restored after the test; the URI's credentials win
+    settings = resolve_settings(tmp_path, "http://carol:s3cret-7@127.0.0.1:5000")
+    assert settings.tracking_uri == "http://127.0.0.1:5000" and "s3cret" not in settings.display_uri
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "carol" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret-7"
