@@ -103,10 +103,13 @@ def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_int
     # checkpoint is corrupted before the promotion that the resume of the finished sweep then runs.
     # (A `--promote never` sweep resumed used to do it; a resume now promotes as its sweep was started.)
     request = SweepRequest(get_space("digits"), ["softmax"], 3, overrides={"epochs": 3}, name="ranked", verbose=0)
+    from tuning.job_lock import release_job
+
     try:
         run_sweep(request, resolve_settings(home))
     finally:
         ray.shutdown()
+        release_job(home / "ray_results", "ranked")  # as `ovatune sweep` does once it has promoted
     args = ["sweep", "digits", "--losses", "softmax", "--trials", "3", "--epochs", "3", "--name", "ranked"]
     runs = sorted(_trial_runs(home, "ranked"),
                   key=lambda r: (r.data.metrics["val_accuracy"], -r.data.metrics["val_nll"]), reverse=True)  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from trainables.data import DatasetNotAvailable
 from trainables.loss_names import LOSS_TITLES
 from tuning.errors import one_line
+from tuning.job_lock import release_job
 from tuning.options import SMOKE_TEST
 from tuning.timeline import mark
 
@@ -87,6 +88,7 @@ def sweep(space, settings, args) -> int:
     promotions, failures = promoted.promotions, promoted.failures  # failures: corrupted checkpoints passed over
     mark("promoted")
     finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promoted, space.metric)
+    release_job(settings.ray_results, outcome.name)  # promoted: another driver may resume it now
     mark("parent runs closed")
     failed = sum(1 for r in outcome.results if r.error is not None)
     diverged = sum(1 for r in outcome.results if r.error is None and r.metrics.get("diverged"))
@@ -170,6 +172,7 @@ def replicate(space, settings, args) -> int:
     if outcome.interrupted:
         return _interrupted(space, settings, outcome, args)
     finished = finish_replicates(MlflowClient(settings.tracking_uri), outcome)
+    release_job(settings.ray_results, outcome.name)
     print(f"\nreplicate set {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s")
     for loss in outcome.parents:
         print(f"  {loss:<8} {len(finished.get(loss, []))} replicates finished")

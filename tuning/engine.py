@@ -37,6 +37,7 @@ from trainables.loss_names import LOSS_TITLES
 from trainables.trial_metrics import get_selection_metric
 from tuning.cluster import init_ray
 from tuning.interruption import Interruption
+from tuning.job_lock import lock_job
 from tuning.progress import SweepProgress
 from tuning.resources import TrialResources, plan_trial_resources
 from tuning.settings import Settings
@@ -187,23 +188,27 @@ def name_job(
     resume: bool,
 ) -> str:
     """The job's name: with ``resume``, ``name`` or the latest job of this kind, which must be there
-    to restore; else ``name`` or a new one, which no job of this home or store has yet.
+    to restore; else ``name`` or a new one, which no job of this home or store has yet. This process
+    then holds the job's lock (``tuning.job_lock``) until it releases it or ends.
 
     Raises:
         FileNotFoundError: nothing to resume.
         ValueError: a new job's name is taken, or is not a name.
+        JobLocked: another process runs the job.
     """
     settings.ray_results.mkdir(parents=True, exist_ok=True)
     if resume:
         name = name or latest_job(kind, settings, space.name)
         if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
             raise FileNotFoundError(f"no {kind.noun} of {space.name!r} to resume under {settings.ray_results}")
+        lock_job(settings.ray_results, name, kind.noun)
         return name
     name = check_job_name(name) if name else new_job_name(kind, space.name)
     if (settings.ray_results / name).exists() or find_runs(client, experiment_id, kind=kind.parent_kind, sweep=name):
         raise ValueError(f"a {kind.noun} named {name!r} already exists (in {settings.ray_results} or the MLflow "
                          f"store {settings.display_uri}); continue it with --resume --name {name}, or choose "
                          "another --name")  # fmt: skip
+    lock_job(settings.ray_results, name, kind.noun)
     return name
 
 
