@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import run_ovatune, start_ovatune
+from launch import environment, run_ovatune, start_ovatune
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +111,42 @@ def test_sigterm_to_the_driver_stops_it_the_same_way(home):
     assert not [r for r in runs if r.info.status in ("RUNNING", "FINISHED") and r.data.tags["ovatune.kind"] == "parent"]
     state = json.loads(next((home / "ray_results" / "stopped").glob("experiment_state-*.json")).read_text())
     assert state  # Tune saved the experiment's state for --resume
+
+
+def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resume_finishes(home, tmp_path):
+    """SIGTERM (a job scheduler's stop) after the trials, while a model is being registered: it used
+    to end the process on the spot, parents RUNNING and a version without tags in the registry."""
+    args = ("sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", "2", "--name", "promoting")
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:  # the pause is announced on stderr, just after a model is logged
+        sweep = start_ovatune(*args, home=home, env=environment(OVATUNE_PAUSE_AT="model logged=120"),
+                              stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.time() + 300
+            while "ovatune: paused at model logged" not in errors.read_text():
+                assert time.time() < deadline and sweep.poll() is None, errors.read_text()[-3000:]
+                time.sleep(0.2)
+            os.kill(sweep.pid, signal.SIGTERM)
+            output, _ = sweep.communicate(timeout=120)
+        finally:
+            if sweep.poll() is None:
+                os.killpg(sweep.pid, signal.SIGKILL)
+    assert sweep.returncode == 128 + signal.SIGTERM, output[-3000:] + errors.read_text()[-3000:]
+    assert "sweep promoting interrupted while promoting (SIGTERM)" in output
+    assert "Traceback" not in output + errors.read_text()
+    client, runs = _runs(home)
+    for loss in ("softmax", "ova"):  # the model logged when the signal came was unregistered again
+        assert client.search_model_versions(f"name = 'ovatune-digits-{loss}'") == []
+    assert all(r.info.status == "FINISHED" for r in runs if r.data.tags["ovatune.kind"] == "trial")
+    parents = [r for r in runs if r.data.tags["ovatune.kind"] == "parent"]
+    assert len(parents) == 2 and all(p.data.tags.get("ovatune.outcome") == "interrupted" for p in parents)
+
+    command = output.strip().splitlines()[-1].strip()
+    assert command == f"ovatune sweep digits --resume --name promoting --home {home}"
+    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)  # promotes what was left
+    client, runs = _runs(home)
+    for loss in ("softmax", "ova"):
+        (version,) = client.search_model_versions(f"name = 'ovatune-digits-{loss}'")
+        assert version.tags["sweep"] == "promoting" and "smoke_test" in version.tags
+        assert client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion").version == version.version
+    assert all(r.info.status == "FINISHED" for r in runs if r.data.tags["ovatune.kind"] in ("parent", "trial"))

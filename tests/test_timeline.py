@@ -1,5 +1,7 @@
 """tuning.timeline: the marks benchmarks/startup.py reads, written only when asked for."""
 
+import time
+
 from tuning.timeline import TIMELINE_ENV, mark
 
 
@@ -18,3 +20,15 @@ def test_without_the_variable_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mark("cli imported")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pause_at_a_phase_says_so_and_waits_there(monkeypatch, capsys):
+    from tuning.timeline import PAUSE_ENV, mark
+
+    monkeypatch.setenv(PAUSE_ENV, "model logged=0.2")
+    started = time.monotonic()
+    mark("promoted")  # another phase: no pause
+    assert capsys.readouterr().err == ""
+    mark("model logged")
+    assert time.monotonic() - started >= 0.2
+    assert capsys.readouterr().err == f"ovatune: paused at model logged for 0.2 s ({PAUSE_ENV})\n"

@@ -5,6 +5,7 @@ the exit code. Each imports its service when it runs, so that ``--help`` stays l
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -84,10 +85,18 @@ def sweep(space, settings, args) -> int:
     space = selected_by(space, outcome.metric)
     policy = outcome.job.params.get("promote", request.promote)
     smoke_test = outcome.job.params.get("smoke_test", str(request.smoke_test)) == "True"
-    promoted = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings, policy, smoke_test)
+    from tuning.interruption import Stopped, stop_on_signals
+
+    try:  # a signal while promoting: what was registered stays, a half-registered version goes
+        with stop_on_signals():
+            promoted = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings, policy,
+                               smoke_test)  # fmt: skip
+            mark("promoted")
+            finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promoted, space.metric)
+    except Stopped as stop:
+        return _interrupted(space, settings, dataclasses.replace(outcome, interrupted=stop.signum), args,
+                            promoting=True)  # fmt: skip
     promotions, failures = promoted.promotions, promoted.failures  # failures: corrupted checkpoints passed over
-    mark("promoted")
-    finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promoted, space.metric)
     release_job(settings.ray_results, outcome.name)  # promoted: another driver may resume it now
     mark("parent runs closed")
     failed = sum(1 for r in outcome.results if r.error is not None)
@@ -117,10 +126,11 @@ def _prepare_promotion(space) -> None:
     prepare_promotion(space)
 
 
-def _interrupted(space, settings, outcome, args) -> int:
+def _interrupted(space, settings, outcome, args, promoting: bool = False) -> int:
     """A stopped job (a sweep, or a replicate set of ``replicate`` or ``run``): its unfinished runs
-    closed as interrupted, nothing promoted, the command that resumes it printed; exit 128 + the
-    signal (130 for Ctrl-C), as a shell reports it."""
+    closed as interrupted, the command that resumes it printed; exit 128 + the signal (130 for
+    Ctrl-C), as a shell reports it. ``promoting``: a sweep stopped after its trials, while promoting
+    (the resume promotes what is left)."""
     import signal
 
     from tuning.engine import SWEEP, close_interrupted
@@ -131,14 +141,16 @@ def _interrupted(space, settings, outcome, args) -> int:
         unfinished, resume = close_interrupted(
             outcome, space, settings, args.address, args.data_dir, args.command, then
         )
-        after = "; nothing was promoted"
+        after = ("; the versions registered so far are kept, none half registered" if promoting
+                 else "; nothing was promoted")  # fmt: skip
         next_step = ""
     else:  # `replicate --resume` continues the set; `run`'s evaluation then follows by hand
         unfinished, resume = close_interrupted(outcome, space, settings, args.address)
         after = ""
         next_step = (f"\nthen measure them with the champions: ovatune evaluate {space.name} --home {settings.home}"
                      if args.command == "run" else "")  # fmt: skip
-    print(f"\n{kind.noun} {outcome.name} interrupted ({signal.Signals(outcome.interrupted).name}): {unfinished} "
+    when = " while promoting" if promoting else ""
+    print(f"\n{kind.noun} {outcome.name} interrupted{when} ({signal.Signals(outcome.interrupted).name}): {unfinished} "
           f"unfinished {kind.trial_kind}(s) kept with their checkpoints{after}. Resume with:\n  {resume}{next_step}",
           flush=True)  # fmt: skip
     return 128 + outcome.interrupted

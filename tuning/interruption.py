@@ -1,12 +1,43 @@
-"""Ctrl-C and SIGTERM during a job's ``Tuner.fit``: stop cleanly once, at once the second time."""
+"""Ctrl-C and SIGTERM: during a job's ``Tuner.fit`` (:class:`Interruption`: stop cleanly once, at
+once the second time), and in the work that follows it (:func:`stop_on_signals`: promotion, where
+SIGTERM used to end the process on the spot, leaving runs RUNNING and a version half registered)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 from typing import Any
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived in a phase that :func:`stop_on_signals` guards."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """While active, SIGINT and SIGTERM raise :class:`Stopped` where the main thread is, so that what
+    it was doing is undone or closed (``finally`` blocks, ``except`` clauses) and the caller can say
+    what was done. Elsewhere than the main thread: nothing (signals reach the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame) -> None:
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _quiet_interruption(record: logging.LogRecord) -> bool:

@@ -53,6 +53,7 @@ from tuning.champion import (
 )
 from tuning.options import POLICIES, REGISTERS_NOTHING
 from tuning.settings import Settings
+from tuning.timeline import mark
 from tuning.tracking import close_parent, find_runs, without_registration_notices
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,23 @@ def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, 
         except TamperedFile as error:
             skipped.append(f"trial {number}: {error.problem}")
             continue
+        except BaseException:  # a signal (Stopped) or a fault mid-registration: leave no half-made version
+            _remove_unfinished_versions(client, name, trial_run.info.run_id)
+            # logging the model reopened the trial's run (and ending it early marks it failed)
+            client.set_terminated(trial_run.info.run_id, status=trial_run.info.status, end_time=trial_run.info.end_time)
+            raise
         problem = (f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); "
                    f"registered the next best intact trial, {number}, instead") if skipped else None  # fmt: skip
         return result, version, problem
     return None, None, f"{loss}: not promoting a corrupted checkpoint ({'; '.join(skipped)}); no intact trial is left"
+
+
+def _remove_unfinished_versions(client, name: str, run_id: str) -> None:
+    """Delete the versions of ``name`` logged from the trial run ``run_id`` whose tags were not all
+    set (``smoke_test`` is the last): a version registered without them is found by no resume."""
+    for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        if "smoke_test" not in version.tags:
+            client.delete_model_version(name, version.version)
 
 
 def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, trial_run, client, smoke_test: bool):
@@ -253,6 +267,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
                     f"mlflow=={mlflow.__version__}",
                 ],
             )
+    mark("model logged")
     # Logging reopened the trial's run; its end time stays the trial's, not the promotion's.
     client.set_terminated(trial_run.info.run_id, status=trial_run.info.status, end_time=trial_run.info.end_time)
     version = str(info.registered_model_version)
@@ -272,7 +287,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
         # every validation metric, so that a later sweep selecting by another one can be compared
         **{metric: result.metrics[metric] for metric in SELECTION_METRICS if metric in result.metrics},
         "none_of_the_above_threshold": f"{threshold:.6g}",
-        "smoke_test": str(smoke_test).lower(),
+        "smoke_test": str(smoke_test).lower(),  # the last: a version without it is unfinished
     }.items():
         client.set_model_version_tag(name, version, key, str(value))
     return client.get_model_version(name, version)
