@@ -24,7 +24,9 @@ from tuning.tracking import TAG_KIND, TAG_LOSS, TAG_SWEEP, get_or_create_experim
 
 @pytest.fixture
 def store(tmp_path):
-    settings = resolve_settings(str(tmp_path / "home"), None)
+    # the store named, not read from MLFLOW_TRACKING_URI: an earlier in-process command of this
+    # worker (a module's fixture) may have left its own there (mlflow.set_tracking_uri sets it)
+    settings = resolve_settings(str(tmp_path / "home"), f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
     client = MlflowClient(settings.tracking_uri)
     space = get_space("digits")
     return settings, client, space, get_or_create_experiment(client, space.name, space.description, settings)
