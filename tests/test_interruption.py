@@ -150,3 +150,29 @@ def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resum
         assert version.tags["sweep"] == "promoting" and "smoke_test" in version.tags
         assert client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion").version == version.version
     assert all(r.info.status == "FINISHED" for r in runs if r.data.tags["ovatune.kind"] in ("parent", "trial"))
+
+
+def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(home, tmp_path, ovatune):
+    """SIGTERM while the champions are measured: it used to exit 1 with no message and no report."""
+    ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home))
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        evaluation = start_ovatune("evaluate", "digits", home=home, env=environment(OVATUNE_PAUSE_AT="champions loaded=120"),
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.time() + 300
+            while "ovatune: paused at champions loaded" not in errors.read_text():
+                assert time.time() < deadline and evaluation.poll() is None, errors.read_text()[-3000:]
+                time.sleep(0.2)
+            os.kill(evaluation.pid, signal.SIGTERM)
+            output, _ = evaluation.communicate(timeout=120)
+        finally:
+            if evaluation.poll() is None:
+                os.killpg(evaluation.pid, signal.SIGKILL)
+    assert evaluation.returncode == 128 + signal.SIGTERM, output[-3000:] + errors.read_text()[-3000:]
+    assert "evaluation of digits interrupted (SIGTERM)" in output and "Traceback" not in output + errors.read_text()
+    assert not (home / "reports" / "digits" / "report.md").exists()
+    command = output.strip().splitlines()[-1].strip()
+    assert command == f"ovatune evaluate digits --home {home}"
+    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
+    assert (home / "reports" / "digits" / "report.md").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -203,11 +204,28 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
     evaluation in MLflow (it is then measured and reported, not recorded)."""
     from tuning.champion import NoChampion, NoneEvaluated
     from tuning.evaluate import evaluate_experiment
+    from tuning.interruption import Stopped, stop_on_signals
     from tuning.report import column_legend, findings, near_chance, replicate_summary_table, summary_table
 
     mark("evaluation imported")
     try:
-        report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
+        with stop_on_signals():  # SIGTERM used to end it with exit 1 and no word of what was left undone
+            report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
+    except Stopped as stop:
+        again = [
+            "ovatune",
+            "evaluate",
+            space.name,
+            *(["--sweep", sweep] if sweep else []),
+            "--home",
+            str(settings.home),
+        ]
+        if not settings.is_local_store:
+            again += ["--tracking-uri", settings.display_uri]
+        print(f"\nevaluation of {space.name} interrupted ({stop}): no alias moved, and nothing it measured is "
+              "reported as done (an MLflow evaluation run it had opened is marked FAILED). Evaluate again with:\n"
+              f"  {shlex.join(again)}", flush=True)  # fmt: skip
+        return 128 + stop.signum
     except NoneEvaluated as error:
         return fail(str(error), 1)
     except NoChampion as error:
