@@ -21,11 +21,10 @@ matplotlib.use("Agg")  # figures are written to files; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from evaluation.metrics import ECE_BINS, accuracy_vs_confidence, confidence_and_prediction, reliability  # noqa: E402
-from evaluation.runner import Evaluation  # noqa: E402
+from evaluation.runner import EmbeddingPlane, Evaluation, Landscape  # noqa: E402
 from trainables.losses import LOSSES  # noqa: E402
 
 COLOURS = dict(zip(LOSSES, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
@@ -169,33 +168,24 @@ def accuracy_confidence_bands(replicates: dict[str, list[Evaluation]]) -> Figure
     return _per_ood_set(ood_names, "test ∪ OOD '{name}': mean and range over seeds", draw)
 
 
-@torch.no_grad()
-def confidence_landscape(models: dict[str, torch.nn.Module], train_x: np.ndarray, extent: float = 80.0) -> Figure:
-    """Max-probability of each model over [−extent, extent]², with the training points (2-D inputs)."""
-    grid = np.linspace(-extent, extent, 200)
-    xx, yy = np.meshgrid(grid, grid)
-    points = torch.from_numpy(np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32))  # (G, 2)
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False)
-    for ax, (loss, model) in zip(axes[0], models.items()):
-        confidence = model.eval()(points).max(dim=1).values.reshape(xx.shape).numpy()
-        image = ax.contourf(xx, yy, confidence, levels=np.linspace(0, 1, 21), cmap="viridis")
-        ax.scatter(train_x[::20, 0], train_x[::20, 1], s=1, c="white", alpha=0.6)
+def confidence_landscape(landscapes: dict[str, Landscape]) -> Figure:
+    """Max-probability of each model over the plane, with the training points (2-D inputs)."""
+    fig, axes = plt.subplots(1, len(landscapes), figsize=(3.6 * len(landscapes), 3.4), squeeze=False)
+    for ax, (loss, landscape) in zip(axes[0], landscapes.items()):
+        xx, yy = np.meshgrid(landscape.grid, landscape.grid)
+        image = ax.contourf(xx, yy, landscape.confidence, levels=np.linspace(0, 1, 21), cmap="viridis")
+        ax.scatter(landscape.train_x[:, 0], landscape.train_x[:, 1], s=1, c="white", alpha=0.6)
         ax.set(title=_title(loss), aspect="equal", xticks=[], yticks=[])
     fig.colorbar(image, ax=axes[0].tolist(), label="confidence max_k p_k", shrink=0.9)
     return fig
 
 
-@torch.no_grad()
-def class_centres_pca(classifiers: dict[str, torch.nn.Module], x: torch.Tensor, y: np.ndarray) -> Figure:
+def class_centres_pca(planes: dict[str, EmbeddingPlane]) -> Figure:
     """Training embeddings and the learned class centres of distance heads, in a 2-D PCA plane."""
-    fig, axes = plt.subplots(1, len(classifiers), figsize=(4.2 * len(classifiers), 4), squeeze=False)
-    for ax, (loss, classifier) in zip(axes[0], classifiers.items()):
-        embeddings = classifier.eval().embed(x).double().numpy()  # (N, D)
-        centres = classifier.head.centres.detach().double().numpy()  # (K, D)
-        mean = embeddings.mean(axis=0)
-        _, _, vt = np.linalg.svd(embeddings - mean, full_matrices=False)
-        e2, c2 = (embeddings - mean) @ vt[:2].T, (centres - mean) @ vt[:2].T  # (N, 2), (K, 2)
-        ax.scatter(e2[:, 0], e2[:, 1], c=y, cmap="tab10", s=2, alpha=0.4)
+    fig, axes = plt.subplots(1, len(planes), figsize=(4.2 * len(planes), 4), squeeze=False)
+    for ax, (loss, plane) in zip(axes[0], planes.items()):
+        e2, c2 = plane.embeddings, plane.centres  # (N, 2), (K, 2)
+        ax.scatter(e2[:, 0], e2[:, 1], c=plane.labels, cmap="tab10", s=2, alpha=0.4)
         ax.scatter(c2[:, 0], c2[:, 1], c=np.arange(len(c2)), cmap="tab10", s=120, edgecolors="black", linewidths=1.5)
         ax.set(title=f"{_title(loss)}: embeddings and centres", xlabel="PC 1", ylabel="PC 2")
     fig.tight_layout()

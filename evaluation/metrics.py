@@ -9,6 +9,8 @@ anything else (uniform, zero) would report a broken model as a merely bad one.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,19 +20,28 @@ ECE_BINS = 15
 
 @dataclass(frozen=True)
 class Measure:
-    """One measure of a labelled set that the losses are compared on."""
+    """One measure of a labelled set that the losses are compared on.
 
-    title: str  # as the report's tables and findings name it
+    Attributes:
+        title: as the report's tables and findings name it.
+        higher_is_better: which way is better.
+        chance: K classes -> the measure of a model that learned nothing (the uniform prediction
+            1/K, on balanced classes); None where that is no baseline (the uniform prediction is
+            perfectly calibrated: ECE 0).
+    """
+
+    title: str
     higher_is_better: bool
+    chance: Callable[[int], float] | None = None
 
 
 # The measures of ``classification_metrics`` the report compares between the losses, in its order;
 # a trial's validation metrics (``trainables.trial_metrics``) are these on the validation split.
 MEASURES = {
-    "accuracy": Measure("accuracy", higher_is_better=True),
+    "accuracy": Measure("accuracy", higher_is_better=True, chance=lambda k: 1.0 / k),
     "ece": Measure("ECE", higher_is_better=False),
-    "nll": Measure("NLL", higher_is_better=False),
-    "brier": Measure("Brier", higher_is_better=False),
+    "nll": Measure("NLL", higher_is_better=False, chance=math.log),  # −log(1/K)
+    "brier": Measure("Brier", higher_is_better=False, chance=lambda k: 1.0 - 1.0 / k),  # (1−1/K)² + (K−1)/K²
 }
 _TINY = 1e-12
 

@@ -29,6 +29,7 @@ from trainables.checkpoint import CHECKPOINT_META
 from trainables.checksums import check_files, sha256
 from trainables.models import Classifier, build_classifier
 
+BUNDLE_ARTIFACT = "bundle"  # the bundle's name among a registered pyfunc model's artifacts
 SERVING_FILE = "serving.json"  # metadata: classes, loss, preprocessing, threshold, file hashes
 MANIFEST_FILE = "manifest.json"  # an export's files and their SHA-256
 WEIGHTS_FILE = "weights.pt"  # the model's state dict only

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from serving.bundle import MANIFEST_FILE, OUTPUTS, SERVING_FILE, as_raw_batch
+from serving.formats import EXPORT_FILES
 from trainables.checksums import TamperedFile, check_files
 
 
@@ -37,17 +38,17 @@ class ExportedModel:
         self.info = json.loads((self.directory / SERVING_FILE).read_text())
         self.format = self.info["format"]
         if self.format == "torchscript":
-            self._model = torch.jit.load(str(self.directory / "model.pt"), map_location="cpu").eval()
+            self._model = torch.jit.load(str(self.directory / EXPORT_FILES["torchscript"]), map_location="cpu").eval()
         elif self.format == "onnx":
             import onnxruntime
 
             self._model = onnxruntime.InferenceSession(
-                str(self.directory / "model.onnx"), providers=["CPUExecutionProvider"]
+                str(self.directory / EXPORT_FILES["onnx"]), providers=["CPUExecutionProvider"]
             )
         elif self.format == "mlflow":
             import mlflow.pyfunc
 
-            self._model = mlflow.pyfunc.load_model(str(self.directory / "mlflow_model"))
+            self._model = mlflow.pyfunc.load_model(str(self.directory / EXPORT_FILES["mlflow"]))
         else:
             raise ValueError(f"unknown export format {self.format!r}")
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import trainables
-from serving.bundle import BUNDLE_META, OUTPUTS, as_raw_batch, load_serving_bundle
+from serving.bundle import BUNDLE_ARTIFACT, BUNDLE_META, OUTPUTS, as_raw_batch, load_serving_bundle
 
 MODEL_CODE = str(Path(__file__).with_name("pyfunc_model.py"))  # the file MLflow stores as the model
 CODE_PATHS = [str(Path(__file__).parent), str(Path(trainables.__file__).parent)]  # packages it imports
@@ -43,8 +43,8 @@ with warnings.catch_warnings(record=True):
         """The registered model: loads the bundle (checked, weights only) and predicts the four outputs."""
 
         def load_context(self, context) -> None:
-            self.model, self.info = load_serving_bundle(context.artifacts["bundle"])  # checks the hashes
-            meta = json.loads((Path(context.artifacts["bundle"]) / BUNDLE_META).read_text())
+            self.model, self.info = load_serving_bundle(context.artifacts[BUNDLE_ARTIFACT])  # checks the hashes
+            meta = json.loads((Path(context.artifacts[BUNDLE_ARTIFACT]) / BUNDLE_META).read_text())
             self.tokenizer = None
             if meta.get("tokenizer"):
                 from trainables.data.clinc import load_tokenizer

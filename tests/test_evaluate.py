@@ -19,3 +19,29 @@ def test_no_champion_is_the_users_to_fix_and_an_unloadable_one_is_a_failure(home
     assert main(["evaluate", "digits"]) == 1  # the exit code came from matching the message's text
     (line,) = capsys.readouterr().err.strip().splitlines()[:1]
     assert line == "ovatune: error: no champion could be evaluated:"
+
+
+def test_each_model_is_loaded_once_by_the_task_that_measures_it(home, monkeypatch, capsys, ovatune):
+    """The driver used to load every champion too (for two figures and its serving info): now it
+    reads only the versions' serving.json, and the Ray task that measures a model is the one that loads it."""
+    import mlflow.pyfunc
+    import ray
+
+    import serving.bundle
+
+    ovatune("sweep", "toy2d", "--smoke-test", "--losses", "softmax,dm", "--home", str(home))
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the driver loaded a model")
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", no_load)  # the registered pyfunc
+    monkeypatch.setattr(serving.bundle, "load_serving_bundle", no_load)  # its weights
+    try:
+        assert main(["evaluate", "toy2d"]) == 0, capsys.readouterr().err
+    finally:
+        ray.shutdown()
+    figures = {p.name for p in (home / "reports" / "toy2d" / "figures").iterdir()}
+    # drawn from what the tasks computed: the landscape of each model, the centres of the distance one
+    assert {"confidence_landscape.png", "class_centres_pca.png"} <= figures
+    card = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_model_version("ovatune-toy2d-dm", "1").description
+    assert "Threshold on confidence" in card  # the model card, from the serving info the driver read

@@ -11,7 +11,7 @@ import torch
 
 from evaluation import figures
 from evaluation.metrics import ECE_BINS, accuracy_vs_confidence, classification_metrics, reliability
-from evaluation.runner import Evaluation
+from evaluation.runner import Evaluation, embedding_plane_of, landscape_of
 from trainables.losses import LOSSES
 from trainables.models import build_classifier
 
@@ -97,7 +97,9 @@ def test_confidence_landscape_contours_each_models_max_probability():
         def forward(self, x):
             return torch.tensor([0.72, 0.18, 0.1]).expand(len(x), 3)
 
-    fig = figures.confidence_landscape({"softmax": Constant(), "ova_dm": Constant()}, np.zeros((100, 2)), extent=10)
+    landscape = landscape_of(Constant(), np.zeros((100, 2)))  # computed where the model is measured
+    assert landscape.confidence.shape == (len(landscape.grid), len(landscape.grid)) and len(landscape.train_x) == 5
+    fig = figures.confidence_landscape({"softmax": landscape, "ova_dm": landscape})
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == [LOSSES["softmax"].title, LOSSES["ova_dm"].title]
     colourbar = next(ax for ax in fig.axes if not ax.get_title())
@@ -116,7 +118,7 @@ def test_class_centres_pca_draws_every_embedding_and_every_centre():
     with torch.no_grad():
         classifier.head.centres.normal_()
     x, y = torch.randn(50, 4), np.arange(50) % K
-    fig = figures.class_centres_pca({"dm": classifier}, x, y)
+    fig = figures.class_centres_pca({"dm": embedding_plane_of(classifier, x, y)})  # computed where it is measured
     (ax,) = fig.axes
     embeddings, centres = ax.collections
     assert len(embeddings.get_offsets()) == 50 and len(centres.get_offsets()) == K

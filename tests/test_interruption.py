@@ -162,7 +162,7 @@ def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resum
 def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(home, tmp_path, ovatune):
     """SIGTERM while the champions are measured: it used to exit 1 with no message and no report."""
     ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home))
-    returncode, output, errors = _sigterm_at("champions loaded", ("evaluate", "digits"), home, tmp_path)
+    returncode, output, errors = _sigterm_at("champions found", ("evaluate", "digits"), home, tmp_path)
     assert returncode == 128 + signal.SIGTERM, output[-3000:] + errors[-3000:]
     assert "evaluation of digits interrupted (SIGTERM)" in output and "Traceback" not in output + errors
     assert not (home / "reports" / "digits" / "report.md").exists()

@@ -6,11 +6,13 @@ import torch
 from torchmetrics.classification import MulticlassCalibrationError
 
 from evaluation.metrics import (
+    MEASURES,
     NonFiniteProbabilities,
     accuracy,
     accuracy_vs_confidence,
     brier_score,
     calibration_bins,
+    classification_metrics,
     expected_calibration_error,
     negative_log_likelihood,
     ood_scores,
@@ -142,3 +144,15 @@ def test_evaluation_reports_progress_through_the_callers_callback_once_per_shift
     assert len(result.shift) == (1 + len(INTENSITIES)) * len(data.shift_corruptions)
     assert result.shift_levels == [0, *INTENSITIES]  # 0: the clean test set
     assert all(row["ece"] == pytest.approx(abs(row["accuracy"] - 0.1), abs=1e-6) for row in result.shift)
+
+
+@pytest.mark.parametrize("classes", [2, 10, 100])
+def test_each_chance_level_is_what_the_uniform_prediction_measures(classes):
+    labels = np.repeat(np.arange(classes), 3)  # balanced
+    uniform = np.full((len(labels), classes), 1.0 / classes)
+    measured = classification_metrics(uniform, labels)
+    for name, measure in MEASURES.items():
+        if measure.chance is None:  # no baseline: the uniform prediction is perfectly calibrated
+            assert measured[name] == pytest.approx(0.0, abs=1e-12)
+        else:
+            assert measure.chance(classes) == pytest.approx(measured[name]), name

@@ -66,11 +66,10 @@ class Promotion:
 
 
 @dataclass(frozen=True)
-class LoadedChampion:
-    """A registered version loaded for evaluation (a champion, or a model of ``evaluate --sweep``)."""
+class SelectedModel:
+    """A loss's selected model, to evaluate: its champion, or the version ``evaluate --sweep`` names."""
 
     version: Any  # the MLflow ModelVersion
-    model: Any  # its classifier as a ProbabilityModel: inputs -> probabilities
     info: dict[str, Any]  # its serving.json: classes, preprocessing, the none-of-the-above threshold
 
 

@@ -18,12 +18,13 @@ versions sweep S registered instead (champions or not), without moving any alias
 
 from __future__ import annotations
 
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import mlflow
-import torch
 from mlflow.tracking import MlflowClient
 
 from evaluation import figures
@@ -31,15 +32,13 @@ from evaluation.comparison import compare_losses, metric_intervals
 from evaluation.replicate_summary import ReplicateSummary, summarize_replicates
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
-from trainables.data import load_dataset, take
-from trainables.losses import LOSSES
-from trainables.models import ProbabilityModel
+from serving.bundle import BUNDLE_ARTIFACT, SERVING_FILE
 from trainables.trial_metrics import get_selection_metric
 from tuning.champion import (
     CHAMPION,
-    LoadedChampion,
     NoChampion,
     NoneEvaluated,
+    SelectedModel,
     champion_versions,
     common_selection_metric,
     selection_metric,
@@ -54,7 +53,7 @@ from tuning.settings import Settings, redact
 from tuning.timeline import mark
 from tuning.tracking import TAG_TRIAL_NUMBER
 
-PCA_EXAMPLES = 2000
+SERVING_INFO = f"artifacts/{BUNDLE_ARTIFACT}/{SERVING_FILE}"  # in a registered version's files
 
 
 @dataclass
@@ -67,44 +66,46 @@ class EvaluationReport:
     replicates: ReplicateSummary | None = None  # over the replicates of the evaluated versions, where they have
 
 
-def load_champions(
+def find_selected_models(
     space: SearchSpace, client: MlflowClient, sweep: str | None = None
-) -> tuple[dict[str, LoadedChampion], dict[str, str]]:
-    """(loss -> its champion, loss -> why it could not be loaded) for every loss that has a
-    ``champion`` alias (with ``sweep``: a version that sweep registered). The registered pyfunc
-    checks its files' hashes and loads weights only. A champion that cannot be loaded (its artifacts
-    are gone or changed) is named with the model's source, and the others are still loaded.
+) -> tuple[dict[str, SelectedModel], dict[str, str]]:
+    """(loss -> its selected model, loss -> why it cannot be evaluated) for every loss that has a
+    ``champion`` alias (with ``sweep``: a version that sweep registered). Only each version's
+    ``serving.json`` is read here: the model itself is loaded once, by the task that measures it
+    (``tuning.fan_out``). A version whose artifacts are gone is named with the model's source, and
+    the others are still evaluated.
 
     Raises:
         NoChampion: there is none to evaluate.
-        NoneEvaluated: there are champions, and none could be loaded.
+        NoneEvaluated: there are champions, and none could be read.
     """
-    champions, failures = {}, {}
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    selected, failures = {}, {}
     for loss, version in champion_versions(client, space.name, sweep).items():
         name = version.name
         try:
-            # suppress_warnings: no check of the model's pip requirements against this environment (1-2 s
-            # of reading every installed package's metadata; ovatune's logs drop its warnings anyway)
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}", suppress_warnings=True)
-            pyfunc = pyfunc.unwrap_python_model()
+            with tempfile.TemporaryDirectory() as scratch:
+                repository = ModelsArtifactRepository(f"models:/{name}/{version.version}")
+                info = json.loads(Path(repository.download_artifacts(SERVING_INFO, scratch)).read_text())
         except Exception as error:  # noqa: BLE001 - reported per loss, the others go on
             failures[loss] = f"{loss}: cannot load {name} v{version.version} (from {version.source}): {one_line(error)}"
             continue
-        champions[loss] = LoadedChampion(version, ProbabilityModel(pyfunc.model.classifier).eval(), pyfunc.info)
-    if not champions and failures:
+        selected[loss] = SelectedModel(version, info)
+    if not selected and failures:
         raise NoneEvaluated("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
-    if not champions and sweep is not None:
+    if not selected and sweep is not None:
         raise NoChampion(
             f"sweep {sweep!r} registered no model of {space.name!r} in {redact(client.tracking_uri)} "
             "(it does not exist, no trial qualified, it is unfinished or it ran with --promote never); "
             f"its trials are in the MLflow UI, and `ovatune evaluate {space.name}` measures the champions"
         )
-    if not champions:
+    if not selected:
         raise NoChampion(
             f"no registered model of {space.name!r} has the alias {CHAMPION!r} in {redact(client.tracking_uri)}; "
             f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
         )
-    return champions, failures
+    return selected, failures
 
 
 def evaluate_experiment(
@@ -115,11 +116,10 @@ def evaluate_experiment(
     server): the report and its figures only, nothing written to MLflow. No alias moves."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
-    champions, failures = load_champions(space, client, sweep)
+    champions, failures = find_selected_models(space, client, sweep)
     some_version = next(iter(champions.values())).version
     params = client.get_run(some_version.run_id).data.params
     data_dir = None if params.get("data_dir") in (None, "None") else params["data_dir"]
-    data = load_dataset(space.dataset, data_dir, int(params.get("data_seed", 0)))
 
     versions = {loss: champion.version for loss, champion in champions.items()}
     experiment = client.get_experiment_by_name(space.name)
@@ -129,7 +129,7 @@ def evaluate_experiment(
     models = {ModelKey(loss): f"models:/{v.name}/{v.version}" for loss, v in versions.items()}
     models |= {ModelKey(loss, number): f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
                for loss, by_number in replicate_run_ids.items() for number, run_id in by_number.items()}  # fmt: skip
-    mark("champions loaded")
+    mark("champions found")
     measured, unmeasured = evaluate_models(space, settings, models, data_dir, int(params.get("data_seed", 0)), address)
     failures |= unmeasured
     mark("models measured")
@@ -148,7 +148,7 @@ def evaluate_experiment(
 
     out = settings.reports / space.name / ("sweeps" if sweep else "") / (sweep or "")
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    drawn = _draw_figures(evaluations, {loss: champion.model for loss, champion in champions.items()}, data, replicates)
+    drawn = _draw_figures(evaluations, replicates)
     hyperparameters = {
         loss: {k: v for k, v in client.get_run(champion.version.run_id).data.params.items() if k in space.ranges}
         for loss, champion in champions.items()
@@ -178,7 +178,7 @@ def evaluate_experiment(
     return EvaluationReport(path, run_id, evaluations, sweeps, failures, summary)
 
 
-def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, LoadedChampion]) -> tuple[dict, dict]:
+def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, SelectedModel]) -> tuple[dict, dict]:
     """(loss -> its sweep's finished trials, loss -> their fANOVA importances or None), for each
     evaluated model, over the sweep that selected it and by the metric it was selected by."""
     experiment = client.get_experiment_by_name(space.name)
@@ -195,29 +195,29 @@ def _importance(space: SearchSpace, client: MlflowClient, champions: dict[str, L
 
 
 def _draw_figures(
-    evaluations: dict[str, Evaluation], models: dict, data, replicates: dict[str, dict[int, Evaluation]]
+    evaluations: dict[str, Evaluation], replicates: dict[str, dict[int, Evaluation]]
 ) -> dict[str, plt.Figure]:
-    """name -> figure: the selected models', then (``replicates``) the same over seeds."""
+    """name -> figure: the selected models', then (``replicates``) the same over seeds. Every model was
+    measured on the same sets, so the first evaluation says which the dataset has."""
     drawn = {"reliability": figures.reliability_diagrams(evaluations)}
     over_seeds = {loss: list(by_number.values()) for loss, by_number in replicates.items()}
     if over_seeds:
         drawn["reliability_over_seeds"] = figures.reliability_bands(over_seeds)
-    if data.ood:
+    first = next(iter(evaluations.values()))
+    if first.ood:
         drawn["accuracy_vs_confidence"] = figures.accuracy_confidence_curves(evaluations)
         if over_seeds:
             drawn["accuracy_vs_confidence_over_seeds"] = figures.accuracy_confidence_bands(over_seeds)
-        for name in data.ood:
+        for name in first.ood:
             drawn[f"confidence_histograms_{name}"] = figures.confidence_histograms(evaluations, name)
-    if data.shifted is not None:
+    if first.shift:
         drawn["shift"] = figures.shift_boxplots(evaluations)
         if over_seeds:
             drawn["shift_over_seeds"] = figures.shift_boxplots(over_seeds)
-    if data.input_shape == (2,):
-        drawn["confidence_landscape"] = figures.confidence_landscape(models, data.train.x.numpy())
-    distance = {loss: m.classifier for loss, m in models.items() if LOSSES[loss].is_distance}
-    if distance:
-        # At most 2000 training examples: the plot needs no more, and a large set would not fit in one batch.
-        index = torch.arange(0, len(data.train), max(1, len(data.train) // PCA_EXAMPLES))[:PCA_EXAMPLES]
-        sample = take(data.train.x, index)  # (n, ...), spread evenly over the split
-        drawn["class_centres_pca"] = figures.class_centres_pca(distance, sample, data.train.y[index].numpy())
+    landscapes = {loss: ev.landscape for loss, ev in evaluations.items() if ev.landscape is not None}
+    if landscapes:
+        drawn["confidence_landscape"] = figures.confidence_landscape(landscapes)
+    planes = {loss: ev.plane for loss, ev in evaluations.items() if ev.plane is not None}
+    if planes:
+        drawn["class_centres_pca"] = figures.class_centres_pca(planes)
     return drawn

@@ -17,7 +17,16 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
-from serving.bundle import BUNDLE_META, MANIFEST_FILE, OUTPUTS, SERVING_FILE, TOKENIZER_FILE, load_serving_bundle
+from serving.bundle import (
+    BUNDLE_ARTIFACT,
+    BUNDLE_META,
+    MANIFEST_FILE,
+    OUTPUTS,
+    SERVING_FILE,
+    TOKENIZER_FILE,
+    load_serving_bundle,
+)
+from serving.formats import EXPORT_FILES
 from trainables.checksums import sha256
 from tuning.champion import (
     CARD_FILE,
@@ -86,7 +95,7 @@ def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, c
     """Write one champion's export files into ``target`` (an empty folder)."""
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}", dst_path=scratch))
-        bundle = model_dir / "artifacts" / "bundle"
+        bundle = model_dir / "artifacts" / BUNDLE_ARTIFACT
         serving, info = load_serving_bundle(bundle)  # checks the registered files' hashes
         example = torch.zeros(2, *info["raw_input_shape"])
         FORMATS[fmt].make(serving, example, model_dir, target)
@@ -106,7 +115,7 @@ def write_torchscript(serving: torch.nn.Module, example: torch.Tensor, model_dir
     """``--format torchscript``: the serving model traced, as ``model.pt``."""
     with torch.no_grad():
         traced = torch.jit.trace(serving, example)
-    torch.jit.save(traced, str(target / "model.pt"))
+    torch.jit.save(traced, str(target / EXPORT_FILES["torchscript"]))
 
 
 def write_onnx(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
@@ -114,7 +123,7 @@ def write_onnx(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path,
     torch.onnx.export(
         serving,
         (example,),
-        str(target / "model.onnx"),
+        str(target / EXPORT_FILES["onnx"]),
         input_names=["raw_inputs"],
         output_names=list(OUTPUTS),
         dynamic_shapes=({0: torch.export.Dim("batch")},),
@@ -125,7 +134,7 @@ def write_onnx(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path,
 
 def write_mlflow(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
     """``--format mlflow``: the registered MLflow pyfunc model as it is, ``mlflow_model/``."""
-    shutil.copytree(model_dir, target / "mlflow_model")
+    shutil.copytree(model_dir, target / EXPORT_FILES["mlflow"])
 
 
 def champion_losses(space: SearchSpace, client: MlflowClient) -> list[str]:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from serving.formats import EXPORT_FILES
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -63,10 +65,12 @@ REGISTERS_NOTHING = "never"
 # --format: make(serving model, example input, the registered model's folder, target folder) writes
 # the model file(s) into target.
 FORMATS = {
-    "torchscript": Choice("a traced TorchScript module (model.pt)", _from("tuning.export", "write_torchscript")),
-    "onnx": Choice("an ONNX graph with a dynamic batch (model.onnx)", _from("tuning.export", "write_onnx")),
-    "mlflow": Choice("the registered MLflow pyfunc model (mlflow_model/)", _from("tuning.export", "write_mlflow")),
-}
+    "torchscript": Choice(f"a traced TorchScript module ({EXPORT_FILES['torchscript']})",
+                          _from("tuning.export", "write_torchscript")),
+    "onnx": Choice(f"an ONNX graph with a dynamic batch ({EXPORT_FILES['onnx']})", _from("tuning.export", "write_onnx")),
+    "mlflow": Choice(f"the registered MLflow pyfunc model ({EXPORT_FILES['mlflow']}/)",
+                     _from("tuning.export", "write_mlflow")),
+}  # fmt: skip
 
 
 def described(choices: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import SearchSpace
 from serving.bundle import (
+    BUNDLE_ARTIFACT,
     KEEP_FRACTION,
     OUTPUTS,
     ServingModel,
@@ -232,7 +233,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
         example = pd.DataFrame({"text": [tokenizer.decode([int(i) for i in ids]) for ids in raw]})
     with tempfile.TemporaryDirectory() as scratch:
         bundle = write_serving_bundle(
-            Path(scratch) / "bundle",
+            Path(scratch) / BUNDLE_ARTIFACT,
             classifier,
             meta,
             experiment=space.name,
@@ -256,7 +257,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=MODEL_CODE,
-                artifacts={"bundle": str(bundle)},
+                artifacts={BUNDLE_ARTIFACT: str(bundle)},
                 code_paths=CODE_PATHS,  # serving/ and trainables/ travel with the model
                 signature=infer_signature(example, outputs),
                 input_example=example,

@@ -35,7 +35,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune.search import Searcher
 
 from search_spaces import SearchSpace
-from serving.bundle import BUNDLE_META
+from serving.bundle import BUNDLE_ARTIFACT, BUNDLE_META
 from trainables.loss_names import LOSS_TITLES
 from trainables.trial_config import upgraded
 from trainables.trial_metrics import get_selection_metric
@@ -138,7 +138,7 @@ def champion_config(version) -> dict[str, Any]:
         local = mlflow.artifacts.download_artifacts(
             f"models:/{version.name}/{version.version}", dst_path=scratch
         )  # fmt: skip
-        return json.loads((Path(local) / "artifacts" / "bundle" / BUNDLE_META).read_text())["config"]
+        return json.loads((Path(local) / "artifacts" / BUNDLE_ARTIFACT / BUNDLE_META).read_text())["config"]
 
 
 def replicate_points(

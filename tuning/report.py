@@ -17,7 +17,7 @@ from evaluation.replicate_summary import OOD_SCORES, ReplicateSummary
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
 from trainables.losses import LOSSES
-from tuning.champion import LoadedChampion, common_selection_metric, selection_metric
+from tuning.champion import SelectedModel, common_selection_metric, selection_metric
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Measured:
     Attributes:
         space: the experiment.
         sweep: the sweep whose models were evaluated, or None for the champions.
-        models: loss -> its evaluated model (version, model, serving info).
+        models: loss -> its evaluated model (version, serving info).
         hyperparameters: loss -> the searched hyperparameters of its trial.
         evaluations: loss -> its evaluated model's ``Evaluation``.
         intervals: loss -> metric -> its interval over the test examples.
@@ -40,7 +40,7 @@ class Measured:
 
     space: SearchSpace
     sweep: str | None
-    models: dict[str, LoadedChampion]
+    models: dict[str, SelectedModel]
     hyperparameters: dict[str, dict[str, str]]
     evaluations: dict[str, Evaluation]
     intervals: dict[str, dict[str, Interval]]
@@ -350,7 +350,7 @@ def near_chance(evaluations: dict[str, Evaluation]) -> list[str]:
     """One warning per model whose test accuracy is near chance level (1/K for K classes)."""
     warnings = []
     for loss, ev in evaluations.items():
-        chance = 1.0 / ev.test_probs.shape[1]
+        chance = MEASURES["accuracy"].chance(ev.test_probs.shape[1])
         if ev.test["accuracy"] < NEAR_CHANCE * chance:
             warnings.append(f"{loss}: test accuracy {ev.test['accuracy']:.3f} is near chance ({chance:.3f} for "
                             f"{ev.test_probs.shape[1]} classes): it learned little; try more --trials or --epochs")  # fmt: skip
