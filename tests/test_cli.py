@@ -1,9 +1,8 @@
 """``tuning.cli`` and ``tuning.commands``: the checks every command shares (home, store, data,
 permissions) refuse bad input with one error line before Ray starts, and a fault is one line too.
-(What the parser refuses is test_parser.)"""
+(What the parser refuses is test_parser; what the store's checks refuse, test_store.)"""
 
 import socket
-import time
 
 import pytest
 import ray
@@ -34,15 +33,6 @@ def test_bad_choices_exit_2_with_the_valid_ones(argv, expected, capsys, home):
         main(argv)
     assert exit_info.value.code == 2
     assert expected in capsys.readouterr().err
-    assert not ray.is_initialized()
-
-
-def test_unreachable_tracking_server_fails_fast(capsys, home):
-    started = time.time()
-    code = main(["sweep", "digits", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"])
-    assert code == 2 and time.time() - started < 10
-    err = capsys.readouterr().err
-    assert "cannot reach the MLflow tracking server" in err and "--tracking-uri" in err
     assert not ray.is_initialized()
 
 
@@ -84,71 +74,6 @@ def test_resume_without_a_sweep_says_where_it_looked(capsys, home):
     err = capsys.readouterr().err
     assert "no sweep of 'digits' to resume" in err and str(home) in err
     assert not ray.is_initialized()
-
-
-@pytest.mark.parametrize(
-    ("uri", "message"),
-    [
-        ("htp:/nowhere", "--tracking-uri 'htp:/nowhere': unknown scheme 'htp'; use sqlite:///PATH"),
-        ("foo://bar", "unknown scheme 'foo'"),
-        (
-            "{tmp}/mlflow.db",
-            "'{tmp}/mlflow.db' is a file path, not a tracking URI (MLflow's file store is retired): "
-            "use sqlite:///{tmp}/mlflow.db",
-        ),  # fmt: skip
-        ("file://{tmp}/mlruns", "is a file path, not a tracking URI"),
-        ("sqlite+nosuchdriver:///{tmp}/x.db", "names a database driver SQLAlchemy does not know"),
-        ("mysql://u@127.0.0.1/db", "needs a Python database driver that is not installed (No module named 'MySQLdb')"),
-        (
-            "postgresql+psycopg2://postgres@127.0.0.1:5432/ovatune_no_such_db",
-            "cannot connect to the tracking database postgresql+psycopg2://postgres@127.0.0.1:5432/ovatune_no_such_db",
-        ),
-    ],
-)
-def test_a_tracking_uri_mlflow_cannot_use_is_one_error_line(uri, message, capsys, home, tmp_path):
-    started = time.time()
-    assert main(["evaluate", "digits", "--tracking-uri", uri.format(tmp=tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("ovatune: error: ") and len(err.strip().splitlines()) == 1, err
-    assert message.format(tmp=tmp_path) in err and time.time() - started < 30
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "is not a usable SQLite database ((sqlite3.DatabaseError) database disk image is malformed)"),
-        (b"not a database at all\n" * 100, "is not a usable SQLite database ((sqlite3.DatabaseError) file is not a"),
-    ],
-)
-def test_a_truncated_or_foreign_mlflow_db_is_one_error_line(content, message, capsys, home):
-    from mlflow.tracking import MlflowClient
-
-    db = home / "mlflow.db"
-    home.mkdir(parents=True)
-    MlflowClient(f"sqlite:///{db}").create_experiment("digits")  # a real store, then cut short
-    db.write_bytes(content if content is not None else db.read_bytes()[: db.stat().st_size // 3])
-    assert main(["evaluate", "digits"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"ovatune: error: the MLflow store {db} {message}") and "restore it from a backup" in err
-    assert len(err.strip().splitlines()) == 1, err
-
-
-def test_a_locked_mlflow_db_says_so(capsys, home):
-    import sqlite3
-
-    from mlflow.tracking import MlflowClient
-
-    home.mkdir(parents=True)
-    db = home / "mlflow.db"
-    MlflowClient(f"sqlite:///{db}").search_experiments()
-    holder = sqlite3.connect(db, isolation_level=None)  # another writer holding the database
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        assert main(["evaluate", "digits"]) == 1
-    finally:
-        holder.close()
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's own log of creating the store above
-    assert err.startswith(f"ovatune: error: the MLflow store {db} is locked by another process") and "wait for" in err
 
 
 @pytest.mark.parametrize("command", [["sweep", "digits", "--smoke-test"], ["evaluate", "digits"], ["export", "digits"]])

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        from tuning.tracking import permission_denied, tracking_user
+        from tuning.store import permission_denied, tracking_user
 
         if permission_denied(error):  # the server's own check, where ovatune's could not tell beforehand
             return fail(f"the MLflow server refused user {tracking_user()!r}: {first_line(error)}; ask a user with "
@@ -79,7 +79,8 @@ def _main(args, argv: list[str] | None) -> int:
     if args.command in ("submit", "status", "logs"):
         return commands.jobs(args, argv if argv is not None else sys.argv[1:])
     from tuning.settings import resolve_settings
-    from tuning.tracking import TrackingUnavailable, check_tracking_uri, prepare_store, quiet_mlflow_logs
+    from tuning.store import TrackingUnavailable, check_tracking_uri, prepare_store
+    from tuning.tracking import quiet_mlflow_logs
 
     settings = resolve_settings(args.home, args.tracking_uri)
     try:
@@ -105,7 +106,7 @@ def _main(args, argv: list[str] | None) -> int:
     if args.command == "export":  # reads only
         return commands.export(space, settings, args)
     from tuning.champion import registered_name
-    from tuning.tracking import write_denied
+    from tuning.store import write_denied
 
     denied = write_denied(
         settings.tracking_uri, space.name, [registered_name(space.name, loss) for loss in LOSS_TITLES]

@@ -1,0 +1,121 @@
+"""``tuning.store``: a tracking URI MLflow cannot use, a server that does not answer, a SQLite store
+truncated, foreign or locked: each one error line before Ray starts; a fresh store created once
+when two commands start together. (Credentials and permissions on a real server: test_tracking_server_auth.)"""
+
+import multiprocessing
+import socket
+import time
+
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+
+from tuning.cli import main
+from tuning.store import prepare_store
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_fails_fast(capsys, home):
+    started = time.time()
+    code = main(["sweep", "digits", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"])
+    assert code == 2 and time.time() - started < 10
+    err = capsys.readouterr().err
+    assert "cannot reach the MLflow tracking server" in err and "--tracking-uri" in err
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("htp:/nowhere", "--tracking-uri 'htp:/nowhere': unknown scheme 'htp'; use sqlite:///PATH"),
+        ("foo://bar", "unknown scheme 'foo'"),
+        (
+            "{tmp}/mlflow.db",
+            "'{tmp}/mlflow.db' is a file path, not a tracking URI (MLflow's file store is retired): "
+            "use sqlite:///{tmp}/mlflow.db",
+        ),  # fmt: skip
+        ("file://{tmp}/mlruns", "is a file path, not a tracking URI"),
+        ("sqlite+nosuchdriver:///{tmp}/x.db", "names a database driver SQLAlchemy does not know"),
+        ("mysql://u@127.0.0.1/db", "needs a Python database driver that is not installed (No module named 'MySQLdb')"),
+        (
+            "postgresql+psycopg2://postgres@127.0.0.1:5432/ovatune_no_such_db",
+            "cannot connect to the tracking database postgresql+psycopg2://postgres@127.0.0.1:5432/ovatune_no_such_db",
+        ),
+    ],
+)
+def test_a_tracking_uri_mlflow_cannot_use_is_one_error_line(uri, message, capsys, home, tmp_path):
+    started = time.time()
+    assert main(["evaluate", "digits", "--tracking-uri", uri.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ovatune: error: ") and len(err.strip().splitlines()) == 1, err
+    assert message.format(tmp=tmp_path) in err and time.time() - started < 30
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is not a usable SQLite database ((sqlite3.DatabaseError) database disk image is malformed)"),
+        (b"not a database at all\n" * 100, "is not a usable SQLite database ((sqlite3.DatabaseError) file is not a"),
+    ],
+)
+def test_a_truncated_or_foreign_mlflow_db_is_one_error_line(content, message, capsys, home):
+    from mlflow.tracking import MlflowClient
+
+    db = home / "mlflow.db"
+    home.mkdir(parents=True)
+    MlflowClient(f"sqlite:///{db}").create_experiment("digits")  # a real store, then cut short
+    db.write_bytes(content if content is not None else db.read_bytes()[: db.stat().st_size // 3])
+    assert main(["evaluate", "digits"]) == 1
+    # MLflow logs its creation of the store above when it is the process's first: the test's own set-up
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if "mlflow.store.db.utils" not in line]
+    assert len(lines) == 1, lines
+    assert (
+        lines[0].startswith(f"ovatune: error: the MLflow store {db} {message}")
+        and "restore it from a backup" in lines[0]
+    )
+
+
+def test_a_locked_mlflow_db_says_so(capsys, home):
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    home.mkdir(parents=True)
+    db = home / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    holder = sqlite3.connect(db, isolation_level=None)  # another writer holding the database
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["evaluate", "digits"]) == 1
+    finally:
+        holder.close()
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's own log of creating the store above
+    assert err.startswith(f"ovatune: error: the MLflow store {db} is locked by another process") and "wait for" in err
+
+
+def _prepare(uri: str, start, errors) -> None:
+    start.wait()
+    try:
+        prepare_store(uri)
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        errors.put(f"{type(error).__name__}: {error}")
+
+
+def test_two_commands_on_a_fresh_home_create_its_store_once(tmp_path):
+    """Without the lock the two processes both run MLflow's migrations and one fails."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    context = multiprocessing.get_context("spawn")
+    start, errors = context.Event(), context.Queue()
+    processes = [context.Process(target=_prepare, args=(uri, start, errors)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0, 0] and errors.empty()
+    assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]

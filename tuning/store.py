@@ -1,0 +1,245 @@
+"""The MLflow store before a command writes to it: a URI MLflow can use, a server that answers and
+takes these credentials and lets this user write, a SQLite file created and migrated once.
+
+Each check fails with :class:`TrackingUnavailable` and a message that says what to do, before Ray
+starts (``tuning.cli`` runs them for every command that writes), instead of MLflow's retries for
+minutes or a raw HTTP error after the first trial.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mlflow.tracking import MlflowClient
+
+from tuning.settings import redact
+
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # SQLAlchemy back ends MLflow stores runs in
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached or written."""
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with a message saying what to do, when the tracking store is unusable.
+
+    Raises:
+        TrackingUnavailable: a URI MLflow cannot use (a file path, an unknown scheme, a database
+            whose Python driver is missing), an HTTP server that does not answer its health check,
+            or a SQLite file whose directory cannot be created.
+    """
+    scheme = urlsplit(uri).scheme.lower()
+    if not scheme or scheme == "file":
+        path = uri.removeprefix("file://")
+        hint = f"sqlite:///{Path(path).expanduser().absolute()}" if path.endswith(".db") else "sqlite:///PATH/mlflow.db"
+        raise TrackingUnavailable(
+            f"--tracking-uri {uri!r} is a file path, not a tracking URI (MLflow's file store is retired): "
+            f"use {hint}, a database URI (postgresql+psycopg2://...) or an MLflow server's http(s)://HOST:PORT"
+        )
+    database = scheme.split("+")[0]
+    if scheme not in ("http", "https", "databricks") and database not in DATABASES:
+        raise TrackingUnavailable(
+            f"--tracking-uri {redact(uri)!r}: unknown scheme {scheme!r}; use sqlite:///PATH, "
+            f"{', '.join(d + '://...' for d in DATABASES if d != 'sqlite')} or http(s)://HOST:PORT of an MLflow server"
+        )
+    if database in DATABASES:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(uri).get_dialect().import_dbapi()
+        except NoSuchModuleError as error:
+            raise TrackingUnavailable(f"--tracking-uri {redact(uri)!r} names a database driver SQLAlchemy does "
+                                      f"not know ({error})") from None  # fmt: skip
+        except (ArgumentError, ValueError) as error:
+            raise TrackingUnavailable(f"--tracking-uri {redact(uri)!r} is not a valid database URI: {error}") from None
+        except ImportError as error:
+            raise TrackingUnavailable(
+                f"the tracking store {redact(uri)} needs a Python database driver that is not installed "
+                f"({error}): install it (e.g. pip install psycopg2-binary and use postgresql+psycopg2://...)"
+            ) from None
+        if database != "sqlite":  # a server: MLflow would retry a failed connection for minutes
+            _check_database(uri, timeout_s)
+    if uri.startswith(("http://", "https://")):
+        shown = redact(uri)  # never print a secret (resolve_settings already moved user:password@ out)
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+                if response.status != 200:
+                    raise TrackingUnavailable(f"{shown}/health answered HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as error:
+            raise TrackingUnavailable(
+                f"cannot reach the MLflow tracking server at {shown} ({error}). Start it "
+                "(`mlflow server --host 127.0.0.1 ...`) or leave out --tracking-uri to use the "
+                "local SQLite store in the ovatune home."
+            ) from None
+        _check_credentials(uri, timeout_s)
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrackingUnavailable(f"cannot create the MLflow store at {path}: {error}") from None
+
+
+def tracking_user() -> str | None:
+    """The user MLflow sends to a tracking server: MLFLOW_TRACKING_USERNAME, else ~/.mlflow/credentials."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    return read_mlflow_creds().username or None
+
+
+def _check_credentials(uri: str, timeout_s: float) -> None:
+    """One authenticated request, so that a server behind MLflow's basic auth that refuses these
+    credentials (or wants some) is one clear error now, before Ray starts, instead of a failure
+    after the first trial. Names the server and the user, never the password.
+
+    Raises:
+        TrackingUnavailable: the server answered 401.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
+                                max_retries=0, timeout=int(timeout_s) + 1, params={"max_results": 1})  # fmt: skip
+    except (MlflowException, OSError):  # it answered its health check: later calls say what is wrong
+        return
+    if response.status_code != 401:
+        return
+    user = tracking_user()
+    problem = f"refused user {user!r}: wrong user name or password" if user else "needs a user name and password"
+    raise TrackingUnavailable(
+        f"the MLflow server {redact(uri)} {problem}; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
+        "write them to ~/.mlflow/credentials, or pass --tracking-uri http://USER:PASSWORD@HOST:PORT "
+        "(README: team servers)"
+    )
+
+
+# What each permission of MLflow's basic-auth app allows, weakest first (mlflow.server.auth.permissions)
+PERMISSION_ORDER = ("DENY", "NO_PERMISSIONS", "READ", "USE", "EDIT", "MANAGE")
+
+
+def write_denied(uri: str, experiment: str, models: list[str]) -> str | None:
+    """Why this user may not write what a sweep or an evaluation records (the experiment's runs,
+    the registered models' versions and aliases) on an MLflow server with basic auth, or None.
+
+    Asks the server for the user's own grants (``/api/3.0/mlflow/users/current/permissions``).
+    A store without auth, an admin, a resource that does not exist yet (its creator gets MANAGE)
+    or one without an explicit grant (the server's default_permission applies, which a client
+    cannot see) is not denied here: for those the server's answer is the check.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return None
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(uri)
+    response = http_request(creds, "/api/3.0/mlflow/users/current/permissions", "GET", max_retries=0, timeout=10)
+    if response.status_code != 200:  # 404: no auth app on this server
+        return None
+    grants = response.json()
+    if grants.get("is_admin"):
+        return None
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    targets = [("experiment", found.experiment_id, f"experiment {experiment!r}")] if found else []
+    targets += [("registered_model", name, f"registered model {name!r}") for name in models]
+
+    def granted(resource_type: str, resource_id: str) -> str | None:
+        levels = [g["permission"] for g in grants.get("permissions", [])
+                  if g["resource_type"] == resource_type and g["resource_pattern"] in (resource_id, "*")]  # fmt: skip
+        if not levels:
+            return None
+        return "DENY" if "DENY" in levels else max(levels, key=PERMISSION_ORDER.index)
+
+    short = [(what, level) for kind, resource_id, what in targets
+             if (level := granted(kind, resource_id)) and PERMISSION_ORDER.index(level) < PERMISSION_ORDER.index("EDIT")]  # fmt: skip
+    if not short:
+        return None
+    held = ", ".join(f"{level} on {what}" for what, level in short)
+    return (
+        f"user {tracking_user()!r} has {held} on the MLflow server {redact(uri)}, and recording runs, model "
+        "versions or @champion needs EDIT; ask a user with MANAGE on them (or the server's admin) to grant it"
+    )
+
+
+def permission_denied(error: BaseException) -> bool:
+    """Whether ``error`` is an MLflow server's refusal (HTTP 403) of what this user asked."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(error, MlflowException) and error.error_code == "PERMISSION_DENIED"
+
+
+def _check_database(uri: str, timeout_s: float) -> None:
+    """Connect once to a database tracking store, so that a wrong host, database or password is one
+    clear error now instead of MLflow's retries.
+
+    Raises:
+        TrackingUnavailable: naming the (redacted) URI and the database's own reason.
+    """
+    import sqlalchemy
+
+    arguments = {"connect_timeout": int(timeout_s)} if uri.startswith(("postgresql", "mysql")) else {}
+    engine = sqlalchemy.create_engine(uri, connect_args=arguments, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        reason = _without_sql(" ".join(str(getattr(error, "orig", None) or error).split()))
+        raise TrackingUnavailable(
+            f"cannot connect to the tracking database {redact(uri)}: {reason[:300]}; check the host, the database "
+            "name and the credentials in --tracking-uri (or MLFLOW_TRACKING_URI)"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def prepare_store(uri: str) -> None:
+    """Create (or migrate) a local SQLite store under a file lock.
+
+    Two ovatune commands started together on a fresh home would otherwise both run MLflow's schema
+    migrations on the same file, and one fails ("duplicate column name"). The second waits for the
+    lock and then finds the schema in place. Servers migrate their own stores.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    lock_path = Path(f"{path}.lock")
+    try:
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                MlflowClient(uri).search_experiments(max_results=1)  # the store's first use runs its migrations
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except Exception as error:  # noqa: BLE001 - sqlite3, SQLAlchemy and MLflow each raise their own kind
+        raise TrackingUnavailable(_sqlite_problem(path, error)) from None
+
+
+def _without_sql(text: str) -> str:
+    """A SQLAlchemy error's message without the statement and the link it appends."""
+    return re.split(r" \[SQL: | \(Background on this error", text)[0]
+
+
+def _sqlite_problem(path: Path, error: BaseException) -> str:
+    """What is wrong with the SQLite store at ``path``, and what to do, from the error opening it."""
+    text = " ".join(str(error).split())
+    cause = _without_sql(text)[:300]
+    if "locked" in text:
+        return (f"the MLflow store {path} is locked by another process ({cause}); wait for it to finish, or stop "
+                "it (`fuser` names it), then run the command again")  # fmt: skip
+    if "readonly" in text or "read-only" in text or isinstance(error, PermissionError) or "unable to open" in text:
+        return (f"cannot write the MLflow store {path} ({cause}): the folder or file is read-only; pass --home "
+                "(or OVATUNE_HOME) a writable folder, or --tracking-uri another store")  # fmt: skip
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return (f"the MLflow store {path} is not a usable SQLite database ({cause}): it is truncated or corrupted; "
+                f"restore it from a backup, or move it away to start a new store there")  # fmt: skip
+    return f"cannot open the MLflow store {path}: {type(error).__name__}: {cause}"
