@@ -36,46 +36,6 @@ def test_bad_choices_exit_2_with_the_valid_ones(argv, expected, capsys, home):
     assert not ray.is_initialized()
 
 
-@pytest.mark.parametrize("experiment", ["imagenet", "clinc"])
-def test_missing_files_of_every_on_disk_dataset_fail_before_ray_starts(capsys, home, tmp_path, experiment):
-    assert main(["sweep", experiment, "--data-dir", str(tmp_path)]) == 2
-    assert f"looked for {tmp_path}/" in capsys.readouterr().err
-    assert not ray.is_initialized()
-
-
-def test_a_relative_data_dir_reaches_the_trials_as_an_absolute_path(tmp_path, monkeypatch):
-    from tuning.parser import build_parser
-
-    monkeypatch.chdir(tmp_path)
-    args = build_parser().parse_args(["sweep", "cifar10", "--data-dir", "data"])
-    assert args.data_dir == str(tmp_path / "data")
-
-
-def test_missing_cifar_files_fail_before_ray_starts(capsys, home, tmp_path, monkeypatch):
-    monkeypatch.delenv("OVATUNE_DATA_DIR", raising=False)
-    assert main(["sweep", "cifar10"]) == 2
-    assert "pass --data-dir" in capsys.readouterr().err
-    assert main(["sweep", "cifar100", "--data-dir", str(tmp_path)]) == 2
-    assert f"looked for {tmp_path}/cifar-100-python/test" in capsys.readouterr().err
-    assert not ray.is_initialized()
-
-
-def test_replicate_without_champions_says_what_to_run_before_ray_starts(capsys, home):
-    assert main(["replicate", "digits", "--replicates", "3"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("ovatune: error: no champion of any loss of 'digits'") and "ovatune sweep digits" in err
-    assert "Traceback" not in err and not ray.is_initialized()
-    assert main(["replicate", "digits", "--resume"]) == 2
-    assert "no replicate set of 'digits' to resume" in capsys.readouterr().err
-
-
-def test_resume_without_a_sweep_says_where_it_looked(capsys, home):
-    assert main(["sweep", "digits", "--resume"]) == 2
-    err = capsys.readouterr().err
-    assert "no sweep of 'digits' to resume" in err and str(home) in err
-    assert not ray.is_initialized()
-
-
 @pytest.mark.parametrize("command", [["sweep", "digits", "--smoke-test"], ["evaluate", "digits"], ["export", "digits"]])
 def test_a_home_that_cannot_be_written_is_one_error_line(command, capsys):
     # /sys/kernel refuses new files even to root: a real unwritable folder

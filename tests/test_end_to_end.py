@@ -10,11 +10,9 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -268,39 +266,6 @@ def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray)
     assert all(t.info.status == "KILLED" and "non-finite" in t.data.tags["ovatune.stop_reason"] for t in marked)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_ui_serves_the_store_on_loopback(home):
-    client = store(home)  # creates the SQLite store
-    client.create_experiment("digits")
-    port = _free_port()
-    server = start_ovatune("ui", "--port", str(port), home=home,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        _wait_for(healthy, 120, "the MLflow server")
-        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=10", timeout=10) as response:
-            names = [e["name"] for e in json.load(response)["experiments"]]
-        assert "digits" in names
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert response.status == 200 and "<html" in response.read().decode().lower()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
 def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store_and_verbose_shows_ray_tunes_table(home):
     args = ["sweep", "digits", "--smoke-test", "--losses", "softmax,ova_dm"]
     marked = environment(**{MARKER: f"two-sweeps-{os.getpid()}"})  # finds each command's processes, Ray's too
@@ -336,80 +301,6 @@ def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store_and_ver
     assert f"--resume --name {names[0]}" in again.stderr
     assert marked_processes(marked[MARKER]) == []  # nor of a refused one
     assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
-
-
-def _leave_in_time_wait(port: int) -> None:
-    """Leave a closed connection on ``port`` whose server side waits out TIME_WAIT (60 s on Linux)."""
-    with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
-        listener.listen()
-        with socket.create_connection(("127.0.0.1", port)) as client:
-            served, _ = listener.accept()
-            served.close()  # the server closes first, as MLflow's does after a response: its side waits
-            assert client.recv(1) == b""
-    with socket.socket() as plain, pytest.raises(OSError):  # a bind without SO_REUSEADDR is refused now
-        plain.bind(("127.0.0.1", port))
-
-
-def _session(process) -> int | None:
-    try:
-        return os.getsid(process.pid)
-    except OSError:  # gone meanwhile
-        return None
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, signum):
-    import psutil
-
-    store(home).create_experiment("digits")
-    port = _free_port()
-    ui = start_ovatune("ui", "--port", str(port), home=home,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-    try:
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        _wait_for(healthy, 120, "the MLflow server")
-        started = psutil.Process(ui.pid).children(recursive=True)
-        assert started, "the UI server runs in processes of its own"
-        if signum == signal.SIGINT:  # the lightest server that serves the UI: no job-execution consumers
-            time.sleep(12)  # MLflow starts those some seconds after the server answers, outside its tree
-            session = os.getsid(started[0].pid)
-            tree = [p for p in psutil.process_iter(["cmdline"]) if _session(p) == session]
-            assert len(tree) <= 2 and not [p for p in tree if "huey" in " ".join(p.info["cmdline"] or [])], tree
-            # and what supervises it is a bare Python, not the CLI with torch, Ray and MLflow (~770 MB)
-            assert psutil.Process(ui.pid).memory_info().rss < 100 * 2**20
-        ui.send_signal(signum)  # to ovatune's own PID, as `kill` or a terminal's Ctrl-C would
-        assert ui.wait(timeout=60) == 0
-        assert "Warning" not in ui.stdout.read()  # no library's warnings meant for its developers
-        _, alive = psutil.wait_procs(started, timeout=20)
-        assert not alive, [p.cmdline() for p in alive]  # no server process outlives ovatune
-        if signum == signal.SIGTERM:  # and the port serves again, even while TIME_WAIT holds it
-            _leave_in_time_wait(port)  # as a browser's visit leaves it: `ovatune ui` refused it before
-            ui = start_ovatune("ui", "--port", str(port), home=home,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-            _wait_for(healthy, 120, "the MLflow server started again")
-            ui.send_signal(signum)
-            assert ui.wait(timeout=60) == 0
-    finally:
-        if ui.poll() is None:
-            os.killpg(ui.pid, signal.SIGKILL)
-
-    with socket.socket() as busy:  # a port already in use: one error line, nothing started
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        taken = busy.getsockname()[1]
-        refused = run_ovatune("ui", "--port", str(taken), home=home, timeout=60)
-    assert refused.returncode == 1
-    assert refused.stderr.startswith("ovatune: error:") and f"port {taken}" in refused.stderr
-    assert "MLflow UI for" not in refused.stdout
 
 
 def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home, local_ray):

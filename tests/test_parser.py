@@ -149,3 +149,11 @@ def test_every_help_imports_neither_torch_nor_ray_nor_mlflow():
     assert {"ovatune", "run", "sweep", "evaluate", "ui", "corrupt"} <= set(lines)
     assert all(imported == "" for imported in lines.values()), lines
     assert "softmax (Crossentropy)" in done.stdout and "one of: cifar10, cifar100" in done.stdout
+
+
+def test_a_relative_data_dir_reaches_the_trials_as_an_absolute_path(tmp_path, monkeypatch):
+    from tuning.parser import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["sweep", "cifar10", "--data-dir", "data"])
+    assert args.data_dir == str(tmp_path / "data")

@@ -35,6 +35,7 @@ def log_evaluation(settings: Settings, client: MlflowClient, measured: Measured,
     ``comparisons.json`` and ``replicate_comparisons.json``; each replicate's run gets its own test
     metrics.
     """
+    mlflow.set_tracking_uri(settings.tracking_uri)  # the fluent calls below write to the run they start
     space, sweep, models, hyperparameters = measured.space, measured.sweep, measured.models, measured.hyperparameters
     evaluations, importance, intervals = measured.evaluations, measured.importance, measured.intervals
     comparisons, replicates = measured.comparisons, measured.summary

@@ -1,4 +1,5 @@
-"""The environment ovatune gives Ray's worker processes: jemalloc that keeps freed memory.
+"""``tuning.cluster``: the environment ovatune gives Ray's worker processes (jemalloc that keeps
+freed memory). Where trials may run (the cluster's shape, a trial's resources) is test_resources.
 
 Why it matters: see ``tuning.cluster.worker_environment`` (a CPU ResNet-20 trial trained 1.5x faster with it).
 """

@@ -1,4 +1,5 @@
-"""PerLossSearch: per-loss seeded Optuna random search, interleaved, resumable."""
+"""``tuning.sweep``: PerLossSearch, the per-loss seeded Optuna random search, interleaved and
+resumable. A whole sweep, its resume and its ASHA are in test_end_to_end and test_engine."""
 
 import math
 
