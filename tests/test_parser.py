@@ -45,6 +45,33 @@ def test_a_non_finite_number_is_a_usage_error_before_anything_starts(argv, capsy
     assert stopped.value.code == 2 and f"expected a finite number, got {argv[-1].split('=')[-1]!r}" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sweep", "digits", "--gpus-per-trial", "1.5"], "a fraction of one GPU or a whole number of GPUs, got 1.5"),
+        (["replicate", "digits", "--cpus-per-trial", "0.00001"], "Ray schedules at least 0.0001 of a resource"),
+        (["sweep", "digits", "--trials", "10000000000"], "a positive integer of at most 1,000,000, got 10000000000"),
+        (["run", "digits", "--epochs", "0"], "a positive integer of at most 1,000,000, got 0"),
+        (["sweep", "digits", "--cpus-per-trial", "1e12"], "must be at most 1,000,000, got 1e12"),
+    ],
+)
+def test_an_absurd_number_is_a_usage_error_before_anything_starts(argv, message, capsys):
+    """Before, all but --epochs 0 were accepted: a GPU or CPU amount Ray refuses failed only once Ray had
+    started, and a count of ten billion trials would have run for years."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fraction", ["0.25", "0.3333", "2"])
+def test_fractions_of_a_gpu_and_whole_gpus_are_accepted(fraction):
+    from tuning.parser import build_parser
+
+    assert build_parser().parse_args(["sweep", "digits", "--gpus-per-trial", fraction]).gpus_per_trial == float(
+        fraction
+    )
+
+
 @pytest.mark.parametrize("port", ["0", "70000", "-1"])
 def test_a_port_outside_1_to_65535_is_a_usage_error(port, capsys):
     with pytest.raises(SystemExit) as stopped:

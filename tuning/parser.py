@@ -34,18 +34,41 @@ def _number(text: str, kind: type):
     return value
 
 
+MOST = 1_000_000  # of trials, epochs, workers or processes: more is a typo, not a plan
+RAY_STEP = 0.0001  # the least amount of a resource Ray schedules (ray_constants.MIN_RESOURCE_GRANULARITY)
+
+
 def _positive_int(text: str) -> int:
     value = _number(text, int)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    if not 0 < value <= MOST:
+        raise argparse.ArgumentTypeError(f"must be a positive integer of at most {MOST:,}, got {text}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def _in_ray_steps(value: float, text: str) -> float:
+    """``value``, refused where Ray would refuse it once started (less than its least amount) or
+    where no cluster has it."""
+    if 0 < value < RAY_STEP:
+        raise argparse.ArgumentTypeError(f"Ray schedules at least {RAY_STEP:g} of a resource, got {text}")
+    if value > MOST:
+        raise argparse.ArgumentTypeError(f"must be at most {MOST:,}, got {text}")
+    return value
+
+
+def _cpus(text: str) -> float:
     value = _number(text, float)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+    return _in_ray_steps(value, text)
+
+
+def _gpus(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if value > 1 and not value.is_integer():  # Ray gives a task a fraction of one GPU, or whole GPUs
+        raise argparse.ArgumentTypeError(f"must be a fraction of one GPU or a whole number of GPUs, got {text}")
+    return _in_ray_steps(value, text)
 
 
 def _seed(text: str) -> int:
@@ -63,13 +86,6 @@ def _replicates(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"needs at least 2 replicates (an interval over seeds needs two), got {text!r}"
         )
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -192,12 +208,8 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
     p.add_argument(
         "--max-concurrent", type=_positive_int, help="at most this many trials at once (default: as resources allow)"
     )
-    p.add_argument(
-        "--cpus-per-trial", type=_positive_float, help="CPUs (and torch threads) per trial (default: the space's)"
-    )
-    p.add_argument(
-        "--gpus-per-trial", type=_non_negative_float, help="GPUs per trial; fractions pack trials on one GPU"
-    )
+    p.add_argument("--cpus-per-trial", type=_cpus, help="CPUs (and torch threads) per trial (default: the space's)")
+    p.add_argument("--gpus-per-trial", type=_gpus, help="GPUs per trial; fractions pack trials on one GPU")
     p.add_argument(
         "--workers-per-trial",
         type=_positive_int,
@@ -295,10 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     replicate.add_argument("--seed", type=_seed, help="seeds the replicates' seeds, 0 to 2**32-1 (default 0)")
     replicate.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
     replicate.add_argument(
-        "--cpus-per-trial", type=_positive_float, help="CPUs per trial (default: as the champion's trials had)"
+        "--cpus-per-trial", type=_cpus, help="CPUs per trial (default: as the champion's trials had)"
     )
     replicate.add_argument(
-        "--gpus-per-trial", type=_non_negative_float, help="GPUs per trial (default: as the champion's trials had)"
+        "--gpus-per-trial", type=_gpus, help="GPUs per trial (default: as the champion's trials had)"
     )
     replicate.add_argument(
         "--address", help="Ray cluster address ('auto' inside a cluster); default: start a local Ray"
