@@ -39,3 +39,12 @@ def test_resume_without_a_sweep_says_where_it_looked(capsys, home):
     err = capsys.readouterr().err
     assert "no sweep of 'digits' to resume" in err and str(home) in err
     assert not ray.is_initialized()
+
+
+def test_an_export_folder_that_is_a_file_is_one_usage_error(capsys, home, tmp_path):
+    """It was printed once per loss, with exit 1."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert main(["export", "digits", "--losses", "softmax,dm", "--out", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ovatune: error: --out {a_file} is a file, not a folder: pass a folder for the exports\n"

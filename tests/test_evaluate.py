@@ -1,6 +1,8 @@
 """``tuning.evaluate``: the champions loaded and measured, and what the command says when it cannot.
 The whole evaluation end to end is in test_end_to_end, test_serving and the dataset tests."""
 
+import shlex
+
 from mlflow.tracking import MlflowClient
 
 from tuning.cli import main
@@ -29,6 +31,7 @@ def test_each_model_is_loaded_once_by_the_task_that_measures_it(home, monkeypatc
 
     import serving.bundle
 
+    home = home.parent / "a home"  # with a space: the commands it prints must still run as printed
     ovatune("sweep", "toy2d", "--smoke-test", "--losses", "softmax,dm", "--home", str(home))
 
     def no_load(*args, **kwargs):
@@ -37,9 +40,13 @@ def test_each_model_is_loaded_once_by_the_task_that_measures_it(home, monkeypatc
     monkeypatch.setattr(mlflow.pyfunc, "load_model", no_load)  # the registered pyfunc
     monkeypatch.setattr(serving.bundle, "load_serving_bundle", no_load)  # its weights
     try:
-        assert main(["evaluate", "toy2d"]) == 0, capsys.readouterr().err
+        assert main(["evaluate", "toy2d", "--home", str(home)]) == 0, capsys.readouterr().err
     finally:
         ray.shutdown()
+    printed = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in capsys.readouterr().out.splitlines()
+               if line.startswith(("  browse the runs:", "  ship a model:"))}  # fmt: skip
+    assert shlex.split(printed["browse the runs"]) == ["ovatune", "ui", "--home", str(home)]  # quoted: one word
+    assert shlex.split(printed["ship a model"])[3:5] == ["--home", str(home)]
     figures = {p.name for p in (home / "reports" / "toy2d" / "figures").iterdir()}
     # drawn from what the tasks computed: the landscape of each model, the centres of the distance one
     assert {"confidence_landscape.png", "class_centres_pca.png"} <= figures

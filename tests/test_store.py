@@ -119,3 +119,18 @@ def test_two_commands_on_a_fresh_home_create_its_store_once(tmp_path):
         process.join(120)
     assert [p.exitcode for p in processes] == [0, 0] and errors.empty()
     assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
+
+
+def test_a_store_from_the_environment_is_named_as_the_environment(capsys, home, monkeypatch, tmp_path):
+    """It used to blame --tracking-uri, which the user never gave."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"{tmp_path}/mlflow.db")
+    assert main(["evaluate", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"ovatune: error: MLFLOW_TRACKING_URI '{tmp_path}/mlflow.db' is a file path")
+        and "--tracking" not in err
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    assert main(["evaluate", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the MLflow tracking server" in err and "unset MLFLOW_TRACKING_URI to use the local" in err

@@ -6,6 +6,7 @@ the command.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -83,8 +84,12 @@ def _main(args, argv: list[str] | None) -> int:
     from tuning.tracking import quiet_mlflow_logs
 
     settings = resolve_settings(args.home, args.tracking_uri)
+    # where the URI came from, as its errors name it: the user's environment is not the option
+    named = (
+        "MLFLOW_TRACKING_URI" if not args.tracking_uri and os.environ.get("MLFLOW_TRACKING_URI") else "--tracking-uri"
+    )
     try:
-        check_tracking_uri(settings.tracking_uri)
+        check_tracking_uri(settings.tracking_uri, named=named)
     except TrackingUnavailable as error:
         return fail(str(error))
     if args.command != "ui" and (problem := _check_home(settings)):

@@ -26,6 +26,11 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _ovatune(*words) -> str:
+    """An ``ovatune`` command line to print, quoted for a shell (a home may hold a space)."""
+    return shlex.join(["ovatune", *map(str, words)])
+
+
 def sweep(space, settings, args) -> int:
     """``ovatune sweep`` (and the start of ``run``): the sweep, or its resume, then its promotion."""
     from mlflow.tracking import MlflowClient
@@ -148,7 +153,7 @@ def _interrupted(space, settings, outcome, args, promoting: bool = False) -> int
     else:  # `replicate --resume` continues the set; `run`'s evaluation then follows by hand
         unfinished, resume = close_interrupted(outcome, space, settings, args.address)
         after = ""
-        next_step = (f"\nthen measure them with the champions: ovatune evaluate {space.name} --home {settings.home}"
+        next_step = (f"\nthen measure them with the champions: {_ovatune('evaluate', space.name, '--home', settings.home)}"
                      if args.command == "run" else "")  # fmt: skip
     when = " while promoting" if promoting else ""
     print(f"\n{kind.noun} {outcome.name} interrupted{when} ({signal.Signals(outcome.interrupted).name}): {unfinished} "
@@ -194,7 +199,7 @@ def replicate(space, settings, args) -> int:
         return fail(f"fewer than {MIN_REPLICATES} replicates of {', '.join(short)} finished (see their runs in the "
                      "MLflow UI); their numbers are not reported over seeds", 1)  # fmt: skip
     if alone:
-        print(f"\nmeasure them: ovatune evaluate {space.name} --home {settings.home}")
+        print(f"\nmeasure them: {_ovatune('evaluate', space.name, '--home', settings.home)}")
     return 0
 
 
@@ -247,8 +252,8 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
                     "**", ""
                 )
             )
-    print(f"\nnext:\n  the report:      {report.path}\n  browse the runs: ovatune ui --home {settings.home}\n"
-          f"  ship a model:    ovatune export {space.name} --home {settings.home} --format onnx")  # fmt: skip
+    print(f"\nnext:\n  the report:      {report.path}\n  browse the runs: {_ovatune('ui', '--home', settings.home)}\n"
+          f"  ship a model:    {_ovatune('export', space.name, '--home', settings.home, '--format', 'onnx')}")  # fmt: skip
     if read_only:
         print(f"ovatune: warning: not recorded in MLflow: {read_only}; the report above is all there is",
               file=sys.stderr)  # fmt: skip
@@ -267,6 +272,8 @@ def export(space, settings, args) -> int:
     from tuning.champion import NoChampion
     from tuning.export import ExportFailed, champion_losses, export_champion
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # the user's to fix: said once, not per loss
+        return fail(f"--out {args.out} is a file, not a folder: pass a folder for the exports")
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     losses = args.losses or champion_losses(space, client)

@@ -25,8 +25,9 @@ class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached or written."""
 
 
-def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, with a message saying what to do, when the tracking store is unusable.
+def check_tracking_uri(uri: str, timeout_s: float = 5.0, named: str = "--tracking-uri") -> None:
+    """Fail fast, with a message saying what to do, when the tracking store is unusable. ``named``:
+    where the URI came from, as the messages name it (``--tracking-uri`` or ``MLFLOW_TRACKING_URI``).
 
     Raises:
         TrackingUnavailable: a URI MLflow cannot use (a file path, an unknown scheme, a database
@@ -38,13 +39,13 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         path = uri.removeprefix("file://")
         hint = f"sqlite:///{Path(path).expanduser().absolute()}" if path.endswith(".db") else "sqlite:///PATH/mlflow.db"
         raise TrackingUnavailable(
-            f"--tracking-uri {uri!r} is a file path, not a tracking URI (MLflow's file store is retired): "
+            f"{named} {uri!r} is a file path, not a tracking URI (MLflow's file store is retired): "
             f"use {hint}, a database URI (postgresql+psycopg2://...) or an MLflow server's http(s)://HOST:PORT"
         )
     database = scheme.split("+")[0]
     if scheme not in ("http", "https", "databricks") and database not in DATABASES:
         raise TrackingUnavailable(
-            f"--tracking-uri {redact(uri)!r}: unknown scheme {scheme!r}; use sqlite:///PATH, "
+            f"{named} {redact(uri)!r}: unknown scheme {scheme!r}; use sqlite:///PATH, "
             f"{', '.join(d + '://...' for d in DATABASES if d != 'sqlite')} or http(s)://HOST:PORT of an MLflow server"
         )
     if database in DATABASES:
@@ -54,17 +55,17 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         try:
             make_url(uri).get_dialect().import_dbapi()
         except NoSuchModuleError as error:
-            raise TrackingUnavailable(f"--tracking-uri {redact(uri)!r} names a database driver SQLAlchemy does "
+            raise TrackingUnavailable(f"{named} {redact(uri)!r} names a database driver SQLAlchemy does "
                                       f"not know ({error})") from None  # fmt: skip
         except (ArgumentError, ValueError) as error:
-            raise TrackingUnavailable(f"--tracking-uri {redact(uri)!r} is not a valid database URI: {error}") from None
+            raise TrackingUnavailable(f"{named} {redact(uri)!r} is not a valid database URI: {error}") from None
         except ImportError as error:
             raise TrackingUnavailable(
                 f"the tracking store {redact(uri)} needs a Python database driver that is not installed "
                 f"({error}): install it (e.g. pip install psycopg2-binary and use postgresql+psycopg2://...)"
             ) from None
         if database != "sqlite":  # a server: MLflow would retry a failed connection for minutes
-            _check_database(uri, timeout_s)
+            _check_database(uri, timeout_s, named)
     if uri.startswith(("http://", "https://")):
         shown = redact(uri)  # never print a secret (resolve_settings already moved user:password@ out)
         try:
@@ -74,7 +75,7 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         except (urllib.error.URLError, OSError) as error:
             raise TrackingUnavailable(
                 f"cannot reach the MLflow tracking server at {shown} ({error}). Start it "
-                "(`mlflow server --host 127.0.0.1 ...`) or leave out --tracking-uri to use the "
+                f"(`mlflow server --host 127.0.0.1 ...`) or {_leave_out(named)} to use the "
                 "local SQLite store in the ovatune home."
             ) from None
         _check_credentials(uri, timeout_s)
@@ -176,7 +177,11 @@ def permission_denied(error: BaseException) -> bool:
     return isinstance(error, MlflowException) and error.error_code == "PERMISSION_DENIED"
 
 
-def _check_database(uri: str, timeout_s: float) -> None:
+def _leave_out(named: str) -> str:
+    return f"unset {named}" if named.isupper() else f"leave out {named}"
+
+
+def _check_database(uri: str, timeout_s: float, named: str) -> None:
     """Connect once to a database tracking store, so that a wrong host, database or password is one
     clear error now instead of MLflow's retries.
 
@@ -194,7 +199,7 @@ def _check_database(uri: str, timeout_s: float) -> None:
         reason = _without_sql(" ".join(str(getattr(error, "orig", None) or error).split()))
         raise TrackingUnavailable(
             f"cannot connect to the tracking database {redact(uri)}: {reason[:300]}; check the host, the database "
-            "name and the credentials in --tracking-uri (or MLFLOW_TRACKING_URI)"
+            f"name and the credentials in {named}"
         ) from None
     finally:
         engine.dispose()
