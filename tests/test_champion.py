@@ -92,13 +92,14 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert versions()["1"]["smoke_test"] == "false" and versions()["1"]["promotion"].startswith("champion: ")
 
-    # A smoke test after it registers a challenger and leaves the champion where it was.
+    # A smoke test after it registers its version and moves neither alias: it used to take
+    # @challenger, which a deployment of the challenger would then have served.
     out = _sweep(home, "--smoke-test", "--name", "quick")
-    assert "smoke test: champion stays v1" in out and f"{name}@challenger (v2" in out
+    assert "smoke test: champion stays v1" in out and f"{name} v2 (trial 0" in out and "@challenger" not in out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
-    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "1"
     assert versions()["2"]["sweep"] == "quick" and versions()["2"]["smoke_test"] == "true"
-    assert versions()["2"]["promotion"].startswith("challenger: smoke test")
+    assert versions()["2"]["promotion"].startswith("not promoted: smoke test")
 
     # A resume that contradicts how the sweep was started is refused, naming each difference.
     refused = run_ovatune("sweep", "digits", "--resume", "--name", "real", "--trials", "5", "--epochs", "9",

@@ -63,6 +63,7 @@ class Promotion:
     is_champion: bool  # whether the version now holds the champion alias
     reason: str  # why it is (or is not) the champion, as the version's `promotion` tag says
     config: dict[str, Any]
+    alias: str | None = None  # champion, challenger, or None (not registered, or a smoke test's that lost)
 
 
 @dataclass(frozen=True)

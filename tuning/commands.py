@@ -115,8 +115,8 @@ def sweep(space, settings, args) -> int:
             status = "no trial qualified"
         else:
             best = f"trial {p.trial_number}, {space.metric} {p.metric:.4f}"
-            alias = "champion" if p.is_champion else "challenger"
-            where = f"{p.model_name}@{alias} (v{p.version}, {best})" if p.version else f"best: {best}"
+            where = (f"{p.model_name}@{p.alias} (v{p.version}, {best})" if p.alias
+                     else f"{p.model_name} v{p.version} ({best})" if p.version else f"best: {best}")  # fmt: skip
             status = f"{where}: {p.reason}"
         print(f"  {loss:<8} {status}")
     for message in failures.values():

@@ -148,14 +148,18 @@ def promote(
             is_champion, reason = True, version.tags.get("promotion", "").partition(": ")[2] or "champion"
         else:
             is_champion, reason = decide(policy, space.metric, space.mode, value, champion)
+        # A smoke test's model that did not become the champion is registered (its sweep's version)
+        # but is nobody's challenger: whoever deploys @challenger would get a one-epoch model.
+        alias = CHAMPION if is_champion else (None if smoke_test else CHALLENGER)
+        if not (champion is not None and champion.version == version.version):
             if is_champion:
                 client.set_registered_model_alias(name, CHAMPION, version.version)
-            client.set_model_version_tag(name, version.version, "promotion",
-                                         ("champion: " if is_champion else "challenger: ") + reason)  # fmt: skip
-        client.set_registered_model_alias(name, CHALLENGER, version.version)
+            client.set_model_version_tag(name, version.version, "promotion", f"{alias or 'not promoted'}: {reason}")
+        if alias is not None:  # the champion is also the newest sweep's best
+            client.set_registered_model_alias(name, CHALLENGER, version.version)
         # the version's run is the trial's: the model was logged there
         promotions[loss] = Promotion(loss, number, value, name, str(version.version), version.run_id,
-                                     is_champion, reason, dict(result.config))  # fmt: skip
+                                     is_champion, reason, dict(result.config), alias)  # fmt: skip
         log.info("%s trial %d -> %s v%s: %s", loss, number, name, version.version, reason)
     return SweepPromotion(promotions, failures)
 
@@ -277,7 +281,8 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
         description=f"{space.name}: the best {loss} ({LOSSES[loss].title}) model of each ovatune sweep, "
         f"by {space.metric} ({space.mode}), one version per sweep. Raw inputs in; probabilities, confidence, "
         f"prediction and none_of_the_above out. The alias `{CHAMPION}` points at the best so far (it moves "
-        f"only when a sweep beats it), `{CHALLENGER}` at the newest sweep's best; each version's `promotion` "
+        f"only when a sweep beats it), `{CHALLENGER}` at the newest sweep's best (a smoke test's only if it "
+        f"became the champion); each version's `promotion` "
         "tag says why.",
     )
     for key, value in {
@@ -304,7 +309,7 @@ def finish_parents(client: MlflowClient, parents: dict[str, str], promoted: Swee
             close_parent(client, run_id, "FAILED")
             continue
         where = f"{promotion.model_name} v{promotion.version}" if promotion.version else "not registered"
-        role = "champion" if promotion.is_champion else (CHALLENGER if promotion.version else "")
+        role = promotion.alias or ""
         client.set_tag(run_id, "ovatune.promotion",
                        f"trial {promotion.trial_number} -> {where}: {role + ': ' if role else ''}{promotion.reason}")  # fmt: skip
         client.log_metric(run_id, f"best_{metric}", promotion.metric)
