@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tuning.ui import GUARD
+
 from launch import run_ovatune, start_ovatune
 
 pytestmark = pytest.mark.slow
@@ -107,7 +109,8 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
         assert started, "the UI server runs in processes of its own"
         if signum == signal.SIGINT:  # the lightest server that serves the UI: no job-execution consumers
             time.sleep(12)  # MLflow starts those some seconds after the server answers, outside its tree
-            session = os.getsid(started[0].pid)
+            (server,) = [p for p in psutil.Process(ui.pid).children() if GUARD not in p.cmdline()]
+            session = os.getsid(server.pid)
             tree = [p for p in psutil.process_iter(["cmdline"]) if _session(p) == session]
             assert len(tree) <= 2 and not [p for p in tree if "huey" in " ".join(p.info["cmdline"] or [])], tree
             # and what supervises it is a bare Python, not the CLI with torch, Ray and MLflow (~770 MB)
@@ -136,3 +139,40 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
     assert refused.returncode == 1
     assert refused.stderr.startswith("ovatune: error:") and f"port {taken}" in refused.stderr
     assert "MLflow UI for" not in refused.stdout
+
+
+def test_a_killed_ui_leaves_no_server_on_its_port(home):
+    """SIGKILL runs no handler: the server used to stay on the port, and the next `ovatune ui` there
+    was refused ("address already in use") by a server nothing named."""
+    import psutil
+
+    store(home).create_experiment("digits")
+    port = _free_port()
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    started = []
+    ui = start_ovatune("ui", "--port", str(port), home=home,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _wait_for(healthy, 120, "the MLflow server")
+        started = psutil.Process(ui.pid).children(recursive=True)
+        ui.kill()  # SIGKILL to ovatune's own PID, as the OOM killer or `kill -9` would
+        ui.wait(timeout=30)
+        _, alive = psutil.wait_procs(started, timeout=40)
+        assert not alive, [p.cmdline() for p in alive]  # the server and its guard are gone too
+        again = start_ovatune("ui", "--port", str(port), home=home,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        _wait_for(healthy, 120, "a new server on the same port")
+        assert again.poll() is None  # it serves: the port was free for it
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=60) == 0
+    finally:  # a server that outlived its ui is no longer this test's child: kill what was started
+        for process in started:
+            if process.is_running():
+                process.kill()

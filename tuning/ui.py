@@ -6,6 +6,9 @@ same PID), so what stays alive to supervise the server is a bare Python of a few
 sent to ovatune's PID (Ctrl-C, ``kill``) still reach the supervisor.
 
     python -m tuning.ui mlflow server --backend-store-uri ... --host ... --port ...
+
+Beside the server runs a guard (``python -m tuning.ui --guard PGID``) that stops it if the
+supervisor dies without running its handlers (SIGKILL, the OOM killer).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 
 def supervise(command: list[str]) -> int:
@@ -33,6 +37,10 @@ def supervise(command: list[str]) -> int:
     quiet = "ignore:starlette.middleware.wsgi is deprecated"
     environment["PYTHONWARNINGS"] = ",".join(filter(None, [environment.get("PYTHONWARNINGS"), quiet]))
     server = subprocess.Popen(command, start_new_session=True, env=environment)
+    # A SIGKILL of the supervisor runs no handler: a guard of its own stops the server then. It waits
+    # on a pipe that only this process holds open, so it hears of the supervisor's end however it came.
+    guard = subprocess.Popen([sys.executable, "-m", "tuning.ui", GUARD, str(server.pid)], stdin=subprocess.PIPE,
+                             start_new_session=True)  # fmt: skip
     stopped_by: list[int] = []
 
     def stop(signum, frame) -> None:
@@ -54,8 +62,29 @@ def supervise(command: list[str]) -> int:
             except ProcessLookupError:
                 pass
         return 0
+    guard.stdin.close()  # the server ended by itself: the guard has nothing left to stop
     return code
 
 
+def stop_when_orphaned(group: int, grace_s: float = 15.0) -> None:
+    """The guard: wait until the supervisor's end of stdin closes (it exited, or was killed), then
+    stop the server's process ``group``: SIGTERM, and SIGKILL to what outlives ``grace_s``."""
+    sys.stdin.buffer.read()
+    try:
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            os.killpg(group, 0)  # ProcessLookupError once every process of the group is gone
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+GUARD = "--guard"
+
 if __name__ == "__main__":
-    sys.exit(supervise([sys.executable, "-m", *sys.argv[1:]]))
+    if sys.argv[1:2] == [GUARD]:
+        stop_when_orphaned(int(sys.argv[2]))
+    else:
+        sys.exit(supervise([sys.executable, "-m", *sys.argv[1:]]))
