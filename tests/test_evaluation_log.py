@@ -11,9 +11,10 @@ from evaluation.comparison import compare_losses, metric_intervals
 from evaluation.metrics import classification_metrics
 from evaluation.runner import Evaluation
 from search_spaces import get_space
-from tuning.champion import CARD_FILE, SelectedModel
+from tuning.champion import CARD_FILE
 from tuning.evaluation_log import flat_metrics, log_evaluation
-from tuning.report import Measured
+from tuning.fan_out import ModelKey
+from tuning.report import EvaluatedModel, Measured
 from tuning.settings import resolve_settings
 from tuning.tracking import TAG_KIND, TAG_SWEEP, get_or_create_experiment, parent_runs
 
@@ -56,17 +57,24 @@ def test_an_evaluation_is_one_run_and_each_version_gets_its_card_and_each_parent
         info = {"sweep": "s1", "trial_number": seed, "dataset": "digits", "class_names": ["a", "b", "c"],
                 "raw_input_shape": [8, 8, 1], "preprocessing": "digits", "threshold": 0.5,
                 "threshold_rule": "the 5% least confident", "validation_kept": 0.95}  # fmt: skip
-        models[loss], evaluations[loss] = SelectedModel(version, info), _evaluation(loss, seed)
+        evaluations[loss] = _evaluation(loss, seed)
+        models[loss] = EvaluatedModel(ModelKey(loss), evaluations[loss], version, info, {"lr": "0.1"})
     labels = evaluations["softmax"].test_labels
     report_dir = tmp_path / "report"
     (report_dir / "figures").mkdir(parents=True)
     (report_dir / "figures" / "reliability.png").write_bytes(b"\x89PNG not really")
     (report_dir / "report.md").write_text("# the report\n")
+    replicates = [  # two replicates of dm, each with its own run
+        EvaluatedModel(
+            ModelKey("dm", n), _evaluation("dm", 10 + n), run_id=client.create_run(experiment_id).info.run_id
+        )
+        for n in (0, 1)
+    ]
     measured = Measured(
-        space, None, models, {loss: {"lr": "0.1"} for loss in models}, evaluations,
+        space, None, [*models.values(), *replicates],
         {loss: metric_intervals(ev.test_probs, labels) for loss, ev in evaluations.items()},
         compare_losses({loss: ev.test_probs for loss, ev in evaluations.items()}, labels),
-        {"softmax": {"lr": 0.7}, "dm": None}, {}, {},
+        {"softmax": {"lr": 0.7}, "dm": None},
     )  # fmt: skip
 
     before = mlflow.get_tracking_uri()
@@ -92,3 +100,6 @@ def test_an_evaluation_is_one_run_and_each_version_gets_its_card_and_each_parent
         assert CARD_FILE in {a.path for a in client.list_artifacts(model.version.run_id)}
         parent = client.get_run(parents[loss])
         assert parent.data.metrics["test_accuracy"] == pytest.approx(evaluations[loss].test["accuracy"])
+    for replicate in replicates:  # each replicate's run gets its own test metrics
+        metrics = client.get_run(replicate.run_id).data.metrics
+        assert metrics["test_accuracy"] == pytest.approx(replicate.evaluation.test["accuracy"])

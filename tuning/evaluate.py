@@ -48,7 +48,7 @@ from tuning.evaluation_log import log_evaluation
 from tuning.fan_out import ModelKey, evaluate_models
 from tuning.importance import importance_figure, importance_table, importances, searched_trials, slice_figure
 from tuning.replicates import CHECKPOINT_ARTIFACT, replicate_runs
-from tuning.report import Measured, render_report
+from tuning.report import EvaluatedModel, Measured, render_report
 from tuning.settings import Settings, redact
 from tuning.timeline import mark
 from tuning.tracking import TAG_TRIAL_NUMBER
@@ -149,10 +149,6 @@ def evaluate_experiment(
     out = settings.reports / space.name / ("sweeps" if sweep else "") / (sweep or "")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     drawn = _draw_figures(evaluations, replicates)
-    hyperparameters = {
-        loss: {k: v for k, v in client.get_run(champion.version.run_id).data.params.items() if k in space.ranges}
-        for loss, champion in champions.items()
-    }
     searched, importance = _importance(space, client, champions)
     if any(importance.values()):
         drawn["hyperparameter_importance"] = importance_figure(importance, space)
@@ -166,8 +162,15 @@ def evaluate_experiment(
     labels = next(iter(evaluations.values())).test_labels  # every model is measured on the same test split
     intervals = {loss: metric_intervals(ev.test_probs, labels) for loss, ev in evaluations.items()}
     comparisons = compare_losses({loss: ev.test_probs for loss, ev in evaluations.items()}, labels)
-    measured = Measured(space, sweep, champions, hyperparameters, evaluations, intervals, comparisons, importance,
-                        replicates, replicate_run_ids, summary)  # fmt: skip
+    models = [  # one record per evaluated model: the selected ones, then the replicates that count
+        EvaluatedModel(ModelKey(loss), evaluations[loss], champion.version, champion.info,
+                       {k: v for k, v in client.get_run(champion.version.run_id).data.params.items() if k in space.ranges})
+        for loss, champion in champions.items()
+    ] + [
+        EvaluatedModel(ModelKey(loss, number), ev, run_id=replicate_run_ids[loss][number])
+        for loss, by_number in replicates.items() for number, ev in by_number.items()
+    ]  # fmt: skip
+    measured = Measured(space, sweep, models, intervals, comparisons, importance, summary)
     report = render_report(measured, list(drawn), importance_table(importance, space) if searched else None)
     path = out / "report.md"
     path.write_text(report)

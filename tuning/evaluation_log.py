@@ -36,10 +36,9 @@ def log_evaluation(settings: Settings, client: MlflowClient, measured: Measured,
     metrics.
     """
     mlflow.set_tracking_uri(settings.tracking_uri)  # the fluent calls below write to the run they start
-    space, sweep, models, hyperparameters = measured.space, measured.sweep, measured.models, measured.hyperparameters
+    space, sweep, models = measured.space, measured.sweep, measured.selected
     evaluations, importance, intervals = measured.evaluations, measured.importance, measured.intervals
     comparisons, replicates = measured.comparisons, measured.summary
-    replicate_evaluations, replicate_runs = measured.replicates, measured.replicate_runs
     sweeps = {loss: model.version.tags.get("sweep", "unknown") for loss, model in models.items()}
     distinct = sorted(set(sweeps.values()))
     label = distinct[0] if len(distinct) == 1 else f"champions of {len(distinct)} sweeps"
@@ -74,16 +73,14 @@ def log_evaluation(settings: Settings, client: MlflowClient, measured: Measured,
         log_provenance(client, run.info.run_id, [r for ev in evaluations.values() for r in ev.inputs])
     for loss, model in models.items():
         version = model.version
-        card = model_card(space, loss, version, model.info, hyperparameters[loss], evaluations[loss])
+        card = model_card(space, loss, version, model.info, model.hyperparameters, model.evaluation)
         client.update_model_version(version.name, version.version, description=card)
         client.log_text(version.run_id, card, CARD_FILE)
-    for loss, by_number in (replicate_evaluations or {}).items():
-        for number, ev in by_number.items():
-            run_id = (replicate_runs or {}).get(loss, {}).get(number)
-            if run_id:
-                now = int(time.time() * 1000)
-                client.log_batch(run_id, metrics=[Metric(f"test_{k}", v, now, 0) for k, v in ev.test.items()])
-                log_provenance(client, run_id, ev.inputs)
+    for replicate in (m for m in measured.models if m.run_id):
+        now = int(time.time() * 1000)
+        ev = replicate.evaluation
+        client.log_batch(replicate.run_id, metrics=[Metric(f"test_{k}", v, now, 0) for k, v in ev.test.items()])
+        log_provenance(client, replicate.run_id, ev.inputs)
     for loss, ev in evaluations.items():
         for parent in find_runs(client, experiment_id, kind="parent", sweep=sweeps[loss], loss=loss):
             for key, value in ev.test.items():

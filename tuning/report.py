@@ -7,7 +7,8 @@ Nothing here reads or writes a store: ``tuning.evaluate`` gathers, ``tuning.eval
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,22 @@ from evaluation.replicate_summary import OOD_SCORES, ReplicateSummary
 from evaluation.runner import Evaluation
 from search_spaces import SearchSpace
 from trainables.losses import LOSSES
-from tuning.champion import SelectedModel, common_selection_metric, selection_metric
+from tuning.champion import common_selection_metric, selection_metric
+from tuning.fan_out import ModelKey
+
+
+@dataclass(frozen=True)
+class EvaluatedModel:
+    """One evaluated model, the same record from fan-out to the report and the MLflow run: a loss's
+    selected model (its registered version, serving info and searched hyperparameters), or one of
+    its replicates (its MLflow run)."""
+
+    key: ModelKey  # its loss, and its replicate number (None: the loss's selected model)
+    evaluation: Evaluation
+    version: Any = None  # the selected model's MLflow ModelVersion
+    info: dict[str, Any] = field(default_factory=dict)  # the selected model's serving.json
+    hyperparameters: dict[str, str] = field(default_factory=dict)  # the selected model's trial's searched values
+    run_id: str | None = None  # a replicate's MLflow run
 
 
 @dataclass
@@ -27,28 +43,31 @@ class Measured:
     Attributes:
         space: the experiment.
         sweep: the sweep whose models were evaluated, or None for the champions.
-        models: loss -> its evaluated model (version, serving info).
-        hyperparameters: loss -> the searched hyperparameters of its trial.
-        evaluations: loss -> its evaluated model's ``Evaluation``.
+        models: every evaluated model, the selected ones in the losses' order, then the replicates
+            (only of losses with at least two).
         intervals: loss -> metric -> its interval over the test examples.
         comparisons: the differences between the losses, paired over the test examples.
         importance: loss -> hyperparameter -> its fANOVA importance (None: too few trials).
-        replicates: loss -> replicate number -> its ``Evaluation``, for versions with replicates.
-        replicate_runs: loss -> replicate number -> its MLflow run.
         summary: everything over the replicates' seeds (None without replicates).
     """
 
     space: SearchSpace
     sweep: str | None
-    models: dict[str, SelectedModel]
-    hyperparameters: dict[str, dict[str, str]]
-    evaluations: dict[str, Evaluation]
+    models: list[EvaluatedModel]
     intervals: dict[str, dict[str, Interval]]
     comparisons: list[Comparison]
     importance: dict[str, dict[str, float] | None]
-    replicates: dict[str, dict[int, Evaluation]]
-    replicate_runs: dict[str, dict[int, str]]
     summary: ReplicateSummary | None = None
+
+    @property
+    def selected(self) -> dict[str, EvaluatedModel]:
+        """loss -> its selected model (the champion, or the version ``evaluate --sweep`` names)."""
+        return {m.key.loss: m for m in self.models if m.key.replicate is None}
+
+    @property
+    def evaluations(self) -> dict[str, Evaluation]:
+        """loss -> its selected model's ``Evaluation``."""
+        return {loss: m.evaluation for loss, m in self.selected.items()}
 
 
 def summary_rows(evaluations: dict[str, Evaluation]) -> list[dict]:
@@ -125,10 +144,10 @@ def render_report(measured: Measured, figure_names: list[str], importance: str |
     over the test examples), the tables (with their intervals; with replicates, every table over
     seeds), the hyperparameter importance table (``importance``, markdown) when there is one, then
     the figures (``figure_names``)."""
-    space, sweep, champions = measured.space, measured.sweep, measured.models
-    hyperparameters, evaluations, intervals = measured.hyperparameters, measured.evaluations, measured.intervals
+    space, sweep, selected = measured.space, measured.sweep, measured.selected
+    evaluations, intervals = measured.evaluations, measured.intervals
     comparisons, replicates = measured.comparisons, measured.summary
-    common = common_selection_metric([champion.version for champion in champions.values()], space)
+    common = common_selection_metric([model.version for model in selected.values()], space)
     by = f"validation `{common}`" if common else "the validation metric each sweep selected by (see the table)"
     if sweep is None:
         what = (f"The champion of each loss: the best version so far by {by}; champions may come from "
@@ -149,9 +168,9 @@ def render_report(measured: Measured, figure_names: list[str], importance: str |
         "| loss | registered model | sweep | trial | selected by (validation) | promotion | hyperparameters |",
         "|---|---|---|---|---|---|---|",
     ]
-    for loss, champion in champions.items():
-        version = champion.version
-        chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(hyperparameters[loss].items()))
+    for loss, model in selected.items():
+        version = model.version
+        chosen = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(model.hyperparameters.items()))
         metric = selection_metric(version, space)
         value = float(version.tags.get(metric, "nan"))
         lines.append(
