@@ -170,3 +170,27 @@ def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(
     assert command == f"ovatune evaluate digits --home {home}"
     run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
     assert (home / "reports" / "digits" / "report.md").exists()
+
+
+def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(home, tmp_path, ovatune):
+    """SIGTERM while a champion's files are written: it used to end the process on the spot, leaving
+    a partial folder beside the export (or, between its two renames, no export at all)."""
+    from serving import ExportedModel
+
+    ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax,ova", "--home", str(home))
+    out = tmp_path / "exports"
+    export = ("export", "digits", "--format", "torchscript", "--out", str(out))
+    ovatune(*export, "--home", str(home))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    returncode, output, errors = _sigterm_at("export written", export, home, tmp_path)
+    assert returncode == 128 + signal.SIGTERM, output[-3000:] + errors[-3000:]
+    assert "export interrupted (SIGTERM): nothing exported; softmax, ova not" in output
+    assert "Traceback" not in output + errors
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # the earlier export, untouched
+    assert not [p for p in out.rglob(".*")]  # no partial folder
+    command = output.strip().splitlines()[-1].strip()
+    assert command == f"ovatune export digits --losses softmax,ova --format torchscript --out {out} --home {home}"
+    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
+    for loss in ("softmax", "ova"):
+        ExportedModel(out / loss / "torchscript")  # whole, and its files match its manifest

@@ -279,17 +279,32 @@ def export(space, settings, args) -> int:
     losses = args.losses or champion_losses(space, client)
     if not losses:
         return fail(f"{space.name} has no champions in {settings.display_uri}; run `ovatune run {space.name}` first")
-    failed = 0
-    for loss in losses:  # one champion that cannot be exported does not stop the others
-        try:
-            folder = export_champion(space, loss, args.format, args.out, client)
-        except NoChampion as error:
-            return fail(str(error))
-        except ExportFailed as error:
-            failed += 1
-            print(f"ovatune: error: {error}", file=sys.stderr)
-            continue
-        print(f"{loss:8s} -> {folder}")
+    from tuning.interruption import Stopped, stop_on_signals
+
+    failed, done = 0, []
+    try:
+        with stop_on_signals():  # a stop between two losses, or inside one: nothing half written stays
+            for loss in losses:  # one champion that cannot be exported does not stop the others
+                try:
+                    folder = export_champion(space, loss, args.format, args.out, client)
+                except NoChampion as error:
+                    return fail(str(error))
+                except ExportFailed as error:
+                    failed += 1
+                    print(f"ovatune: error: {error}", file=sys.stderr)
+                    continue
+                done.append(loss)
+                print(f"{loss:8s} -> {folder}")
+    except Stopped as stop:
+        left = [loss for loss in losses if loss not in done]
+        again = ["export", space.name, "--losses", ",".join(left), "--format", args.format, "--out", Path(args.out).absolute(),
+                 "--home", settings.home]  # fmt: skip
+        if not settings.is_local_store:
+            again += ["--tracking-uri", settings.display_uri]
+        print(f"\nexport interrupted ({stop}): {', '.join(done) or 'nothing'} exported; {', '.join(left)} not "
+              f"(each left as it was before, no partial folder). Export the rest with:\n  {_ovatune(*again)}",
+              flush=True)  # fmt: skip
+        return 128 + stop.signum
     return 1 if failed else 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -38,7 +39,9 @@ from tuning.champion import (
     registered_name,
 )
 from tuning.errors import one_line
+from tuning.interruption import Stopped
 from tuning.options import FORMATS
+from tuning.timeline import mark
 
 
 class ExportFailed(RuntimeError):
@@ -76,17 +79,26 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
     staging = Path(tempfile.mkdtemp(prefix=f".{fmt}.partial-", dir=target.parent))
     try:
         _write_export(space, loss, fmt, name, version, client, staging)
-    except Exception as error:
+        mark("export written")
+    except BaseException as error:  # a failure, or a stop (tuning.interruption.Stopped): no partial folder stays
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, Stopped) or not isinstance(error, Exception):
+            raise
         raise ExportFailed(
             f"{loss}: exporting {name} v{version.version} (from {version.source}) failed: "
             f"{one_line(error)}; "
             f"{target} was left as it was"
         ) from error
     previous = target.with_name(f".{fmt}.previous-{staging.name.rsplit('-', 1)[-1]}")
-    if target.exists():
-        target.rename(previous)
-    staging.rename(target)
+    # The two renames are one step: a signal between them would leave no export at the target, so
+    # SIGINT and SIGTERM wait until both are done.
+    deferred = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        if target.exists():
+            target.rename(previous)
+        staging.rename(target)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, deferred)
     shutil.rmtree(previous, ignore_errors=True)
     return target
 
