@@ -10,8 +10,10 @@ exports it, so an earlier in-process test's store would otherwise leak into the 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 OVATUNE = str(Path(sys.executable).parent / "ovatune")  # the console script beside this Python
@@ -101,3 +103,20 @@ def marked_processes(marker: str) -> list[str]:
         except psutil.Error:  # ended meanwhile, or not ours to read
             pass
     return found
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (bound once, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll ``condition()`` every 0.5 s until it is true; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")

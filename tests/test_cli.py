@@ -2,18 +2,10 @@
 permissions) refuse bad input with one error line before Ray starts, and a fault is one line too.
 (What the parser refuses is test_parser; what the store's checks refuse, test_store.)"""
 
-import socket
-
 import pytest
 import ray
 
 from tuning.cli import main
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -23,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from search_spaces import get_space, log_uniform
 from trainables.losses import LOSSES
 
-from launch import MARKER, environment, marked_processes, run_ovatune, start_ovatune
+from launch import MARKER, environment, marked_processes, run_ovatune, start_ovatune, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -146,15 +145,6 @@ def test_toy2d_shows_the_papers_figure_1_effect(home):
     assert "ring_r200" in report and "confidence_landscape.png" in report
 
 
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
     args = ["sweep", "digits", "--trials", "3", "--epochs", "30", "--losses", "softmax,ova", "--name", "killed"]
     client = store(home)  # the store's schema first: two processes migrating one new SQLite file collide
@@ -175,7 +165,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
         return len(finished) >= 1 and len(mid) >= 1
 
     try:
-        _wait_for(progress, 300, "one finished trial and one past its first checkpoint")
+        wait_for(progress, 300, "one finished trial and one past its first checkpoint")
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, no clean-up
         process.wait()

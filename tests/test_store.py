@@ -3,7 +3,6 @@ truncated, foreign or locked: each one error line before Ray starts; a fresh sto
 when two commands start together. (Credentials and permissions on a real server: test_tracking_server_auth.)"""
 
 import multiprocessing
-import socket
 import time
 
 import pytest
@@ -13,16 +12,12 @@ from mlflow.tracking import MlflowClient
 from tuning.cli import main
 from tuning.store import prepare_store
 
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from launch import free_port
 
 
 def test_unreachable_tracking_server_fails_fast(capsys, home):
     started = time.time()
-    code = main(["sweep", "digits", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"])
+    code = main(["sweep", "digits", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
     assert code == 2 and time.time() - started < 10
     err = capsys.readouterr().err
     assert "cannot reach the MLflow tracking server" in err and "--tracking-uri" in err
@@ -130,7 +125,7 @@ def test_a_store_from_the_environment_is_named_as_the_environment(capsys, home, 
         err.startswith(f"ovatune: error: MLFLOW_TRACKING_URI '{tmp_path}/mlflow.db' is a file path")
         and "--tracking" not in err
     )
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     assert main(["evaluate", "digits"]) == 2
     err = capsys.readouterr().err
     assert "cannot reach the MLflow tracking server" in err and "unset MLFLOW_TRACKING_URI to use the local" in err

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from tuning.ui import GUARD
 
-from launch import run_ovatune, start_ovatune
+from launch import free_port, run_ovatune, start_ovatune, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,38 +24,29 @@ def store(home: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _start_ui(home: Path, port: int) -> subprocess.Popen:
+    """``ovatune ui --port PORT`` in a session of its own, its output captured."""
+    return start_ovatune("ui", "--port", str(port), home=home,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
 
 
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+def _healthy(port: int) -> bool:
+    """Whether an MLflow server answers its health check on ``port``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def test_ui_serves_the_store_on_loopback(home):
     client = store(home)  # creates the SQLite store
     client.create_experiment("digits")
-    port = _free_port()
-    server = start_ovatune("ui", "--port", str(port), home=home,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    port = free_port()
+    server = _start_ui(home, port)
     url = f"http://127.0.0.1:{port}"
     try:
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        _wait_for(healthy, 120, "the MLflow server")
+        wait_for(lambda: _healthy(port), 120, "the MLflow server")
         with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=10", timeout=10) as response:
             names = [e["name"] for e in json.load(response)["experiments"]]
         assert "digits" in names
@@ -92,19 +83,10 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
     import psutil
 
     store(home).create_experiment("digits")
-    port = _free_port()
-    ui = start_ovatune("ui", "--port", str(port), home=home,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    port = free_port()
+    ui = _start_ui(home, port)
     try:
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        _wait_for(healthy, 120, "the MLflow server")
+        wait_for(lambda: _healthy(port), 120, "the MLflow server")
         started = psutil.Process(ui.pid).children(recursive=True)
         assert started, "the UI server runs in processes of its own"
         if signum == signal.SIGINT:  # the lightest server that serves the UI: no job-execution consumers
@@ -122,9 +104,8 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
         assert not alive, [p.cmdline() for p in alive]  # no server process outlives ovatune
         if signum == signal.SIGTERM:  # and the port serves again, even while TIME_WAIT holds it
             _leave_in_time_wait(port)  # as a browser's visit leaves it: `ovatune ui` refused it before
-            ui = start_ovatune("ui", "--port", str(port), home=home,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-            _wait_for(healthy, 120, "the MLflow server started again")
+            ui = _start_ui(home, port)
+            wait_for(lambda: _healthy(port), 120, "the MLflow server started again")
             ui.send_signal(signum)
             assert ui.wait(timeout=60) == 0
     finally:
@@ -147,28 +128,18 @@ def test_a_killed_ui_leaves_no_server_on_its_port(home):
     import psutil
 
     store(home).create_experiment("digits")
-    port = _free_port()
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
+    port = free_port()
     started = []
-    ui = start_ovatune("ui", "--port", str(port), home=home,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    ui = _start_ui(home, port)
     try:
-        _wait_for(healthy, 120, "the MLflow server")
+        wait_for(lambda: _healthy(port), 120, "the MLflow server")
         started = psutil.Process(ui.pid).children(recursive=True)
         ui.kill()  # SIGKILL to ovatune's own PID, as the OOM killer or `kill -9` would
         ui.wait(timeout=30)
         _, alive = psutil.wait_procs(started, timeout=40)
         assert not alive, [p.cmdline() for p in alive]  # the server and its guard are gone too
-        again = start_ovatune("ui", "--port", str(port), home=home,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-        _wait_for(healthy, 120, "a new server on the same port")
+        again = _start_ui(home, port)
+        wait_for(lambda: _healthy(port), 120, "a new server on the same port")
         assert again.poll() is None  # it serves: the port was free for it
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=60) == 0

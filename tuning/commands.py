@@ -31,6 +31,12 @@ def _ovatune(*words) -> str:
     return shlex.join(["ovatune", *map(str, words)])
 
 
+def _again(settings, *words) -> str:
+    """:func:`_ovatune` for finishing what a stop left: in this home, and on this store when it is not the home's."""
+    store = ["--tracking-uri", settings.display_uri] if not settings.is_local_store else []
+    return _ovatune(*words, "--home", settings.home, *store)
+
+
 def sweep(space, settings, args) -> int:
     """``ovatune sweep`` (and the start of ``run``): the sweep, or its resume, then its promotion."""
     from mlflow.tracking import MlflowClient
@@ -217,19 +223,9 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
         with stop_on_signals():  # SIGTERM used to end it with exit 1 and no word of what was left undone
             report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
     except Stopped as stop:
-        again = [
-            "ovatune",
-            "evaluate",
-            space.name,
-            *(["--sweep", sweep] if sweep else []),
-            "--home",
-            str(settings.home),
-        ]
-        if not settings.is_local_store:
-            again += ["--tracking-uri", settings.display_uri]
         print(f"\nevaluation of {space.name} interrupted ({stop}): no alias moved, and nothing it measured is "
               "reported as done (an MLflow evaluation run it had opened is marked FAILED). Evaluate again with:\n"
-              f"  {shlex.join(again)}", flush=True)  # fmt: skip
+              f"  {_again(settings, 'evaluate', space.name, *(['--sweep', sweep] if sweep else []))}", flush=True)  # fmt: skip
         return 128 + stop.signum
     except NoneEvaluated as error:
         return fail(str(error), 1)
@@ -270,10 +266,12 @@ def export(space, settings, args) -> int:
     from mlflow.tracking import MlflowClient
 
     from tuning.champion import NoChampion
-    from tuning.export import ExportFailed, champion_losses, export_champion
+    from tuning.export import ExportFailed, champion_losses, check_export_folder, export_champion
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():  # the user's to fix: said once, not per loss
-        return fail(f"--out {args.out} is a file, not a folder: pass a folder for the exports")
+    try:  # the user's to fix: said once, not per loss
+        check_export_folder(args.out)
+    except ExportFailed as error:
+        return fail(str(error))
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     losses = args.losses or champion_losses(space, client)
@@ -297,12 +295,10 @@ def export(space, settings, args) -> int:
                 print(f"{loss:8s} -> {folder}")
     except Stopped as stop:
         left = [loss for loss in losses if loss not in done]
-        again = ["export", space.name, "--losses", ",".join(left), "--format", args.format, "--out", Path(args.out).absolute(),
-                 "--home", settings.home]  # fmt: skip
-        if not settings.is_local_store:
-            again += ["--tracking-uri", settings.display_uri]
+        again = _again(settings, "export", space.name, "--losses", ",".join(left), "--format", args.format,
+                       "--out", Path(args.out).absolute())  # fmt: skip
         print(f"\nexport interrupted ({stop}): {', '.join(done) or 'nothing'} exported; {', '.join(left)} not "
-              f"(each left as it was before, no partial folder). Export the rest with:\n  {_ovatune(*again)}",
+              f"(each left as it was before, no partial folder). Export the rest with:\n  {again}",
               flush=True)  # fmt: skip
         return 128 + stop.signum
     return 1 if failed else 0

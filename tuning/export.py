@@ -54,6 +54,12 @@ def _write_manifest(directory: Path) -> None:
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
 
 
+def check_export_folder(out: str | Path) -> None:
+    """Raises ExportFailed when ``out`` is a file: the exports need a folder there (one made if missing)."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ExportFailed(f"--out {out} is a file, not a folder: pass a folder for the exports")
+
+
 def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, client: MlflowClient) -> Path:
     """Write ``loss``'s champion of ``space`` to ``out/<loss>/<fmt>/``; returns that folder.
 
@@ -70,9 +76,8 @@ def export_champion(space: SearchSpace, loss: str, fmt: str, out: str | Path, cl
     version = current_champion(client, name)
     if version is None:
         raise NoChampion(f"{name} has no version with alias {CHAMPION!r}: run `ovatune sweep {space.name}` first")
+    check_export_folder(out)
     target = Path(out) / loss / fmt
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ExportFailed(f"--out {out} is a file, not a folder: pass a folder for the exports")
     # Written beside the target and renamed into place only when complete: a failed export leaves
     # the previous one as it was.
     target.parent.mkdir(parents=True, exist_ok=True)
