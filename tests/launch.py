@@ -10,6 +10,7 @@ exports it, so an earlier in-process test's store would otherwise leak into the 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,8 +68,6 @@ def stop_group(process: subprocess.Popen, timeout: float = 60) -> None:
     """Stop ``process`` and its whole process group (started with ``start_new_session=True``):
     SIGTERM, then SIGKILL to whatever of the group outlives ``timeout``. A group already gone (the
     process failed to start, or ended on its own) is stopped already."""
-    import signal
-
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -120,3 +119,23 @@ def wait_for(condition, timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def sigterm_at_mark(phase: str, args: tuple[str, ...], home: Path, tmp_path: Path) -> tuple[int, str, str]:
+    """``ovatune *args`` paused at the timeline mark ``phase`` (``OVATUNE_PAUSE_AT``, announced on its
+    stderr), sent SIGTERM there: (its exit code, its stdout, its stderr)."""
+    errors = tmp_path / f"stderr-{phase.replace(' ', '-')}.txt"
+    with errors.open("w") as stderr:
+        command = start_ovatune(*args, home=home, env=environment(OVATUNE_PAUSE_AT=f"{phase}=120"),
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.time() + 300
+            while f"ovatune: paused at {phase}" not in errors.read_text():
+                assert time.time() < deadline and command.poll() is None, errors.read_text()[-3000:]
+                time.sleep(0.2)
+            os.kill(command.pid, signal.SIGTERM)
+            output, _ = command.communicate(timeout=120)
+        finally:
+            if command.poll() is None:
+                os.killpg(command.pid, signal.SIGKILL)
+    return command.returncode, output, errors.read_text()

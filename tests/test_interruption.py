@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import environment, run_ovatune, start_ovatune
+from launch import run_ovatune, sigterm_at_mark, start_ovatune
 
 pytestmark = pytest.mark.slow
 
@@ -113,31 +113,11 @@ def test_sigterm_to_the_driver_stops_it_the_same_way(home):
     assert state  # Tune saved the experiment's state for --resume
 
 
-def _sigterm_at(phase: str, args: tuple[str, ...], home: Path, tmp_path: Path) -> tuple[int, str, str]:
-    """``ovatune *args`` paused at the timeline mark ``phase`` (``OVATUNE_PAUSE_AT``, announced on its
-    stderr), sent SIGTERM there: (its exit code, its stdout, its stderr)."""
-    errors = tmp_path / "stderr.txt"
-    with errors.open("w") as stderr:
-        command = start_ovatune(*args, home=home, env=environment(OVATUNE_PAUSE_AT=f"{phase}=120"),
-                                stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)  # fmt: skip
-        try:
-            deadline = time.time() + 300
-            while f"ovatune: paused at {phase}" not in errors.read_text():
-                assert time.time() < deadline and command.poll() is None, errors.read_text()[-3000:]
-                time.sleep(0.2)
-            os.kill(command.pid, signal.SIGTERM)
-            output, _ = command.communicate(timeout=120)
-        finally:
-            if command.poll() is None:
-                os.killpg(command.pid, signal.SIGKILL)
-    return command.returncode, output, errors.read_text()
-
-
 def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resume_finishes(home, tmp_path):
     """SIGTERM (a job scheduler's stop) after the trials, while a model is being registered: it used
     to end the process on the spot, parents RUNNING and a version without tags in the registry."""
     args = ("sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", "2", "--name", "promoting")
-    returncode, output, errors = _sigterm_at("model logged", args, home, tmp_path)
+    returncode, output, errors = sigterm_at_mark("model logged", args, home, tmp_path)
     assert returncode == 128 + signal.SIGTERM, output[-3000:] + errors[-3000:]
     assert "sweep promoting interrupted while promoting (SIGTERM)" in output
     assert "Traceback" not in output + errors
@@ -162,7 +142,7 @@ def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resum
 def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(home, tmp_path, ovatune):
     """SIGTERM while the champions are measured: it used to exit 1 with no message and no report."""
     ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home))
-    returncode, output, errors = _sigterm_at("champions found", ("evaluate", "digits"), home, tmp_path)
+    returncode, output, errors = sigterm_at_mark("champions found", ("evaluate", "digits"), home, tmp_path)
     assert returncode == 128 + signal.SIGTERM, output[-3000:] + errors[-3000:]
     assert "evaluation of digits interrupted (SIGTERM)" in output and "Traceback" not in output + errors
     assert not (home / "reports" / "digits" / "report.md").exists()
@@ -183,7 +163,7 @@ def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(h
     ovatune(*export, "--home", str(home))
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
-    returncode, output, errors = _sigterm_at("export written", export, home, tmp_path)
+    returncode, output, errors = sigterm_at_mark("export written", export, home, tmp_path)
     assert returncode == 128 + signal.SIGTERM, output[-3000:] + errors[-3000:]
     assert "export interrupted (SIGTERM): nothing exported; softmax, ova not" in output
     assert "Traceback" not in output + errors

@@ -4,6 +4,7 @@ measured over seeds by ``ovatune evaluate``."""
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -14,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from tuning.engine import KEEP_CHECKPOINTS
 from tuning.replicates import GivenConfigs, replicate_points, replicate_seed, selected_by_metric
 
-from launch import run_ovatune, start_ovatune
+from launch import run_ovatune, sigterm_at_mark, start_ovatune
 
 EPOCHS = 30
 
@@ -64,7 +65,7 @@ def _runs(client: MlflowClient, kind: str) -> list:
 
 
 @pytest.mark.slow
-def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_over_seeds(home):
+def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_over_seeds(home, tmp_path):
     run_ovatune("sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "1", "--epochs", str(EPOCHS),
                 home=home, timeout=600, check=True)  # fmt: skip
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
@@ -90,7 +91,21 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
     before = _runs(client, "replicate")
     finished_before = {r.info.run_id for r in before if r.info.status == "FINISHED"}
 
-    resumed = run_ovatune("replicate", "digits", "--resume", "--name", "reps", home=home, timeout=600, check=True)
+    # The resume is stopped in its wrap-up (SIGTERM, as a job scheduler stops it) after one checkpoint
+    # is logged: it used to end on the spot, its parents RUNNING and the other checkpoints never logged.
+    returncode, output, errors = sigterm_at_mark(
+        "replicate checkpoint logged", ("replicate", "digits", "--resume", "--name", "reps"), home, tmp_path
+    )  # fmt: skip
+    assert returncode == 128 + signal.SIGTERM, output[-3000:] + errors[-3000:]
+    assert "replicate set reps interrupted while logging checkpoints (SIGTERM)" in output
+    assert "the checkpoints logged so far are kept" in output and "Traceback" not in output + errors
+    parents = _runs(client, "replicates")
+    assert len(parents) == 2 and all(p.data.tags.get("ovatune.outcome") == "interrupted" for p in parents)
+    logged = [r for r in _runs(client, "replicate") if r.data.tags.get("ovatune.checkpoint_logged") == "true"]
+    assert len(logged) == 1  # the one logged before the signal; the resume logs the other three
+    command = output.strip().splitlines()[-1].strip()
+    assert command == f"ovatune replicate digits --resume --name reps --home {home}"
+    resumed = run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
     # (Ray Tune may log a traceback of its own when a checkpoint the killed driver was rotating is gone)
     assert "2 replicates finished" in resumed.stdout and "ovatune: error" not in resumed.stderr
 
@@ -107,6 +122,7 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
         assert steps == list(range(1, EPOCHS + 1)), run.info.run_name  # every epoch once
         assert "checkpoint" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert run.data.tags["ovatune.checkpoint_logged"] == "true"
         number = int(run.data.tags["ovatune.trial_number"])
         assert run.data.params["seed"] == str(replicate_seed(0, number))  # the same seed for every loss
         champion = trials[run.data.tags["ovatune.loss"]].data.params

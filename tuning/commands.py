@@ -107,7 +107,7 @@ def sweep(space, settings, args) -> int:
             finish_parents(MlflowClient(settings.tracking_uri), outcome.parents, promoted, space.metric)
     except Stopped as stop:
         return _interrupted(space, settings, dataclasses.replace(outcome, interrupted=stop.signum), args,
-                            promoting=True)  # fmt: skip
+                            wrapping_up=True)  # fmt: skip
     promotions, failures = promoted.promotions, promoted.failures  # failures: corrupted checkpoints passed over
     release_job(settings.ray_results, outcome.name)  # promoted: another driver may resume it now
     mark("parent runs closed")
@@ -138,11 +138,11 @@ def _prepare_promotion(space) -> None:
     prepare_promotion(space)
 
 
-def _interrupted(space, settings, outcome, args, promoting: bool = False) -> int:
+def _interrupted(space, settings, outcome, args, wrapping_up: bool = False) -> int:
     """A stopped job (a sweep, or a replicate set of ``replicate`` or ``run``): its unfinished runs
     closed as interrupted, the command that resumes it printed; exit 128 + the signal (130 for
-    Ctrl-C), as a shell reports it. ``promoting``: a sweep stopped after its trials, while promoting
-    (the resume promotes what is left)."""
+    Ctrl-C), as a shell reports it. ``wrapping_up``: stopped after its trials, while a sweep
+    promoted or a replicate set logged its checkpoints (the resume does what is left of that)."""
     import signal
 
     from tuning.engine import SWEEP, close_interrupted
@@ -153,15 +153,15 @@ def _interrupted(space, settings, outcome, args, promoting: bool = False) -> int
         unfinished, resume = close_interrupted(
             outcome, space, settings, args.address, args.data_dir, args.command, then
         )
-        after = ("; the versions registered so far are kept, none half registered" if promoting
+        after = ("; the versions registered so far are kept, none half registered" if wrapping_up
                  else "; nothing was promoted")  # fmt: skip
         next_step = ""
     else:  # `replicate --resume` continues the set; `run`'s evaluation then follows by hand
         unfinished, resume = close_interrupted(outcome, space, settings, args.address)
-        after = ""
+        after = "; the checkpoints logged so far are kept" if wrapping_up else ""
         next_step = (f"\nthen measure them with the champions: {_ovatune('evaluate', space.name, '--home', settings.home)}"
                      if args.command == "run" else "")  # fmt: skip
-    when = " while promoting" if promoting else ""
+    when = f" while {kind.wrap_up}" if wrapping_up else ""
     print(f"\n{kind.noun} {outcome.name} interrupted{when} ({signal.Signals(outcome.interrupted).name}): {unfinished} "
           f"unfinished {kind.trial_kind}(s) kept with their checkpoints{after}. Resume with:\n  {resume}{next_step}",
           flush=True)  # fmt: skip
@@ -195,7 +195,14 @@ def replicate(space, settings, args) -> int:
         return fail(str(error))
     if outcome.interrupted:
         return _interrupted(space, settings, outcome, args)
-    finished = finish_replicates(MlflowClient(settings.tracking_uri), outcome)
+    from tuning.interruption import Stopped, stop_on_signals
+
+    try:  # a signal while the checkpoints are logged: the parents stay open, the resume logs the rest
+        with stop_on_signals():
+            finished = finish_replicates(MlflowClient(settings.tracking_uri), outcome)
+    except Stopped as stop:
+        return _interrupted(space, settings, dataclasses.replace(outcome, interrupted=stop.signum), args,
+                            wrapping_up=True)  # fmt: skip
     release_job(settings.ray_results, outcome.name)
     print(f"\nreplicate set {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s")
     for loss in outcome.parents:

@@ -59,6 +59,7 @@ class JobKind:
         prefix: its names' start; ``<experiment>-<date>-<time>-<hex>`` follows.
         parent_kind: the ``ovatune.kind`` tag of its per-loss parent runs.
         trial_kind: the ``ovatune.kind`` tag of its trial runs, and what the user calls a trial.
+        wrap_up: what its command does after the trials, as in "interrupted while <wrap_up>".
     """
 
     noun: str
@@ -66,10 +67,11 @@ class JobKind:
     prefix: str
     parent_kind: str
     trial_kind: str
+    wrap_up: str
 
 
-SWEEP = JobKind("sweep", "sweep", "", "parent", "trial")
-REPLICATES = JobKind("replicate set", "replicate", "replicates-", "replicates", "replicate")
+SWEEP = JobKind("sweep", "sweep", "", "parent", "trial", "promoting")
+REPLICATES = JobKind("replicate set", "replicate", "replicates-", "replicates", "replicate", "logging checkpoints")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from tuning.engine import (
     start_job,
 )
 from tuning.settings import Settings, redact
+from tuning.timeline import mark
 from tuning.tracking import (
     TAG_LOSS,
     TAG_OUTCOME,
@@ -66,6 +67,7 @@ from tuning.tracking import (
 TAG_CHAMPION = "ovatune.champion"  # on a replicate set's parent: "<registered model> v<version>" it replicates
 TAG_SEEDS = "ovatune.replicate_seeds"  # on the parent: R
 CHECKPOINT_ARTIFACT = "checkpoint"  # a finished replicate's final checkpoint, in its run's artifacts
+TAG_CHECKPOINT_LOGGED = "ovatune.checkpoint_logged"  # "true" once all of it is (a stop mid-upload leaves part)
 MIN_REPLICATES = 2  # an interval over seeds needs two
 
 
@@ -221,7 +223,11 @@ def run_replicates(request: ReplicateRequest, settings: Settings) -> JobOutcome:
 
 def finish_replicates(client: MlflowClient, outcome: JobOutcome) -> dict[str, list[str]]:
     """Log each finished replicate's final checkpoint into its run (``checkpoint/``) and close the
-    parents; returns loss -> the run ids of its finished replicates."""
+    parents; returns loss -> the run ids of its finished replicates.
+
+    A stop part-way (``tuning.interruption.Stopped``) leaves the parents open for ``--resume``, which
+    logs again each checkpoint not yet tagged whole (:data:`TAG_CHECKPOINT_LOGGED`) and then closes them.
+    """
     finished: dict[str, list[str]] = {}
     runs = {(r.data.tags[TAG_LOSS], int(r.data.tags[TAG_TRIAL_NUMBER])): r
             for r in find_runs(client, outcome.experiment_id, kind="replicate", sweep=outcome.name)}  # fmt: skip
@@ -232,9 +238,11 @@ def finish_replicates(client: MlflowClient, outcome: JobOutcome) -> dict[str, li
             continue
         if run.data.tags.get(TAG_OUTCOME) != "completed":
             continue
-        if CHECKPOINT_ARTIFACT not in {a.path for a in client.list_artifacts(run.info.run_id)}:
+        if run.data.tags.get(TAG_CHECKPOINT_LOGGED) != "true":
             with result.checkpoint.as_directory() as directory:
                 client.log_artifacts(run.info.run_id, directory, CHECKPOINT_ARTIFACT)
+            client.set_tag(run.info.run_id, TAG_CHECKPOINT_LOGGED, "true")
+            mark("replicate checkpoint logged")
         finished.setdefault(loss, []).append(run.info.run_id)
     for loss, run_id in outcome.parents.items():
         done = len(finished.get(loss, []))
