@@ -2,15 +2,20 @@
 fed the way Ray Tune feeds it: real (stub) ``Trial`` objects, results per epoch, and a fresh,
 unpickled callback for a resumed sweep (as ``Tuner.restore`` gives it)."""
 
+import errno
+import json
 import pickle
 import time
 
 import pytest
 from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
 
+from trainables.trial_metrics import REPLAY_KEY
+from tuning.interruption import Interruption
 from tuning.tracking import parent_runs
 from tuning.trial_runs import MlflowTrialCallback
 
@@ -212,3 +217,91 @@ def test_a_sweep_saved_before_the_callback_moved_still_unpickles(store):
     assert old != saved
     restored = pickle.loads(old)
     assert isinstance(restored, MlflowTrialCallback) and restored.parents == parents
+
+
+def test_a_resumed_trial_gets_the_epochs_its_run_lacks_from_its_checkpoint(store):
+    """The driver could not log epochs 3 and 4 (a full disk under the store, a killed driver), but the
+    trial checkpointed epoch 4: the resumed trial reports that checkpoint's history with its first
+    result (``REPLAY_KEY``), and the run's history becomes whole, each epoch once."""
+    uri, client, experiment, parents = store
+    first = MlflowTrialCallback(uri, experiment, "s1", parents)
+    first.setup()
+    trial = _trial("softmax", 0, "t0")
+    _report(first, trial, 1, 2)
+    first.on_experiment_end([trial])
+
+    resumed = pickle.loads(pickle.dumps(first))
+    resumed.setup()
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_accuracy": 0.5 + e / 100} for e in range(1, 5)]
+    _report(resumed, trial, 5, **{REPLAY_KEY: json.dumps(history)})
+    resumed.on_trial_complete(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_accuracy")}
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3, 4, 5]
+    assert logged[3] == pytest.approx(0.53) and logged[4] == pytest.approx(0.54)
+    assert REPLAY_KEY not in run.data.metrics and run.info.status == "FINISHED"
+
+
+def test_a_full_store_stops_the_job_and_nothing_is_written_after_the_first_failed_write(store, monkeypatch):
+    """A metric write that a full disk fails stops the job (as a first Ctrl-C does) instead of the
+    driver, and nothing later reaches the store, so the run has no hole: its resume continues from
+    its last logged epoch. The full disk is injected here; ``test_full_disk.py`` fills a real one."""
+    uri, client, experiment, parents = store
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    trial = _trial("softmax", 0, "t0")
+    _report(callback, trial, 1, 2)
+    (run,) = _runs(client, experiment)
+    deadline = time.time() + 10
+    while len(client.get_metric_history(run.info.run_id, "train_loss")) < 2:  # written (asynchronously)
+        assert time.time() < deadline
+        time.sleep(0.01)
+
+    def full_disk(*args, **kwargs):
+        raise MlflowException("(sqlite3.OperationalError)") from OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch, Interruption() as interruption:
+        patch.setattr(callback.client, "log_batch", full_disk)
+        _report(callback, trial, 3)
+        callback.on_experiment_end([trial])  # the write of epoch 3 has failed by now
+    assert interruption.failure is not None and interruption.failure.message == "No space left on device"
+    _report(callback, trial, 4)  # space is back, but the job is stopping: the resume logs 3 and 4
+    callback.on_trial_complete(0, [trial], trial)
+    (run,) = _runs(client, experiment)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert run.info.status == "RUNNING"  # closed as interrupted by the command, with its resume command
+
+
+def test_a_trial_that_finished_while_its_run_could_not_be_closed_is_recorded_when_the_job_resumes(store, tmp_path):
+    """The trial finished (Tune saved it as TERMINATED, with its last checkpoint) but the driver
+    logged only epochs 1-2 and never closed its run (a full disk under the store): the resumed
+    driver, which gets no result of that trial, logs epochs 3-5 from the checkpoint and closes it."""
+    from ray.train._internal.session import _TrainingResult
+
+    from trainables.checkpoint import CHECKPOINT_META
+
+    uri, client, experiment, parents = store
+    first = MlflowTrialCallback(uri, experiment, "s1", parents)
+    first.setup()
+    trial, running = _trial("softmax", 0, "t0"), _trial("ova", 0, "t1")
+    _report(first, trial, 1, 2)
+    _report(first, running, 1)
+    first.on_experiment_end([trial, running])
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_accuracy": 0.5 + e / 100} for e in range(1, 6)]
+    folder = tmp_path / "checkpoint_000004"
+    folder.mkdir()
+    (folder / CHECKPOINT_META).write_text(json.dumps({"epoch": 5, "history": history}))
+    saved = _TrainingResult(checkpoint=tune.Checkpoint.from_directory(str(folder)), metrics=history[-1])
+    trial.run_metadata.checkpoint_manager.register_checkpoint(saved)  # as Trial.on_checkpoint does
+    trial.update_last_result(history[-1])
+    trial.set_status(Trial.TERMINATED)
+
+    resumed = pickle.loads(pickle.dumps(first))
+    resumed.setup()
+    resumed.on_step_begin(0, [trial, running])
+    resumed.on_step_begin(1, [trial, running])  # once per driver
+    resumed.on_experiment_end([trial, running])
+    finished, unfinished = (client.get_run(first._runs[key].info.run_id) for key in (("softmax", 0), ("ova", 0)))
+    assert [m.step for m in client.get_metric_history(finished.info.run_id, "train_loss")] == [1, 2, 3, 4, 5]
+    assert finished.info.status == "FINISHED" and finished.data.tags["ovatune.outcome"] == "completed"
+    assert unfinished.info.status == "RUNNING" and "ovatune.outcome" not in unfinished.data.tags  # still to train

@@ -1,8 +1,8 @@
 """A trial's checkpoint on disk: what it holds, how it is checked, how a model comes back from it.
 
 A checkpoint directory holds ``state.pt`` (model, optimizer and epoch; loads with
-``weights_only=True``), ``meta.json`` (config, classes, input shape, tokenizer, the epoch's metrics:
-enough to rebuild the model without Ray) and ``checksums.json`` (the SHA-256 of both, checked
+``weights_only=True``), ``meta.json`` (config, classes, input shape, tokenizer, the epoch's metrics
+and those of every epoch before it: enough to rebuild the model without Ray) and ``checksums.json`` (the SHA-256 of both, checked
 before anything loads them). A resumed trial falls back to its newest intact checkpoint.
 """
 
@@ -22,8 +22,13 @@ CHECKPOINT_STATE = "state.pt"  # model, optimizer and schedule state; loads with
 CHECKPOINT_META = "meta.json"  # what it takes to rebuild the model without Ray: config, classes
 
 
-def save_checkpoint(directory: Path, model, optimizer, epoch: int, config: dict, data: Dataset, metrics: dict) -> None:
-    """Write the trial state after ``epoch`` (1-based) epochs, with that epoch's metrics."""
+def save_checkpoint(
+    directory: Path, model, optimizer, epoch: int, config: dict, data: Dataset, metrics: dict,
+    history: list[dict] | None = None,
+) -> None:  # fmt: skip
+    """Write the trial state after ``epoch`` (1-based) epochs, with that epoch's metrics and the
+    ``history`` of every epoch's numeric metrics so far (what a resume replays into a trial's MLflow
+    run when the driver could not log them: a full disk, a killed driver)."""
     torch.save(
         {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
         directory / CHECKPOINT_STATE,
@@ -35,6 +40,7 @@ def save_checkpoint(directory: Path, model, optimizer, epoch: int, config: dict,
         "class_names": data.class_names,
         "epoch": epoch,
         "metrics": metrics,
+        "history": history or [],
     }
     (directory / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
     write_checksums(directory, [CHECKPOINT_STATE, CHECKPOINT_META])  # checked before anything loads them

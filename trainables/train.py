@@ -40,7 +40,7 @@ from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.optim import build_optimizer, set_epoch_lr
 from trainables.trial_config import setting, upgraded
-from trainables.trial_metrics import SELECTION_METRICS
+from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
 
 # Datasets cached per worker process: with reuse_actors=True one process runs many trials.
 _DATASETS: dict[tuple, Dataset] = {}
@@ -132,6 +132,7 @@ def train_loop(
     # Reported with this process's first result only: the data it trains on, and (below) a corrupted
     # checkpoint that resuming passed over.
     once: dict[str, str] = {"data_provenance": training_provenance(config)} if rank == 0 else {}
+    history: list[dict[str, float]] = []  # every epoch's numeric metrics, kept in each checkpoint
     if checkpoint is not None:
         state, meta, checkpoint, problems = resume_state(checkpoint, ray_api.Checkpoint, device)
         if problems:
@@ -139,6 +140,10 @@ def train_loop(
             once["checkpoint_fallback"] = "; ".join(problems) + f"; {resumed}"
             if rank == 0:
                 print(f"ovatune: warning: {once['checkpoint_fallback']}", file=sys.stderr, flush=True)
+        if state is not None and rank == 0:
+            # The epochs before this checkpoint, for the driver to log those it could not (REPLAY_KEY).
+            history = meta.get("history", [])
+            once[REPLAY_KEY] = json.dumps(history)
         if state is not None and int(state["epoch"]) >= epochs:
             # Finished before the driver stopped, but not yet recorded as finished: report the
             # final result again instead of training anything.
@@ -181,6 +186,7 @@ def train_loop(
                 diverged=0,
                 **placement,
             )
+            history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
         if world > 1:  # every worker stops together (the loss is already the same on all of them)
             stopped = torch.tensor([stop_reason is not None], device=device)
             torch.distributed.broadcast(stopped, src=0)
@@ -195,7 +201,7 @@ def train_loop(
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             with tempfile.TemporaryDirectory() as directory:
                 if rank == 0:
-                    save_checkpoint(Path(directory), model, optimizer, epoch + 1, config, data, metrics)
+                    save_checkpoint(Path(directory), model, optimizer, epoch + 1, config, data, metrics, history)
                 saved = ray_api.Checkpoint.from_directory(directory) if rank == 0 else None
                 ray_api.report({**metrics, **once}, checkpoint=saved)
         else:

@@ -49,3 +49,9 @@ def get_selection_metric(name: str) -> SelectionMetric:
     if name not in SELECTION_METRICS:
         raise ValueError(f"unknown metric {name!r}; choose from: {', '.join(SELECTION_METRICS)}")
     return SELECTION_METRICS[name]
+
+
+# Reported with a resumed trial's first result: the JSON list of every earlier epoch's numeric
+# metrics, from its checkpoint. The driver logs from it the epochs its MLflow run lacks (their
+# writes failed on a full disk, or a killed driver never made them); nothing else reads it.
+REPLAY_KEY = "replayed_history"

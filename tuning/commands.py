@@ -89,7 +89,7 @@ def sweep(space, settings, args) -> int:
         outcome = run_sweep(request, settings, prepare=lambda: _prepare_promotion(space))
     except (FileNotFoundError, ValueError) as error:  # ClusterCannotRun and InvalidSetting are ValueErrors
         return fail(str(error))
-    if outcome.interrupted:
+    if outcome.stopped:
         return _interrupted(space, settings, outcome, args)
     from tuning.promote import finish_parents, promote  # imported while Ray started (_prepare_promotion)
 
@@ -161,11 +161,34 @@ def _interrupted(space, settings, outcome, args, wrapping_up: bool = False) -> i
         after = "; the checkpoints logged so far are kept" if wrapping_up else ""
         next_step = (f"\nthen measure them with the champions: {_ovatune('evaluate', space.name, '--home', settings.home)}"
                      if args.command == "run" else "")  # fmt: skip
+    if outcome.failure is not None:  # a full disk: where, how much to free, then the same resume
+        return _stopped_by_storage(outcome, settings, unfinished, resume)
     when = f" while {kind.wrap_up}" if wrapping_up else ""
     print(f"\n{kind.noun} {outcome.name} interrupted{when} ({signal.Signals(outcome.interrupted).name}): {unfinished} "
           f"unfinished {kind.trial_kind}(s) kept with their checkpoints{after}. Resume with:\n  {resume}{next_step}",
           flush=True)  # fmt: skip
     return 128 + outcome.interrupted
+
+
+def _stopped_by_storage(outcome, settings, unfinished: int, resume: str) -> int:
+    """A job a full disk (or another storage failure) stopped, its runs already closed: one error
+    line with the path, the space free there and the space its resume needs; exit 1."""
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    from tuning.disk import megabytes, mount_point, space_to_free
+    from tuning.tracking import TAG_OUTCOME, find_runs
+
+    done = [run for run in find_runs(MlflowClient(settings.tracking_uri), outcome.experiment_id,
+                                     kind=outcome.job.kind.trial_kind, sweep=outcome.name)
+            if run.data.tags.get(TAG_OUTCOME) in ("completed", "diverged", "stopped")]  # fmt: skip
+    remaining = max(unfinished, outcome.planned_trials - len(done))
+    path = Path(outcome.failure.path or settings.home)
+    needed = space_to_free(settings.ray_results / outcome.name, remaining)
+    return fail(f"{outcome.job.kind.noun} {outcome.name} stopped: {outcome.failure.message} ({path}); its {unfinished} "
+                f"unfinished {outcome.job.kind.trial_kind}(s) keep their checkpoints. Free at least {megabytes(needed)} "
+                f"on the file system at {mount_point(path)}, then resume with: {resume}", 1)  # fmt: skip
 
 
 def replicate(space, settings, args) -> int:
@@ -193,7 +216,7 @@ def replicate(space, settings, args) -> int:
         outcome = run_replicates(request, settings)
     except (NoChampion, FileNotFoundError, ValueError) as error:
         return fail(str(error))
-    if outcome.interrupted:
+    if outcome.stopped:
         return _interrupted(space, settings, outcome, args)
     from tuning.interruption import Stopped, stop_on_signals
 

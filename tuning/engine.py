@@ -36,6 +36,7 @@ from search_spaces import SearchSpace
 from trainables.loss_names import LOSS_TITLES
 from trainables.trial_metrics import get_selection_metric
 from tuning.cluster import init_ray
+from tuning.disk import DiskReserve, StorageFailure, storage_failure
 from tuning.interruption import Interruption
 from tuning.job_lock import lock_job
 from tuning.progress import SweepProgress
@@ -125,11 +126,12 @@ class TrialShape:
 
 @dataclass
 class JobOutcome:
-    """What a job's fit hands back: its results, and whether a signal stopped it early."""
+    """What a job's fit hands back: its results, and whether a signal or a storage failure stopped it early."""
 
     job: Job
     results: tune.ResultGrid | None  # None when a second signal stopped it at once
     interrupted: int | None = None  # the signal that stopped it before every trial finished, if one did
+    failure: StorageFailure | None = None  # the full disk (say) that stopped it, if one did
 
     @property
     def name(self) -> str:
@@ -150,6 +152,17 @@ class JobOutcome:
     @property
     def metric(self) -> str:
         return self.job.metric
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a signal or a storage failure stopped it before every trial finished."""
+        return self.interrupted is not None or self.failure is not None
+
+    @property
+    def planned_trials(self) -> int:
+        """Trials the job runs in all, as it was started (0 for a job from before jobs stored it)."""
+        per_loss = self.job.params.get("trials_per_loss", self.job.params.get("seeds", "0"))
+        return int(per_loss) * len(self.job.parents)
 
 
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -314,7 +327,7 @@ def start_job(
         ),
     )
     mark("tuner built")
-    return _fit(job, tuner, slots)
+    return _fit(job, tuner, slots, settings)
 
 
 def resume_job(
@@ -343,21 +356,29 @@ def resume_job(
     job = Job(kind, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
     tuner = tune.Tuner.restore(str(settings.ray_results / name), trainable=trainable, resume_errored=True)
     mark("tuner built")
-    return _fit(job, tuner, slots)
+    return _fit(job, tuner, slots, settings)
 
 
-def _fit(job: Job, tuner: tune.Tuner, slots: int) -> JobOutcome:
+def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutcome:
     # Ray Tune keeps only one trial pending when a custom searcher is used; with trials shorter than
     # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
     # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, slots + 1)))
-    with Interruption() as interruption:
+    reserve = DiskReserve(settings.ray_results / f".{job.name}.reserve")
+    with Interruption(reserve) as interruption:
         try:
             results = tuner.fit()
         except KeyboardInterrupt:  # the second signal: stopped at once
             results = None
+        except Exception as error:  # Tune's own writes (its state, a trial's error file) on a full disk
+            failure = storage_failure(error)
+            if failure is None:
+                raise
+            interruption.fail(failure)
+            results = None
+    reserve.release()
     mark("trials done")
-    return JobOutcome(job, results, interruption.signum)
+    return JobOutcome(job, results, interruption.signum, interruption.failure)
 
 
 def progress_reporter(
@@ -394,14 +415,15 @@ def close_interrupted(
     outcome: JobOutcome, space: SearchSpace, settings: Settings, address: str | None, data_dir: str | None = None,
     command: str | None = None, then: tuple[str, ...] = (),
 ) -> tuple[int, str]:  # fmt: skip
-    """A job a signal stopped: its unfinished runs closed as KILLED and tagged interrupted, with the
+    """A job a signal or a storage failure stopped: its unfinished runs closed as KILLED and tagged interrupted, with the
     command that resumes it (``--resume`` reopens them; ``command``, ``then``: see
     :func:`resume_command`). Returns (the trial runs closed, that command)."""
     import shlex
 
     resume = resume_command(outcome.job.kind, space, outcome.name, settings, address, data_dir, command, then)
     command = shlex.join(resume)
-    signal_name = signal.Signals(outcome.interrupted).name
+    why = (f"interrupted by {signal.Signals(outcome.interrupted).name}" if outcome.interrupted
+           else f"stopped: {outcome.failure.message if outcome.failure else 'unknown'}")  # fmt: skip
     closed = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name,
-                              f"interrupted by {signal_name}; resume with: {command}")  # fmt: skip
+                              f"{why}; resume with: {command}")  # fmt: skip
     return closed, command

@@ -1,6 +1,7 @@
 """Ctrl-C and SIGTERM: during a job's ``Tuner.fit`` (:class:`Interruption`: stop cleanly once, at
-once the second time), and in the work that follows it (:func:`stop_on_signals`: promotion, where
-SIGTERM used to end the process on the spot, leaving runs RUNNING and a version half registered)."""
+once the second time; a full disk stops it the same way, :func:`stop_job`), and in the work that
+follows it (:func:`stop_on_signals`: promotion, where SIGTERM used to end the process on the spot,
+leaving runs RUNNING and a version half registered)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import os
 import signal
 import threading
 from typing import Any
+
+from tuning.disk import DiskReserve, StorageFailure
 
 
 class Stopped(Exception):
@@ -57,12 +60,16 @@ class Interruption:
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    active: Interruption | None = None  # the one around the ``fit`` now running, which :func:`stop_job` stops
 
-    def __init__(self) -> None:
+    def __init__(self, reserve: DiskReserve | None = None) -> None:
         self.signum: int | None = None
+        self.failure: StorageFailure | None = None  # a full disk, say, that stopped the job (see tuning.disk)
+        self.reserve = reserve  # given back when a failure stops the job, for the stop's own writes
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interruption:
+        Interruption.active = self
         if threading.current_thread() is not threading.main_thread():
             return self  # signals reach the main thread only: a job run from a thread is stopped by its caller
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this class is the handler
@@ -75,8 +82,20 @@ class Interruption:
         return self
 
     def __exit__(self, *exc) -> None:
+        Interruption.active = None
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+
+    def fail(self, failure: StorageFailure) -> None:
+        """Stop the job for ``failure`` the way a first Ctrl-C does (from any thread); the first failure is kept."""
+        if self.failure is not None or self.signum is not None:
+            return
+        self.failure = failure
+        if self.reserve is not None:
+            self.reserve.release()  # Tune's last save of its state and the closed runs need a little space
+        print(f"\novatune: {failure.message}: stopping; its trials keep their checkpoints for --resume", flush=True)
+        if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None):
+            os.kill(os.getpid(), signal.SIGUSR1)  # Tune stops its trials and saves its state
 
     def _handle(self, signum: int, frame) -> None:
         if self.signum is not None or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
@@ -86,3 +105,13 @@ class Interruption:
         print(f"\novatune: {signal.Signals(signum).name}: stopping; its trials are checkpointed "
               "and its state saved for --resume (Ctrl-C again stops at once)", flush=True)  # fmt: skip
         os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def stop_job(failure: StorageFailure) -> bool:
+    """Stop the job whose ``fit`` is running in this process for ``failure`` (see
+    :meth:`Interruption.fail`); False when no job is running."""
+    interruption = Interruption.active
+    if interruption is None:
+        return False
+    interruption.fail(failure)
+    return True

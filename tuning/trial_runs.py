@@ -5,6 +5,12 @@ trial number); that is what makes ``--resume`` exact: a trial resumed from its c
 continues its own run (each epoch logged once, in order), and a trial that the resumed searcher
 hands out again (because the driver died before saving it) replaces the run of its lost
 predecessor instead of adding one.
+
+A full disk (or another storage failure) under the store stops the job rather than the driver
+(``tuning.disk``): this callback then writes nothing more, and the resume logs what it skipped. The
+epochs a run lacks come from the trial's checkpoint, which keeps every epoch's metrics: a resumed
+trial reports them once (``REPLAY_KEY``), and a trial that finished while nothing could be logged
+is recorded from its last checkpoint when the resumed job starts.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
@@ -20,6 +29,9 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from trainables.trial_config import upgraded
+from trainables.trial_metrics import REPLAY_KEY
+from tuning.disk import quiet_storage_errors, storage_failure
+from tuning.interruption import stop_job
 from tuning.tracking import (
     TAG_CHECKPOINT_FALLBACK,
     TAG_GPU_IDS,
@@ -78,8 +90,10 @@ class MlflowTrialCallback(Callback):
         self._pending: dict[str, list[Future]] = {}  # run id -> metric writes still in flight
         self._node: dict[str, str] = {}  # run id -> the node its tags name
         self._writer: ThreadPoolExecutor | None = None  # the metric writes, one at a time, in order
+        self._restored_checked = False  # the trials that ended before this driver are recorded
+        self._failed = False  # a storage failure stopped the job: write nothing more (the resume replays it)
 
-    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node", "_writer")
+    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node", "_writer", "_restored_checked", "_failed")
 
     # The client and run cache are rebuilt after Tuner.restore unpickles this callback.
     def __getstate__(self) -> dict:
@@ -87,7 +101,8 @@ class MlflowTrialCallback(Callback):
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("kind", "trial")  # pickled by a sweep before replicates existed
-        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={}, _writer=None)
+        self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={}, _writer=None,
+                             _restored_checked=False, _failed=False)  # fmt: skip
 
     @property
     def client(self) -> MlflowClient:
@@ -95,7 +110,23 @@ class MlflowTrialCallback(Callback):
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
+    def _guard(self, write: Callable[[], Any]) -> None:
+        """Make store writes: a storage failure (a full disk under the store) stops the job instead
+        of ending the driver, and every later write is skipped, so that no run's history has a hole
+        (the resume logs from the first missing epoch on). Any other error is raised. Any thread."""
+        if self._failed:
+            return
+        try:
+            write()
+        except Exception as error:
+            failure = storage_failure(error)
+            if failure is None:
+                raise
+            self._failed = True
+            stop_job(failure)
+
     def setup(self, **info) -> None:
+        quiet_storage_errors()  # MLflow logs each failed SQLite write with a traceback; one line says it
         for run in find_runs(self.client, self.experiment_id, kind=self.kind, sweep=self.sweep):
             key = (run.data.tags[TAG_LOSS], int(run.data.tags[TAG_TRIAL_NUMBER]))
             self._runs[key] = run
@@ -140,12 +171,33 @@ class MlflowTrialCallback(Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         for run_id in list(self._pending):
-            self._await_writes(run_id)
+            self._guard(partial(self._await_writes, run_id))
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        if not self._restored_checked:  # the first step: the trials are those the job was restored with
+            self._restored_checked = True
+            self._guard(lambda: self._record_finished_unrecorded(trials))
+
+    def _record_finished_unrecorded(self, trials) -> None:
+        """Trials that finished before this driver, while their runs could not be closed (the store's
+        disk was full, or the driver was killed): each run gets its missing epochs from the trial's
+        last checkpoint and is closed as the trial ended."""
+        for trial in trials:
+            run = self._runs.get((upgraded(trial.config)["loss"], int(trial.config["trial_number"])))
+            if trial.status != "TERMINATED" or (run and run.data.tags.get(TAG_OUTCOME) not in (None, "interrupted")):
+                continue
+            run_id = self._run_for(trial)
+            if trial.checkpoint is not None:
+                self._replay(run_id, checkpoint_history(trial.checkpoint), after_step=None)
+            self.on_trial_complete(0, trials, trial)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._run_for(trial)
+        self._guard(lambda: self._run_for(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._guard(lambda: self._log_result(trial, result))
+
+    def _log_result(self, trial, result: dict) -> None:
         run_id = self._run_for(trial)
         if result.get("data_provenance"):  # with a trial process's first result: what it trains on
             from trainables.data.provenance import Provenance
@@ -155,26 +207,38 @@ class MlflowTrialCallback(Callback):
         if result.get("checkpoint_fallback"):  # resumed past a corrupted checkpoint: the run says which
             self.client.set_tag(run_id, TAG_CHECKPOINT_FALLBACK, str(result["checkpoint_fallback"])[:5000])
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if result.get(REPLAY_KEY):  # a resumed trial: the epochs before its checkpoint that the run lacks
+            self._replay(run_id, json.loads(result[REPLAY_KEY]), after_step=step)
         if step <= self._last_step.get(run_id, 0):
             return  # already logged before the driver restarted
-        timestamp = int(time.time() * 1000)
-        metrics = [
-            Metric(key, value, timestamp, step)
-            for key, value in finite_metrics(result).items()
-            if math.isfinite(value)  # a diverged trial's NaN metrics are recorded as its outcome
-        ]
-        # Asynchronous: a function trainable waits for the driver to take each result, so a slow
-        # store write here would stall training. The run's writes are awaited when it finishes.
-        # One writer thread, not MLflow's async logging (10 threads): epoch e+1 can never reach the
-        # store before epoch e, so a killed driver leaves each run's history whole up to its last
-        # step, where the resumed run continues (MLflow's order left a run without epoch 13).
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ovatune-metrics")
-        write = self._writer.submit(self.client.log_batch, run_id, metrics=metrics)
-        self._pending.setdefault(run_id, []).append(write)
-        self._last_step[run_id] = step
+        self._write_epoch(run_id, step, finite_metrics(result))
         if result.get("node_id") and self._node.get(run_id) != result["node_id"]:
             self._tag_placement(run_id, result)
+
+    def _write_epoch(self, run_id: str, step: int, values: dict[str, float]) -> None:
+        """Log one epoch's metrics (NaN left out: a diverged trial's are recorded as its outcome).
+
+        Asynchronous: a function trainable waits for the driver to take each result, so a slow
+        store write here would stall training. The run's writes are awaited when it finishes.
+        One writer thread, not MLflow's async logging (10 threads): epoch e+1 can never reach the
+        store before epoch e, so a killed driver leaves each run's history whole up to its last
+        step, where the resumed run continues (MLflow's order left a run without epoch 13).
+        """
+        timestamp = int(time.time() * 1000)
+        metrics = [Metric(key, value, timestamp, step) for key, value in values.items() if math.isfinite(value)]
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ovatune-metrics")
+        write = self._writer.submit(self._guard, lambda: self.client.log_batch(run_id, metrics=metrics))
+        self._pending.setdefault(run_id, []).append(write)
+        self._last_step[run_id] = step
+
+    def _replay(self, run_id: str, history: list[dict[str, float]], after_step: int | None) -> None:
+        """Log the epochs of ``history`` (a checkpoint's, oldest first) that the run lacks: those after
+        its last logged one, and before ``after_step`` (the epoch being reported; None: all)."""
+        for epoch in history:
+            step = int(epoch["epoch"])
+            if self._last_step.get(run_id, 0) < step and (after_step is None or step < after_step):
+                self._write_epoch(run_id, step, finite_metrics(epoch))
 
     def _tag_placement(self, run_id: str, result: dict) -> None:
         """Tag the run with the node (and its autoscaler node type) and GPUs that train it."""
@@ -188,6 +252,9 @@ class MlflowTrialCallback(Callback):
         self._node[run_id] = result["node_id"]
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._guard(lambda: self._complete(trial))
+
+    def _complete(self, trial) -> None:
         result = trial.last_result or {}
         if result.get("diverged"):
             outcome, status = "diverged", "KILLED"
@@ -198,9 +265,26 @@ class MlflowTrialCallback(Callback):
             outcome, status, reason = "completed", "FINISHED", ""
         self._finish(trial, outcome, status, reason)
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._stop_if_out_of_storage(trial)  # retrying on a full disk would only fail again
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        if self._stop_if_out_of_storage(trial):
+            return  # not the trial's fault: its run is closed as interrupted, and --resume retries it
         reason = f"error; see {trial.local_path or trial.path} for the traceback"
-        self._finish(trial, "error", "FAILED", reason)
+        self._guard(lambda: self._finish(trial, "error", "FAILED", reason))
+
+    def _stop_if_out_of_storage(self, trial) -> bool:
+        """Stop the job when ``trial`` failed for its storage (a checkpoint on a full disk)."""
+        try:
+            error = trial.get_error()  # Tune's record of the trial's exception
+        except Exception:  # noqa: BLE001 - the record itself may be what the full disk lost
+            error = None
+        failure = storage_failure(error) if error is not None else None
+        if failure is not None:
+            self._failed = True
+            stop_job(failure)
+        return failure is not None
 
     def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
         run_id = self._run_for(trial)
@@ -208,3 +292,12 @@ class MlflowTrialCallback(Callback):
         tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)
+
+
+def checkpoint_history(checkpoint) -> list[dict[str, float]]:
+    """Every epoch's metrics up to a Ray ``checkpoint`` of a trial, from its ``meta.json`` (empty for
+    a checkpoint saved before checkpoints kept them)."""
+    from trainables.checkpoint import CHECKPOINT_META
+
+    with checkpoint.as_directory() as directory:
+        return json.loads((Path(directory) / CHECKPOINT_META).read_text()).get("history", [])
