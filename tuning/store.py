@@ -8,6 +8,7 @@ minutes or a raw HTTP error after the first trial.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import urllib.error
 import urllib.request
@@ -222,11 +223,52 @@ def prepare_store(uri: str) -> None:
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                if not path.exists() or path.stat().st_size == 0:
+                    _copy_empty_store(path)
                 MlflowClient(uri).search_experiments(max_results=1)  # the store's first use runs its migrations
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
     except Exception as error:  # noqa: BLE001 - sqlite3, SQLAlchemy and MLflow each raise their own kind
         raise TrackingUnavailable(_sqlite_problem(path, error)) from None
+
+
+def empty_store_template() -> Path:
+    """An empty SQLite store with this MLflow's schema, made once per machine and MLflow version in the
+    user's cache folder (``$XDG_CACHE_HOME/ovatune``, else ``~/.cache/ovatune``).
+
+    Why: MLflow migrates a new SQLite store through every schema revision since its first, about a
+    second, and every new home (every smoke test, every test) paid it; copying a migrated empty
+    store takes milliseconds. The template has no Default experiment: MLflow makes it when it first
+    opens the copy, with that store's own artifact location, as it would have.
+    """
+    import os
+    import sqlite3
+
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ovatune"
+    template = cache / f"mlflow-{mlflow.__version__}-empty-store.db"
+    if template.exists():
+        return template
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = cache / f".{template.name}.{os.getpid()}"  # made aside, then renamed: another process may race
+    MlflowClient(f"sqlite:///{scratch}").search_experiments(max_results=1)
+    with contextlib.closing(sqlite3.connect(scratch)) as db, db:
+        db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+    os.replace(scratch, template)
+    return template
+
+
+def _copy_empty_store(path: Path) -> None:
+    """Start the new SQLite store ``path`` as a copy of :func:`empty_store_template`; where the template
+    cannot be made (no writable cache folder), MLflow creates the store itself, as before."""
+    import shutil
+
+    try:
+        template = empty_store_template()
+    except Exception:  # noqa: BLE001 - the slow way still works
+        return
+    shutil.copyfile(template, path)
 
 
 def _without_sql(text: str) -> str:
