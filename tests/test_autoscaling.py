@@ -21,19 +21,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from launch import run_ovatune, stop_group
+from launch import free_port, run_ovatune, stop_group
 
 # `ray start` records its head in /tmp/ray/ray_current_cluster, which test_end_to_end's stale-record
 # test rewrites: one worker runs them in turn (make test's pytest-xdist workers)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_current_cluster")]
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _fake_cluster_config(gcs_port: int) -> dict:
@@ -78,7 +72,7 @@ def _fake_cluster_config(gcs_port: int) -> dict:
 @pytest.fixture
 def autoscaling_cluster(tmp_path):
     """A fake autoscaling cluster with its own port and --temp-dir; stops only the processes it started."""
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "cluster.yaml"
     config.write_text(yaml.safe_dump(_fake_cluster_config(port)))
     temp_dir = tempfile.mkdtemp(prefix="rayfake", dir="/tmp")  # short: socket paths are limited

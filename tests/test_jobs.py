@@ -5,7 +5,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,19 +16,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import run_ovatune, stop_group
+from launch import free_port, run_ovatune, stop_group
 
 # `ray start` records its head in /tmp/ray/ray_current_cluster, which test_end_to_end's stale-record
 # test rewrites: one worker runs them in turn (make test's pytest-xdist workers)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_current_cluster")]
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _current_cluster() -> str | None:
@@ -58,7 +51,7 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
     token_file = tmp_path / "auth_token"
     token_file.write_text(token)
     env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
-    dashboard = _free_port()
+    dashboard = free_port()
     # --block keeps `ray start` in the foreground with the head's processes in its session, so the
     # test stops exactly this cluster (`ray stop` would stop every Ray on the machine)
     # its own --temp-dir (short: socket paths are limited), so the address `ray start` records for
@@ -67,7 +60,7 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
     recorded_before = _current_cluster()
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--temp-dir", temp_dir,
-         "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+         "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
          "--include-dashboard", "true", "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**env, "RAY_AUTH_MODE": "token"},

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from trainables.data import load_dataset
 from trainables.losses import LOSSES
 from tuning.options import FORMATS
 
-from launch import environment, run_ovatune, start_ovatune, stop_group
+from launch import environment, free_port, run_ovatune, start_ovatune, stop_group
 
 # one worker runs the module: its tests share one sweep (the module's `home`), made once
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_serving")]
@@ -36,12 +35,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_serving")]
 BIN = Path(sys.executable).parent
 ARTIFACTS = Path(os.environ.get("OVATUNE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(url: str, seconds: float, what: str) -> None:
@@ -145,7 +138,7 @@ def test_tampered_export_is_refused(home, tmp_path):
 
 
 def test_mlflow_models_serve_answers_like_the_model_in_process(home, expected):
-    port = _free_port()
+    port = free_port()
     env = environment(
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"
     )
@@ -186,7 +179,7 @@ def test_the_mlflow_ui_in_a_real_browser(home):
 
     data = load_dataset("digits")
     train_digest, test_digest = content_digest(data.train.x, data.train.y), content_digest(data.test.x, data.test.y)
-    port = _free_port()
+    port = free_port()
     ui = start_ovatune("ui", "--port", str(port), home=home,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -6,7 +6,6 @@ socket). The whole pipeline against a server on PostgreSQL, behind MLflow's basi
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import start_ovatune, stop_group
+from launch import free_port, start_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +43,6 @@ def database():
         connection.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(backend: str, artifacts: Path, port: int, *options: str, env: dict[str, str] | None = None
                   ) -> subprocess.Popen:  # fmt: skip
     """``mlflow server`` on 127.0.0.1:``port`` (``options``: more of its flags, e.g. ``--app-name``; ``env``:
@@ -74,7 +67,7 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
     """The server goes away mid-sweep and comes back 10 s later: the sweep finishes and no metric is
     lost. MLflow's client retries with exponential back-off (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default
     7; MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, default 2), and ovatune logs metrics asynchronously."""
-    port = _free_port()
+    port = free_port()
     backend = f"sqlite:///{tmp_path / 'server.db'}"
     server = _start_server(backend, tmp_path / "artifacts", port)
     uri = f"http://127.0.0.1:{port}"

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from test_tracking_server import PG_SOCKET, _free_port, _start_server, database  # noqa: F401 (database: a fixture)
+from test_tracking_server import PG_SOCKET, _start_server, database  # noqa: F401 (database: a fixture)
 
 from trainables.losses import LOSSES
 
-from launch import run_ovatune, stop_group
+from launch import free_port, run_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def auth_server(database, tmp_path):  # noqa: F811 (database is the fixture impo
         # without a cache every request re-hashes the password (PBKDF2, ~0.5 s here)
         "auth_cache_ttl_seconds = 60\n"
     )
-    port = _free_port()
+    port = free_port()
     env = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
     backend = f"postgresql+psycopg2://postgres@/{database}?host={PG_SOCKET}"
     server = _start_server(backend, tmp_path / "artifacts", port, "--app-name", "basic-auth", env=env)
