@@ -109,3 +109,9 @@ def test_mlflows_traceback_for_each_failed_write_is_not_logged(tmp_path, caplog)
             except sqlite3.OperationalError:
                 log.exception("SQLAlchemy database error. The following exception is caught.")
     assert [record.exc_info[1] for record in caplog.records] == [other]  # the full disk's is left out
+
+
+def test_a_trials_error_record_as_text_is_read_as_text():
+    """``Trial.get_error`` hands back the error file's text, not an exception."""
+    assert storage_failure("Failure # 1 (occurred at …)\nValueError: lr must be positive") is None
+    assert storage_failure("OSError: [Errno 28] No space left on device").message == os.strerror(errno.ENOSPC)

@@ -83,8 +83,8 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_the_resume_loses_no_epoch(s
     assert "Traceback" not in output + errors, errors[-5000:]
     (error,) = [line for line in errors.splitlines() if line.startswith("ovatune: error:")]
     assert error.startswith("ovatune: error: sweep full stopped: "), error
-    assert f"on the file system at {small_home}, then resume with: " in error and "Free at least " in error
-    needed = float(error.split("Free at least ")[1].split(" MB")[0])
+    assert f" free on the file system at {small_home}: free that, then resume with: " in error
+    needed = float(error.split("Its resume needs about ")[1].split(" MB")[0])
     assert needed > 8.0  # the reserve, and each unfinished trial's checkpoints
     command = error.split("then resume with: ")[1]
     assert command == f"ovatune sweep digits --resume --name full --home {small_home}"

@@ -113,6 +113,23 @@ def test_sigterm_to_the_driver_stops_it_the_same_way(home):
     assert state  # Tune saved the experiment's state for --resume
 
 
+def test_a_stop_passes_through_library_code_that_catches_every_exception():
+    """MLflow's store wraps whatever ``Exception`` reaches it in an MlflowException: a stop raised
+    there must still reach the command as a stop (it is a BaseException, as KeyboardInterrupt is)."""
+    from tuning.interruption import Stopped, stop_on_signals
+
+    def library_call():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Exception as error:  # what MLflow's session maker does
+            raise RuntimeError("wrapped") from error
+
+    with pytest.raises(Stopped) as stopped, stop_on_signals():
+        library_call()
+    assert stopped.value.signum == signal.SIGTERM
+
+
 def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resume_finishes(home, tmp_path):
     """SIGTERM (a job scheduler's stop) after the trials, while a model is being registered: it used
     to end the process on the spot, parents RUNNING and a version without tags in the registry."""

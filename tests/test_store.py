@@ -146,6 +146,17 @@ def test_a_new_store_is_a_copy_of_a_migrated_empty_one_and_runs_no_migration(tmp
     assert client.get_run(run.info.run_id).data.metrics == {"val_accuracy": 0.5}
 
 
+def test_a_bad_template_is_replaced_and_the_store_made_by_mlflow(tmp_path, monkeypatch):
+    """A template cut short (a full disk when it was made) must not break every new home after it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = empty_store_template()
+    template.write_bytes(b"SQLite format 3\0 cut short")
+    prepare_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert [e.name for e in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()] == ["Default"]
+    assert not template.exists()  # removed: the next new store makes it again
+    assert not list(tmp_path.glob(".mlflow.db.*"))  # no copy left half-made beside the store
+
+
 def test_without_a_writable_cache_mlflow_creates_the_store_itself(tmp_path, monkeypatch):
     (tmp_path / "cache").write_text("a file, not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -305,3 +305,88 @@ def test_a_trial_that_finished_while_its_run_could_not_be_closed_is_recorded_whe
     assert [m.step for m in client.get_metric_history(finished.info.run_id, "train_loss")] == [1, 2, 3, 4, 5]
     assert finished.info.status == "FINISHED" and finished.data.tags["ovatune.outcome"] == "completed"
     assert unfinished.info.status == "RUNNING" and "ovatune.outcome" not in unfinished.data.tags  # still to train
+
+
+@pytest.mark.parametrize(
+    ("record", "stops"),
+    [
+        ("Failure # 1 (occurred at 2026-12-06_02-50-09)\nValueError: lr must be positive\n", False),
+        ("Failure # 1 (occurred at …)\nOSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space "
+         "left on device\n", True),
+        # the record keeps every failure: only the last one says why the trial ended
+        ("Failure # 1 (occurred at …)\nOSError: [Errno 28] No space left on device\n"
+         "Failure # 2 (occurred at …)\nValueError: lr must be positive\n", False),
+    ],
+)  # fmt: skip
+def test_a_trial_error_stops_the_job_only_when_it_is_a_full_disk(store, monkeypatch, record, stops):
+    """Ray Tune keeps a trial's failures as text (``Trial.get_error`` returns the error file's
+    contents); a trial that failed for its storage stops the job and keeps its run open for the
+    resume, any other error closes its run as an error."""
+    uri, client, experiment, parents = store
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    trial = _trial("softmax", 0, "t0")
+    _report(callback, trial, 1)
+    monkeypatch.setattr(trial, "get_error", lambda: record)
+    monkeypatch.setattr(Trial, "local_path", property(lambda self: "/ray_results/s1/t0"))  # a stub has no storage
+    with Interruption() as interruption:
+        callback.on_trial_error(0, [trial], trial)
+        callback.on_experiment_end([trial])
+    (run,) = _runs(client, experiment)
+    assert (interruption.failure is not None) == stops
+    assert run.info.status == ("RUNNING" if stops else "FAILED")
+
+
+def test_a_run_whose_last_write_fails_as_it_finishes_is_not_closed_as_completed(store, monkeypatch):
+    """The trial finishes while its last epoch's write is failing on a full disk: the run must not
+    be closed FINISHED without that epoch (no resume would then log it)."""
+    uri, client, experiment, parents = store
+    callback = MlflowTrialCallback(uri, experiment, "s1", parents)
+    callback.setup()
+    trial = _trial("softmax", 0, "t0", epochs=2)
+    _report(callback, trial, 1)
+    (run,) = _runs(client, experiment)
+    deadline = time.time() + 10
+    while not client.get_metric_history(run.info.run_id, "train_loss"):
+        assert time.time() < deadline
+        time.sleep(0.01)
+
+    def slow_full_disk(*args, **kwargs):  # still failing when the trial's completion is handled
+        time.sleep(0.5)
+        raise MlflowException("(sqlite3.OperationalError)") from OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch, Interruption() as interruption:
+        patch.setattr(callback.client, "log_batch", slow_full_disk)
+        _report(callback, trial, 2)
+        callback.on_trial_complete(0, [trial], trial)
+    assert interruption.failure is not None
+    (run,) = _runs(client, experiment)
+    assert run.info.status == "RUNNING" and "ovatune.outcome" not in run.data.tags
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1]
+
+
+def test_finished_unrecorded_trials_are_recorded_even_when_the_resumed_job_runs_no_step(store, tmp_path):
+    """Every trial had ended: Tune's restored job is finished at once and calls no ``on_step_begin``."""
+    uri, client, experiment, parents = store
+    first = MlflowTrialCallback(uri, experiment, "s1", parents)
+    first.setup()
+    trial = _trial("softmax", 0, "t0", epochs=2)
+    _report(first, trial, 1)
+    first.on_experiment_end([trial])
+    trial.update_last_result({"epoch": 2, "train_loss": 0.5, "val_accuracy": 0.52})
+    trial.set_status(Trial.TERMINATED)  # no checkpoint: its last result is what it has
+
+    resumed = pickle.loads(pickle.dumps(first))
+    resumed.setup()
+    resumed.on_experiment_end([trial])
+    run = client.get_run(first._runs[("softmax", 0)].info.run_id)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert run.info.status == "FINISHED" and run.data.tags["ovatune.outcome"] == "completed"
+
+
+def test_an_unreadable_checkpoint_replays_nothing(tmp_path):
+    from tuning.trial_runs import checkpoint_history
+
+    assert checkpoint_history(tune.Checkpoint.from_directory(str(tmp_path / "gone"))) == []
+    (tmp_path / "meta.json").write_text("{trunc")
+    assert checkpoint_history(tune.Checkpoint.from_directory(str(tmp_path))) == []

@@ -170,9 +170,9 @@ def _interrupted(space, settings, outcome, args, wrapping_up: bool = False) -> i
     return 128 + outcome.interrupted
 
 
-def _stopped_by_storage(outcome, settings, unfinished: int, resume: str) -> int:
-    """A job a full disk (or another storage failure) stopped, its runs already closed: one error
-    line with the path, the space free there and the space its resume needs; exit 1."""
+def _stopped_by_storage(outcome, settings, unfinished: int | None, resume: str) -> int:
+    """A job a full disk (or another storage failure) stopped: one error line with the path, the file
+    system to free space on and how much its resume needs there, and the resume command; exit 1."""
     from pathlib import Path
 
     from mlflow.tracking import MlflowClient
@@ -180,15 +180,25 @@ def _stopped_by_storage(outcome, settings, unfinished: int, resume: str) -> int:
     from tuning.disk import megabytes, mount_point, space_to_free
     from tuning.tracking import TAG_OUTCOME, find_runs
 
-    done = [run for run in find_runs(MlflowClient(settings.tracking_uri), outcome.experiment_id,
-                                     kind=outcome.job.kind.trial_kind, sweep=outcome.name)
-            if run.data.tags.get(TAG_OUTCOME) in ("completed", "diverged", "stopped")]  # fmt: skip
-    remaining = max(unfinished, outcome.planned_trials - len(done))
-    path = Path(outcome.failure.path or settings.home)
+    kind = outcome.job.kind
+    try:
+        done = [run for run in find_runs(MlflowClient(settings.tracking_uri), outcome.experiment_id,
+                                         kind=kind.trial_kind, sweep=outcome.name)
+                if run.data.tags.get(TAG_OUTCOME) in ("completed", "diverged", "stopped")]  # fmt: skip
+    except Exception:  # noqa: BLE001 - the store itself may be what failed
+        done = []
+    remaining = max(unfinished or 0, outcome.planned_trials - len(done))
+    failure = outcome.failure
+    sqlite = settings.tracking_uri.startswith("sqlite:///")
+    store_file = settings.tracking_uri.removeprefix("sqlite:///") if sqlite else None
+    path = Path(failure.path or (store_file if "SQLite" in failure.message and store_file else settings.home))
     needed = space_to_free(settings.ray_results / outcome.name, remaining)
-    return fail(f"{outcome.job.kind.noun} {outcome.name} stopped: {outcome.failure.message} ({path}); its {unfinished} "
-                f"unfinished {outcome.job.kind.trial_kind}(s) keep their checkpoints. Free at least {megabytes(needed)} "
-                f"on the file system at {mount_point(path)}, then resume with: {resume}", 1)  # fmt: skip
+    closed = (f"its {unfinished} unfinished {kind.trial_kind}(s) keep their checkpoints" if unfinished is not None
+              else f"its unfinished {kind.trial_kind}s keep their checkpoints (their runs stay open: the store could "
+                   "not be written)")  # fmt: skip
+    return fail(f"{kind.noun} {outcome.name} stopped: {failure.message} ({path}); {closed}. Its resume needs about "
+                f"{megabytes(needed)} free on the file system at {mount_point(path)}: free that, then resume with: "
+                f"{resume}", 1)  # fmt: skip
 
 
 def replicate(space, settings, args) -> int:

@@ -34,9 +34,12 @@ class StorageFailure:
     path: str | None = None
 
 
-def storage_failure(error: BaseException) -> StorageFailure | None:
+def storage_failure(error: BaseException | str) -> StorageFailure | None:
     """The storage failure behind ``error`` (following its causes: MLflow wraps SQLAlchemy, which
-    wraps sqlite3; Ray wraps a trial's OSError), or None when it is not one."""
+    wraps sqlite3; Ray wraps a trial's OSError), or None when it is not one. A str is an error's
+    text, as Ray Tune keeps a trial's (``Trial.get_error``)."""
+    if isinstance(error, str):
+        return _full_disk_text(error)
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -44,11 +47,15 @@ def storage_failure(error: BaseException) -> StorageFailure | None:
             return StorageFailure(os.strerror(error.errno), error.filename)
         if isinstance(error, sqlite3.OperationalError) and any(t in str(error).lower() for t in _SQLITE_STORAGE):
             return StorageFailure(f"the MLflow store's SQLite file: {error}")
-        text = str(error)
-        if "[Errno 28]" in text or "No space left on device" in text:  # a trial's error, as Ray's text
-            return StorageFailure(os.strerror(errno.ENOSPC))
+        if failure := _full_disk_text(str(error)):  # a trial's error, as Ray's text
+            return failure
         error = error.__cause__ or error.__context__
     return None
+
+
+def _full_disk_text(text: str) -> StorageFailure | None:
+    full = "[Errno 28]" in text or "[errno 28]" in text or "No space left on device" in text
+    return StorageFailure(os.strerror(errno.ENOSPC)) if full else None
 
 
 class DiskReserve:
@@ -60,7 +67,8 @@ class DiskReserve:
         self.path = path
         try:
             with open(path, "wb") as reserve:
-                os.posix_fallocate(reserve.fileno(), 0, RESERVE_BYTES)  # real blocks, not a sparse file
+                for _ in range(RESERVE_BYTES // 2**20):
+                    reserve.write(bytes(2**20))  # written, so real blocks (a sparse file would hold none)
         except OSError:
             path.unlink(missing_ok=True)
 
@@ -92,7 +100,8 @@ def quiet_storage_errors() -> None:
     """Keep MLflow's SQLite store, Ray Tune's state saving and its trial failures from logging each
     write that a full disk failed, with its traceback: the job stops for the first, in one line
     (idempotent)."""
-    for name in ("mlflow.store.db.utils", "ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller"):
+    for name in ("mlflow.store.db.utils", "ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller",
+                 "ray.tune.tune"):  # fmt: skip
         log = logging.getLogger(name)
         if _not_a_storage_failure not in log.filters:
             log.addFilter(_not_a_storage_failure)

@@ -365,18 +365,20 @@ def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutc
     # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, slots + 1)))
     reserve = DiskReserve(settings.ray_results / f".{job.name}.reserve")
-    with Interruption(reserve) as interruption:
-        try:
-            results = tuner.fit()
-        except KeyboardInterrupt:  # the second signal: stopped at once
-            results = None
-        except Exception as error:  # Tune's own writes (its state, a trial's error file) on a full disk
-            failure = storage_failure(error)
-            if failure is None:
-                raise
-            interruption.fail(failure)
-            results = None
-    reserve.release()
+    try:
+        with Interruption(reserve) as interruption:
+            try:
+                results = tuner.fit()
+            except KeyboardInterrupt:  # the second signal: stopped at once
+                results = None
+            except Exception as error:  # Tune's own writes (its state, a trial's error file) on a full disk
+                failure = storage_failure(error)
+                if failure is None:
+                    raise
+                interruption.fail(failure)
+                results = None
+    finally:
+        reserve.release()
     mark("trials done")
     return JobOutcome(job, results, interruption.signum, interruption.failure)
 
@@ -414,16 +416,22 @@ def resume_command(
 def close_interrupted(
     outcome: JobOutcome, space: SearchSpace, settings: Settings, address: str | None, data_dir: str | None = None,
     command: str | None = None, then: tuple[str, ...] = (),
-) -> tuple[int, str]:  # fmt: skip
+) -> tuple[int | None, str]:  # fmt: skip
     """A job a signal or a storage failure stopped: its unfinished runs closed as KILLED and tagged interrupted, with the
     command that resumes it (``--resume`` reopens them; ``command``, ``then``: see
-    :func:`resume_command`). Returns (the trial runs closed, that command)."""
+    :func:`resume_command`). Returns (the trial runs closed, or None when a full disk under the store
+    kept them open, and that command)."""
     import shlex
 
     resume = resume_command(outcome.job.kind, space, outcome.name, settings, address, data_dir, command, then)
     command = shlex.join(resume)
     why = (f"interrupted by {signal.Signals(outcome.interrupted).name}" if outcome.interrupted
            else f"stopped: {outcome.failure.message if outcome.failure else 'unknown'}")  # fmt: skip
-    closed = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name,
-                              f"{why}; resume with: {command}")  # fmt: skip
+    try:
+        closed = mark_interrupted(MlflowClient(settings.tracking_uri), outcome.experiment_id, outcome.name,
+                                  f"{why}; resume with: {command}")  # fmt: skip
+    except Exception as error:
+        if outcome.failure is None or storage_failure(error) is None:
+            raise
+        closed = None  # the store's disk is still full: the runs stay open, and --resume reopens them anyway
     return closed, command

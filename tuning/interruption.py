@@ -15,8 +15,10 @@ from typing import Any
 from tuning.disk import DiskReserve, StorageFailure
 
 
-class Stopped(Exception):
-    """SIGINT or SIGTERM arrived in a phase that :func:`stop_on_signals` guards."""
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived in a phase that :func:`stop_on_signals` guards. A BaseException, as
+    KeyboardInterrupt is: library code that catches ``Exception`` (MLflow's store wraps what it
+    catches in an MlflowException) lets it through to the command."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -67,6 +69,7 @@ class Interruption:
         self.failure: StorageFailure | None = None  # a full disk, say, that stopped the job (see tuning.disk)
         self.reserve = reserve  # given back when a failure stops the job, for the stop's own writes
         self._previous: dict[int, Any] = {}
+        self._failing = threading.Lock()  # the metric writer's thread and the main thread may both fail
 
     def __enter__(self) -> Interruption:
         Interruption.active = self
@@ -88,9 +91,10 @@ class Interruption:
 
     def fail(self, failure: StorageFailure) -> None:
         """Stop the job for ``failure`` the way a first Ctrl-C does (from any thread); the first failure is kept."""
-        if self.failure is not None or self.signum is not None:
-            return
-        self.failure = failure
+        with self._failing:
+            if self.failure is not None or self.signum is not None:
+                return
+            self.failure = failure
         if self.reserve is not None:
             self.reserve.release()  # Tune's last save of its state and the closed runs need a little space
         print(f"\novatune: {failure.message}: stopping; its trials keep their checkpoints for --resume", flush=True)

@@ -9,6 +9,7 @@ minutes or a raw HTTP error after the first trial.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import urllib.error
 import urllib.request
@@ -225,7 +226,7 @@ def prepare_store(uri: str) -> None:
             try:
                 if not path.exists() or path.stat().st_size == 0:
                     _copy_empty_store(path)
-                MlflowClient(uri).search_experiments(max_results=1)  # the store's first use runs its migrations
+                MlflowClient(uri).search_experiments(max_results=1)  # the store's first use migrates it
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
     except Exception as error:  # noqa: BLE001 - sqlite3, SQLAlchemy and MLflow each raise their own kind
@@ -241,7 +242,6 @@ def empty_store_template() -> Path:
     store takes milliseconds. The template has no Default experiment: MLflow makes it when it first
     opens the copy, with that store's own artifact location, as it would have.
     """
-    import os
     import sqlite3
 
     import mlflow
@@ -251,7 +251,7 @@ def empty_store_template() -> Path:
     if template.exists():
         return template
     cache.mkdir(parents=True, exist_ok=True)
-    scratch = cache / f".{template.name}.{os.getpid()}"  # made aside, then renamed: another process may race
+    scratch = _scratch_beside(template)  # made aside, then renamed: another process may race
     MlflowClient(f"sqlite:///{scratch}").search_experiments(max_results=1)
     with contextlib.closing(sqlite3.connect(scratch)) as db, db:
         db.execute("DELETE FROM experiments WHERE experiment_id = 0")
@@ -259,16 +259,46 @@ def empty_store_template() -> Path:
     return template
 
 
-def _copy_empty_store(path: Path) -> None:
-    """Start the new SQLite store ``path`` as a copy of :func:`empty_store_template`; where the template
-    cannot be made (no writable cache folder), MLflow creates the store itself, as before."""
-    import shutil
+def _intact(store: Path) -> bool:
+    """Whether the SQLite file ``store`` is whole and has a migrated schema."""
+    import sqlite3
 
     try:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+            whole = db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            return whole and db.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def _scratch_beside(path: Path) -> Path:
+    import tempfile
+
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _copy_empty_store(path: Path) -> bool:
+    """Start the new SQLite store ``path`` as a copy of :func:`empty_store_template` (whole or not at
+    all: copied aside, then renamed); False where that cannot be done (no writable cache folder, a
+    full disk): MLflow then creates the store itself, as before."""
+    import shutil
+
+    scratch = None
+    try:
         template = empty_store_template()
+        if not _intact(template):  # cut short (a full disk when it was made): made again next time
+            template.unlink()
+            return False
+        scratch = _scratch_beside(path)
+        shutil.copyfile(template, scratch)
+        os.replace(scratch, path)
+        return True
     except Exception:  # noqa: BLE001 - the slow way still works
-        return
-    shutil.copyfile(template, path)
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
+        return False
 
 
 def _without_sql(text: str) -> str:

@@ -111,9 +111,10 @@ class MlflowTrialCallback(Callback):
         return self._client
 
     def _guard(self, write: Callable[[], Any]) -> None:
-        """Make store writes: a storage failure (a full disk under the store) stops the job instead
-        of ending the driver, and every later write is skipped, so that no run's history has a hole
-        (the resume logs from the first missing epoch on). Any other error is raised. Any thread."""
+        """Do ``write`` (this callback's writes to the store): a storage failure (a full disk under
+        the store) stops the job instead of ending the driver, and every later write is skipped, so
+        that no run's history has a hole (the resume logs from the first missing epoch on). Any other
+        error is raised. From any thread."""
         if self._failed:
             return
         try:
@@ -170,6 +171,7 @@ class MlflowTrialCallback(Callback):
             write.result()
 
     def on_experiment_end(self, trials, **info) -> None:
+        self.on_step_begin(0, trials)  # a restored job whose trials had all ended runs no step
         for run_id in list(self._pending):
             self._guard(partial(self._await_writes, run_id))
 
@@ -186,9 +188,12 @@ class MlflowTrialCallback(Callback):
             run = self._runs.get((upgraded(trial.config)["loss"], int(trial.config["trial_number"])))
             if trial.status != "TERMINATED" or (run and run.data.tags.get(TAG_OUTCOME) not in (None, "interrupted")):
                 continue
+            if run is None and trial.checkpoint is None:
+                continue  # never trained: nothing to record
             run_id = self._run_for(trial)
-            if trial.checkpoint is not None:
-                self._replay(run_id, checkpoint_history(trial.checkpoint), after_step=None)
+            history = checkpoint_history(trial.checkpoint) if trial.checkpoint is not None else []
+            # its last result too: a trial the scheduler stopped between checkpoints ended after its last one
+            self._replay(run_id, [*history, *([trial.last_result] if trial.last_result else [])], after_step=None)
             self.on_trial_complete(0, trials, trial)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
@@ -236,7 +241,7 @@ class MlflowTrialCallback(Callback):
         """Log the epochs of ``history`` (a checkpoint's, oldest first) that the run lacks: those after
         its last logged one, and before ``after_step`` (the epoch being reported; None: all)."""
         for epoch in history:
-            step = int(epoch["epoch"])
+            step = int(epoch.get("epoch", 0))
             if self._last_step.get(run_id, 0) < step and (after_step is None or step < after_step):
                 self._write_epoch(run_id, step, finite_metrics(epoch))
 
@@ -277,10 +282,10 @@ class MlflowTrialCallback(Callback):
     def _stop_if_out_of_storage(self, trial) -> bool:
         """Stop the job when ``trial`` failed for its storage (a checkpoint on a full disk)."""
         try:
-            error = trial.get_error()  # Tune's record of the trial's exception
+            record = trial.get_error()  # the text of every failure of the trial, each after "Failure # N"
         except Exception:  # noqa: BLE001 - the record itself may be what the full disk lost
-            error = None
-        failure = storage_failure(error) if error is not None else None
+            record = None
+        failure = storage_failure(str(record).rsplit("Failure # ", 1)[-1]) if record else None  # the last one
         if failure is not None:
             self._failed = True
             stop_job(failure)
@@ -289,15 +294,21 @@ class MlflowTrialCallback(Callback):
     def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
         run_id = self._run_for(trial)
         self._await_writes(run_id)
+        if self._failed:  # a write of its epochs failed: closed as interrupted, and its resume logs them
+            return
         tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)
 
 
 def checkpoint_history(checkpoint) -> list[dict[str, float]]:
-    """Every epoch's metrics up to a Ray ``checkpoint`` of a trial, from its ``meta.json`` (empty for
-    a checkpoint saved before checkpoints kept them)."""
+    """Every epoch's metrics up to a Ray ``checkpoint`` of a trial, from its ``meta.json``; empty for a
+    checkpoint saved before checkpoints kept them, or one that cannot be read (its epochs are then
+    missing from the run, as they were before checkpoints kept them)."""
     from trainables.checkpoint import CHECKPOINT_META
 
-    with checkpoint.as_directory() as directory:
-        return json.loads((Path(directory) / CHECKPOINT_META).read_text()).get("history", [])
+    try:
+        with checkpoint.as_directory() as directory:
+            return json.loads((Path(directory) / CHECKPOINT_META).read_text()).get("history", [])
+    except (OSError, ValueError, AttributeError):  # gone, truncated, not JSON, not a dict
+        return []
