@@ -115,3 +115,18 @@ def test_a_trials_error_record_as_text_is_read_as_text():
     """``Trial.get_error`` hands back the error file's text, not an exception."""
     assert storage_failure("Failure # 1 (occurred at …)\nValueError: lr must be positive") is None
     assert storage_failure("OSError: [Errno 28] No space left on device").message == os.strerror(errno.ENOSPC)
+
+
+def test_rays_unhandled_error_of_a_stopped_trials_full_disk_is_not_logged(caplog):
+    """A trial that failed on the full disk while the job stopped: Ray logs its unfetched error as text."""
+    quiet_storage_errors()
+    log = logging.getLogger("ray._private.worker")
+    with caplog.at_level(logging.ERROR, logger="ray._private.worker"):
+        log.error(
+            "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): ray::ImplicitFunc.train() "
+            "... OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device"
+        )
+        log.error("Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): ValueError: bad lr")
+    assert [record.getMessage() for record in caplog.records] == [
+        "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): ValueError: bad lr"
+    ]
