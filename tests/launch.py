@@ -121,6 +121,27 @@ def wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def signal_when(process: subprocess.Popen, ready, signum: int, to_group: bool = True, what="the signal",
+                timeout: float = 300) -> str:  # fmt: skip
+    """Send ``signum`` to ``process`` (started with ``start_new_session=True``; to its whole group, or
+    to it alone) once ``ready()`` is true, and return its stdout when it has ended; fails when it ends
+    before, or after ``timeout`` s, naming ``what`` (a str, or a callable read then). Whatever of its
+    group is left is SIGKILLed."""
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert time.time() < deadline and process.poll() is None, (
+                f"it ended or timed out before {what() if callable(what) else what}"
+            )
+            time.sleep(0.2)
+        (os.killpg if to_group else os.kill)(process.pid, signum)
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return output
+
+
 def sigterm_at_mark(phase: str, args: tuple[str, ...], home: Path, tmp_path: Path) -> tuple[int, str, str]:
     """``ovatune *args`` paused at the timeline mark ``phase`` (``OVATUNE_PAUSE_AT``, announced on its
     stderr), sent SIGTERM there: (its exit code, its stdout, its stderr)."""
@@ -128,14 +149,6 @@ def sigterm_at_mark(phase: str, args: tuple[str, ...], home: Path, tmp_path: Pat
     with errors.open("w") as stderr:
         command = start_ovatune(*args, home=home, env=environment(OVATUNE_PAUSE_AT=f"{phase}=120"),
                                 stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)  # fmt: skip
-        try:
-            deadline = time.time() + 300
-            while f"ovatune: paused at {phase}" not in errors.read_text():
-                assert time.time() < deadline and command.poll() is None, errors.read_text()[-3000:]
-                time.sleep(0.2)
-            os.kill(command.pid, signal.SIGTERM)
-            output, _ = command.communicate(timeout=120)
-        finally:
-            if command.poll() is None:
-                os.killpg(command.pid, signal.SIGKILL)
+        output = signal_when(command, lambda: f"ovatune: paused at {phase}" in errors.read_text(), signal.SIGTERM,
+                             to_group=False, what=lambda: f"pausing at {phase}: {errors.read_text()[-3000:]}")  # fmt: skip
     return command.returncode, output, errors.read_text()

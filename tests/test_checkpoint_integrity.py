@@ -7,19 +7,17 @@ it is promoted.
 """
 
 import json
-import os
 import re
 import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from test_checkpoint import flip_byte
 
-from launch import run_ovatune, start_ovatune
+from launch import run_ovatune, signal_when, start_ovatune
 
 pytestmark = pytest.mark.slow
 
@@ -52,19 +50,12 @@ def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(
     sweep = start_ovatune("sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", str(EPOCHS),
                           "--set", "checkpoint_every=1", "--name", "flipped", home=home,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.time() + 300
-        while True:  # both trials a few checkpoints in, neither finished
-            dirs = _trial_dirs(home, "flipped")
-            if len(dirs) == 2 and all(len(_epochs(d)) >= 3 for d in dirs.values()):
-                break
-            assert time.time() < deadline and sweep.poll() is None, "the sweep ended before the signal"
-            time.sleep(0.2)
-        os.killpg(sweep.pid, signal.SIGINT)
-        output, _ = sweep.communicate(timeout=300)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
+
+    def a_few_checkpoints_in() -> bool:  # both trials, neither finished
+        dirs = _trial_dirs(home, "flipped")
+        return len(dirs) == 2 and all(len(_epochs(d)) >= 3 for d in dirs.values())
+
+    output = signal_when(sweep, a_few_checkpoints_in, signal.SIGINT, what="a few checkpoints")
     assert sweep.returncode == 130, output[-3000:]
     corrupted = {}  # loss -> (the corrupted checkpoints, the epoch of the intact one left)
     for loss, member in (("softmax", "data/0"), ("ova", "data.pkl")):

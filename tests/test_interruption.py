@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import run_ovatune, sigterm_at_mark, start_ovatune
+from launch import run_ovatune, signal_when, sigterm_at_mark, start_ovatune
 
 pytestmark = pytest.mark.slow
 
@@ -37,19 +37,8 @@ def _start_and_stop(home: Path, signum: int, to_group: bool, args=SWEEP) -> subp
     sweep = start_ovatune(*args, home=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           start_new_session=True)  # fmt: skip
     name = args[args.index("--name") + 1]
-    try:
-        deadline = time.time() + 300
-        while _reported(home / "ray_results" / name) < 3:  # some epochs in, no trial finished
-            assert time.time() < deadline and sweep.poll() is None, "the sweep ended before the signal"
-            time.sleep(0.2)
-        if to_group:
-            os.killpg(sweep.pid, signum)
-        else:
-            os.kill(sweep.pid, signum)
-        output, _ = sweep.communicate(timeout=300)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
+    output = signal_when(sweep, lambda: _reported(home / "ray_results" / name) >= 3, signum, to_group,
+                         what="some epochs in")  # fmt: skip
     return subprocess.CompletedProcess(sweep.args, sweep.returncode, output)
 
 
