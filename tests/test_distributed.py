@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from search_spaces import get_space
+from tuning.cluster import TRAIN_POLL_INTERVAL_S
 
 from launch import start_ovatune
 
@@ -76,6 +77,18 @@ def test_two_workers_follow_the_one_worker_loss_curve(home):
     assert by_sweep["workers-1"].data.params["workers_per_trial"] == "1"
 
 
+POLL_INTERVAL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+
+
+def _environment(pid: int) -> dict[str, str]:
+    """Process ``pid``'s environment ({} once it has ended)."""
+    try:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return {}
+    return dict(entry.decode(errors="replace").split("=", 1) for entry in entries if b"=" in entry)
+
+
 def _processes(marker: str) -> list[int]:
     """PIDs whose command line (Ray's process title) contains ``marker``."""
     pids = []
@@ -105,6 +118,7 @@ def test_killed_workers_and_a_killed_trial_resume_from_their_checkpoints(home):
     )  # fmt: skip
     results = home / "ray_results" / "killed"
     killed: list[str] = []
+    polled_every = None  # the Train controller's poll interval, read from its process's environment
     try:
         deadline = time.time() + 400
         for victim, at_epoch in (("RayTrainWorker", 3), ("ImplicitFunc", 12)):
@@ -112,6 +126,8 @@ def test_killed_workers_and_a_killed_trial_resume_from_their_checkpoints(home):
                 assert time.time() < deadline and sweep.poll() is None, "the sweep ended before the kill"
                 rows = [row for path in results.glob("*/result.json") for row in _rows(path)]
                 pids = _processes(victim)
+                if not polled_every and _processes("TrainController"):
+                    polled_every = _environment(_processes("TrainController")[0]).get(POLL_INTERVAL)
                 if rows and rows[-1]["epoch"] >= at_epoch and pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(f"{victim} at epoch {rows[-1]['epoch']}")
@@ -123,6 +139,8 @@ def test_killed_workers_and_a_killed_trial_resume_from_their_checkpoints(home):
             os.killpg(sweep.pid, signal.SIGKILL)
     assert sweep.returncode == 0, output[-4000:]
     assert len(killed) == 2, killed
+    # Ray's default (2 s) made every epoch of a multi-worker trial wait up to 2 s for the poll
+    assert polled_every == TRAIN_POLL_INTERVAL_S
 
     (result_file,) = list(results.glob("*/result.json"))
     reported = [row["epoch"] for row in _rows(result_file)]
