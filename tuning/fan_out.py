@@ -1,9 +1,10 @@
 """Evaluation fan-out: each model measured in its own Ray task, all at once as the cluster allows.
 
 One task per model asks for one GPU when the cluster has (or can launch) a GPU node, else one CPU;
-it loads the model itself (nothing large crosses the object store on the way in): a registered
-version (``models:/...``) or a replicate's logged checkpoint (``runs:/<id>/checkpoint``). It
-returns the model's ``evaluation.runner.Evaluation``. A task's failure is that model's alone.
+it loads the model itself (nothing large crosses the object store on the way in) from where its
+files are: a registered version's artifacts, or a replicate's logged checkpoint (the driver
+resolves both URIs, so that a task needs no MLflow store of its own). It returns the model's
+``evaluation.runner.Evaluation``. A task's failure is that model's alone.
 
 Progress: each task counts its shifted test sets into one small actor (``ShiftedSetCounts``), and
 the driver draws one line from it (``tuning.progress``): models done, shifted sets measured, time.
@@ -36,10 +37,11 @@ def _dataset(name: str, data_dir, data_seed: int):
     return load_dataset(name, data_dir, data_seed)
 
 
-def _load_classifier(model_uri: str):
-    """The classifier behind ``model_uri``: a registered pyfunc (its files' hashes checked), or a
-    logged checkpoint directory (verified by ``trainables.checkpoint.load_classifier``)."""
-    if model_uri.startswith("models:/"):
+def _load_classifier(model_uri: str, registered: bool):
+    """The classifier behind ``model_uri``: a registered version's pyfunc (``registered``; its files'
+    hashes checked), or a logged checkpoint directory (verified by
+    ``trainables.checkpoint.load_classifier``)."""
+    if registered:
         # suppress_warnings: no check of its pip requirements against this environment (1-2 s)
         return mlflow.pyfunc.load_model(model_uri, suppress_warnings=True).unwrap_python_model().model.classifier
     import tempfile
@@ -66,26 +68,6 @@ class ShiftedSetCounts:
         return self.counts
 
 
-def _evaluate_model(tracking_uri: str, model_uri: str, dataset: str, data_dir, data_seed: int, loss: str, label: str,
-                    counts) -> Evaluation:  # fmt: skip
-    """One model's measurements, where it runs: on the GPU if the task was given one; ``counts``
-    (a ``ShiftedSetCounts`` actor) hears of each shifted set measured."""
-    import torch
-
-    from tuning.tracking import quiet_mlflow_logs
-
-    quiet_mlflow_logs()
-    mlflow.set_tracking_uri(tracking_uri)
-    classifier = _load_classifier(model_uri)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = ProbabilityModel(classifier).to(device).eval()
-    data = _dataset(dataset, data_dir, data_seed)
-    if data.shifted is None:
-        return evaluate_model(model, data, loss)
-    counts.start.remote(label, len(INTENSITIES) * len(data.shift_corruptions))
-    return evaluate_model(model, data, loss, on_shifted_set=lambda corruption, intensity: counts.advance.remote(label))
-
-
 class ModelKey(NamedTuple):
     """Which model of a loss: its selected one (the champion, ``replicate`` None) or a replicate."""
 
@@ -96,6 +78,28 @@ class ModelKey(NamedTuple):
     def label(self) -> str:
         """``softmax`` for a loss's selected model, ``softmax replicate 2`` for one of its replicates."""
         return self.loss if self.replicate is None else f"{self.loss} replicate {self.replicate}"
+
+
+def _evaluate_model(tracking_uri: str, model_uri: str, key: ModelKey, dataset: str, data_dir, data_seed: int,
+                    counts) -> Evaluation:  # fmt: skip
+    """One model's measurements, where it runs: on the GPU if the task was given one; ``counts``
+    (a ``ShiftedSetCounts`` actor) hears of each shifted set measured."""
+    import torch
+
+    from tuning.tracking import quiet_mlflow_logs
+
+    quiet_mlflow_logs()
+    mlflow.set_tracking_uri(tracking_uri)
+    classifier = _load_classifier(model_uri, registered=key.replicate is None)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = ProbabilityModel(classifier).to(device).eval()
+    data = _dataset(dataset, data_dir, data_seed)
+    if data.shifted is None:
+        return evaluate_model(model, data, key.loss)
+    counts.start.remote(key.label, len(INTENSITIES) * len(data.shift_corruptions))
+    return evaluate_model(
+        model, data, key.loss, on_shifted_set=lambda corruption, intensity: counts.advance.remote(key.label)
+    )
 
 
 def evaluate_models(
@@ -117,7 +121,7 @@ def evaluate_models(
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_model)
     counts = ray.remote(num_cpus=0)(ShiftedSetCounts).remote()
     futures = {
-        task.remote(settings.tracking_uri, uri, space.dataset, data_dir, data_seed, key.loss, key.label, counts): key
+        task.remote(settings.tracking_uri, uri, key, space.dataset, data_dir, data_seed, counts): key
         for key, uri in models.items()
     }  # fmt: skip
     replicates = sum(key.replicate is not None for key in models)
