@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from mlflow.tracking import MlflowClient
 
+from trainables.cache import cache_folder
 from tuning.settings import redact
 
 DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # SQLAlchemy back ends MLflow stores runs in
@@ -246,7 +247,7 @@ def empty_store_template() -> Path:
 
     import mlflow
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ovatune"
+    cache = cache_folder()
     template = cache / f"mlflow-{mlflow.__version__}-empty-store.db"
     if template.exists():
         return template
