@@ -64,6 +64,12 @@ def start_ovatune(
     return subprocess.Popen(ovatune_command(*args, home=home), env=env if env is not None else environment(), **popen)
 
 
+# A `ray start --block` head took 33 s to end after SIGTERM (measured in test_jobs and
+# test_autoscaling, exit code 1): a test that keeps nothing of its cluster gives it this long, then
+# SIGKILLs the rest of its group.
+HEAD_GRACE_S = 3
+
+
 def stop_group(process: subprocess.Popen, timeout: float = 60) -> None:
     """Stop ``process`` and its whole process group (started with ``start_new_session=True``):
     SIGTERM, then SIGKILL to whatever of the group outlives ``timeout``. A group already gone (the

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from launch import free_port, run_ovatune, stop_group
+from launch import HEAD_GRACE_S, free_port, run_ovatune, stop_group
 
 # `ray start` records its head in /tmp/ray/ray_current_cluster, which test_end_to_end's stale-record
 # test rewrites: one worker runs them in turn (make test's pytest-xdist workers)
@@ -104,7 +104,7 @@ def autoscaling_cluster(tmp_path):
         time.sleep(3)  # the monitor starts right after the GCS
         yield f"127.0.0.1:{port}", env
     finally:
-        stop_group(head)
+        stop_group(head, timeout=HEAD_GRACE_S)  # then SIGKILL: nothing of it is kept
         # the fake worker nodes' raylets are the monitor's children; any left name the temp dir
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import free_port, run_ovatune, stop_group
+from launch import HEAD_GRACE_S, free_port, run_ovatune, stop_group
 
 # `ray start` records its head in /tmp/ray/ray_current_cluster, which test_end_to_end's stale-record
 # test rewrites: one worker runs them in turn (make test's pytest-xdist workers)
@@ -118,7 +118,7 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
         unknown = run_ovatune("status", "raysubmit_nope", "--dashboard", address, env=env, timeout=300)
         assert unknown.returncode == 2 and "Ray Jobs API at" in unknown.stderr
     finally:
-        stop_group(head)
+        stop_group(head, timeout=HEAD_GRACE_S)  # then SIGKILL: nothing of it is kept
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert _current_cluster() == recorded_before  # no stale address left for the next ray.init()
 
