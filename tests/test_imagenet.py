@@ -10,7 +10,7 @@ from PIL import Image
 from trainables.data import DatasetNotAvailable, Split, check_available, input_batches, load_dataset
 from trainables.data.imagenet import IMAGE_SIZE, IMAGENET_C
 from trainables.loop import fit_epoch
-from trainables.losses import LOSSES, get_loss
+from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.optim import build_optimizer
 
@@ -109,13 +109,15 @@ def test_gradient_accumulation_gives_the_full_batch_step():
 @pytest.mark.slow
 def test_imagenet_sweep_promote_evaluate(tmp_path, home, ovatune):
     """The whole path on an ImageFolder: a tiny ResNet-50 (same code) trained from JPEGs by DataLoader
-    workers with accumulated gradients, promoted, evaluated on all 15 ImageNet-C corruptions."""
+    workers with accumulated gradients, promoted, evaluated on all 15 ImageNet-C corruptions. Two
+    losses: the path is the same for every loss, and each model costs about 25 s to evaluate here
+    (a ResNet-50 at 224×224 on 77 sets); seed 0 gives one that trains and one that diverges."""
 
     from mlflow.tracking import MlflowClient
 
     write_fake_imagenet(tmp_path / "data")
     # fmt: off
-    out = ovatune("run", "imagenet", "--data-dir", str(tmp_path / "data"),
+    out = ovatune("run", "imagenet", "--data-dir", str(tmp_path / "data"), "--losses", "softmax,ova",
                   "--trials", "1", "--epochs", "2", "--set", "width=4", "--set", "batch_size=8",
                   "--set", "micro_batch_size=4", "--set", "warmup_epochs=1", "--cpus-per-trial", "1", "--home", str(home))
     # fmt: on
@@ -128,9 +130,10 @@ def test_imagenet_sweep_promote_evaluate(tmp_path, home, ovatune):
     outcome = {t.data.tags["ovatune.loss"]: t.data.tags["ovatune.outcome"] for t in trials}
     # ImageNet's lr range reaches 10: a 2-epoch trial may blow up (seed 0: ova at lr 8.1, a training
     # loss of 1e9 and NaN validation probabilities). Such a trial is diverged, never a champion.
-    evaluated = [loss for loss in LOSSES if outcome[loss] == "completed"]
-    assert len(evaluated) >= 3
-    for loss in LOSSES:
+    assert sorted(outcome) == ["ova", "softmax"]
+    evaluated = [loss for loss in outcome if outcome[loss] == "completed"]
+    assert "softmax" in evaluated  # lr 1.2
+    for loss in outcome:
         if loss not in evaluated:
             assert outcome[loss] == "diverged" and f"{loss}/test_accuracy" not in metrics
             continue
