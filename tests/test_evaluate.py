@@ -5,6 +5,7 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 import tuning.evaluate
@@ -15,7 +16,16 @@ from tuning.fan_out import evaluate_models as fan_out
 from launch import environment
 
 
-def test_no_champion_is_the_users_to_fix_and_an_unloadable_one_is_a_failure(home, capsys):
+@pytest.fixture
+def local_ray():
+    """The local Ray that an in-process ``evaluate`` starts in this process, shut down after the test."""
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def test_no_champion_is_the_users_to_fix_and_an_unloadable_one_is_a_failure(home, capsys, local_ray):
     assert main(["evaluate", "digits"]) == 2  # nothing swept yet: run a sweep first
     assert "run `ovatune sweep digits`" in capsys.readouterr().err
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -91,8 +93,6 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
     fails there is not reported, and fails again, with its traceback, where the command does it.
     """
     global _local_ray_started
-    import threading
-
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
@@ -111,6 +111,7 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
         # ray.init mostly waits (processes starting, the GCS answering): an import costs no wall time there
         ahead = threading.Thread(target=_quietly, args=(meanwhile,), daemon=True)
         ahead.start()
+        handlers = _python_signal_handlers()
         try:
             ray.init(
                 address=address or "local",
@@ -121,8 +122,27 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
             )
         finally:
             ahead.join()  # no half-imported module behind an error or an interrupt
+        _restore(handlers)
         _local_ray_started = address is None
         mark("ray started")
+
+
+def _python_signal_handlers() -> dict[int, Callable]:
+    """The Python handlers of SIGINT and SIGTERM (``tuning.interruption``'s, Python's own for SIGINT),
+    where this is the main thread (only it can set them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    found = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    return {s: handler for s, handler in found.items() if callable(handler)}
+
+
+def _restore(handlers: dict[int, Callable]) -> None:
+    """Set ``handlers`` again. Why: Ray's core installs its own SIGTERM handler as it starts (it logs
+    a stack and ends the process with code 15), under Python's; a command that stops cleanly on
+    SIGTERM while Ray runs (an evaluation: a message, the command to evaluate again, exit 143) would
+    otherwise just die."""
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def _quietly(work: Callable[[], object] | None) -> None:

@@ -132,6 +132,11 @@ def sweep(space, settings, args) -> int:
     return 1 if failures else 0
 
 
+def _import_evaluation() -> None:
+    import tuning.evaluate  # noqa: F401 - imported ahead, while Ray starts
+    import tuning.report  # noqa: F401
+
+
 def _prepare_promotion(space) -> None:
     from tuning.promote import prepare_promotion  # torch, MLflow's model code
 
@@ -254,13 +259,17 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
     """``ovatune evaluate`` (and the end of ``run``); ``read_only``: why this user may not record the
     evaluation in MLflow (it is then measured and reported, not recorded)."""
     from tuning.champion import NoChampion, NoneEvaluated
-    from tuning.evaluate import evaluate_experiment
+    from tuning.cluster import init_ray
     from tuning.interruption import Stopped, stop_on_signals
-    from tuning.report import column_legend, findings, near_chance, replicate_summary_table, summary_table
 
-    mark("evaluation imported")
     try:
         with stop_on_signals():  # SIGTERM used to end it with exit 1 and no word of what was left undone
+            # Ray starts while the evaluation's code imports (torch, matplotlib, MLflow's model code):
+            # each took about 4 s, one after the other (a no-op after a sweep in this process).
+            init_ray(address, meanwhile=_import_evaluation)
+            from tuning.evaluate import evaluate_experiment
+
+            mark("evaluation imported")
             report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
     except Stopped as stop:
         print(f"\nevaluation of {space.name} interrupted ({stop}): no alias moved, and nothing it measured is "
@@ -272,6 +281,8 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
     except NoChampion as error:
         return fail(str(error))
     mark("evaluated")
+    from tuning.report import column_legend, findings, near_chance, replicate_summary_table, summary_table
+
     what = f"sweep {sweep}'s models" if sweep else "champions"
     print(f"\n{space.name}: {what} on the test split (report: {report.path})\n")
     print(summary_table(report.evaluations))
