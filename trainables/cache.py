@@ -16,6 +16,14 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ovatune"
 
 
+def scratch_beside(path: Path) -> Path:
+    """A new empty file beside ``path`` for making it aside, then renaming it onto ``path``
+    (``os.replace``): another process then sees the old file or the whole new one."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
 def cached_arrays(name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``make()``'s arrays, kept in the cache folder as ``name``.npz: made once, then read in
     milliseconds. ``name`` must say all that the arrays depend on (library versions, a digest of the
@@ -31,11 +39,11 @@ def cached_arrays(name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[
     scratch = None
     try:  # written aside, then renamed: another process may be reading or writing it
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "wb") as file:
+        scratch = scratch_beside(path)
+        with open(scratch, "wb") as file:
             np.savez(file, **arrays)
         os.replace(scratch, path)
     except OSError:
         if scratch is not None:
-            Path(scratch).unlink(missing_ok=True)
+            scratch.unlink(missing_ok=True)
     return arrays

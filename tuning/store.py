@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from mlflow.tracking import MlflowClient
 
-from trainables.cache import cache_folder
+from trainables.cache import cache_folder, scratch_beside
 from tuning.settings import redact
 
 DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # SQLAlchemy back ends MLflow stores runs in
@@ -252,7 +252,7 @@ def empty_store_template() -> Path:
     if template.exists():
         return template
     cache.mkdir(parents=True, exist_ok=True)
-    scratch = _scratch_beside(template)  # made aside, then renamed: another process may race
+    scratch = scratch_beside(template)  # made aside, then renamed: another process may race
     MlflowClient(f"sqlite:///{scratch}").search_experiments(max_results=1)
     with contextlib.closing(sqlite3.connect(scratch)) as db, db:
         db.execute("DELETE FROM experiments WHERE experiment_id = 0")
@@ -272,14 +272,6 @@ def _intact(store: Path) -> bool:
         return False
 
 
-def _scratch_beside(path: Path) -> Path:
-    import tempfile
-
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    return Path(name)
-
-
 def _copy_empty_store(path: Path) -> bool:
     """Start the new SQLite store ``path`` as a copy of :func:`empty_store_template` (whole or not at
     all: copied aside, then renamed); False where that cannot be done (no writable cache folder, a
@@ -292,7 +284,7 @@ def _copy_empty_store(path: Path) -> bool:
         if not _intact(template):  # cut short (a full disk when it was made): made again next time
             template.unlink()
             return False
-        scratch = _scratch_beside(path)
+        scratch = scratch_beside(path)
         shutil.copyfile(template, scratch)
         os.replace(scratch, path)
         return True

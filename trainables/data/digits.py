@@ -32,6 +32,7 @@ def to_model_input(images: torch.Tensor) -> torch.Tensor:
     return images.permute(0, 3, 1, 2).float() / 255.0
 
 
+@functools.cache  # read once per process: the digits and their OOD photos both need it
 def sklearn_arrays() -> dict[str, np.ndarray]:
     """scikit-learn's digits (``images``, (1797, 8, 8) ink 0–16; ``target``; ``target_names``) and
     its two sample photographs (``photo_0``, ``photo_1``, (427, 640, 3) uint8), read through
