@@ -6,6 +6,7 @@ Why it matters: see ``tuning.cluster.worker_environment`` (a CPU ResNet-20 trial
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from tuning.cluster import worker_environment
 # hands freed memory back to the kernel faults all its pages in again every time (~11x the first);
 # one that keeps it faults them only once.
 WORKER_PROBE = """
-import json, os, resource, ray
+import json, os, resource, signal, ray
 from tuning.cluster import init_ray
 
 @ray.remote
@@ -39,7 +40,8 @@ def probe():
     again = faults(10)
     maps = open("/proc/self/maps").read()
     return {"jemalloc": "libjemalloc" in maps, "malloc_conf": os.environ.get("MALLOC_CONF"),
-            "first": first, "again": again}
+            "first": first, "again": again, "ctrl_c": str(signal.getsignal(signal.SIGINT)),
+            "ignored": int(next(l for l in open("/proc/self/status") if l.startswith("SigIgn:")).split()[1], 16)}
 
 init_ray(None)
 print(json.dumps(ray.get(probe.remote())))
@@ -59,9 +61,14 @@ def run_probe(env: dict[str, str] | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def default_probe() -> dict:
+    return run_probe()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="LD_PRELOAD and /proc are Linux's")
-def test_ray_workers_run_with_jemalloc_that_keeps_freed_memory():
-    probe = run_probe()
+def test_ray_workers_run_with_jemalloc_that_keeps_freed_memory(default_probe):
+    probe = default_probe
     assert probe["jemalloc"] and probe["malloc_conf"] == "dirty_decay_ms:-1,muzzy_decay_ms:-1"
     # 64 MiB = 16 384 pages of 4 KiB: the first touch faults them in; ten more rounds reuse them.
     assert probe["first"] >= 8_000, probe
@@ -75,6 +82,15 @@ def test_the_users_own_allocator_setting_wins():
     probe = run_probe({"MALLOC_CONF": "dirty_decay_ms:10000"})
     assert not probe["jemalloc"] and probe["malloc_conf"] == "dirty_decay_ms:10000"
     assert probe["again"] > 5 * probe["first"], probe
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc is Linux's")
+def test_a_terminal_ctrl_c_reaches_the_driver_not_a_local_rays_workers(default_probe):
+    # The driver stops a sweep cleanly on Ctrl-C; a worker's own KeyboardInterrupt raced with that
+    # and printed tracebacks (tuning.cluster.ignore_terminal_ctrl_c). The kernel's view: SIGINT (2)
+    # is in the worker process's ignored set.
+    assert default_probe["ctrl_c"] == str(signal.SIG_IGN), default_probe
+    assert default_probe["ignored"] & (1 << (signal.SIGINT - 1)), default_probe
 
 
 def test_worker_environment_names_rays_own_jemalloc(monkeypatch):

@@ -72,6 +72,19 @@ def train_environment() -> dict[str, str]:
     return {key: os.environ.get(key, TRAIN_POLL_INTERVAL_S)}
 
 
+def ignore_terminal_ctrl_c() -> None:
+    """Run first in every worker of a local Ray this driver starts (Ray's ``worker_process_setup_hook``).
+
+    Why: Ctrl-C in a terminal sends SIGINT to the whole foreground process group, and a local
+    Ray's workers are in it. The driver already stops the sweep cleanly (``tuning.interruption``:
+    Tune stops its trials and saves its state); a worker's own KeyboardInterrupt only races with
+    that, and where it lands in a callback on the worker's main thread (a weakref's, a logger's)
+    the worker prints a traceback that Ray forwards to the user's terminal. Workers of a cluster
+    are not in the user's terminal's group and keep Ray's handling.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _not_token_notice(record: logging.LogRecord) -> bool:
     """Ray announces at every start that token authentication is on (its default): a notice, not a
     problem, and otherwise the first line of every command. Only that line is dropped."""
@@ -118,7 +131,8 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
                 include_dashboard=dashboard,
                 log_to_driver=True,
                 logging_level="WARNING",
-                runtime_env={"env_vars": workers},
+                runtime_env={"env_vars": workers}
+                | ({"worker_process_setup_hook": ignore_terminal_ctrl_c} if address is None else {}),
             )
         finally:
             ahead.join()  # no half-imported module behind an error or an interrupt
