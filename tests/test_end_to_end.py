@@ -79,6 +79,10 @@ def test_run_digits_end_to_end(home):
             history = client.get_metric_history(child.info.run_id, "val_accuracy")
             assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
             assert {"train_loss", "val_nll", "val_ece"} <= set(child.data.metrics)
+            # the trial's own process, per epoch, in the run's system metrics (trainables.system_metrics)
+            cpu = client.get_metric_history(child.info.run_id, "system/cpu_utilization_percentage")
+            assert [m.step for m in cpu] == [1, 2, 3, 4, 5, 6] and all(m.value > 0 for m in cpu)
+            assert child.data.metrics["system/process_memory_rss_megabytes"] > 50
             assert _inputs(child) == {("digits", digests["train"], "train"),
                                       ("digits", digests["validation"], "validation")}  # fmt: skip
 

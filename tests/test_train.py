@@ -43,6 +43,8 @@ def test_every_epoch_reports_every_selection_metric_and_checkpoints_every_second
     for metrics in reports.metrics:
         assert all(0 <= metrics[name] < math.inf for name in SELECTION_METRICS) and metrics["diverged"] == 0
         assert metrics["node_id"] == "n1"
+        # what this process used, measured where it trains (trainables.system_metrics)
+        assert metrics["system/cpu_utilization_percentage"] > 0 and metrics["system/process_memory_rss_megabytes"] > 50
     assert "data_provenance" in reports.metrics[0] and "data_provenance" not in reports.metrics[1]  # once
 
 

@@ -39,6 +39,7 @@ from trainables.loop import data_parallel_rank, fit_epoch, loader_workers, predi
 from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.optim import build_optimizer, set_epoch_lr
+from trainables.system_metrics import SystemMeter
 from trainables.trial_config import setting, upgraded
 from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
 
@@ -164,6 +165,7 @@ def train_loop(
         step_model = torch.compile(step_model)  # optional: worth it on GPUs
 
     checkpoint_every = int(setting(config, "checkpoint_every"))
+    meter = SystemMeter(device)  # what this process used, reported with each epoch's metrics
     for epoch in range(start_epoch, epochs):
         set_epoch_lr(optimizer, config, epoch)
         started = time.perf_counter()
@@ -185,6 +187,7 @@ def train_loop(
                 fit_time_s=fit_s,
                 diverged=0,
                 **placement,
+                **meter.read(),
             )
             history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
         if world > 1:  # every worker stops together (the loss is already the same on all of them)
