@@ -21,6 +21,7 @@ Resources: the Tune trial itself asks for no CPU (it only waits); each worker as
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from typing import Any
@@ -43,6 +44,18 @@ def relay_to_tune(queue) -> Any:
     return RelayToTune()
 
 
+def quiet_train_worker_reports() -> None:
+    """Drop the INFO line each Ray Train worker logs per report ("Reporting training result 3:
+    TrainingReport(...)", with the whole metrics dict): one line per epoch per worker on the user's
+    terminal. Its logger is named after its module's file, so ``LoggingConfig``'s level (the
+    ``ray.train`` loggers) misses it; warnings and errors still show."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray: its own logging, left as it is
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def worker_loop(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs: the trial's training loop on this worker's device."""
     import ray.train
@@ -50,6 +63,7 @@ def worker_loop(config: dict[str, Any]) -> None:
 
     from trainables.train import ray_placement, train_loop
 
+    quiet_train_worker_reports()
     # After a worker failure Train hands every worker the run's latest checkpoint; on a fresh run,
     # the Tune trial's checkpoint (if it is resuming) came in the config.
     checkpoint = ray.train.get_checkpoint()
