@@ -99,7 +99,11 @@ def test_ui_stops_its_whole_server_on_a_signal_and_refuses_a_busy_port(home, sig
             assert psutil.Process(ui.pid).memory_info().rss < 100 * 2**20
         ui.send_signal(signum)  # to ovatune's own PID, as `kill` or a terminal's Ctrl-C would
         assert ui.wait(timeout=60) == 0
-        assert "Warning" not in ui.stdout.read()  # no library's warnings meant for its developers
+        output = ui.stdout.read()
+        assert "Warning" not in output  # no library's warnings meant for its developers
+        # what the user must know (the link), none of MLflow's or uvicorn's start and stop notices
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("MLflow UI for"), output
         _, alive = psutil.wait_procs(started, timeout=20)
         assert not alive, [p.cmdline() for p in alive]  # no server process outlives ovatune
         if signum == signal.SIGTERM:  # and the port serves again, even while TIME_WAIT holds it

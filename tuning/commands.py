@@ -446,8 +446,11 @@ def ui(settings, host: str, port: int) -> int:
         except OSError as error:
             return fail(f"cannot serve the UI on {host}:{port}: {error.strerror or error}; "
                          f"stop what uses port {port} or pass --port", 1)  # fmt: skip
+    # The registry is the same store (said, so that MLflow does not print that it chose so); uvicorn's
+    # INFO lines (started, startup complete, shutting down) are not for the user: warnings still show.
     server = ["mlflow", "server", "--backend-store-uri", settings.tracking_uri,
-              "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+              "--registry-store-uri", settings.tracking_uri, "--host", host, "--port", str(port),
+              "--workers", "1", "--uvicorn-opts", "--log-level warning"]  # fmt: skip
     if settings.is_local_store:
         server += ["--default-artifact-root", Path(settings.artifact_root).as_uri()]
     # workflowType: open the UI on training runs and the model registry, not on its GenAI trace views

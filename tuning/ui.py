@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -36,7 +37,8 @@ def supervise(command: list[str]) -> int:
     # MLflow's own import of a deprecated Starlette module: a warning meant for MLflow's developers
     quiet = "ignore:starlette.middleware.wsgi is deprecated"
     environment["PYTHONWARNINGS"] = ",".join(filter(None, [environment.get("PYTHONWARNINGS"), quiet]))
-    server = subprocess.Popen(command, start_new_session=True, env=environment)
+    server = subprocess.Popen(command, start_new_session=True, env=environment, stderr=subprocess.PIPE)
+    threading.Thread(target=_pass_on, args=(server.stderr, _loopback(command)), daemon=True).start()
     # A SIGKILL of the supervisor runs no handler: a guard of its own stops the server then. It waits
     # on a pipe that only this process holds open, so it hears of the supervisor's end however it came.
     guard = subprocess.Popen([sys.executable, "-m", "tuning.ui", GUARD, str(server.pid)], stdin=subprocess.PIPE,
@@ -64,6 +66,25 @@ def supervise(command: list[str]) -> int:
         return 0
     guard.stdin.close()  # the server ended by itself: the guard has nothing left to stop
     return code
+
+
+# MLflow's notice at every start when it serves only this machine (the default): what ovatune's own
+# line (the link) already implies. Served to other hosts, it is kept: it says what else to configure.
+LOOPBACK_NOTICE = "[MLflow] Security middleware enabled with default settings (localhost-only)"
+
+
+def _loopback(command: list[str]) -> bool:
+    """Whether ``command`` (``mlflow server ...``) serves on a loopback address only."""
+    host = command[command.index("--host") + 1] if "--host" in command else "127.0.0.1"
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _pass_on(stream, loopback: bool) -> None:
+    """Copy the server's stderr to ours line by line, less :data:`LOOPBACK_NOTICE` on loopback."""
+    for line in iter(stream.readline, b""):
+        if not (loopback and line.decode(errors="replace").startswith(LOOPBACK_NOTICE)):
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
 
 
 def stop_when_orphaned(group: int, grace_s: float = 15.0) -> None:
