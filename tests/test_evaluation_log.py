@@ -2,6 +2,8 @@
 every number, figure and the report, each model card on its version and beside its trial's model,
 each sweep's parent run its test metrics."""
 
+import time
+
 import mlflow
 import numpy as np
 import pytest
@@ -79,12 +81,16 @@ def test_an_evaluation_is_one_run_and_each_version_gets_its_card_and_each_parent
 
     before = mlflow.get_tracking_uri()
     try:
-        run_id = log_evaluation(settings, client, measured, report_dir)
+        started = time.time() - 14.0  # an evaluation that began 14 s ago
+        run_id = log_evaluation(settings, client, measured, report_dir, started)
     finally:
         mlflow.set_tracking_uri(before)  # it sets the process's own: later tests of this worker name theirs
 
     run = client.get_run(run_id)
     assert run.info.run_name == "evaluation · s1" and run.data.tags[TAG_KIND] == "evaluation"
+    # the run spans the evaluation it records, from its start to the end of its recording
+    assert run.info.start_time == int(started * 1000) and run.info.end_time - run.info.start_time >= 14_000
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.user"]  # and MLflow's own tags, as before
     assert run.data.params == {"softmax_model": "ovatune-digits-softmax v1", "dm_model": "ovatune-digits-dm v1"}
     assert run.data.metrics["dm/test_accuracy"] == pytest.approx(evaluations["dm"].test["accuracy"])
     assert run.data.metrics["softmax/importance_lr"] == 0.7

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def evaluate_experiment(
     """Evaluate every champion of ``space`` (with ``sweep``: that sweep's registered models) and
     record the results (see module doc); ``record=False`` (a user who may only read the MLflow
     server): the report and its figures only, nothing written to MLflow. No alias moves."""
+    started = time.time()  # the evaluation run spans the evaluation
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     champions, failures = find_selected_models(space, client, sweep)
@@ -179,7 +181,7 @@ def evaluate_experiment(
     mark("report written")
     run_id = None
     if record:
-        run_id = log_evaluation(settings, client, measured, out)
+        run_id = log_evaluation(settings, client, measured, out, started)
     return EvaluationReport(path, run_id, evaluations, sweeps, failures, summary)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 
 from evaluation.comparison import Comparison
 from evaluation.runner import Evaluation
@@ -25,9 +26,12 @@ from tuning.settings import Settings
 from tuning.tracking import TAG_KIND, TAG_SWEEP, find_runs, get_or_create_experiment, log_provenance
 
 
-def log_evaluation(settings: Settings, client: MlflowClient, measured: Measured, report_dir: Path) -> str:
+def log_evaluation(
+    settings: Settings, client: MlflowClient, measured: Measured, report_dir: Path, started: float
+) -> str:
     """Record one evaluation (see the module doc; ``report_dir`` holds ``report.md`` and
-    ``figures/*.png``); returns the evaluation run's id.
+    ``figures/*.png``; ``started``: when the evaluation began, seconds since the epoch); returns the
+    evaluation run's id. The run spans the evaluation, from ``started`` to its recording's end.
 
     Each number is a metric ``<loss>/<what>``: the importances ``<loss>/importance_<name>``, the test
     intervals ``<loss>/test_<metric>_ci_low|high``, the summary over seeds
@@ -48,7 +52,12 @@ def log_evaluation(settings: Settings, client: MlflowClient, measured: Measured,
         TAG_SWEEP: ",".join(distinct),
         "ovatune.evaluated": "sweep" if sweep else "champions",
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation · {label}", tags=tags) as run:
+    # Opened as the evaluation began, as trial and parent runs span theirs (a run opened only to
+    # record the results lasted a fraction of a second in the UI); with the tags MLflow's fluent
+    # start_run resolves (user, source).
+    opened = client.create_run(experiment_id, start_time=int(started * 1000), tags=resolve_tags(tags),
+                               run_name=f"evaluation · {label}")  # fmt: skip
+    with mlflow.start_run(run_id=opened.info.run_id) as run:
         mlflow.log_params({f"{loss}_model": f"{m.version.name} v{m.version.version}" for loss, m in models.items()})
         mlflow.log_metrics(flat_metrics(evaluations))
         for loss, by_metric in (intervals or {}).items():
