@@ -172,6 +172,7 @@ needs_chromium = pytest.mark.skipif(
 def test_the_mlflow_ui_in_a_real_browser(home):
     import re
 
+    from mlflow.tracking import MlflowClient
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
@@ -179,6 +180,9 @@ def test_the_mlflow_ui_in_a_real_browser(home):
 
     data = load_dataset("digits")
     train_digest, test_digest = content_digest(data.train.x, data.train.y), content_digest(data.test.x, data.test.y)
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    (trial,) = client.search_runs([client.get_experiment_by_name("digits").experiment_id],
+                                  filter_string="attributes.run_name = 'ova_dm-trial-000'")  # fmt: skip
     port = free_port()
     ui = start_ovatune("ui", "--port", str(port), home=home,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
@@ -236,6 +240,16 @@ def test_the_mlflow_ui_in_a_real_browser(home):
             page.get_by_role("link", name="Version 1").first.click()
             expect(page.get_by_text("Model card: ovatune-digits-ova_dm v1")).to_be_visible(timeout=20_000)
             page.screenshot(path=str(ARTIFACTS / "mlflow_ui_model_card.png"), full_page=True)
+
+            # A trial's System metrics tab: what its own process used, per epoch (trainables.system_metrics)
+            page.goto(f"{url}/#/experiments/{trial.info.experiment_id}/runs/{trial.info.run_id}")
+            page.get_by_role("tab", name=re.compile("System metrics")).click()
+            for chart in ("cpu_utilization_percentage", "process_memory_rss_megabytes"):
+                expect(page.get_by_text(chart, exact=True)).to_be_visible(timeout=20_000)
+                # drawn: its legend names the run's series
+                legend = page.get_by_text(f"ova_dm-trial-000 (system/{chart})", exact=True)
+                expect(legend).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "mlflow_ui_system_metrics.png"))
             browser.close()
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
