@@ -1,12 +1,14 @@
 """An ``ovatune export`` folder as a callable: every file checked against the manifest, then run.
 
-TorchScript runs with ``torch.jit.load``, ONNX with onnxruntime, the MLflow format with
-``mlflow.pyfunc``; all three return the four outputs of ``serving.bundle.ServingModel``.
+An ExportedProgram runs with ``torch.export.load``, TorchScript with ``torch.jit.load``, ONNX with
+onnxruntime, the MLflow format with ``mlflow.pyfunc``; all four return the four outputs of
+``serving.bundle.ServingModel``.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,7 @@ class ExportedModel:
     """An ``ovatune export`` folder, loaded after checking every file against ``manifest.json``.
 
     Call it with raw inputs (B, *raw shape) — or one flattened row per example — to get the four
-    outputs as numpy arrays. TorchScript runs with ``torch.jit.load``, ONNX with onnxruntime, the
-    MLflow format with ``mlflow.pyfunc``.
+    outputs as numpy arrays (see the module doc for what runs each format).
 
     Raises:
         TamperedFile: a file was changed, added to the manifest's list or removed since the export.
@@ -37,8 +38,13 @@ class ExportedModel:
         check_files(self.directory, json.loads(manifest_path.read_text()))
         self.info = json.loads((self.directory / SERVING_FILE).read_text())
         self.format = self.info["format"]
-        if self.format == "torchscript":
-            self._model = torch.jit.load(str(self.directory / EXPORT_FILES["torchscript"]), map_location="cpu").eval()
+        if self.format == "torch_export":
+            self._model = torch.export.load(str(self.directory / EXPORT_FILES["torch_export"])).module()
+        elif self.format == "torchscript":
+            with warnings.catch_warnings():  # torch.jit.load's FutureWarning: --help already says it is deprecated
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
+                path = str(self.directory / EXPORT_FILES["torchscript"])
+                self._model = torch.jit.load(path, map_location="cpu").eval()
         elif self.format == "onnx":
             import onnxruntime
 
@@ -54,7 +60,7 @@ class ExportedModel:
 
     def __call__(self, raw: Any) -> dict[str, np.ndarray]:
         x = as_raw_batch(raw, self.info["raw_input_shape"])
-        if self.format == "torchscript":
+        if self.format in ("torch_export", "torchscript"):
             with torch.no_grad():
                 return {name: value.numpy() for name, value in zip(OUTPUTS, self._model(x))}
         if self.format == "onnx":

@@ -4,7 +4,8 @@ Torch-free on purpose: ``ovatune --help`` lists the formats without importing to
 """
 
 EXPORT_FILES = {
-    "torchscript": "model.pt",  # a traced TorchScript module
+    "torch_export": "model.pt2",  # a torch.export ExportedProgram with a dynamic batch
+    "torchscript": "model.pt",  # a traced TorchScript module (PyTorch deprecates TorchScript)
     "onnx": "model.onnx",  # an ONNX graph with a dynamic batch
     "mlflow": "mlflow_model",  # the registered MLflow pyfunc model, as a folder
 }

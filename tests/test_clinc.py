@@ -142,9 +142,8 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     report = (home / "reports" / "clinc" / "report.md").read_text()
     assert "D_ood = out_of_scope: AUROC / AUPRC" in report and "accuracy_vs_confidence" in report
 
-    ovatune("export", "clinc", "--losses", "ova_dm", "--format", "torchscript", "--out", str(tmp_path / "exports"),
-            "--home", str(home))  # fmt: skip
-    folder = tmp_path / "exports" / "ova_dm" / "torchscript"
+    ovatune("export", "clinc", "--losses", "ova_dm", "--out", str(tmp_path / "exports"), "--home", str(home))
+    folder = tmp_path / "exports" / "ova_dm" / "torch_export"  # the default format
     tokenizer = load_tokenizer((folder / "tokenizer.json").read_text())
     ids = np.array([tokenizer.encode("will it rain in paris today").ids], dtype=np.float32)
     got = ExportedModel(folder)(ids)
@@ -174,6 +173,27 @@ def test_a_bert_serving_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     got = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"raw_inputs": ids.numpy()})))
     with torch.no_grad():
+        want = dict(zip(OUTPUTS, (o.numpy() for o in model(ids))))
+    assert got["probabilities"].shape == (3, 5)
+    assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5
+    assert (got["prediction"] == want["prediction"]).all()
+
+
+def test_a_bert_serving_model_exports_to_a_torch_export_program_with_a_dynamic_batch(tmp_path):
+    """What `ovatune export clinc` (the default format) runs: token ids in, the four outputs out, any batch size."""
+    from serving import OUTPUTS, ServingModel
+    from tuning.export import write_torch_export
+
+    config = {"model": "bert_mini", "loss": "ova_dm", "vocab_size": 500, "max_length": 32, "pad_id": 0,
+              "width": 16, "depth": 1, "heads": 2, "intermediate": 32}  # fmt: skip
+    torch.manual_seed(0)
+    model = ServingModel(build_classifier((32,), 5, config), "token_ids", 0.5).eval()
+    ids = torch.randint(1, 500, (3, 32)).float()
+    ids[:, 10:] = 0
+    write_torch_export(model, torch.zeros(2, 32), tmp_path, tmp_path)  # exported at batch 2
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    with torch.no_grad():
+        got = dict(zip(OUTPUTS, (o.numpy() for o in program(ids))))  # run at batch 3
         want = dict(zip(OUTPUTS, (o.numpy() for o in model(ids))))
     assert got["probabilities"].shape == (3, 5)
     assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5

@@ -86,7 +86,10 @@ def _assert_same(got: dict, want: dict, threshold: float) -> float:
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_exports_round_trip_to_1e_5(home, expected, fmt, tmp_path):
-    run_ovatune("export", "digits", "--format", fmt, "--out", str(tmp_path), home=home, check=True)
+    ran = run_ovatune("export", "digits", "--format", fmt, "--out", str(tmp_path), home=home, check=True)
+    # no library's deprecation warnings; the deprecated format says so once, in ovatune's words
+    assert "FutureWarning" not in ran.stderr and "DeprecationWarning" not in ran.stderr, ran.stderr[-3000:]
+    assert ran.stderr.count("torch_export is its successor") == (fmt == "torchscript"), ran.stderr[-3000:]
     differences = {}
     for loss, (raw, want, info) in expected.items():
         folder = tmp_path / loss / fmt
@@ -99,6 +102,27 @@ def test_exports_round_trip_to_1e_5(home, expected, fmt, tmp_path):
         assert "model_card.md" in manifest and "serving.json" in manifest
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"roundtrip_{fmt}.json").write_text(json.dumps(differences, indent=1))
+
+
+# Runs in a fresh process: the default export read back with torch alone, as a user without ovatune would
+TORCH_ALONE = """
+import sys, torch
+program = torch.export.load(sys.argv[1]).module()
+probabilities = program(torch.rand(7, *map(int, sys.argv[2:])))[0]
+print(tuple(probabilities.shape), sorted(m for m in ("serving", "trainables", "tuning", "mlflow") if m in sys.modules))
+"""
+
+
+def test_the_default_export_is_a_torch_export_program_that_torch_alone_runs(home, expected, tmp_path):
+    run_ovatune("export", "digits", "--losses", "ova_dm", "--out", str(tmp_path), home=home, check=True)
+    folder = tmp_path / "ova_dm" / "torch_export"  # the default format: not the deprecated TorchScript
+    assert json.loads((folder / "serving.json").read_text())["format"] == "torch_export"
+    shape = [str(n) for n in expected["ova_dm"][2]["raw_input_shape"]]
+    done = subprocess.run([sys.executable, "-c", TORCH_ALONE, str(folder / "model.pt2"), *shape],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "Warning" not in done.stderr, done.stderr[-3000:]
+    # a batch of 7 (the export's batch is dynamic), 10 classes, and no module of ovatune (or MLflow) imported
+    assert done.stdout.strip() == "(7, 10) []", done.stdout
 
 
 def test_threshold_keeps_95_percent_of_validation(expected):

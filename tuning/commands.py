@@ -332,6 +332,9 @@ def export(space, settings, args) -> int:
     losses = args.losses or champion_losses(space, client)
     if not losses:
         return fail(f"{space.name} has no champions in {settings.display_uri}; run `ovatune run {space.name}` first")
+    if args.format == "torchscript":  # one line instead of torch's three FutureWarnings per model
+        print("ovatune: note: PyTorch is retiring TorchScript (torch.jit); --format torch_export is its successor",
+              file=sys.stderr, flush=True)  # fmt: skip
     from tuning.interruption import Stopped, stop_on_signals
 
     failed, done = 0, []

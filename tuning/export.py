@@ -11,6 +11,7 @@ import json
 import shutil
 import signal
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -128,11 +129,22 @@ def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, c
     _write_manifest(target)
 
 
-def write_torchscript(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
-    """``--format torchscript``: the serving model traced, as ``model.pt``."""
+def write_torch_export(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
+    """``--format torch_export``: the serving model as a ``torch.export`` ExportedProgram with a
+    dynamic batch, ``model.pt2``: ``torch.export.load(path).module()`` runs it with torch alone."""
     with torch.no_grad():
+        program = torch.export.export(serving, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(target / EXPORT_FILES["torch_export"]))
+
+
+def write_torchscript(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
+    """``--format torchscript``: the serving model traced, as ``model.pt``. PyTorch is retiring
+    TorchScript (``torch.jit`` warns so); kept while torch ships it, ``torch_export`` succeeds it.
+    ``ovatune export`` says so once, in place of torch's warnings for every model."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
         traced = torch.jit.trace(serving, example)
-    torch.jit.save(traced, str(target / EXPORT_FILES["torchscript"]))
+        torch.jit.save(traced, str(target / EXPORT_FILES["torchscript"]))
 
 
 def write_onnx(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:

@@ -65,8 +65,11 @@ REGISTERS_NOTHING = "never"
 # --format: make(serving model, example input, the registered model's folder, target folder) writes
 # the model file(s) into target.
 FORMATS = {
-    "torchscript": Choice(f"a traced TorchScript module ({EXPORT_FILES['torchscript']})",
-                          _from("tuning.export", "write_torchscript")),
+    "torch_export": Choice(f"a torch.export ExportedProgram with a dynamic batch ({EXPORT_FILES['torch_export']}; "
+                           "torch.export.load(path).module() runs it, no ovatune needed)",
+                           _from("tuning.export", "write_torch_export")),
+    "torchscript": Choice(f"a traced TorchScript module ({EXPORT_FILES['torchscript']}; deprecated: PyTorch is "
+                          "retiring TorchScript, use torch_export)", _from("tuning.export", "write_torchscript")),
     "onnx": Choice(f"an ONNX graph with a dynamic batch ({EXPORT_FILES['onnx']})", _from("tuning.export", "write_onnx")),
     "mlflow": Choice(f"the registered MLflow pyfunc model ({EXPORT_FILES['mlflow']}/)",
                      _from("tuning.export", "write_mlflow")),

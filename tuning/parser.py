@@ -347,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--losses", type=_losses, metavar="L1,L2",
                         help="comma-separated losses (default: every loss with a champion)")  # fmt: skip
     export.add_argument("--loss", dest="losses", type=_losses, action=_Renamed, new="--losses")
-    export.add_argument("--format", default="torchscript", choices=list(FORMATS),
-                        help=described(FORMATS) + " (default: torchscript)")  # fmt: skip
+    export.add_argument("--format", default="torch_export", choices=list(FORMATS),
+                        help=described(FORMATS) + " (default: torch_export)")  # fmt: skip
     export.add_argument("--out", default="exports", help="output folder (default ./exports)")
     _add_store_options(export)
     submit = sub.add_parser(
