@@ -12,7 +12,9 @@ Runs, in one sitting and in this order:
    evaluate digits`` on that home, phase by phase (``ovatune run`` is the two in one process);
    then ``ovatune ui`` on that home: time to answering ``/health``, memory of its own process and
    of the whole server;
-4. the bare Ray start again (the baseline is the mean of both: this machine drifts between runs).
+4. the bare Ray start again (the baseline is the mean of both: this machine drifts between runs);
+5. the floor under any Ray Tune service: a fresh process that starts Ray and runs one do-nothing
+   Tune trial, from launch to the trial's first line.
 
 It prints each phase's seconds and the issue's two ratios: launch to first trial over the bare
 ``ray.init()``, and the command's time outside its trial over the same.
@@ -37,6 +39,21 @@ launched = float(sys.argv[1])
 import ray
 ray.init(address="local", include_dashboard=False)
 print(time.time() - launched, flush=True)
+"""
+# The floor under any Ray Tune service: a fresh process that starts Ray and runs one trial that
+# does nothing, timed from launch to the trial function's first line (the time it prints).
+BARE_TUNE = """
+import sys, tempfile, time
+launched = float(sys.argv[1])
+import ray
+from ray import tune
+ray.init(address="local", include_dashboard=False)
+
+def trial(config):
+    tune.report({"called": time.time()})
+
+grid = tune.Tuner(trial, run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), verbose=0)).fit()
+print(grid[0].metrics["called"] - launched, flush=True)
 """
 WHAT_HELP_IMPORTS = """
 import sys
@@ -75,6 +92,16 @@ def bare_ray_start() -> tuple[float, float]:
     if done.returncode != 0:
         raise SystemExit(f"the bare ray.init() failed:\n{done.stderr[-3000:]}")
     return float(done.stdout.strip().splitlines()[-1]), time.time() - launched
+
+
+def bare_tune_trial() -> float:
+    """Launch to a do-nothing Tune trial's first line in a fresh process (Ray's start, Tune's
+    set-up, the trial's worker process), seconds."""
+    launched = time.time()
+    done = subprocess.run([sys.executable, "-c", BARE_TUNE, str(launched)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the bare Tune trial failed:\n{done.stderr[-3000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def read_timeline(path: Path, launched: float) -> list[tuple[str, float]]:
@@ -123,6 +150,7 @@ def main() -> None:
     evaluate_marks, evaluate_s, _ = run_with_timeline([ovatune, *evaluate], home, "evaluate")
     ui = ui_start(ovatune, home)
     bare_after = bare_ray_start()
+    tune_floor = bare_tune_trial()
 
     bare_init = (bare_before[0] + bare_after[0]) / 2
     bare_whole = (bare_before[1] + bare_after[1]) / 2
@@ -143,6 +171,10 @@ def main() -> None:
     in_trial = trial["trial run closed"] - trial["trial run opened"]
     print(f"\nlaunch to first trial (its run opened): {first_trial:.2f} s = {first_trial / bare_init:.2f}x the bare "
           "ray.init() (goal <= 2x)")  # fmt: skip
+    print(
+        f"the floor, a bare ray.init() and one do-nothing Tune trial in a fresh process: {tune_floor:.2f} s = "
+        f"{tune_floor / bare_init:.2f}x the bare ray.init(); ovatune's first trial adds {first_trial - tune_floor:.2f} s"
+    )
     print(f"launch to first result: {trial['first result (epoch 1 reported)']:.2f} s, of which the epoch itself "
           f"{trial['first epoch time']:.2f} s")  # fmt: skip
     print(f"one-trial sweep: {sweep_s:.2f} s; outside its trial: {sweep_s - in_trial:.2f} s = "
