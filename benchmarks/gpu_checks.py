@@ -18,6 +18,9 @@ so it runs on a bare GPU machine:
 6. The distance head under CUDA bf16 autocast: distances within 1e-4 of float64 ``cdist`` with
    ‖f‖ ≈ 25 and embeddings 0 to 0.1 from their centres, and an ova_dm step (loss and gradients)
    under bf16 autocast equal to the float32 one.
+7. A trial's system metrics on CUDA (``trainables.system_metrics``): while a GPU runs matmuls the
+   GPU's utilisation (NVML, needs nvidia-ml-py) is above 50%, its memory held and peak cover the
+   tensors made; an idle interval reads low.
 """
 
 from __future__ import annotations
@@ -219,6 +222,29 @@ def _distance_head():
     assert loss_gap < 1e-6 and grad_gap < 1e-5, f"bf16 vs float32: loss {loss_gap:.1e}, gradients {grad_gap:.1e}"
     return (
         f"max distance error {distance_error:.1e}; bf16 vs float32 step: loss {loss_gap:.1e}, gradients {grad_gap:.1e}"
+    )
+
+
+@check("system metrics on the GPU")
+def _system_metrics():
+    from trainables.system_metrics import SystemMeter
+
+    meter = SystemMeter(DEVICE)
+    a = torch.randn(4096, 4096, device=DEVICE)  # 64 MiB
+    started = time.perf_counter()
+    while time.perf_counter() - started < 2.0:
+        a = torch.tanh(a @ a)
+    torch.cuda.synchronize(DEVICE)
+    busy = meter.read()
+    time.sleep(2.0)
+    idle = meter.read()
+    key = "system/gpu_0_utilization_percentage"
+    assert busy["system/gpu_0_memory_usage_megabytes"] >= 64, busy
+    assert busy["system/gpu_0_peak_memory_megabytes"] >= 64, busy
+    assert key in busy, f"no GPU utilisation (is nvidia-ml-py installed?): {busy}"
+    assert busy[key] > 50 and idle[key] < busy[key], (busy, idle)
+    return (
+        f"busy {busy[key]:.0f}% then idle {idle[key]:.0f}%; held {busy['system/gpu_0_memory_usage_megabytes']:.0f} MB"
     )
 
 
