@@ -156,9 +156,10 @@ def test_killed_workers_and_a_killed_trial_resume_from_their_checkpoints(home):
 def test_run_with_two_workers_per_trial_promotes_evaluates_and_exports(home):
     ran = run_ovatune("run", "digits", "--smoke-test", "--losses", "ova_dm", "--workers-per-trial", "2", home=home,
                       timeout=900, check=True)  # fmt: skip
-    # no line per epoch per worker from Ray Train (trainables.distributed.quiet_train_worker_reports)
+    # no INFO line per epoch per worker from Ray Train (trainables.distributed.quiet_train_worker_reports);
+    # warnings still show (in CI's loopback-only namespace gloo warns that it cannot resolve the hostname)
     assert "Reporting training result" not in ran.stderr and "TrainingReport(" not in ran.stderr, ran.stderr[-3000:]
-    assert "RayTrainWorker" not in ran.stderr and "Started training worker group" not in ran.stderr
+    assert "Started training worker group" not in ran.stderr, ran.stderr[-3000:]
     client, runs = _trial_runs(home)
     (run,) = runs
     assert run.data.params["workers_per_trial"] == "2" and run.info.status == "FINISHED"
