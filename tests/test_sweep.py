@@ -2,6 +2,7 @@
 resumable. A whole sweep, its resume and its ASHA are in test_end_to_end and test_engine."""
 
 import math
+import warnings
 
 from search_spaces import get_space
 from tuning.sweep import PerLossSearch, loss_seed
@@ -45,3 +46,16 @@ def test_save_and_restore_continue_the_same_sequence(tmp_path):
     restored = PerLossSearch(space, ["softmax", "dm"], 4, seed=999)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert [restored.suggest(f"t{i}") for i in range(3, 8)] == reference[3:]
+
+
+def test_a_resumed_trials_repeated_iterations_reach_optuna_once():
+    # A trial resumed from its checkpoint (its node died) reports iterations 2 and 3 again: Optuna
+    # would ignore them with a warning on the user's terminal.
+    searcher = PerLossSearch(get_space("digits"), ["ova"], 1, seed=0)
+    _suggest(searcher, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in (1, 2, 3, 2, 3, 4):
+            searcher.on_trial_result("t0", {"val_accuracy": 0.1 * step, "training_iteration": step})
+    assert not [w for w in caught if "already reported" in str(w.message)], [str(w.message) for w in caught]
+    assert searcher.reported == {"t0": 4}

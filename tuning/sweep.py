@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 from ray import tune
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -76,6 +77,7 @@ class PerLossSearch(Searcher):
         self.trials_per_loss = trials_per_loss
         self.suggested = {loss: 0 for loss in self.losses}
         self.loss_of_trial: dict[str, str] = {}
+        self.reported: dict[str, int] = {}  # trial id -> the last iteration handed to its loss's Optuna
         self.searchers = {}
         distributions = OptunaSearch.convert_search_space(tune_domains(space))
         for loss in self.losses:
@@ -103,7 +105,12 @@ class PerLossSearch(Searcher):
         return {**config, "loss": loss, "trial_number": number}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.loss_of_trial:
+        # A trial resumed after its node or the driver died reports again the iterations after its
+        # checkpoint that Optuna already has; Optuna ignores them with a warning on the user's terminal.
+        reported = self.__dict__.setdefault("reported", {})  # a searcher saved before this kept none
+        step = result.get(TRAINING_ITERATION, 0)
+        if trial_id in self.loss_of_trial and step > reported.get(trial_id, 0):
+            reported[trial_id] = step
             self.searchers[self.loss_of_trial[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
