@@ -3,7 +3,7 @@
 Trains the digits champions with a 1-trial-per-loss sweep in a temporary home (or uses ``--home``),
 starts ``mlflow models serve`` on 127.0.0.1, and times HTTP POSTs to /invocations from this process:
 one example per request, and batches of 256, each the median of many requests after a warm-up. It
-also times the same batch through the TorchScript and ONNX exports in-process.
+also times the same batch through the torch.export, TorchScript and ONNX exports in-process.
 
     python benchmarks/serving_latency.py [--loss ova_dm] [--home DIR] [--requests 200]
 """
@@ -94,7 +94,7 @@ def main() -> None:
           f"({256 / np.median(batched):,.0f} examples/s)")  # fmt: skip
 
     with tempfile.TemporaryDirectory() as out:
-        for fmt in ("torchscript", "onnx"):
+        for fmt in ("torch_export", "torchscript", "onnx"):
             subprocess.run([str(BIN / "ovatune"), "export", "digits", "--losses", args.loss, "--format", fmt,
                             "--out", out, "--home", str(home)], check=True, capture_output=True)  # fmt: skip
             model = ExportedModel(Path(out) / args.loss / fmt)

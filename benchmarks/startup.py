@@ -52,7 +52,8 @@ ray.init(address="local", include_dashboard=False)
 def trial(config):
     tune.report({"called": time.time()})
 
-grid = tune.Tuner(trial, run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), verbose=0)).fit()
+with tempfile.TemporaryDirectory() as results:
+    grid = tune.Tuner(trial, run_config=tune.RunConfig(storage_path=results, verbose=0)).fit()
 print(grid[0].metrics["called"] - launched, flush=True)
 """
 WHAT_HELP_IMPORTS = """
@@ -171,10 +172,9 @@ def main() -> None:
     in_trial = trial["trial run closed"] - trial["trial run opened"]
     print(f"\nlaunch to first trial (its run opened): {first_trial:.2f} s = {first_trial / bare_init:.2f}x the bare "
           "ray.init() (goal <= 2x)")  # fmt: skip
-    print(
-        f"the floor, a bare ray.init() and one do-nothing Tune trial in a fresh process: {tune_floor:.2f} s = "
-        f"{tune_floor / bare_init:.2f}x the bare ray.init(); ovatune's first trial adds {first_trial - tune_floor:.2f} s"
-    )
+    print(f"the floor, a bare ray.init() and one do-nothing Tune trial in a fresh process: {tune_floor:.2f} s = "
+          f"{tune_floor / bare_init:.2f}x the bare ray.init(); ovatune's first trial run opens "
+          f"{first_trial - tune_floor:.2f} s after the floor's trial function starts")  # fmt: skip
     print(f"launch to first result: {trial['first result (epoch 1 reported)']:.2f} s, of which the epoch itself "
           f"{trial['first epoch time']:.2f} s")  # fmt: skip
     print(f"one-trial sweep: {sweep_s:.2f} s; outside its trial: {sweep_s - in_trial:.2f} s = "

@@ -10,8 +10,8 @@ threshold. From raw inputs (B, ...) it returns
   answer a one-vs-all model is good at giving.
 
 The bundle (weights.pt, the checkpoint's meta.json, serving.json with the hashes of both) is what
-the registered MLflow model (``serving.pyfunc``) loads; the TorchScript and ONNX exports trace the
-same ``ServingModel``. Nothing here unpickles: weights load with ``torch.load(weights_only=True)``
+the registered MLflow model (``serving.pyfunc``) loads; the torch.export, TorchScript and ONNX exports
+trace the same ``ServingModel``. Nothing here unpickles: weights load with ``torch.load(weights_only=True)``
 and every file is checked against its recorded SHA-256 first.
 """
 

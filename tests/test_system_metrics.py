@@ -11,21 +11,29 @@ from trainables.system_metrics import SystemMeter
 CPU = "system/cpu_utilization_percentage"
 
 
-def test_a_busy_thread_reads_near_100_percent_and_an_idle_one_near_0():
+def _busy(seconds: float) -> None:
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a = torch.tanh(a @ b)
+
+
+def test_the_cpu_utilization_is_the_processs_cpu_time_over_the_wall_time_per_thread():
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # 100% is this one thread busy the whole interval
     try:
         meter = SystemMeter(torch.device("cpu"))
-        a, b = torch.randn(256, 256), torch.randn(256, 256)
-        started = time.perf_counter()
-        while time.perf_counter() - started < 0.5:
-            a = torch.tanh(a @ b)
+        wall, cpu = time.perf_counter(), time.process_time()  # the same interval, measured independently
+        _busy(0.5)
         busy = meter.read()
+        expected = 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
         time.sleep(0.5)
         idle = meter.read()  # the interval since the last read only
     finally:
         torch.set_num_threads(previous)
-    assert 60 <= busy[CPU] <= 130, busy
-    assert idle[CPU] <= 20, idle
+    # Under a loaded machine (the suite's other worker) the busy thread may get less than a core:
+    # the meter must say what the process got, not what it asked for.
+    assert abs(busy[CPU] - expected) < 10, (busy, expected)
+    assert busy[CPU] > idle[CPU] + 20, (busy, idle)
     assert busy["system/process_memory_rss_megabytes"] > 50  # this process holds torch
     assert not any("gpu" in key for key in busy)  # a CPU trial reports no GPU metrics

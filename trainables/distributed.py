@@ -45,10 +45,13 @@ def relay_to_tune(queue) -> Any:
 
 
 def quiet_train_worker_reports() -> None:
-    """Drop the INFO line each Ray Train worker logs per report ("Reporting training result 3:
-    TrainingReport(...)", with the whole metrics dict): one line per epoch per worker on the user's
-    terminal. Its logger is named after its module's file, so ``LoggingConfig``'s level (the
-    ``ray.train`` loggers) misses it; warnings and errors still show."""
+    """Drop the INFO line each Ray Train worker logs per report.
+
+    That line ("Reporting training result 3: TrainingReport(...)", with the whole metrics dict) is
+    one line per epoch per worker on the user's terminal. Its logger is named after its module's
+    file, so ``LoggingConfig``'s level (the ``ray.train`` loggers) misses it; warnings and errors
+    still show.
+    """
     try:
         from ray.train.v2._internal.execution import context
     except ImportError:  # another Ray: its own logging, left as it is

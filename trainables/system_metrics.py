@@ -41,11 +41,16 @@ class SystemMeter:
         self.device = device
         self.process = psutil.Process()
         self._since = self._now()
+        if device.type == "cuda":  # the first interval's peak is its own, not the model build's
+            torch.cuda.reset_peak_memory_stats(device)
 
     @staticmethod
     def _now() -> tuple[float, float]:
-        """(wall seconds, the process's CPU seconds: user and system, every thread). ``process_time``
-        counts in nanoseconds; ``psutil``'s CPU times count in 10 ms ticks, which read 0 for a short epoch."""
+        """(wall seconds, the process's CPU seconds of every thread).
+
+        ``process_time`` counts in nanoseconds; ``psutil``'s CPU times count in 10 ms ticks, which
+        read 0 for a short epoch.
+        """
         return time.perf_counter(), time.process_time()
 
     def read(self) -> dict[str, float]:

@@ -73,14 +73,16 @@ def train_environment() -> dict[str, str]:
 
 
 def ignore_terminal_ctrl_c() -> None:
-    """Run first in every worker of a local Ray this driver starts (Ray's ``worker_process_setup_hook``).
+    """Ignore SIGINT: run at the start of every worker of a local Ray this driver starts (Ray's
+    ``worker_process_setup_hook``), and inherited by what a worker starts (data loader workers).
 
     Why: Ctrl-C in a terminal sends SIGINT to the whole foreground process group, and a local
     Ray's workers are in it. The driver already stops the sweep cleanly (``tuning.interruption``:
     Tune stops its trials and saves its state); a worker's own KeyboardInterrupt only races with
     that, and where it lands in a callback on the worker's main thread (a weakref's, a logger's)
     the worker prints a traceback that Ray forwards to the user's terminal. Workers of a cluster
-    are not in the user's terminal's group and keep Ray's handling.
+    are not in the user's terminal's group and keep Ray's handling. The cost: ``ray.cancel`` (without
+    ``force``) cannot interrupt a running task of a local Ray, which ovatune never asks for.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -52,9 +52,9 @@ def log_evaluation(
         TAG_SWEEP: ",".join(distinct),
         "ovatune.evaluated": "sweep" if sweep else "champions",
     }
-    # Opened as the evaluation began, as trial and parent runs span theirs (a run opened only to
-    # record the results lasted a fraction of a second in the UI); with the tags MLflow's fluent
-    # start_run resolves (user, source).
+    # Made now with the evaluation's own start time, so that it spans the evaluation as trial and
+    # parent runs span theirs (made with the recording's start, it lasted a fraction of a second in
+    # the UI); with the tags MLflow's fluent start_run resolves (user, source; mlflow is pinned).
     opened = client.create_run(experiment_id, start_time=int(started * 1000), tags=resolve_tags(tags),
                                run_name=f"evaluation · {label}")  # fmt: skip
     with mlflow.start_run(run_id=opened.info.run_id) as run:

@@ -1,4 +1,5 @@
-"""``ovatune export``: the champions as TorchScript, ONNX or MLflow models, each with a model card.
+"""``ovatune export``: the champions as torch.export programs (the default), ONNX, MLflow or
+TorchScript models, each with a model card.
 
 Every export folder holds the model file(s), ``serving.json`` (classes, loss, preprocessing, the
 none-of-the-above threshold and how it was chosen), ``model_card.md`` and ``manifest.json`` with the

@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(ui)
     export = sub.add_parser(
         "export",
-        help="write the champions as TorchScript, ONNX or MLflow models, each with a model card",
+        help="write the champions as torch.export, ONNX, MLflow or TorchScript models, each with a model card",
         description="Export each loss's champion (the registered model's `champion` alias) with its "
         "preprocessing, class names and a none-of-the-above threshold chosen on the validation split. "
         "Each <out>/<loss>/<format>/ holds the model, serving.json, model_card.md and manifest.json "

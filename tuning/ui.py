@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import IO
 
 
 def supervise(command: list[str]) -> int:
@@ -38,7 +39,8 @@ def supervise(command: list[str]) -> int:
     quiet = "ignore:starlette.middleware.wsgi is deprecated"
     environment["PYTHONWARNINGS"] = ",".join(filter(None, [environment.get("PYTHONWARNINGS"), quiet]))
     server = subprocess.Popen(command, start_new_session=True, env=environment, stderr=subprocess.PIPE)
-    threading.Thread(target=_pass_on, args=(server.stderr, _loopback(command)), daemon=True).start()
+    copier = threading.Thread(target=_pass_on, args=(server.stderr, _loopback(command)), daemon=True)
+    copier.start()
     # A SIGKILL of the supervisor runs no handler: a guard of its own stops the server then. It waits
     # on a pipe that only this process holds open, so it hears of the supervisor's end however it came.
     guard = subprocess.Popen([sys.executable, "-m", "tuning.ui", GUARD, str(server.pid)], stdin=subprocess.PIPE,
@@ -63,8 +65,10 @@ def supervise(command: list[str]) -> int:
                 os.killpg(server.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        copier.join(timeout=5)  # its last lines (a shutdown warning) reach the user
         return 0
     guard.stdin.close()  # the server ended by itself: the guard has nothing left to stop
+    copier.join(timeout=5)  # the error that ended it reaches the user (a grandchild may hold the pipe)
     return code
 
 
@@ -79,12 +83,20 @@ def _loopback(command: list[str]) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
-def _pass_on(stream, loopback: bool) -> None:
-    """Copy the server's stderr to ours line by line, less :data:`LOOPBACK_NOTICE` on loopback."""
+def _pass_on(stream: IO[bytes], loopback: bool) -> None:
+    """Copy the server's stderr to ours line by line, less :data:`LOOPBACK_NOTICE` on loopback.
+
+    It reads to the end whatever happens to our stderr (a closed terminal, a pipe into ``head``):
+    a server whose stderr nobody drained would block on its next warning and the UI would hang.
+    """
     for line in iter(stream.readline, b""):
-        if not (loopback and line.decode(errors="replace").startswith(LOOPBACK_NOTICE)):
+        if loopback and line.decode(errors="replace").startswith(LOOPBACK_NOTICE):
+            continue
+        try:
             sys.stderr.buffer.write(line)
             sys.stderr.flush()
+        except (OSError, ValueError):  # our stderr is gone: keep draining the server's
+            pass
 
 
 def stop_when_orphaned(group: int, grace_s: float = 15.0) -> None:
