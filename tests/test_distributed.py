@@ -169,3 +169,11 @@ def test_run_with_two_workers_per_trial_promotes_evaluates_and_exports(home):
     out = home / "exports"
     run_ovatune("export", "digits", "--format", "onnx", "--out", str(out), home=home, check=True)
     assert (out / "ova_dm" / "onnx" / "manifest.json").exists()
+
+
+def test_verbose_keeps_ray_trains_report_lines(home):
+    # --verbose: the libraries' notices, the trials' own too (trainables.VERBOSE_ENV), here Ray Train's
+    # INFO line per report that a plain run drops (test_run_with_two_workers_per_trial_promotes...)
+    ran = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", "2",
+                      "--workers-per-trial", "2", "--verbose", home=home, timeout=900, check=True)  # fmt: skip
+    assert "Reporting training result 2" in ran.stdout + ran.stderr, ran.stderr[-3000:]

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from trainables import verbose
+
 _DONE = "done"  # the relay's last message: the Train run ended (its error, if any, travels with it)
 
 
@@ -50,8 +52,10 @@ def quiet_train_worker_reports() -> None:
     That line ("Reporting training result 3: TrainingReport(...)", with the whole metrics dict) is
     one line per epoch per worker on the user's terminal. Its logger is named after its module's
     file, so ``LoggingConfig``'s level (the ``ray.train`` loggers) misses it; warnings and errors
-    still show.
+    still show, and ``--verbose`` keeps it.
     """
+    if verbose():
+        return
     try:
         from ray.train.v2._internal.execution import context
     except ImportError:  # another Ray: its own logging, left as it is
@@ -108,7 +112,9 @@ def train_data_parallel(config: dict[str, Any]) -> None:
             failure_config=FailureConfig(max_failures=2),  # a dead worker: restart the group from the checkpoint
             checkpoint_config=CheckpointConfig(num_to_keep=2),  # the latest stays while Tune copies it
             callbacks=[relay_to_tune(reports)],
-            logging_config=LoggingConfig(log_level="WARNING"),  # not a line per report and checkpoint
+            logging_config=LoggingConfig(
+                log_level="INFO" if verbose() else "WARNING"
+            ),  # a line per report and checkpoint
         ),
     )
     failure: list[BaseException] = []

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from evaluation.metrics import NonFiniteProbabilities, classification_metrics
+from trainables import verbose
 from trainables.checkpoint import resume_state, save_checkpoint
 from trainables.data import Dataset, load_dataset
 from trainables.data.augment import AUGMENTATIONS
@@ -78,9 +79,11 @@ def train_classifier(config: dict[str, Any]) -> None:
     """
     from ray import tune  # Ray only where it is needed: the rest of this module runs without it
 
-    # Ray logs every checkpoint at INFO from inside the trial: one line per epoch per trial is noise.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    # Ray logs every checkpoint at INFO from inside the trial: one line per epoch per trial is noise
+    # (--verbose keeps it).
+    if not verbose():
+        logging.getLogger("ray.train").setLevel(logging.WARNING)
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
     if int(setting(config, "workers_per_trial")) > 1:
         from trainables.distributed import train_data_parallel
 

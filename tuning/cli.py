@@ -11,6 +11,7 @@ import sys
 from typing import NoReturn
 
 from search_spaces import get_space
+from trainables import VERBOSE_ENV
 from trainables.data import DatasetNotAvailable, check_available
 from trainables.loss_names import LOSS_TITLES
 from tuning import commands
@@ -95,7 +96,9 @@ def _main(args, argv: list[str] | None) -> int:
     if args.command != "ui" and (problem := _check_home(settings)):
         return fail(problem)
     mark("store and home checked")
-    if not getattr(args, "verbose", False):  # --verbose: the libraries' notices too
+    if getattr(args, "verbose", False):  # the libraries' notices, the trials' too (tuning.cluster.init_ray)
+        os.environ[VERBOSE_ENV] = "1"
+    else:
         from tuning.cluster import quiet_ray_notices
 
         quiet_mlflow_logs()

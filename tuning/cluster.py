@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from trainables import VERBOSE_ENV, verbose
 from tuning.timeline import mark
 
 
@@ -119,6 +120,8 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
         workers = worker_environment(address) | train_environment()
+        if verbose():  # the trials keep Ray's INFO lines too (trainables.VERBOSE_ENV)
+            workers[VERBOSE_ENV] = "1"
         if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial
             workers["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
         # "local": without an address, always a new local Ray. Ray's own default would join the last
