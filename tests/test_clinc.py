@@ -155,11 +155,13 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     assert got["prediction"][0] == want["prediction"][0]
 
 
-def test_a_bert_serving_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
-    """What `ovatune export clinc --format onnx` runs: token ids in, the four outputs out, any batch size."""
-    import onnxruntime
-
+@pytest.mark.parametrize("fmt", ["onnx", "torch_export"])
+def test_a_bert_serving_model_exports_with_a_dynamic_batch(fmt, tmp_path):
+    """What `ovatune export clinc` runs (torch_export, the default, and onnx): token ids in, the four
+    outputs out, any batch size."""
     from serving import OUTPUTS, ServingModel
+    from serving.formats import EXPORT_FILES
+    from tuning.export import write_onnx, write_torch_export
 
     config = {"model": "bert_mini", "loss": "ova_dm", "vocab_size": 500, "max_length": 32, "pad_id": 0,
               "width": 16, "depth": 1, "heads": 2, "intermediate": 32}  # fmt: skip
@@ -167,33 +169,17 @@ def test_a_bert_serving_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
     model = ServingModel(build_classifier((32,), 5, config), "token_ids", 0.5).eval()
     ids = torch.randint(1, 500, (3, 32)).float()
     ids[:, 10:] = 0
-    torch.onnx.export(model, (torch.zeros(2, 32),), str(tmp_path / "model.onnx"), input_names=["raw_inputs"],
-                      output_names=list(OUTPUTS), dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
-                      verbose=False)  # fmt: skip
-    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    got = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"raw_inputs": ids.numpy()})))
+    write = {"onnx": write_onnx, "torch_export": write_torch_export}[fmt]
+    write(model, torch.zeros(2, 32), tmp_path, tmp_path)  # exported at batch 2, run at batch 3
+    path = str(tmp_path / EXPORT_FILES[fmt])
     with torch.no_grad():
-        want = dict(zip(OUTPUTS, (o.numpy() for o in model(ids))))
-    assert got["probabilities"].shape == (3, 5)
-    assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5
-    assert (got["prediction"] == want["prediction"]).all()
+        if fmt == "onnx":
+            import onnxruntime
 
-
-def test_a_bert_serving_model_exports_to_a_torch_export_program_with_a_dynamic_batch(tmp_path):
-    """What `ovatune export clinc` (the default format) runs: token ids in, the four outputs out, any batch size."""
-    from serving import OUTPUTS, ServingModel
-    from tuning.export import write_torch_export
-
-    config = {"model": "bert_mini", "loss": "ova_dm", "vocab_size": 500, "max_length": 32, "pad_id": 0,
-              "width": 16, "depth": 1, "heads": 2, "intermediate": 32}  # fmt: skip
-    torch.manual_seed(0)
-    model = ServingModel(build_classifier((32,), 5, config), "token_ids", 0.5).eval()
-    ids = torch.randint(1, 500, (3, 32)).float()
-    ids[:, 10:] = 0
-    write_torch_export(model, torch.zeros(2, 32), tmp_path, tmp_path)  # exported at batch 2
-    program = torch.export.load(str(tmp_path / "model.pt2")).module()
-    with torch.no_grad():
-        got = dict(zip(OUTPUTS, (o.numpy() for o in program(ids))))  # run at batch 3
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            got = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"raw_inputs": ids.numpy()})))
+        else:
+            got = dict(zip(OUTPUTS, (o.numpy() for o in torch.export.load(path).module()(ids))))
         want = dict(zip(OUTPUTS, (o.numpy() for o in model(ids))))
     assert got["probabilities"].shape == (3, 5)
     assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5

@@ -112,9 +112,8 @@ def train_data_parallel(config: dict[str, Any]) -> None:
             failure_config=FailureConfig(max_failures=2),  # a dead worker: restart the group from the checkpoint
             checkpoint_config=CheckpointConfig(num_to_keep=2),  # the latest stays while Tune copies it
             callbacks=[relay_to_tune(reports)],
-            logging_config=LoggingConfig(
-                log_level="INFO" if verbose() else "WARNING"
-            ),  # a line per report and checkpoint
+            # a line per report and checkpoint only under --verbose
+            logging_config=LoggingConfig(log_level="INFO" if verbose() else "WARNING"),
         ),
     )
     failure: list[BaseException] = []

@@ -130,11 +130,17 @@ def _write_export(space: SearchSpace, loss: str, fmt: str, name: str, version, c
     _write_manifest(target)
 
 
+def _dynamic_batch() -> tuple[dict[int, torch.export.Dim]]:
+    """The serving model's one input (raw inputs, (B, ...)) with its batch dimension left free: what
+    the torch_export and ONNX formats are traced with."""
+    return ({0: torch.export.Dim("batch")},)
+
+
 def write_torch_export(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path, target: Path) -> None:
     """``--format torch_export``: the serving model as a ``torch.export`` ExportedProgram with a
     dynamic batch, ``model.pt2``: ``torch.export.load(path).module()`` runs it with torch alone."""
     with torch.no_grad():
-        program = torch.export.export(serving, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        program = torch.export.export(serving, (example,), dynamic_shapes=_dynamic_batch())
     torch.export.save(program, str(target / EXPORT_FILES["torch_export"]))
 
 
@@ -156,7 +162,7 @@ def write_onnx(serving: torch.nn.Module, example: torch.Tensor, model_dir: Path,
         str(target / EXPORT_FILES["onnx"]),
         input_names=["raw_inputs"],
         output_names=list(OUTPUTS),
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamic_shapes=_dynamic_batch(),
         dynamo=True,
         verbose=False,
     )
