@@ -6,14 +6,27 @@ register, resume, smoke-test, never/always, ``evaluate --sweep``) runs the CLI i
 """
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tuning.champion import CHAMPION, champion_versions, current_champion, decide, sweep_versions
+from search_spaces import get_space
+from tuning.champion import (
+    CHALLENGER,
+    CHAMPION,
+    champion_versions,
+    contest,
+    current_champion,
+    decide,
+    set_alias,
+    sweep_versions,
+    with_recorded_metric,
+)
 from tuning.options import POLICIES
-from tuning.promote import with_recorded_metric
 
 from launch import run_ovatune
 
@@ -61,6 +74,86 @@ def test_a_champion_without_the_metric_is_kept_and_the_reason_says_how_to_replac
         f"champion v{champion.version} (val_accuracy ?) has no val_accuracy to compare with; "
         "--promote always replaces it",
     )
+
+
+class SecondToTheAlias(MlflowClient):
+    """A sweep's registry client that loses the race for an alias once. Seen in CI, two sweeps in one
+    home: both read no champion, both set it, and the second's insert failed on the store's unique
+    constraint (MLflow reads, then inserts or updates). The race cannot be caused on demand, so its
+    two halves are: the other sweep's write, for real, through its own client, between this sweep's
+    read and its write; then this write failing as the store's insert did."""
+
+    def __init__(self, uri: str, other_sweeps_write):
+        super().__init__(uri)
+        self.other_sweeps_write = other_sweeps_write
+
+    def set_registered_model_alias(self, name, alias, version):
+        if self.other_sweeps_write is not None:
+            self.other_sweeps_write()
+            self.other_sweeps_write = None
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: registered_model_aliases.name")
+        super().set_registered_model_alias(name, alias, version)
+
+
+@pytest.mark.parametrize(("policy", "ours_wins"), [("better", False), ("always", True)])
+def test_a_sweep_that_loses_the_race_for_champion_contests_the_winner_again(registry, tmp_path, policy, ours_wins):
+    name = "ovatune-digits-softmax"
+    theirs, ours = _version(registry, "theirs", 0.9), _version(registry, "ours", 0.8)
+    client = SecondToTheAlias(registry.tracking_uri,
+                              lambda: registry.set_registered_model_alias(name, CHAMPION, theirs.version))  # fmt: skip
+    is_champion, reason, decided_before = contest(client, name, ours, 0.8, get_space("digits"), policy)
+    # decided as if this sweep had come second: against the champion the other set, not "first model"
+    assert (is_champion, decided_before) == (ours_wins, False)
+    assert f"v{theirs.version} (val_accuracy 0.9)" in reason
+    assert current_champion(registry, name).version == (ours if ours_wins else theirs).version
+
+
+# Another sweep's contest in this home, in its own process: it holds the turn, says so, and crowns
+# its version a moment later.
+OTHER_SWEEPS_CONTEST = """
+import sys, time
+from mlflow.tracking import MlflowClient
+from tuning.champion import CHAMPION
+from tuning.store import one_at_a_time
+
+uri, name, version = sys.argv[1:]
+with one_at_a_time(uri, "champion"):
+    print("holding the turn", flush=True)
+    time.sleep(1.5)
+    MlflowClient(uri).set_registered_model_alias(name, CHAMPION, version)
+"""
+
+
+def test_contests_in_one_home_take_turns(registry):
+    name = "ovatune-digits-softmax"
+    theirs, ours = _version(registry, "theirs", 0.9), _version(registry, "ours", 0.8)
+    other = subprocess.Popen([sys.executable, "-c", OTHER_SWEEPS_CONTEST, registry.tracking_uri, name, str(theirs.version)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert other.stdout.readline() == "holding the turn\n"
+        is_champion, reason, _ = contest(registry, name, ours, 0.8, get_space("digits"), "better")
+    finally:
+        other.wait(timeout=60)
+    # this contest waited for the other's and lost to the champion it crowned (without turns it read
+    # no champion, crowned itself as the "first model", and the other then replaced it unchecked)
+    assert not is_champion and f"v{theirs.version} (val_accuracy 0.9)" in reason, reason
+    assert current_champion(registry, name).version == theirs.version
+
+
+def test_setting_an_alias_tells_a_lost_race_from_a_failure(registry):
+    name = "ovatune-digits-softmax"
+    theirs, ours = _version(registry, "theirs", 0.9), _version(registry, "ours", 0.8)
+    client = SecondToTheAlias(registry.tracking_uri,
+                              lambda: registry.set_registered_model_alias(name, CHALLENGER, theirs.version))  # fmt: skip
+    assert set_alias(client, name, CHALLENGER, ours.version) is False  # the other sweep's stands
+    assert registry.get_model_version_by_alias(name, CHALLENGER).version == theirs.version
+    assert set_alias(client, name, CHALLENGER, ours.version) is True
+    assert registry.get_model_version_by_alias(name, CHALLENGER).version == ours.version
+    with pytest.raises(MlflowException):  # nobody else moved it: no such version is a real failure
+        set_alias(registry, name, CHAMPION, "99")
+    with pytest.raises(MlflowException):  # nor is a failure that leaves the alias where it was
+        set_alias(SecondToTheAlias(registry.tracking_uri, lambda: None), name, CHALLENGER, theirs.version,
+                  held=registry.get_model_version_by_alias(name, CHALLENGER))  # fmt: skip
 
 
 def test_lookups_find_the_alias_and_each_sweeps_own_version(registry):

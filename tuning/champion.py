@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from search_spaces import SearchSpace
 from trainables.loss_names import LOSS_TITLES
 from tuning.options import POLICIES
+from tuning.store import one_at_a_time
 
 CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
 CHALLENGER = "challenger"  # the alias of the newest sweep's best version, promoted or not
@@ -156,6 +157,68 @@ def decide(policy: str, metric: str, mode: str, value: float, champion) -> tuple
         beats = None
     held = f"v{champion.version} ({metric} {champion.tags.get(metric, '?')})"
     return POLICIES[policy].make(Contest(held, metric, value, beats))
+
+
+def with_recorded_metric(client: MlflowClient, champion, metric: str):
+    """``champion`` (a ``ModelVersion`` or None) with ``metric`` among its tags: versions registered
+    before every validation metric was tagged carry only their own sweep's, and their trial run holds
+    the rest (as its last logged value)."""
+    if champion is not None and metric not in champion.tags:
+        recorded = client.get_run(champion.run_id).data.metrics.get(metric)
+        if recorded is not None:
+            champion.tags[metric] = str(recorded)
+    return champion
+
+
+_CONTESTS = 5  # each lost race means another sweep promoted in between: more than a few is not a race
+
+
+def contest(client: MlflowClient, name: str, version: Any, value: float, space: SearchSpace,
+            policy: str) -> tuple[bool, str, bool]:  # fmt: skip
+    """(is champion, why, decided before): ``version`` of ``name`` against its champion under
+    ``policy``, and the ``champion`` alias moved to it if it wins. A version that already holds the
+    alias (its sweep resumed) keeps it, with the reason recorded then.
+
+    Sweeps promote concurrently (two in one home, or a team's on one server), and MLflow has no
+    compare-and-set for aliases. In one home the contests take turns (``tuning.store.one_at_a_time``).
+    On a server another sweep may move ``champion`` between this one's read and its write: where
+    that makes this write fail (:func:`set_alias`), the contest is run again against the champion
+    the other set, as if this sweep had come second.
+    """
+    for _ in range(_CONTESTS):
+        with one_at_a_time(client.tracking_uri, "champion"):
+            champion = with_recorded_metric(client, current_champion(client, name), space.metric)
+            if champion is not None and champion.version == version.version:
+                return True, version.tags.get("promotion", "").partition(": ")[2] or "champion", True
+            is_champion, reason = decide(policy, space.metric, space.mode, value, champion)
+            if not is_champion or set_alias(client, name, CHAMPION, version.version, held=champion):
+                return is_champion, reason, False
+    raise RuntimeError(f"the champion of {name} kept changing while this sweep promoted: resume the sweep to promote")
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str, held: Any = None) -> bool:
+    """Point ``alias`` of ``name`` at ``version``; False if another process set it first.
+
+    ``held``: the ``ModelVersion`` this process saw holding ``alias`` (None: none). MLflow's stores
+    read, then insert or update: where two processes first set an alias at once, the second's insert
+    fails (SQLite's or PostgreSQL's unique constraint). Whether the alias has moved since ``held``
+    tells a lost race from a real failure, which is raised.
+    """
+    try:
+        client.set_registered_model_alias(name, alias, version)
+        return True
+    except MlflowException:
+        now = _alias_version(client, name, alias)
+        if now is None or now == (held.version if held is not None else None):
+            raise  # nobody else moved it: a real failure
+        return False
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
 
 
 def model_card(

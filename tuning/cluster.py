@@ -6,6 +6,7 @@ environment every trial and evaluation task gets. What the cluster can run is ``
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import signal
@@ -73,19 +74,42 @@ def train_environment() -> dict[str, str]:
     return {key: os.environ.get(key, TRAIN_POLL_INTERVAL_S)}
 
 
-def ignore_terminal_ctrl_c() -> None:
-    """Ignore SIGINT: run at the start of every worker of a local Ray this driver starts (Ray's
-    ``worker_process_setup_hook``), and inherited by what a worker starts (data loader workers).
+def settle_local_worker_signals() -> None:
+    """Run at the start of every worker of a local Ray this driver starts (Ray's
+    ``worker_process_setup_hook``): a terminal's Ctrl-C is ignored, and a SIGTERM that lands inside
+    a finalizer ends the worker instead of printing a traceback (:func:`_exit_where_python_can`).
 
-    Why: Ctrl-C in a terminal sends SIGINT to the whole foreground process group, and a local
-    Ray's workers are in it. The driver already stops the sweep cleanly (``tuning.interruption``:
-    Tune stops its trials and saves its state); a worker's own KeyboardInterrupt only races with
-    that, and where it lands in a callback on the worker's main thread (a weakref's, a logger's)
-    the worker prints a traceback that Ray forwards to the user's terminal. Workers of a cluster
-    are not in the user's terminal's group and keep Ray's handling. The cost: ``ray.cancel`` (without
-    ``force``) cannot interrupt a running task of a local Ray, which ovatune never asks for.
+    Why SIGINT is ignored: Ctrl-C in a terminal sends SIGINT to the whole foreground process group,
+    and a local Ray's workers are in it. The driver already stops the sweep cleanly
+    (``tuning.interruption``: Tune stops its trials and saves its state); a worker's own
+    KeyboardInterrupt only races with that, and where it lands in a callback on the worker's main
+    thread (a weakref's, a logger's) the worker prints a traceback that Ray forwards to the user's
+    terminal. Workers of a cluster are not in the user's terminal's group and keep Ray's handling.
+    The cost: ``ray.cancel`` (without ``force``) cannot interrupt a running task of a local Ray,
+    which ovatune never asks for. Inherited by what a worker starts (data loader workers).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.unraisablehook = _exit_where_python_can
+
+
+def _exit_where_python_can(unraisable) -> None:
+    """``sys.unraisablehook`` of a local Ray's workers: an exit that landed where Python cannot raise
+    it (a weakref's or ``__del__``'s callback) is delivered again, to run where it can.
+
+    Why: when the driver shuts its local Ray down (a command's end, a SIGTERM to the driver), the
+    raylet sends each worker SIGTERM, and Ray's handler in the worker raises SystemExit. Landed in a
+    finalizer, Python prints "Exception ignored in ... Traceback ... SystemExit" instead of exiting,
+    Ray forwards that to the user's terminal, and the worker lives on until it is killed. Sending
+    the signal again runs Ray's handler once the callback has returned, where its SystemExit ends the
+    worker as Ray means it to. It is sent from a new thread, which runs once this thread lets go of
+    the GIL, past this hook: sent from here, Python would run the handler at once, still inside the
+    hook (``_thread``'s start does not wait for the thread, as ``threading``'s does). Anything else
+    goes to Python's own hook.
+    """
+    if issubclass(unraisable.exc_type, SystemExit):
+        _thread.start_new_thread(signal.pthread_kill, (threading.main_thread().ident, signal.SIGTERM))
+    else:
+        sys.__unraisablehook__(unraisable)
 
 
 def _not_token_notice(record: logging.LogRecord) -> bool:
@@ -137,7 +161,7 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
                 log_to_driver=True,
                 logging_level="WARNING",
                 runtime_env={"env_vars": workers}
-                | ({"worker_process_setup_hook": ignore_terminal_ctrl_c} if address is None else {}),
+                | ({"worker_process_setup_hook": settle_local_worker_signals} if address is None else {}),
             )
         finally:
             ahead.join()  # no half-imported module behind an error or an interrupt

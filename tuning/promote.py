@@ -47,9 +47,9 @@ from tuning.champion import (
     CHAMPION,
     Promotion,
     SweepPromotion,
-    current_champion,
-    decide,
+    contest,
     registered_name,
+    set_alias,
     sweep_versions,
 )
 from tuning.options import POLICIES, REGISTERS_NOTHING
@@ -143,20 +143,15 @@ def promote(
                 continue
         number = int(result.config["trial_number"])
         value = float(result.metrics[space.metric])
-        champion = with_recorded_metric(client, current_champion(client, name), space.metric)
-        if champion is not None and champion.version == version.version:
-            is_champion, reason = True, version.tags.get("promotion", "").partition(": ")[2] or "champion"
-        else:
-            is_champion, reason = decide(policy, space.metric, space.mode, value, champion)
+        is_champion, reason, decided_before = contest(client, name, version, value, space, policy)
         # A smoke test's model that did not become the champion is registered (its sweep's version)
         # but is nobody's challenger: whoever deploys @challenger would get a one-epoch model.
         alias = CHAMPION if is_champion else (None if smoke_test else CHALLENGER)
-        if not (champion is not None and champion.version == version.version):
-            if is_champion:
-                client.set_registered_model_alias(name, CHAMPION, version.version)
+        if not decided_before:
             client.set_model_version_tag(name, version.version, "promotion", f"{alias or 'not promoted'}: {reason}")
         if alias is not None:  # the champion is also the newest sweep's best
-            client.set_registered_model_alias(name, CHALLENGER, version.version)
+            # False: a sweep promoting at the same moment set it first, and its best is as new as this one
+            set_alias(client, name, CHALLENGER, version.version)
         # the version's run is the trial's: the model was logged there
         promotions[loss] = Promotion(loss, number, value, name, str(version.version), version.run_id,
                                      is_champion, reason, dict(result.config), alias)  # fmt: skip
@@ -173,17 +168,6 @@ def prepare_promotion(space: SearchSpace) -> None:
 
     import_loader(space.dataset)
     _init_packages_to_modules_map()
-
-
-def with_recorded_metric(client: MlflowClient, champion, metric: str):
-    """``champion`` (a ``ModelVersion`` or None) with ``metric`` among its tags: versions registered
-    before every validation metric was tagged carry only their own sweep's, and their trial run holds
-    the rest (as its last logged value)."""
-    if champion is not None and metric not in champion.tags:
-        recorded = client.get_run(champion.run_id).data.metrics.get(metric)
-        if recorded is not None:
-            champion.tags[metric] = str(recorded)
-    return champion
 
 
 def _register_first_intact(candidates, space, sweep, loss, name, experiment_id, client, smoke_test):

@@ -13,6 +13,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -206,6 +207,25 @@ def _check_database(uri: str, timeout_s: float, named: str) -> None:
         ) from None
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def one_at_a_time(uri: str, what: str) -> Iterator[None]:
+    """Hold ``<store file>.<what>.lock`` (``flock``) where ``uri`` is a local SQLite store, for a read
+    and then a write of the store that another ovatune process on this machine must not interleave
+    with (two sweeps in one home: the champion contest). A server's store has no such lock: there,
+    whoever reads and writes copes with having been overtaken."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(f"{uri.removeprefix('sqlite:///')}.{what}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel releases it if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def prepare_store(uri: str) -> None:
