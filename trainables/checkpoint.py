@@ -79,7 +79,7 @@ def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) ->
         meta and checkpoint are None when no checkpoint is intact (the trial starts over).
     """
     problems = []
-    for candidate in [checkpoint, *_earlier_checkpoints(checkpoint, checkpoint_type)]:
+    for candidate in [checkpoint, *earlier_checkpoints(checkpoint, checkpoint_type)]:
         with candidate.as_directory() as directory:
             try:
                 verify_checkpoint(directory)
@@ -95,7 +95,7 @@ def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) ->
     return None, None, None, problems
 
 
-def _earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
+def earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
     """The trial's other checkpoints older than ``checkpoint``, newest first (local storage only:
     elsewhere Ray's latest is the only one this process can see)."""
     path = Path(checkpoint.path)

@@ -75,7 +75,8 @@ def train_classifier(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train one configuration, report every epoch.
 
     With ``workers_per_trial`` > 1 the trial is a Ray Train ``TorchTrainer`` of that many workers
-    (:func:`trainables.distributed.train_data_parallel`), each running :func:`train_loop`.
+    (:func:`trainables.distributed.train_data_parallel`), each running :func:`train_loop`. A config
+    with ``pack`` is K trials trained together (:func:`trainables.pack_trial.train_pack_loop`).
     """
     from ray import tune  # Ray only where it is needed: the rest of this module runs without it
 
@@ -90,7 +91,22 @@ def train_classifier(config: dict[str, Any]) -> None:
         return train_data_parallel(config)
     # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if "pack" in config:  # K trials trained as one vectorised model (trainables.pack_trial)
+        from trainables.pack_trial import train_pack_loop
+
+        return train_pack_loop(config, tune, tune.get_checkpoint(), device, ray_placement())
     train_loop(config, tune, tune.get_checkpoint(), device, ray_placement())
+
+
+def validate(model: torch.nn.Module, x: Any, labels: torch.Tensor, config: dict[str, Any]) -> tuple[dict, str | None]:
+    """(every ``SELECTION_METRICS`` value of ``model`` on the validation split, why the trial must stop
+    or None): the weights may overflow although the training loss did not."""
+    probabilities = predict_probabilities(model, x, loader_workers(config))
+    try:
+        measured = classification_metrics(probabilities, labels.numpy())
+    except NonFiniteProbabilities as error:
+        return dict.fromkeys(SELECTION_METRICS), f"non-finite validation probabilities ({error})"
+    return {name: measured.get(m.measure) for name, m in SELECTION_METRICS.items()}, None
 
 
 def ray_placement() -> dict[str, str]:
@@ -177,15 +193,11 @@ def train_loop(
         metrics: dict[str, Any] = {"epoch": epoch + 1}
         stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"
         if rank == 0 and stop_reason is None:  # rank 0 validates (the whole validation split) and reports
-            val_probs = predict_probabilities(model, val.x, loader_workers(config))
-            try:
-                val_metrics = classification_metrics(val_probs, data.val.y.numpy())
-            except NonFiniteProbabilities as error:  # the weights overflowed although the loss did not
-                stop_reason, val_metrics = f"non-finite validation probabilities ({error})", {}
+            validation, stop_reason = validate(model, val.x, data.val.y, config)
             metrics.update(
                 train_loss=train_loss,
                 train_accuracy=train_accuracy,
-                **{name: val_metrics.get(m.measure) for name, m in SELECTION_METRICS.items()},
+                **validation,
                 learning_rate=optimizer.param_groups[0]["lr"],
                 fit_time_s=fit_s,
                 diverged=0,

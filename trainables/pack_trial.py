@@ -1,0 +1,179 @@
+"""A pack's Tune trial: K trials of one loss trained together (``trainables.pack``), reported as K trials.
+
+A pack's config is the job's shared settings plus ``pack``: each member's own part (its sampled
+hyperparameters, ``loss`` and ``trial_number``). Every epoch the pack reports one Tune result whose
+``PACK_KEY`` holds, per member (by trial number), exactly the result that member's trial would have
+reported alone (``trainables.train.train_loop``): metrics, ``diverged`` and ``stop_reason``, the
+data it trained on with its first result, the history a resume replays. A member that has ended
+(diverged) keeps its final result there, marked ``ended``; the driver (``tuning.packs``) turns each
+member's results into that trial's MLflow run, searcher report and promotion candidate.
+
+A pack's checkpoint holds one ordinary trial checkpoint per member still training
+(``member-<trial number>/``, each with its SHA-256 file) and ``pack.json`` (the epoch, and the
+final result of each member that has ended). A resumed pack starts every member from the newest
+of its checkpoints in which all of them are intact, so they go on in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainables.checkpoint import (
+    CHECKPOINT_META,
+    CHECKPOINT_STATE,
+    earlier_checkpoints,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from trainables.checksums import TamperedFile
+from trainables.data.augment import AUGMENTATIONS
+from trainables.losses import get_loss
+from trainables.models import build_classifier
+from trainables.pack import Pack, fit_pack_epoch
+from trainables.system_metrics import SystemMeter
+from trainables.train import cached_dataset, training_provenance, validate
+from trainables.trial_config import setting, upgraded
+from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
+
+PACK_KEY = "pack"  # in a config: the members' own settings; in a result: each member's result (JSON)
+PACK_STATE = "pack.json"  # in a pack's checkpoint: its epoch and the members that have ended
+
+
+def member_dir(number: int) -> str:
+    """The folder of member ``number``'s trial checkpoint inside its pack's checkpoint."""
+    return f"member-{number:03d}"
+
+
+def member_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each member's full trial config: the pack's shared settings with the member's own."""
+    shared = {key: value for key, value in config.items() if key != PACK_KEY}
+    return [upgraded({**shared, **member}) for member in config[PACK_KEY]]
+
+
+def train_pack_loop(
+    config: dict[str, Any], ray_api: Any, checkpoint: Any, device: torch.device, placement: dict[str, str]
+) -> None:
+    """Train the pack ``config`` describes from ``checkpoint`` (or from scratch), reporting every epoch
+    (arguments as ``trainables.train.train_loop``'s; a pack trains in one process)."""
+    members = member_configs(config)
+    first = members[0]
+    torch.set_num_threads(int(setting(first, "threads")))
+    data = cached_dataset(first)
+    members = [{**c, **data.model_settings} for c in members]
+    train, val = data.train.to(device), data.val.to(device)
+    loss = get_loss(first["loss"])
+    augment = AUGMENTATIONS[data.augmentation] if data.augmentation else None
+    numbers = [int(c["trial_number"]) for c in members]
+    epochs = int(first["epochs"])
+
+    start_epoch, ended, states, once = 0, {}, None, {"data_provenance": training_provenance(first)}
+    histories: dict[int, list[dict[str, float]]] = {n: [] for n in numbers}
+    if checkpoint is not None:
+        start_epoch, ended, states, problems = resume_pack(checkpoint, ray_api.Checkpoint, numbers, device)
+        if problems:
+            resumed = f"resuming from epoch {start_epoch}" if states else "training again from scratch"
+            once["checkpoint_fallback"] = "; ".join(problems) + f"; {resumed}"
+            print(f"ovatune: warning: {once['checkpoint_fallback']}", file=sys.stderr, flush=True)
+    training = [k for k, n in enumerate(numbers) if n not in ended]
+    models, optimizer_states = [], []
+    for k in training:
+        torch.manual_seed(int(members[k]["seed"]))
+        model = build_classifier(data.input_shape, data.num_classes, members[k]).to(device)
+        if states:
+            state, meta = states[numbers[k]]
+            model.load_state_dict(state["model"])
+            optimizer_states.append(state["optimizer"])
+            histories[numbers[k]] = meta.get("history", [])
+        models.append(model)
+    results: dict[int, dict[str, Any]] = {n: {**result, "ended": 1} for n, result in ended.items()}
+    replay = {n: {REPLAY_KEY: json.dumps(histories[n])} for n in numbers if histories[n]}
+    if states and start_epoch >= epochs:  # finished before the driver stopped, not yet recorded: report it again
+        for number, (_, meta) in states.items():
+            results[number] = {**meta["metrics"], **once, **replay.get(number, {})}
+        ray_api.report({"epoch": start_epoch, PACK_KEY: json.dumps(results)}, checkpoint=checkpoint)
+        return
+    pack = Pack(models, [members[k] for k in training], optimizer_states if states else None)
+    numbers_in_pack = [numbers[k] for k in training]
+
+    checkpoint_every = int(setting(first, "checkpoint_every"))
+    meter = SystemMeter(device)
+    for epoch in range(start_epoch, epochs):
+        pack.optimizer.set_epoch_lr(epoch)
+        started = time.perf_counter()
+        fitted = fit_pack_epoch(pack, loss, train, epoch, augment)
+        fit_s = time.perf_counter() - started
+        shared = {"fit_time_s": fit_s, **placement, **meter.read()}  # the pack's time and process: every member's
+        trained = []  # (member's place in the pack, its model, optimizer, metrics)
+        for k, (number, (train_loss, train_accuracy)) in enumerate(zip(numbers_in_pack, fitted)):
+            metrics: dict[str, Any] = {"epoch": epoch + 1}
+            stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"
+            model, optimizer = pack.member(k)
+            if stop_reason is None:
+                validation, stop_reason = validate(model, val.x, data.val.y, members[0])
+                metrics.update(train_loss=train_loss, train_accuracy=train_accuracy, **validation,
+                               learning_rate=float(pack.optimizer.lr[k]), diverged=0, **shared)  # fmt: skip
+            if stop_reason is not None:  # as a lone trial reports it: undefined metrics as NaN
+                metrics.update(train_loss=train_loss, **dict.fromkeys(SELECTION_METRICS, float("nan")), diverged=1,
+                               stop_reason=f"{stop_reason} in epoch {epoch + 1}")  # fmt: skip
+                ended[number] = metrics
+                results[number] = {**metrics, **once, **replay.get(number, {}), "ended": 1}
+                continue
+            histories[number].append({k: v for k, v in metrics.items() if isinstance(v, (int, float))
+                                      and math.isfinite(v)})  # fmt: skip
+            results[number] = {**metrics, **once, **replay.get(number, {})}
+            trained.append((k, model, optimizer, metrics))
+        report = {"epoch": epoch + 1, PACK_KEY: json.dumps(results)}
+        if not trained:  # every member has diverged: the pack ends, each member's result says why
+            ray_api.report(report)
+            return
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            with tempfile.TemporaryDirectory() as directory:
+                for k, model, optimizer, metrics in trained:
+                    folder = Path(directory) / member_dir(numbers_in_pack[k])
+                    folder.mkdir()
+                    save_checkpoint(folder, model, optimizer, epoch + 1, members[training[k]], data, metrics,
+                                    histories[numbers_in_pack[k]])  # fmt: skip
+                (Path(directory) / PACK_STATE).write_text(json.dumps({"epoch": epoch + 1, "ended": ended}))
+                ray_api.report(report, checkpoint=ray_api.Checkpoint.from_directory(directory))
+        else:
+            ray_api.report(report)
+        once, replay = {}, {}
+        results = {n: {**result, "ended": 1} for n, result in ended.items()}  # their final results stay
+        if len(trained) < len(pack):  # the diverged leave the pack: they cost nothing more
+            pack.keep([k for k, *_ in trained])
+            training = [training[k] for k, *_ in trained]
+            numbers_in_pack = [numbers[k] for k in training]
+
+
+def resume_pack(checkpoint: Any, checkpoint_type: Any, numbers: list[int], device: torch.device) -> tuple:
+    """(epoch, the ended members' final results, each training member's (state, meta), problems):
+    from the newest of the pack's checkpoints (Ray's latest, then the older ones it keeps) in which
+    every member still training is intact; (0, {}, None, problems) when none is (start over)."""
+    problems = []
+    for candidate in [checkpoint, *earlier_checkpoints(checkpoint, checkpoint_type)]:
+        with candidate.as_directory() as directory:
+            try:
+                saved = json.loads((Path(directory) / PACK_STATE).read_text())
+                ended = {int(n): r for n, r in saved["ended"].items()}
+                states = {}
+                for number in (n for n in numbers if n not in ended):
+                    folder = Path(directory) / member_dir(number)
+                    verify_checkpoint(folder)
+                    state = torch.load(folder / CHECKPOINT_STATE, map_location=device, weights_only=True)
+                    states[number] = (state, json.loads((folder / CHECKPOINT_META).read_text()))
+            except TamperedFile as error:
+                problems.append(error.problem)
+                continue
+            except Exception as error:  # noqa: BLE001 - intact by its hashes but unreadable: same outcome
+                problems.append(f"{directory} cannot be read ({type(error).__name__}: {error})")
+                continue
+        return int(saved["epoch"]), ended, states, problems
+    return 0, {}, None, problems
