@@ -50,6 +50,8 @@ class SearchSpace:
         mode: "max" or "min" for ``metric``.
         resources: what one trial needs, e.g. {"cpu": 1, "gpu": 0}; with "workers": N, the trial
             is N data-parallel Ray Train workers and "cpu"/"gpu" are per worker.
+        pack: trials of a loss trained together as one vectorised model by default (``--pack``;
+            ``trainables.pack``), where measurement says it pays.
     """
 
     name: str
@@ -60,6 +62,7 @@ class SearchSpace:
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     resources: Mapping[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    pack: int = 1
 
     @property
     def dataset(self) -> str:

@@ -11,7 +11,8 @@ import torch
 from test_train import CONFIG, Reports, _train
 
 from trainables.checkpoint import load_classifier, verify_checkpoint
-from trainables.pack_trial import PACK_KEY, member_configs, member_dir, train_pack_loop
+from trainables.pack_format import PACK_KEY, member_dir
+from trainables.pack_trial import member_configs, train_pack_loop
 from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
 
 MEMBERS = [{"lr": 3e-3, "trial_number": 0}, {"lr": 1e-2, "trial_number": 1}, {"lr": 5e-4, "trial_number": 2}]

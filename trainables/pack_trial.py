@@ -38,18 +38,11 @@ from trainables.data.augment import AUGMENTATIONS
 from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.pack import Pack, fit_pack_epoch
+from trainables.pack_format import PACK_KEY, PACK_STATE, member_dir
 from trainables.system_metrics import SystemMeter
 from trainables.train import cached_dataset, training_provenance, validate
 from trainables.trial_config import setting, upgraded
 from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
-
-PACK_KEY = "pack"  # in a config: the members' own settings; in a result: each member's result (JSON)
-PACK_STATE = "pack.json"  # in a pack's checkpoint: its epoch and the members that have ended
-
-
-def member_dir(number: int) -> str:
-    """The folder of member ``number``'s trial checkpoint inside its pack's checkpoint."""
-    return f"member-{number:03d}"
 
 
 def member_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -98,7 +91,12 @@ def train_pack_loop(
     if states and start_epoch >= epochs:  # finished before the driver stopped, not yet recorded: report it again
         for number, (_, meta) in states.items():
             results[number] = {**meta["metrics"], **once, **replay.get(number, {})}
-        ray_api.report({"epoch": start_epoch, PACK_KEY: json.dumps(results)}, checkpoint=checkpoint)
+        report = {
+            "epoch": start_epoch,
+            **best_of([m["metrics"] for _, m in states.values()]),
+            PACK_KEY: json.dumps(results),
+        }
+        ray_api.report(report, checkpoint=checkpoint)
         return
     pack = Pack(models, [members[k] for k in training], optimizer_states if states else None)
     numbers_in_pack = [numbers[k] for k in training]
@@ -130,7 +128,7 @@ def train_pack_loop(
                                       and math.isfinite(v)})  # fmt: skip
             results[number] = {**metrics, **once, **replay.get(number, {})}
             trained.append((k, model, optimizer, metrics))
-        report = {"epoch": epoch + 1, PACK_KEY: json.dumps(results)}
+        report = {"epoch": epoch + 1, **best_of([m for *_, m in trained]), PACK_KEY: json.dumps(results)}
         if not trained:  # every member has diverged: the pack ends, each member's result says why
             ray_api.report(report)
             return
@@ -151,6 +149,17 @@ def train_pack_loop(
             pack.keep([k for k, *_ in trained])
             training = [training[k] for k, *_ in trained]
             numbers_in_pack = [numbers[k] for k in training]
+
+
+def best_of(members: list[dict[str, Any]]) -> dict[str, float]:
+    """Each selection metric's best value over the members still training (NaN when none is): the pack's
+    own result carries them for Ray Tune, which expects its searcher's metric in every result, and for
+    ``--verbose``'s table. The trials' own metrics are in ``PACK_KEY``."""
+    best = {}
+    for name, metric in SELECTION_METRICS.items():
+        values = [m[name] for m in members if m.get(name) is not None and math.isfinite(m[name])]
+        best[name] = (max(values) if metric.mode == "max" else min(values)) if values else float("nan")
+    return best
 
 
 def resume_pack(checkpoint: Any, checkpoint_type: Any, numbers: list[int], device: torch.device) -> tuple:

@@ -40,6 +40,7 @@ from trainables.loop import data_parallel_rank, fit_epoch, loader_workers, predi
 from trainables.losses import get_loss
 from trainables.models import build_classifier
 from trainables.optim import build_optimizer, set_epoch_lr
+from trainables.pack_format import PACK_KEY
 from trainables.system_metrics import SystemMeter
 from trainables.trial_config import setting, upgraded
 from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
@@ -91,7 +92,7 @@ def train_classifier(config: dict[str, Any]) -> None:
         return train_data_parallel(config)
     # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if "pack" in config:  # K trials trained as one vectorised model (trainables.pack_trial)
+    if PACK_KEY in config:  # K trials trained as one vectorised model (trainables.pack_trial)
         from trainables.pack_trial import train_pack_loop
 
         return train_pack_loop(config, tune, tune.get_checkpoint(), device, ray_placement())

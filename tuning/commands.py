@@ -67,7 +67,7 @@ def sweep(space, settings, args) -> int:
         ("losses", ",".join(args.losses) if args.losses else None),
         ("trials_per_loss", args.trials or (SMOKE_TEST["trials"] if args.smoke_test else None)),
         ("seed", args.seed), ("sampler", args.sampler), ("scheduler", args.scheduler), ("metric", args.metric),
-        ("promote", args.promote), ("smoke_test", True if args.smoke_test else None))
+        ("promote", args.promote), ("smoke_test", True if args.smoke_test else None), ("pack", args.pack))
         if value is not None}  # fmt: skip
     asked |= overrides
     request = SweepRequest(
@@ -77,6 +77,7 @@ def sweep(space, settings, args) -> int:
         sampler=args.sampler or "random", address=args.address, resume=args.resume, name=args.name,
         data_dir=args.data_dir, overrides=overrides, asked=asked, verbose=2 if args.verbose else 1,
         promote=args.promote or ("first" if args.smoke_test else "better"), smoke_test=args.smoke_test,
+        pack=args.pack,
     )  # fmt: skip
     started = time.time()
     if args.resume:

@@ -39,6 +39,7 @@ from tuning.cluster import init_ray
 from tuning.disk import DiskReserve, StorageFailure, storage_failure
 from tuning.interruption import Interruption
 from tuning.job_lock import lock_job
+from tuning.packs import trial_results
 from tuning.progress import SweepProgress
 from tuning.resources import TrialResources, plan_trial_resources
 from tuning.settings import Settings
@@ -129,7 +130,9 @@ class JobOutcome:
     """What a job's fit hands back: its results, and whether a signal or a storage failure stopped it early."""
 
     job: Job
-    results: tune.ResultGrid | None  # None when a second signal stopped it at once
+    results: (
+        list[tune.Result] | None
+    )  # one per trial (a pack's members each): None when a second signal stopped it at once
     interrupted: int | None = None  # the signal that stopped it before every trial finished, if one did
     failure: StorageFailure | None = None  # the full disk (say) that stopped it, if one did
 
@@ -368,7 +371,7 @@ def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutc
     try:
         with Interruption(reserve) as interruption:
             try:
-                results = tuner.fit()
+                results = trial_results(tuner.fit())  # a pack's members as results of their own (tuning.packs)
             except KeyboardInterrupt:  # the second signal: stopped at once
                 results = None
             except Exception as error:  # Tune's own writes (its state, a trial's error file) on a full disk

@@ -216,6 +216,11 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
         help="run each trial as a Ray Train job of N DDP workers (gloo on CPU, NCCL on GPU), each with "
         "--cpus-per-trial and --gpus-per-trial; the space's batch_size is the global batch (default: the space's, else 1)",
     )
+    p.add_argument("--pack", type=_positive_int, metavar="K",
+                   help="train up to K trials of a loss together in one worker, as one vectorised model: each "
+                   "is still its own trial (its run, checkpoint, number in the seeded sequence); pays where a "
+                   "step is mostly overhead, as for the small MLPs (default: the space's, 1 = one trial per "
+                   "worker; not with --scheduler asha or --workers-per-trial)")  # fmt: skip
     from trainables.trial_metrics import SELECTION_METRICS
     from tuning.options import SAMPLERS, SCHEDULERS, described
 

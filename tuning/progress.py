@@ -103,7 +103,9 @@ class SweepProgress(ProgressReporter):
 
     def describe(self, trials) -> str:
         from trainables.trial_config import upgraded
+        from tuning.packs import members_of
 
+        trials = [member for trial in trials for member in members_of(trial)]  # a pack's trials, each counted
         by_loss: dict[str, list] = {}
         for trial in trials:
             by_loss.setdefault(upgraded(trial.config).get("loss", "?"), []).append(trial)
@@ -115,7 +117,7 @@ class SweepProgress(ProgressReporter):
             best = (max(values) if self.mode == "max" else min(values)) if values else None
             per_loss.append(f"{loss} {done}/{self.per_loss}" + (f" {_short(best)}" if best is not None else ""))
         finished = sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
-        total = max(self.total, len(trials))
+        total = max(self.total, len(trials), self.per_loss * len(by_loss))  # Tune's total counts packs
         spent = self.line.seconds()
         left = f", ~{_duration(spent / finished * (total - finished))} left" if 0 < finished < total else ""
         return " · ".join([*per_loss, f"{self.line.elapsed()}{left}"])

@@ -24,6 +24,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
+from trainables.pack_format import PACK_KEY
 from trainables.trial_config import check_overrides, upgraded
 from trainables.trial_metrics import get_selection_metric
 from tuning.engine import (
@@ -38,6 +39,7 @@ from tuning.engine import (
     start_job,
 )
 from tuning.options import SAMPLERS, SCHEDULERS
+from tuning.packs import member_results
 from tuning.settings import Settings
 from tuning.tracking import get_or_create_experiment, parent_runs
 
@@ -59,7 +61,10 @@ class PerLossSearch(Searcher):
     """One Optuna study per loss, interleaved: trial i goes to the loss with the fewest trials so far.
 
     Every suggested config carries ``loss`` and ``trial_number`` (0..N−1 within the
-    loss). The searcher is finished after ``trials_per_loss`` suggestions per loss.
+    loss). The searcher is finished after ``trials_per_loss`` suggestions per loss. With ``pack``
+    K > 1 each Tune trial is a pack (``trainables.pack_trial``): up to K consecutive trials of one
+    loss, each drawn from its loss's study as it would be alone (the same configurations as
+    ``pack`` 1 with the same seed), and each member's results reach its study as its own trial's.
 
     Args:
         space: the experiment's search space.
@@ -67,9 +72,11 @@ class PerLossSearch(Searcher):
         trials_per_loss: N.
         seed: sweep seed; each loss's sampler gets ``loss_seed(seed, loss)``.
         sampler: a key of ``tuning.options.SAMPLERS``: "random" (the paper's random search) or "tpe".
+        pack: trials per Tune trial (K).
     """
 
-    def __init__(self, space: SearchSpace, losses: list[str], trials_per_loss: int, seed: int, sampler: str = "random"):
+    def __init__(self, space: SearchSpace, losses: list[str], trials_per_loss: int, seed: int, sampler: str = "random",
+                 pack: int = 1):  # fmt: skip
         super().__init__(metric=space.metric, mode=space.mode)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from: {', '.join(SAMPLERS)}")
@@ -78,6 +85,7 @@ class PerLossSearch(Searcher):
         self.suggested = {loss: 0 for loss in self.losses}
         self.loss_of_trial: dict[str, str] = {}
         self.reported: dict[str, int] = {}  # trial id -> the last iteration handed to its loss's Optuna
+        self.pack = pack
         self.searchers = {}
         distributions = OptunaSearch.convert_search_space(tune_domains(space))
         for loss in self.losses:
@@ -96,6 +104,18 @@ class PerLossSearch(Searcher):
         if not open_losses:
             return Searcher.FINISHED
         loss = min(open_losses, key=lambda name: self.suggested[name])
+        pack = self.__dict__.get("pack", 1)  # a searcher saved before packs: one trial per Tune trial
+        if pack == 1:
+            return self._suggest_one(loss, trial_id)
+        members = []
+        for _ in range(min(pack, self.trials_per_loss - self.suggested[loss])):
+            member = self._suggest_one(loss, f"{trial_id}/{self.suggested[loss]}")
+            if member is None or member == Searcher.FINISHED:
+                break
+            members.append(member)
+        return {"loss": loss, PACK_KEY: members} if members else None
+
+    def _suggest_one(self, loss: str, trial_id: str) -> dict[str, Any] | None:
         config = self.searchers[loss].suggest(trial_id)
         if config is None or config == Searcher.FINISHED:
             return config
@@ -104,18 +124,28 @@ class PerLossSearch(Searcher):
         self.loss_of_trial[trial_id] = loss
         return {**config, "loss": loss, "trial_number": number}
 
+    def _trials(self, trial_id: str, result: dict | None) -> list[tuple[str, dict | None]]:
+        """(trial id, its result) of each trial a Tune trial's result stands for: itself, or a pack's members."""
+        if trial_id in self.loss_of_trial:
+            return [(trial_id, result)]
+        members = member_results(result)
+        if not members:  # a pack that failed before its first result: each member failed
+            return [(trial, None) for trial in self.loss_of_trial if trial.startswith(f"{trial_id}/")]
+        return [(f"{trial_id}/{n}", members[n]) for n in members if f"{trial_id}/{n}" in self.loss_of_trial]
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # A trial resumed after its node or the driver died reports again the iterations after its
         # checkpoint that Optuna already has; Optuna ignores them with a warning on the user's terminal.
         reported = self.__dict__.setdefault("reported", {})  # a searcher saved before this kept none
         step = result.get(TRAINING_ITERATION, 0)
-        if trial_id in self.loss_of_trial and step > reported.get(trial_id, 0):
-            reported[trial_id] = step
-            self.searchers[self.loss_of_trial[trial_id]].on_trial_result(trial_id, result)
+        for trial, own in self._trials(trial_id, result):
+            if step > reported.get(trial, 0) and not own.get("ended"):
+                reported[trial] = step
+                self.searchers[self.loss_of_trial[trial]].on_trial_result(trial, own)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self.loss_of_trial:
-            self.searchers[self.loss_of_trial[trial_id]].on_trial_complete(trial_id, result, error)
+        for trial, own in self._trials(trial_id, result):
+            self.searchers[self.loss_of_trial[trial]].on_trial_complete(trial, own, error)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -150,6 +180,7 @@ class SweepRequest:
         promote: the promotion policy after the fit (a key of ``tuning.options.POLICIES``), and
         smoke_test: whether it is a smoke test (its versions are tagged so): both are stored with
             the sweep, so that its resume promotes as it was started.
+        pack: trials of a loss trained together in one worker (``trainables.pack``; None: the space's).
         asked: what the user asked for explicitly, as the sweep's parent-run params name it
             (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler``, ``metric`` and
             ``--set`` keys): a resume that contradicts the stored sweep is refused, naming each difference.
@@ -174,6 +205,7 @@ class SweepRequest:
     asked: dict[str, Any] = field(default_factory=dict)
     promote: str = "better"
     smoke_test: bool = False
+    pack: int | None = None
 
 
 def selected_by(space: SearchSpace, metric: str) -> SearchSpace:
@@ -195,6 +227,9 @@ def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], N
 
     space = request.space
     check_overrides(space, request.overrides)  # before Ray starts
+    pack = request.pack or space.pack
+    if not request.resume:
+        _check_pack(pack, request.scheduler, request.workers_per_trial or int(space.resources.get("workers", 1)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per loss is noise
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -223,14 +258,15 @@ def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], N
     losses = list(request.losses)
     sweep_params = {"losses": ",".join(losses), "trials_per_loss": request.trials, "seed": request.seed, "sampler": request.sampler,
                     "scheduler": request.scheduler, "metric": space.metric, "mode": space.mode,
-                    "promote": request.promote, "smoke_test": request.smoke_test, **param_space}  # fmt: skip
+                    "promote": request.promote, "smoke_test": request.smoke_test, "pack": pack,
+                    **param_space}  # fmt: skip
     parents = parent_runs(client, experiment_id, name, losses, sweep_params)
     job = Job(
         SWEEP, name, experiment_id, parents, space.metric, space.mode, {k: str(v) for k, v in sweep_params.items()}
     )
     plan = JobPlan(
-        searcher=PerLossSearch(space, losses, request.trials, request.seed, request.sampler),
-        num_samples=request.trials * len(losses),
+        searcher=PerLossSearch(space, losses, request.trials, request.seed, request.sampler, pack),
+        num_samples=-(-request.trials // pack) * len(losses),  # Tune trials: packs of up to K trials
         per_loss=request.trials,
         columns=["loss", "trial_number", *space.ranges],
         param_space=param_space,
@@ -240,8 +276,21 @@ def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], N
     return start_job(job, plan, trainable, resources, slots, settings, request.verbose)
 
 
+def _check_pack(pack: int, scheduler: str, workers: int) -> None:
+    """Refuse, before Ray starts, packs this version cannot run.
+
+    Raises:
+        ValueError: naming the option that conflicts and what to do.
+    """
+    if pack > 1 and scheduler != "fifo":
+        raise ValueError(f"--pack {pack} trains its trials in step, and --scheduler {scheduler} would stop them "
+                         "one by one: use --pack 1 with it, or --scheduler fifo")  # fmt: skip
+    if pack > 1 and workers > 1:
+        raise ValueError(f"--pack {pack} trains its trials in one worker: use --pack 1 with --workers-per-trial")
+
+
 # Stored with a sweep only since a later version: an older sweep's resume takes what it is asked.
-RECORDED_LATER = ("promote", "smoke_test")
+RECORDED_LATER = ("promote", "smoke_test", "pack")
 
 
 def _check_resume_matches(name: str, stored: dict[str, str], asked: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from trainables.trial_config import upgraded
 from trainables.trial_metrics import REPLAY_KEY
 from tuning.disk import quiet_storage_errors, storage_failure
 from tuning.interruption import stop_job
+from tuning.packs import is_pack, member_results, members_of
 from tuning.tracking import (
     TAG_CHECKPOINT_FALLBACK,
     TAG_GPU_IDS,
@@ -92,8 +93,10 @@ class MlflowTrialCallback(Callback):
         self._writer: ThreadPoolExecutor | None = None  # the metric writes, one at a time, in order
         self._restored_checked = False  # the trials that ended before this driver are recorded
         self._failed = False  # a storage failure stopped the job: write nothing more (the resume replays it)
+        self._closed: set[str] = set()  # run ids this driver has closed
 
-    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node", "_writer", "_restored_checked", "_failed")
+    _CACHES = ("_client", "_runs", "_last_step", "_pending", "_node", "_writer", "_restored_checked", "_failed",
+               "_closed")  # fmt: skip
 
     # The client and run cache are rebuilt after Tuner.restore unpickles this callback.
     def __getstate__(self) -> dict:
@@ -102,7 +105,7 @@ class MlflowTrialCallback(Callback):
     def __setstate__(self, state: dict) -> None:
         state.setdefault("kind", "trial")  # pickled by a sweep before replicates existed
         self.__dict__.update(state, _client=None, _runs={}, _last_step={}, _pending={}, _node={}, _writer=None,
-                             _restored_checked=False, _failed=False)  # fmt: skip
+                             _restored_checked=False, _failed=False, _closed=set())  # fmt: skip
 
     @property
     def client(self) -> MlflowClient:
@@ -184,7 +187,7 @@ class MlflowTrialCallback(Callback):
         """Trials that finished before this driver, while their runs could not be closed (the store's
         disk was full, or the driver was killed): each run gets its missing epochs from the trial's
         last checkpoint and is closed as the trial ended."""
-        for trial in trials:
+        for trial in (member for tune_trial in trials for member in members_of(tune_trial)):
             run = self._runs.get((upgraded(trial.config)["loss"], int(trial.config["trial_number"])))
             if trial.status != "TERMINATED" or (run and run.data.tags.get(TAG_OUTCOME) not in (None, "interrupted")):
                 continue
@@ -194,13 +197,22 @@ class MlflowTrialCallback(Callback):
             history = checkpoint_history(trial.checkpoint) if trial.checkpoint is not None else []
             # its last result too: a trial the scheduler stopped between checkpoints ended after its last one
             self._replay(run_id, [*history, *([trial.last_result] if trial.last_result else [])], after_step=None)
-            self.on_trial_complete(0, trials, trial)
+            self._guard(lambda trial=trial: self._complete(trial))
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._guard(lambda: self._run_for(trial))
+        for member in members_of(trial):  # a pack (tuning.packs): each of its trials has its own run
+            self._guard(lambda member=member: self._run_for(member))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self._guard(lambda: self._log_result(trial, result))
+        if not is_pack(trial.config):
+            self._guard(lambda: self._log_result(trial, result))
+            return
+        own = member_results(result)
+        for member in members_of(trial):
+            if member.number in own:
+                self._guard(lambda member=member: self._log_result(member, own[member.number]))
+            if own.get(member.number, {}).get("ended"):  # it diverged: its run ends now, not with its pack
+                self._guard(lambda member=member: self._complete(member, own[member.number]))
 
     def _log_result(self, trial, result: dict) -> None:
         run_id = self._run_for(trial)
@@ -257,10 +269,12 @@ class MlflowTrialCallback(Callback):
         self._node[run_id] = result["node_id"]
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._guard(lambda: self._complete(trial))
+        for member in members_of(trial):
+            self._guard(lambda member=member: self._complete(member))
 
-    def _complete(self, trial) -> None:
-        result = trial.last_result or {}
+    def _complete(self, trial, result: dict | None = None) -> None:
+        """Close ``trial``'s run as its ``result`` (default: its last) says it ended."""
+        result = result or trial.last_result or {}
         if result.get("diverged"):
             outcome, status = "diverged", "KILLED"
             reason = str(result.get("stop_reason", "non-finite training loss"))
@@ -277,7 +291,9 @@ class MlflowTrialCallback(Callback):
         if self._stop_if_out_of_storage(trial):
             return  # not the trial's fault: its run is closed as interrupted, and --resume retries it
         reason = f"error; see {trial.local_path or trial.path} for the traceback"
-        self._guard(lambda: self._finish(trial, "error", "FAILED", reason))
+        for member in members_of(trial):
+            if not getattr(member, "ended", False):  # a pack's diverged members had ended before
+                self._guard(lambda member=member: self._finish(member, "error", "FAILED", reason))
 
     def _stop_if_out_of_storage(self, trial) -> bool:
         """Stop the job when ``trial`` failed for its storage (a checkpoint on a full disk)."""
@@ -293,12 +309,15 @@ class MlflowTrialCallback(Callback):
 
     def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
         run_id = self._run_for(trial)
+        if run_id in self._closed:  # a pack's diverged member: closed when it diverged
+            return
         self._await_writes(run_id)
         if self._failed:  # a write of its epochs failed: closed as interrupted, and its resume logs them
             return
         tags = [RunTag(TAG_OUTCOME, outcome)] + ([RunTag(TAG_STOP_REASON, reason)] if reason else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)
+        self._closed.add(run_id)
 
 
 def checkpoint_history(checkpoint) -> list[dict[str, float]]:

@@ -1,0 +1,149 @@
+"""Packs on the driver's side (``tuning.packs``, ``PerLossSearch(pack=K)``, ``--pack``): each member
+of a pack is the trial it stands for, to the searcher, MLflow, the progress line and promotion. The
+pack's training itself is test_pack (the arithmetic) and test_pack_trial (its reports and checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+from ray.tune import Checkpoint, Result
+
+from search_spaces import get_space
+from trainables.pack_format import PACK_KEY, member_dir
+from tuning.packs import member_results, members_of, trial_results
+from tuning.sweep import PerLossSearch
+
+from launch import run_ovatune, start_ovatune
+
+DIGITS = get_space("digits")
+
+
+def _draws(search: PerLossSearch, tune_trials: int) -> dict[tuple[str, int], dict]:
+    """(loss, trial number) -> sampled values, of every trial the searcher hands out."""
+    drawn = {}
+    for i in range(tune_trials):
+        config = search.suggest(f"t{i}")
+        for member in config.get(PACK_KEY, [config]):
+            drawn[(member["loss"], member["trial_number"])] = {k: member[k] for k in DIGITS.ranges}
+    return drawn
+
+
+def test_a_packed_sweep_draws_the_same_trials_as_one_trial_per_worker():
+    one_by_one = _draws(PerLossSearch(DIGITS, ["softmax", "ova_dm"], 5, seed=3), 10)
+    search = PerLossSearch(DIGITS, ["softmax", "ova_dm"], 5, seed=3, pack=2)
+    packs = [search.suggest(f"p{i}") for i in range(6)]  # per loss: 2 + 2 + 1
+    assert [len(p[PACK_KEY]) for p in packs] == [2, 2, 2, 2, 1, 1]
+    assert search.suggest("p6") == PerLossSearch.FINISHED
+    assert all({m["loss"] for m in p[PACK_KEY]} == {p["loss"]} for p in packs)  # a pack is one loss
+    packed = {(m["loss"], m["trial_number"]): {k: m[k] for k in DIGITS.ranges} for p in packs for m in p[PACK_KEY]}
+    assert packed == one_by_one and len(packed) == 10
+
+
+def test_each_members_result_reaches_its_own_optuna_trial():
+    search = PerLossSearch(DIGITS, ["softmax"], 2, seed=0, pack=2)
+    search.suggest("p0")
+    members = {"0": {"val_accuracy": 0.5, "epoch": 1}, "1": {"val_accuracy": 0.75, "epoch": 1}}
+    search.on_trial_complete("p0", {"training_iteration": 1, PACK_KEY: json.dumps(members)})
+    study = search.searchers["softmax"]._ot_study
+    assert sorted(t.value for t in study.trials) == [0.5, 0.75]
+
+
+def test_a_packs_result_becomes_one_result_per_member_with_its_own_checkpoint(tmp_path):
+    for number in (0, 1):
+        (tmp_path / member_dir(number)).mkdir()
+    members = {"0": {"val_accuracy": 0.9, "epoch": 2}, "2": {"val_accuracy": float("nan"), "diverged": 1, "ended": 1}}
+    config = {"epochs": 2, "loss": "softmax", PACK_KEY: [{"trial_number": 0, "lr": 0.1}, {"trial_number": 2, "lr": 9}]}
+    pack = Result(metrics={"epoch": 2, PACK_KEY: json.dumps(members), "config": config},
+                  checkpoint=Checkpoint.from_directory(str(tmp_path)), error=None, path=str(tmp_path))  # fmt: skip
+    first, diverged = trial_results([pack])
+    assert first.config == {"epochs": 2, "loss": "softmax", "trial_number": 0, "lr": 0.1}
+    assert first.metrics["val_accuracy"] == 0.9 and first.checkpoint.path.endswith(member_dir(0))
+    assert diverged.metrics["diverged"] == 1 and diverged.checkpoint is None  # it ended: nothing to promote
+    assert set(member_results(pack.metrics)) == {0, 2}
+
+
+class _Trial:
+    def __init__(self, config, last_result):
+        self.trial_id, self.config, self.last_result, self.status, self.checkpoint = (
+            "abc",
+            config,
+            last_result,
+            "RUNNING",
+            None,
+        )
+
+
+def test_a_member_is_seen_as_a_trial_of_its_own():
+    config = {"loss": "ova", PACK_KEY: [{"trial_number": 4, "lr": 0.1}, {"trial_number": 5, "lr": 0.2}]}
+    result = {"training_iteration": 3, PACK_KEY: json.dumps({"4": {"epoch": 3}, "5": {"epoch": 1, "ended": 1}})}
+    four, five = members_of(_Trial(config, result))
+    assert (four.trial_id, four.config, four.status) == (
+        "abc/4",
+        {"loss": "ova", "trial_number": 4, "lr": 0.1},
+        "RUNNING",
+    )
+    assert four.last_result == {"training_iteration": 3, "epoch": 3}
+    assert five.status == "TERMINATED" and five.ended  # diverged before its pack ends
+    plain = _Trial({"loss": "ova", "trial_number": 1}, {})
+    assert members_of(plain) == [plain]
+
+
+def test_pack_refuses_what_it_cannot_run_before_ray_starts(home):
+    asha = run_ovatune("sweep", "digits", "--pack", "2", "--scheduler", "asha", home=home, timeout=120)
+    assert asha.returncode == 2 and asha.stderr.strip().splitlines()[-1] == (
+        "ovatune: error: --pack 2 trains its trials in step, and --scheduler asha would stop them one by one: "
+        "use --pack 1 with it, or --scheduler fifo"
+    )
+    assert "Traceback" not in asha.stderr and not (home / "ray_results").exists()  # refused before anything ran
+
+
+def _trial_runs(client: MlflowClient) -> list:
+    experiment = client.get_experiment_by_name("digits").experiment_id
+    return client.search_runs([experiment], "tags.`ovatune.kind` = 'trial'", max_results=100)
+
+
+@pytest.mark.slow
+def test_a_packed_sweep_logs_checkpoints_and_promotes_each_member_as_a_trial_and_resumes_after_a_kill(home):
+    args = ("sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "3", "--pack", "2", "--epochs", "6",
+            "--set", "checkpoint_every=2", "--name", "packed")  # fmt: skip
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    process = start_ovatune(*args, home=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    try:  # killed (driver, Ray, everything) once a member is past its first checkpoint
+        deadline = time.time() + 300
+        while not any(len(client.get_metric_history(r.info.run_id, "train_loss")) >= 3 for r in _runs_or_none(client)):
+            assert time.time() < deadline and process.poll() is None, "the sweep ended before the kill"
+            time.sleep(0.3)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert any(r.info.status == "RUNNING" for r in _trial_runs(client))  # killed mid-pack
+    resumed = run_ovatune("sweep", "digits", "--resume", "--name", "packed", home=home, timeout=600, check=True)
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    assert "sweep packed: 6 trials" in resumed.stdout  # the members, not the 4 packs
+    runs = _trial_runs(client)
+    assert sorted((r.data.tags["ovatune.loss"], int(r.data.tags["ovatune.trial_number"])) for r in runs) == [
+        (loss, n) for loss in ("ova_dm", "softmax") for n in range(3)
+    ]  # one run per member, none twice
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags["ovatune.outcome"] == "completed"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert sorted(steps) == [1, 2, 3, 4, 5, 6], (run.info.run_name, steps)  # each epoch once, after the kill too
+        assert "lr" in run.data.params and PACK_KEY not in run.data.params
+    for loss in ("softmax", "ova_dm"):  # promotion registered a member's checkpoint, as any trial's
+        (version,) = client.search_model_versions(f"name = 'ovatune-digits-{loss}'")
+        assert version.tags["sweep"] == "packed" and int(version.tags["trial_number"]) in range(3)
+
+
+def _runs_or_none(client: MlflowClient) -> list:
+    try:
+        return _trial_runs(client)
+    except Exception:  # noqa: BLE001 - the store or the experiment is not there yet
+        return []
