@@ -151,25 +151,22 @@ def test_the_comparison_catches_a_pack_that_mixes_its_members(digits, monkeypatc
     elif broken == "one learning rate":
 
         def one_lr(self, epoch):
-            self.lr = torch.full_like(self.lr, float(self.configs[0]["lr"]))
+            for optimizer in self.optimizers:
+                set_epoch_lr(optimizer, self.configs[0], epoch)
 
         monkeypatch.setattr("trainables.pack.PackOptimizer.set_epoch_lr", one_lr)
     else:
-        monkeypatch.setattr("trainables.pack.PackOptimizer.__init__", _decaying_centres())
+        real = build_optimizer
+
+        def decaying_centres(*args, **kwargs):
+            optimizer = real(*args, **kwargs)
+            for group in optimizer.param_groups:
+                group["weight_decay"] = optimizer.param_groups[0]["weight_decay"]
+            return optimizer
+
+        monkeypatch.setattr("trainables.pack.build_optimizer", decaying_centres)
     with pytest.raises(AssertionError):
         assert_same_trials(train_packed(configs, digits), alone)
-
-
-def _decaying_centres():
-    from trainables.pack import PackOptimizer
-
-    real = PackOptimizer.__init__
-
-    def init(self, *args, **kwargs):
-        real(self, *args, **kwargs)
-        self.undecayed = set()
-
-    return init
 
 
 def test_a_diverging_member_is_dropped_and_the_others_go_on_unchanged(digits):

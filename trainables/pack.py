@@ -11,9 +11,9 @@ it alone:
 
 - its own initial weights (the trial's ``seed``), data order and augmentation stream (generators
   seeded as ``fit_epoch`` seeds them), batch-norm statistics (stacked buffers);
-- its own hyperparameters: :class:`PackOptimizer` is ``torch.optim.SGD``/``Adam`` with each
-  hyperparameter a per-member column (learning rate and its schedule, betas, eps, momentum, weight
-  decay), the same arithmetic in the same order;
+- its own hyperparameters: :class:`PackOptimizer` gives each member the ``torch.optim`` optimizer
+  its trial builds (kind, learning rate and schedule, betas, eps, momentum, weight decay, groups),
+  over views of its slices of the stacked parameters, with torch's fused kernels;
 - its own divergence: members never mix (no operation sums over the member axis except the total
   loss, whose gradient is 1 for each member's own loss), so a member that goes non-finite harms
   nobody; :meth:`Pack.keep` drops it at the epoch's end and the others go on.
@@ -36,11 +36,11 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from trainables.data import Split
-from trainables.loop import batch_order
-from trainables.losses import DistanceHead, Loss
+from trainables.data import Split, input_batches
+from trainables.loop import EVAL_BATCH_SIZE, batch_order
+from trainables.losses import Loss
 from trainables.models import Classifier
-from trainables.optim import build_optimizer, lr_factor
+from trainables.optim import build_optimizer, set_epoch_lr
 from trainables.trial_config import setting
 
 # Config keys every member of a pack must share: they fix the architecture, the batch shape and the
@@ -89,7 +89,7 @@ class Pack:
         self.buffers = buffers
         self.optimizer = PackOptimizer(self.template, params, configs)
         if optimizer_states is not None:
-            self.optimizer.load_members(models, optimizer_states)
+            self.optimizer.load_members(optimizer_states)
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -102,6 +102,19 @@ class Pack:
 
         return vmap(one)(self.params, self.buffers, x)
 
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, loss: Loss) -> torch.Tensor:
+        """Every member's evaluation probabilities on the same inputs x (N, ...) -> (K, N, C), float64,
+        in evaluation mode (batch norm's running statistics), as ``predict_probabilities`` gives each."""
+        self.train(False)
+
+        def one(params, buffers, inputs):
+            return loss.probabilities(functional_call(self.template, (params, buffers), (inputs,)))
+
+        chunks = [vmap(one, in_dims=(0, 0, None))(self.params, self.buffers, chunk.to(self.device))
+                  for chunk in input_batches(x, EVAL_BATCH_SIZE)]  # fmt: skip
+        return torch.cat(chunks, dim=1).double()
+
     def train(self, mode: bool = True) -> None:
         """Training or evaluation mode (batch norm's batch statistics or running ones)."""
         self.template.train(mode)
@@ -112,7 +125,7 @@ class Pack:
         model = copy.deepcopy(self.template).to_empty(device=self.device)
         model.load_state_dict({name: t[k] for name, t in (self.params | self.buffers).items()})
         optimizer = build_optimizer(model, self.configs[k])
-        self.optimizer.fill_member(k, model, optimizer)
+        optimizer.load_state_dict(self.optimizer.state_dict(k))
         model.train(self.template.training)
         return model, optimizer
 
@@ -131,136 +144,69 @@ class Pack:
 
 
 class PackOptimizer:
-    """``torch.optim.SGD`` (with momentum, Nesterov or not) or ``Adam``, for all members at once.
+    """Each member's own ``torch.optim`` optimizer, over views of its slices of the stacked parameters.
 
-    Each hyperparameter is a column (K, 1, ..., 1) broadcast over a stacked parameter (K, ...), and
-    each update is ``torch.optim``'s single-tensor update written with those columns, in the same
-    order, so a member's step is the step its own optimizer would take (to float rounding of the
-    batched kernels upstream). As :func:`trainables.optim.parameter_groups` does, the class centres
-    of a distance head are not decayed.
+    A member's optimizer is the one its trial builds alone (:func:`trainables.optim.build_optimizer`:
+    its optimizer kind, hyperparameters, groups with a distance head's centres undecayed, its
+    learning-rate schedule), with torch's fused kernel (one pass over each tensor, on the CPU and
+    CUDA) so that K small updates cost little more than one. Its parameters are views of the stacked
+    tensors, so each update lands in the pack; its state is an ordinary ``torch.optim`` state dict.
     """
 
     def __init__(self, template: Classifier, params: dict[str, torch.Tensor], configs: Sequence[dict[str, Any]]):
-        self.kind = configs[0]["optimizer"]
-        if self.kind not in ("sgd", "sgd_nesterov", "adam"):
-            raise ValueError(f"unknown optimizer {self.kind!r}; choose from: sgd, sgd_nesterov, adam")
-        self.undecayed = {f"{name}.{p}" for name, m in template.named_modules() if isinstance(m, DistanceHead)
-                          for p, _ in m.named_parameters()}  # fmt: skip
-        self.params = params
-        self.state: dict[str, dict[str, torch.Tensor]] = {name: {} for name in params}
-        self.step_count = torch.zeros(len(configs), dtype=torch.float64)  # each member's steps taken
-        self._set_members(configs, self._column(configs, lambda c: float(c["lr"])))
-
-    @staticmethod
-    def _column(configs: Sequence[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> torch.Tensor:
-        """One float64 value per member, (K,)."""
-        return torch.tensor([value(c) for c in configs], dtype=torch.float64)
-
-    def _set_members(self, configs: Sequence[dict[str, Any]], lr: torch.Tensor) -> None:
-        """Each member's hyperparameters as (K,) float64 columns, read once (not per step)."""
+        self.template = template
         self.configs = list(configs)
-        self.lr = lr
-        self.decay = self._column(configs, lambda c: 2.0 * float(setting(c, "l2")))
-        default = 0.9 if self.kind == "sgd_nesterov" else 0.0
-        self.momentum = self._column(configs, lambda c: float(c.get("momentum", default)))
-        self.beta1 = self._column(configs, lambda c: float(setting(c, "adam_beta1")))
-        self.beta2 = self._column(configs, lambda c: float(setting(c, "adam_beta2")))
-        self.eps = self._column(configs, lambda c: float(setting(c, "adam_eps")))
-        self.hyperparameters = {"decay": self.decay, "momentum": self.momentum, "beta2": self.beta2, "eps": self.eps,
-                                "one_minus_beta1": 1 - self.beta1, "one_minus_beta2": 1 - self.beta2}  # fmt: skip
+        self._build(params)
+
+    def _build(self, params: dict[str, torch.Tensor]) -> None:
+        self.params = params
+        # (K members) name -> the member's slice, a leaf that shares the stacked tensor's storage
+        self.views = [{name: t.detach()[k] for name, t in params.items()} for k in range(len(self.configs))]
+        self.optimizers = [build_optimizer(self.template, config, views, fused=True)
+                           for config, views in zip(self.configs, self.views)]  # fmt: skip
 
     def set_epoch_lr(self, epoch: int) -> None:
-        """Each member's learning rate for a 0-based epoch (its own schedule, as ``set_epoch_lr``)."""
-        self.lr = self._column(self.configs, lambda c: float(c["lr"]) * lr_factor(epoch, c))
+        """Each member's learning rate for a 0-based epoch, by its own schedule."""
+        for optimizer, config in zip(self.optimizers, self.configs):
+            set_epoch_lr(optimizer, config, epoch)
+
+    @property
+    def lr(self) -> list[float]:
+        """Each member's learning rate now."""
+        return [optimizer.param_groups[0]["lr"] for optimizer in self.optimizers]
 
     def zero_grad(self) -> None:
         for p in self.params.values():
             p.grad = None
 
-    @torch.no_grad()
     def step(self) -> None:
-        """One step of every member, each with its own hyperparameters."""
-        self.step_count += 1
-        per_step = {}
-        if self.kind == "adam":  # as torch.optim.Adam: the bias corrections in float64, used as float32
-            per_step["step_size"] = self.lr / (1 - self.beta1**self.step_count)
-            per_step["correction2_sqrt"] = (1 - self.beta2**self.step_count).sqrt()
-        else:
-            per_step["lr"] = self.lr
-        columns: dict[int, dict[str, torch.Tensor]] = {}  # parameter rank -> name -> (K, 1, ..., 1)
-        for name, param in self.params.items():
-            if param.grad is None:
-                continue
-            if param.dim() not in columns:
-                columns[param.dim()] = {key: _column_of(values, param) for key, values in
-                                        (self.hyperparameters | per_step).items()}  # fmt: skip
-            c = columns[param.dim()]
-            grad = param.grad if name in self.undecayed else param.grad + c["decay"] * param
-            state = self.state[name]
-            if self.kind == "adam":
-                if not state:
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                # torch.optim.Adam's single-tensor update, in its order of operations (in place where it allocates)
-                exp_avg.lerp_(grad, c["one_minus_beta1"])
-                exp_avg_sq.mul_(c["beta2"]).add_((c["one_minus_beta2"] * grad).mul_(grad))  # addcmul_: (v·g)·g
-                denom = exp_avg_sq.sqrt().div_(c["correction2_sqrt"]).add_(c["eps"])
-                param.sub_((c["step_size"] * exp_avg).div_(denom))  # addcdiv_: (−step·m)/denom
-            else:
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = grad.clone()
-                else:
-                    state["momentum_buffer"].mul_(c["momentum"]).add_(grad)
-                buffer = state["momentum_buffer"]
-                update = grad + c["momentum"] * buffer if self.kind == "sgd_nesterov" else buffer
-                param.sub_(c["lr"] * update)
+        """One step of every member: each optimizer updates its member's slices with their gradients."""
+        for k, (optimizer, views) in enumerate(zip(self.optimizers, self.views)):
+            for name, view in views.items():
+                grad = self.params[name].grad
+                view.grad = None if grad is None else grad[k]
+            optimizer.step()
 
     def keep(self, index: torch.Tensor, params: dict[str, torch.Tensor], configs: Sequence[dict[str, Any]]) -> None:
-        """Only the members at ``index`` (see :meth:`Pack.keep`)."""
-        self.params = params
-        self.state = {name: {k: t[index] for k, t in state.items()} for name, state in self.state.items()}
-        self.step_count = self.step_count[index]
-        self._set_members(configs, self.lr[index])
+        """Only the members at ``index`` (see :meth:`Pack.keep`), each with its state."""
+        states = [self.optimizers[k].state_dict() for k in index.tolist()]
+        self.configs = list(configs)
+        self._build(params)
+        for optimizer, state in zip(self.optimizers, states):
+            optimizer.load_state_dict(state)
 
-    # The bridge to torch.optim's own state, so a member's checkpoint is an ordinary trial's.
+    def state_dict(self, k: int) -> dict[str, Any]:
+        """Member ``k``'s optimizer state (a copy), as its trial's ``torch.optim`` optimizer holds it."""
+        return copy.deepcopy(self.optimizers[k].state_dict())
 
-    def fill_member(self, k: int, model: Classifier, optimizer: torch.optim.Optimizer) -> None:
-        """Put member ``k``'s state into ``optimizer`` (a ``torch.optim`` one over ``model``)."""
-        named = dict(model.named_parameters())
-        for name, state in self.state.items():
-            if not state:
-                continue
-            member = {key: t[k].clone() for key, t in state.items()}
-            if self.kind == "adam":
-                member["step"] = torch.tensor(float(self.step_count[k]))
-            optimizer.state[named[name]] = member
-        for group in optimizer.param_groups:
-            group["lr"] = float(self.lr[k])
-
-    def load_members(self, models: Sequence[Classifier], states: Sequence[dict[str, Any] | None]) -> None:
-        """Stack each member's ``torch.optim`` state dict (None: a member that starts fresh, only
-        possible when all do)."""
+    def load_members(self, states: Sequence[dict[str, Any] | None]) -> None:
+        """Each member's saved ``torch.optim`` state dict (all members resume, or none does)."""
         if all(s is None for s in states):
             return
         if any(s is None for s in states):
             raise ValueError("a pack resumes all its members or none")
-        per_member = []
-        for model, config, saved in zip(models, self.configs, states):
-            optimizer = build_optimizer(model, config)
-            optimizer.load_state_dict(saved)
-            by_param = {id(p): name for name, p in model.named_parameters()}
-            per_member.append({by_param[id(p)]: s for p, s in optimizer.state.items()})
-        for name in self.params:
-            keys = [k for k in per_member[0].get(name, {}) if k != "step"]
-            self.state[name] = {key: torch.stack([m[name][key] for m in per_member]) for key in keys}
-        steps = [next((float(s["step"]) for s in m.values() if "step" in s), 0.0) for m in per_member]
-        self.step_count = torch.tensor(steps, dtype=torch.float64)
-
-
-def _column_of(values: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """(K,) float64 -> (K, 1, ..., 1) in ``param``'s dtype and device, to broadcast over a stacked parameter."""
-    return values.to(param.device, param.dtype).view(-1, *([1] * (param.dim() - 1)))
+        for optimizer, state in zip(self.optimizers, states):
+            optimizer.load_state_dict(copy.deepcopy(state))  # torch keeps the given tensors: not the caller's
 
 
 def fit_pack_epoch(

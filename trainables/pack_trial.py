@@ -40,7 +40,7 @@ from trainables.models import build_classifier
 from trainables.pack import Pack, fit_pack_epoch
 from trainables.pack_format import PACK_KEY, PACK_STATE, member_dir
 from trainables.system_metrics import SystemMeter
-from trainables.train import cached_dataset, training_provenance, validate
+from trainables.train import cached_dataset, training_provenance, validation_metrics
 from trainables.trial_config import setting, upgraded
 from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
 
@@ -109,13 +109,13 @@ def train_pack_loop(
         fitted = fit_pack_epoch(pack, loss, train, epoch, augment)
         fit_s = time.perf_counter() - started
         shared = {"fit_time_s": fit_s, **placement, **meter.read()}  # the pack's time and process: every member's
-        trained = []  # (member's place in the pack, its model, optimizer, metrics)
+        probabilities = pack.probabilities(val.x, loss).cpu().numpy()  # (K, N, C): one pass for all members
+        trained = []  # (member's place in the pack, its metrics)
         for k, (number, (train_loss, train_accuracy)) in enumerate(zip(numbers_in_pack, fitted)):
             metrics: dict[str, Any] = {"epoch": epoch + 1}
             stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"
-            model, optimizer = pack.member(k)
             if stop_reason is None:
-                validation, stop_reason = validate(model, val.x, data.val.y, members[0])
+                validation, stop_reason = validation_metrics(probabilities[k], data.val.y)
                 metrics.update(train_loss=train_loss, train_accuracy=train_accuracy, **validation,
                                learning_rate=float(pack.optimizer.lr[k]), diverged=0, **shared)  # fmt: skip
             if stop_reason is not None:  # as a lone trial reports it: undefined metrics as NaN
@@ -127,16 +127,17 @@ def train_pack_loop(
             histories[number].append({k: v for k, v in metrics.items() if isinstance(v, (int, float))
                                       and math.isfinite(v)})  # fmt: skip
             results[number] = {**metrics, **once, **replay.get(number, {})}
-            trained.append((k, model, optimizer, metrics))
-        report = {"epoch": epoch + 1, **best_of([m for *_, m in trained]), PACK_KEY: json.dumps(results)}
+            trained.append((k, metrics))
+        report = {"epoch": epoch + 1, **best_of([m for _, m in trained]), PACK_KEY: json.dumps(results)}
         if not trained:  # every member has diverged: the pack ends, each member's result says why
             ray_api.report(report)
             return
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             with tempfile.TemporaryDirectory() as directory:
-                for k, model, optimizer, metrics in trained:
+                for k, metrics in trained:
                     folder = Path(directory) / member_dir(numbers_in_pack[k])
                     folder.mkdir()
+                    model, optimizer = pack.member(k)  # an ordinary classifier and torch.optim optimizer
                     save_checkpoint(folder, model, optimizer, epoch + 1, members[training[k]], data, metrics,
                                     histories[numbers_in_pack[k]])  # fmt: skip
                 (Path(directory) / PACK_STATE).write_text(json.dumps({"epoch": epoch + 1, "ended": ended}))
@@ -146,8 +147,8 @@ def train_pack_loop(
         once, replay = {}, {}
         results = {n: {**result, "ended": 1} for n, result in ended.items()}  # their final results stay
         if len(trained) < len(pack):  # the diverged leave the pack: they cost nothing more
-            pack.keep([k for k, *_ in trained])
-            training = [training[k] for k, *_ in trained]
+            pack.keep([k for k, _ in trained])
+            training = [training[k] for k, _ in trained]
             numbers_in_pack = [numbers[k] for k in training]
 
 

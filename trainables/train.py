@@ -102,7 +102,11 @@ def train_classifier(config: dict[str, Any]) -> None:
 def validate(model: torch.nn.Module, x: Any, labels: torch.Tensor, config: dict[str, Any]) -> tuple[dict, str | None]:
     """(every ``SELECTION_METRICS`` value of ``model`` on the validation split, why the trial must stop
     or None): the weights may overflow although the training loss did not."""
-    probabilities = predict_probabilities(model, x, loader_workers(config))
+    return validation_metrics(predict_probabilities(model, x, loader_workers(config)), labels)
+
+
+def validation_metrics(probabilities: Any, labels: torch.Tensor) -> tuple[dict, str | None]:
+    """:func:`validate` from a model's validation probabilities (N, K)."""
     try:
         measured = classification_metrics(probabilities, labels.numpy())
     except NonFiniteProbabilities as error:
