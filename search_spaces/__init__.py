@@ -50,8 +50,9 @@ class SearchSpace:
         mode: "max" or "min" for ``metric``.
         resources: what one trial needs, e.g. {"cpu": 1, "gpu": 0}; with "workers": N, the trial
             is N data-parallel Ray Train workers and "cpu"/"gpu" are per worker.
-        pack: trials of a loss trained together as one vectorised model by default (``--pack``;
-            ``trainables.pack``), where measurement says it pays.
+        pack_on_cpu: trials of a loss trained together as one vectorised model by default when
+            trials train on CPUs (``--pack``; ``trainables.pack``), as measured to pay
+            (``benchmarks/pack_throughput.py``); trials on GPUs default to 1 until measured there.
     """
 
     name: str
@@ -62,7 +63,7 @@ class SearchSpace:
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     resources: Mapping[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
-    pack: int = 1
+    pack_on_cpu: int = 1
 
     @property
     def dataset(self) -> str:

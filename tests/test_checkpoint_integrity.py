@@ -17,6 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_checkpoint import flip_byte
 
+from trainables.pack_format import member_dir
+
 from launch import run_ovatune, signal_when, start_ovatune
 
 pytestmark = pytest.mark.slow
@@ -83,7 +85,8 @@ def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(
     assert re.search(r"ovatune: warning: .*state\.pt does not match the SHA-256", resumed.stdout + resumed.stderr)
 
 
-def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_intact_trial(home):
+@pytest.mark.parametrize("pack", [1, 3])  # one trial per worker; the three as one pack (member checkpoints)
+def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_intact_trial(home, pack):
     import ray
 
     from search_spaces import get_space
@@ -93,7 +96,8 @@ def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_int
     # The sweep's fit alone (what `ovatune sweep` runs before it promotes), in this process: its best
     # checkpoint is corrupted before the promotion that the resume of the finished sweep then runs.
     # (A `--promote never` sweep resumed used to do it; a resume now promotes as its sweep was started.)
-    request = SweepRequest(get_space("digits"), ["softmax"], 3, overrides={"epochs": 3}, name="ranked", verbose=0)
+    request = SweepRequest(get_space("digits"), ["softmax"], 3, overrides={"epochs": 3}, name="ranked", verbose=0,
+                           pack=pack)  # fmt: skip
     from tuning.job_lock import release_job
 
     try:
@@ -105,10 +109,11 @@ def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_int
     runs = sorted(_trial_runs(home, "ranked"),
                   key=lambda r: (r.data.metrics["val_accuracy"], -r.data.metrics["val_nll"]), reverse=True)  # fmt: skip
     best, second = runs[0], runs[1]
-    best_dir = next(
-        p for p in (home / "ray_results" / "ranked").iterdir() if best.data.tags["ovatune.ray_trial_id"] in p.name
-    )
+    ray_trial, _, member = best.data.tags["ovatune.ray_trial_id"].partition("/")  # a pack's member: <pack>/<n>
+    best_dir = next(p for p in (home / "ray_results" / "ranked").iterdir() if ray_trial in p.name)
     checkpoint = max(best_dir.glob("checkpoint_*"))
+    if member:
+        checkpoint = checkpoint / member_dir(int(member))
     flip_byte(checkpoint / "state.pt", "data/0")
 
     resumed = run_ovatune(*args, "--resume", home=home, timeout=600)

@@ -64,7 +64,7 @@ try:
     result["after_sigterm"] = ray.get(sigterm_inside_a_finalizer.remote())
 except ray.exceptions.RayError as error:
     result["after_sigterm"] = type(error).__name__
-print(json.dumps(result))
+print("PROBE", json.dumps(result))
 """
 
 
@@ -78,8 +78,8 @@ def run_probe(env: dict[str, str] | None = None) -> dict:
         env={**environment, **(env or {})},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (result,) = [line for line in done.stdout.splitlines() if line.startswith("{")]  # Ray prints lines too
-    return json.loads(result) | {"stderr": done.stderr}
+    printed = done.stdout[done.stdout.index("PROBE ") + len("PROBE ") :].splitlines()[0]  # Ray prints lines too
+    return json.loads(printed) | {"stderr": done.stderr}
 
 
 @pytest.fixture(scope="module")

@@ -147,3 +147,21 @@ def _runs_or_none(client: MlflowClient) -> list:
         return _trial_runs(client)
     except Exception:  # noqa: BLE001 - the store or the experiment is not there yet
         return []
+
+
+def test_the_default_pack_is_the_spaces_measured_one_where_packs_can_run():
+    from tuning.sweep import default_pack
+
+    assert default_pack(DIGITS, "fifo", 1, 0.0, dict(DIGITS.fixed)) == DIGITS.pack_on_cpu == 8
+    assert default_pack(DIGITS, "asha", 1, 0.0, {}) == 1  # ASHA stops trials one by one
+    assert default_pack(DIGITS, "fifo", 2, 0.0, {}) == 1  # a multi-worker trial
+    assert default_pack(DIGITS, "fifo", 1, 1.0, {}) == 1  # GPUs: not measured there yet
+    assert default_pack(DIGITS, "fifo", 1, 0.0, {"micro_batch_size": 16}) == 1
+    assert get_space("cifar10").pack_on_cpu == 1  # a ResNet-20 pack is slower on the CPU
+
+
+def test_an_explicit_pack_with_micro_batches_is_refused_before_ray_starts(home):
+    refused = run_ovatune("sweep", "digits", "--pack", "4", "--set", "micro_batch_size=16", home=home, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
+        "ovatune: error: --pack 4 takes whole batches without torch.compile: use --pack 1 with micro_batch_size"
+    )

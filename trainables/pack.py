@@ -126,6 +126,8 @@ class Pack:
         model.load_state_dict({name: t[k] for name, t in (self.params | self.buffers).items()})
         optimizer = build_optimizer(model, self.configs[k])
         optimizer.load_state_dict(self.optimizer.state_dict(k))
+        for group in optimizer.param_groups:  # the fused kernel is the pack's choice, not the trial's
+            group["fused"] = None
         model.train(self.template.training)
         return model, optimizer
 
@@ -193,7 +195,7 @@ class PackOptimizer:
         self.configs = list(configs)
         self._build(params)
         for optimizer, state in zip(self.optimizers, states):
-            optimizer.load_state_dict(state)
+            _load_fused(optimizer, state)
 
     def state_dict(self, k: int) -> dict[str, Any]:
         """Member ``k``'s optimizer state (a copy), as its trial's ``torch.optim`` optimizer holds it."""
@@ -206,7 +208,15 @@ class PackOptimizer:
         if any(s is None for s in states):
             raise ValueError("a pack resumes all its members or none")
         for optimizer, state in zip(self.optimizers, states):
-            optimizer.load_state_dict(copy.deepcopy(state))  # torch keeps the given tensors: not the caller's
+            _load_fused(optimizer, copy.deepcopy(state))  # torch keeps the given tensors: not the caller's
+
+
+def _load_fused(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a member's state into its pack optimizer, which keeps the fused kernel (``load_state_dict``
+    takes every group setting from the state, and a trial's own checkpoint says unfused)."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["fused"] = True
 
 
 def fit_pack_epoch(
@@ -219,6 +229,9 @@ def fit_pack_epoch(
     """Train every member one epoch (0-based index ``epoch``); returns each member's (mean training
     loss, training accuracy), in pack order. A member's batches, augmentation and step are those
     :func:`trainables.loop.fit_epoch` gives its trial alone; a non-finite loss comes back as such."""
+    if not isinstance(train.x, torch.Tensor):
+        raise ValueError("a pack trains on data held in memory; this dataset's files are read by DataLoader "
+                         "workers: use --pack 1")  # fmt: skip
     configs = pack.configs
     device = pack.device
     seeds = [int(c["seed"]) * 100_003 + epoch for c in configs]  # fit_epoch's per-epoch seed

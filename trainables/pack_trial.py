@@ -70,7 +70,7 @@ def train_pack_loop(
     start_epoch, ended, states, once = 0, {}, None, {"data_provenance": training_provenance(first)}
     histories: dict[int, list[dict[str, float]]] = {n: [] for n in numbers}
     if checkpoint is not None:
-        start_epoch, ended, states, problems = resume_pack(checkpoint, ray_api.Checkpoint, numbers, device)
+        start_epoch, ended, states, checkpoint, problems = resume_pack(checkpoint, ray_api.Checkpoint, numbers, device)
         if problems:
             resumed = f"resuming from epoch {start_epoch}" if states else "training again from scratch"
             once["checkpoint_fallback"] = "; ".join(problems) + f"; {resumed}"
@@ -119,8 +119,8 @@ def train_pack_loop(
                 metrics.update(train_loss=train_loss, train_accuracy=train_accuracy, **validation,
                                learning_rate=float(pack.optimizer.lr[k]), diverged=0, **shared)  # fmt: skip
             if stop_reason is not None:  # as a lone trial reports it: undefined metrics as NaN
-                metrics.update(train_loss=train_loss, **dict.fromkeys(SELECTION_METRICS, float("nan")), diverged=1,
-                               stop_reason=f"{stop_reason} in epoch {epoch + 1}")  # fmt: skip
+                metrics = {"epoch": epoch + 1, "train_loss": train_loss, **dict.fromkeys(SELECTION_METRICS, float("nan")),
+                           "diverged": 1, "stop_reason": f"{stop_reason} in epoch {epoch + 1}"}  # fmt: skip
                 ended[number] = metrics
                 results[number] = {**metrics, **once, **replay.get(number, {}), "ended": 1}
                 continue
@@ -164,9 +164,10 @@ def best_of(members: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def resume_pack(checkpoint: Any, checkpoint_type: Any, numbers: list[int], device: torch.device) -> tuple:
-    """(epoch, the ended members' final results, each training member's (state, meta), problems):
-    from the newest of the pack's checkpoints (Ray's latest, then the older ones it keeps) in which
-    every member still training is intact; (0, {}, None, problems) when none is (start over)."""
+    """(epoch, the ended members' final results, each training member's (state, meta), the checkpoint
+    they came from, problems): from the newest of the pack's checkpoints (Ray's latest, then the older
+    ones it keeps) in which every member still training is intact; (0, {}, None, None, problems) when
+    none is (start over)."""
     problems = []
     for candidate in [checkpoint, *earlier_checkpoints(checkpoint, checkpoint_type)]:
         with candidate.as_directory() as directory:
@@ -185,5 +186,5 @@ def resume_pack(checkpoint: Any, checkpoint_type: Any, numbers: list[int], devic
             except Exception as error:  # noqa: BLE001 - intact by its hashes but unreadable: same outcome
                 problems.append(f"{directory} cannot be read ({type(error).__name__}: {error})")
                 continue
-        return int(saved["epoch"]), ended, states, problems
-    return 0, {}, None, problems
+        return int(saved["epoch"]), ended, states, candidate, problems
+    return 0, {}, None, None, problems

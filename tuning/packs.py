@@ -105,6 +105,8 @@ def trial_results(results: Iterable[Result] | None) -> list[Result]:
         for member in config[PACK_KEY]:
             number = int(member["trial_number"])
             metrics = {**last.get(number, {}), "config": member_config(config, member)}
-            checkpoint = None if last.get(number, {}).get("ended") else member_checkpoint(result.checkpoint, number)
-            expanded.append(Result(metrics=metrics, checkpoint=checkpoint, error=result.error, path=result.path))
+            ended = bool(last.get(number, {}).get("ended"))  # diverged before its pack ended (or failed)
+            checkpoint = None if ended else member_checkpoint(result.checkpoint, number)
+            error = None if ended else result.error
+            expanded.append(Result(metrics=metrics, checkpoint=checkpoint, error=error, path=result.path))
     return expanded

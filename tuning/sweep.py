@@ -180,7 +180,8 @@ class SweepRequest:
         promote: the promotion policy after the fit (a key of ``tuning.options.POLICIES``), and
         smoke_test: whether it is a smoke test (its versions are tagged so): both are stored with
             the sweep, so that its resume promotes as it was started.
-        pack: trials of a loss trained together in one worker (``trainables.pack``; None: the space's).
+        pack: trials of a loss trained together in one worker (``trainables.pack``; None:
+            :func:`default_pack`).
         asked: what the user asked for explicitly, as the sweep's parent-run params name it
             (``losses``, ``trials_per_loss``, ``seed``, ``sampler``, ``scheduler``, ``metric`` and
             ``--set`` keys): a resume that contradicts the stored sweep is refused, naming each difference.
@@ -227,9 +228,12 @@ def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], N
 
     space = request.space
     check_overrides(space, request.overrides)  # before Ray starts
-    pack = request.pack or space.pack
+    workers = request.workers_per_trial or int(space.resources.get("workers", 1))
+    gpus = request.gpus_per_trial if request.gpus_per_trial is not None else float(space.resources.get("gpu", 0))
+    fixed = {**space.fixed, **request.overrides}
+    pack = min(request.pack or default_pack(space, request.scheduler, workers, gpus, fixed), request.trials)
     if not request.resume:
-        _check_pack(pack, request.scheduler, request.workers_per_trial or int(space.resources.get("workers", 1)))
+        _check_pack(pack, request.scheduler, workers, fixed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per loss is noise
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -276,17 +280,32 @@ def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], N
     return start_job(job, plan, trainable, resources, slots, settings, request.verbose)
 
 
-def _check_pack(pack: int, scheduler: str, workers: int) -> None:
+def default_pack(space: SearchSpace, scheduler: str, workers: int, gpus: float, fixed: dict[str, Any]) -> int:
+    """The pack size of a sweep that does not ask (``--pack``): the space's measured ``pack_on_cpu``
+    for trials on CPUs; 1 for trials on GPUs (not measured there yet), with ASHA (which stops trials
+    one by one), for multi-worker trials and where ``fixed`` (the space's settings with ``--set``'s)
+    asks for micro-batches or ``torch.compile``, which packs do not do."""
+    if gpus > 0 or scheduler != "fifo" or workers > 1 or fixed.get("micro_batch_size") or fixed.get("compile"):
+        return 1
+    return space.pack_on_cpu
+
+
+def _check_pack(pack: int, scheduler: str, workers: int, fixed: dict[str, Any]) -> None:
     """Refuse, before Ray starts, packs this version cannot run.
 
     Raises:
         ValueError: naming the option that conflicts and what to do.
     """
-    if pack > 1 and scheduler != "fifo":
+    if pack == 1:
+        return
+    if scheduler != "fifo":
         raise ValueError(f"--pack {pack} trains its trials in step, and --scheduler {scheduler} would stop them "
                          "one by one: use --pack 1 with it, or --scheduler fifo")  # fmt: skip
-    if pack > 1 and workers > 1:
+    if workers > 1:
         raise ValueError(f"--pack {pack} trains its trials in one worker: use --pack 1 with --workers-per-trial")
+    for key in ("micro_batch_size", "compile"):
+        if fixed.get(key):
+            raise ValueError(f"--pack {pack} takes whole batches without torch.compile: use --pack 1 with {key}")
 
 
 # Stored with a sweep only since a later version: an older sweep's resume takes what it is asked.

@@ -54,7 +54,7 @@ from tuning.tracking import (
 _NOT_METRICS = {
     "training_iteration", "time_total_s", "timestamp", "pid", "time_since_restore",
     "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
-    "done", "epoch",
+    "done", "epoch", "ended",
 }  # fmt: skip
 
 
@@ -201,7 +201,8 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         for member in members_of(trial):  # a pack (tuning.packs): each of its trials has its own run
-            self._guard(lambda member=member: self._run_for(member))
+            if not getattr(member, "ended", False):  # a member that diverged before a restart stays closed
+                self._guard(lambda member=member: self._run_for(member))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if not is_pack(trial.config):
@@ -209,6 +210,8 @@ class MlflowTrialCallback(Callback):
             return
         own = member_results(result)
         for member in members_of(trial):
+            if own.get(member.number, {}).get("ended") and self._closed_before(member):
+                continue  # its final result, repeated with every result of its pack
             if member.number in own:
                 self._guard(lambda member=member: self._log_result(member, own[member.number]))
             if own.get(member.number, {}).get("ended"):  # it diverged: its run ends now, not with its pack
@@ -268,6 +271,13 @@ class MlflowTrialCallback(Callback):
         self.client.log_batch(run_id, tags=tags)
         self._node[run_id] = result["node_id"]
 
+    def _closed_before(self, trial) -> bool:
+        """Whether ``trial``'s run was closed by this driver or, with an outcome, before it started."""
+        run = self._runs.get((upgraded(trial.config)["loss"], int(trial.config["trial_number"])))
+        if run is None:
+            return False
+        return run.info.run_id in self._closed or run.data.tags.get(TAG_OUTCOME) not in (None, "interrupted")
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         for member in members_of(trial):
             self._guard(lambda member=member: self._complete(member))
@@ -308,8 +318,10 @@ class MlflowTrialCallback(Callback):
         return failure is not None
 
     def _finish(self, trial, outcome: str, status: str, reason: str) -> None:
+        if getattr(trial, "ended", False) and self._closed_before(trial):
+            return  # a pack's member that diverged: closed when it did (not reopened to be closed again)
         run_id = self._run_for(trial)
-        if run_id in self._closed:  # a pack's diverged member: closed when it diverged
+        if run_id in self._closed:
             return
         self._await_writes(run_id)
         if self._failed:  # a write of its epochs failed: closed as interrupted, and its resume logs them
