@@ -130,3 +130,17 @@ def test_rays_unhandled_error_of_a_stopped_trials_full_disk_is_not_logged(caplog
     assert [record.getMessage() for record in caplog.records] == [
         "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): ValueError: bad lr"
     ]
+
+
+def test_ray_trains_syncer_warning_of_a_full_disk_is_not_logged(caplog):
+    """Seen in CI: Ray Train's syncer warned with the traceback of a copy that the full disk failed,
+    while the job stopped in its one line; a sync failure for another reason still shows."""
+    quiet_storage_errors()
+    log = logging.getLogger("ray.train._internal.syncer")
+    with caplog.at_level(logging.WARNING, logger="ray.train._internal.syncer"):
+        log.warning("Last sync command failed with the following error:\nTraceback (most recent call last):\n"
+                    "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device")  # fmt: skip
+        log.warning("Last sync command failed with the following error:\nPermissionError: [Errno 13] denied")
+    assert [record.getMessage() for record in caplog.records] == [
+        "Last sync command failed with the following error:\nPermissionError: [Errno 13] denied"
+    ]

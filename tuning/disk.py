@@ -95,15 +95,16 @@ def megabytes(count: int) -> str:
 def _not_a_storage_failure(record: logging.LogRecord) -> bool:
     if record.exc_info and record.exc_info[1] and storage_failure(record.exc_info[1]):
         return False
-    return record.levelno < logging.ERROR or _full_disk_text(record.getMessage()) is None
+    return record.levelno < logging.WARNING or _full_disk_text(record.getMessage()) is None
 
 
 def quiet_storage_errors() -> None:
-    """Keep MLflow's SQLite store, Ray Tune's state saving and its trial failures, and Ray's report of
-    a stopped trial's error that nobody fetched, from logging each write that a full disk failed, with
-    its traceback: the job stops for the first, in one line (idempotent)."""
+    """Keep MLflow's SQLite store, Ray Tune's state saving and its trial failures, Ray Train's syncing
+    of the experiment folder, and Ray's report of a stopped trial's error that nobody fetched, from
+    logging each write that a full disk failed, with its traceback: the job stops for the first, in
+    one line (idempotent)."""
     for name in ("mlflow.store.db.utils", "ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller",
-                 "ray.tune.tune", "ray._private.worker"):  # fmt: skip
+                 "ray.tune.tune", "ray._private.worker", "ray.train._internal.syncer"):  # fmt: skip
         log = logging.getLogger(name)
         if _not_a_storage_failure not in log.filters:
             log.addFilter(_not_a_storage_failure)
