@@ -9,8 +9,9 @@ before anything loads them). A resumed trial falls back to its newest intact che
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -20,6 +21,8 @@ from trainables.models import Classifier, build_classifier
 
 CHECKPOINT_STATE = "state.pt"  # model, optimizer and schedule state; loads with weights_only=True
 CHECKPOINT_META = "meta.json"  # what it takes to rebuild the model without Ray: config, classes
+
+T = TypeVar("T")
 
 
 def save_checkpoint(
@@ -61,38 +64,53 @@ def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
     Raises:
         TamperedFile: the checkpoint's files are not those it was saved with.
     """
-    directory = Path(directory)
-    verify_checkpoint(directory)
-    meta = json.loads((directory / CHECKPOINT_META).read_text())
+    state, meta = read_state(directory, torch.device("cpu"))
     model = build_classifier(tuple(meta["input_shape"]), len(meta["class_names"]), meta["config"])
-    state = torch.load(directory / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     return model.eval(), meta
 
 
-def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) -> tuple:
-    """The newest intact state to resume from: ``checkpoint`` (Ray's latest) if its files match their
-    recorded SHA-256, else the newest intact earlier checkpoint of the same trial (Ray keeps a few).
+def read_state(directory: str | Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state, meta) of one trial checkpoint directory, its files verified against their SHA-256 first.
 
-    Returns:
-        (state, meta, the checkpoint they came from, what was wrong with the newer ones); state,
-        meta and checkpoint are None when no checkpoint is intact (the trial starts over).
+    Raises:
+        TamperedFile: a file is not what it was saved as.
     """
+    verify_checkpoint(directory)
+    state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
+    return state, json.loads((Path(directory) / CHECKPOINT_META).read_text())
+
+
+def newest_intact(checkpoint: Any, checkpoint_type: Any, read: Callable[[Path], T]) -> tuple[T | None, Any, list[str]]:
+    """(what ``read`` makes of the newest readable checkpoint, that checkpoint, what was wrong with the
+    newer ones): ``checkpoint`` (Ray's latest) first, then the trial's earlier ones (Ray keeps a few).
+    A checkpoint ``read`` fails on (:class:`TamperedFile`, or unreadable although intact) is passed
+    over; (None, None, problems) when none is readable (the trial starts over)."""
     problems = []
     for candidate in [checkpoint, *earlier_checkpoints(checkpoint, checkpoint_type)]:
         with candidate.as_directory() as directory:
             try:
-                verify_checkpoint(directory)
-                state = torch.load(Path(directory) / CHECKPOINT_STATE, map_location=device, weights_only=True)
-                meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
+                found = read(Path(directory))
             except TamperedFile as error:
                 problems.append(error.problem)
                 continue
             except Exception as error:  # noqa: BLE001 - intact by its hashes but unreadable: same outcome
                 problems.append(f"{directory} cannot be read ({type(error).__name__}: {error})")
                 continue
-        return state, meta, candidate, problems
-    return None, None, None, problems
+        return found, candidate, problems
+    return None, None, problems
+
+
+def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) -> tuple:
+    """The newest intact state to resume from (:func:`newest_intact` of :func:`read_state`).
+
+    Returns:
+        (state, meta, the checkpoint they came from, what was wrong with the newer ones); state,
+        meta and checkpoint are None when no checkpoint is intact (the trial starts over).
+    """
+    found, candidate, problems = newest_intact(checkpoint, checkpoint_type, lambda d: read_state(d, device))
+    state, meta = found if found is not None else (None, None)
+    return state, meta, candidate, problems
 
 
 def earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:

@@ -29,7 +29,6 @@ one worker per trial and no micro-batches (:func:`pack_problem` says which diffe
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,7 +81,6 @@ class Pack:
         problem = pack_problem(configs)
         if problem:
             raise ValueError(problem)
-        self.configs = list(configs)
         self.template = copy.deepcopy(models[0]).to("meta")  # the shared architecture, without storage
         params, buffers = stack_module_state(list(models))  # name -> (K, ...)
         self.params = params
@@ -90,6 +88,11 @@ class Pack:
         self.optimizer = PackOptimizer(self.template, params, configs)
         if optimizer_states is not None:
             self.optimizer.load_members(optimizer_states)
+
+    @property
+    def configs(self) -> list[dict[str, Any]]:
+        """Each member's trial config, in pack order."""
+        return self.optimizer.configs
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -135,10 +138,9 @@ class Pack:
         """Go on with only ``members`` (indices into the current pack), in that order: the others
         (diverged, stopped) no longer cost anything."""
         index = torch.tensor(list(members), dtype=torch.long)
-        self.configs = [self.configs[k] for k in members]
         self.params = {name: t.detach()[index].requires_grad_() for name, t in self.params.items()}
         self.buffers = {name: t[index] for name, t in self.buffers.items()}
-        self.optimizer.keep(index, self.params, self.configs)
+        self.optimizer.keep(index, self.params)
 
     @property
     def device(self) -> torch.device:
@@ -189,10 +191,10 @@ class PackOptimizer:
                 view.grad = None if grad is None else grad[k]
             optimizer.step()
 
-    def keep(self, index: torch.Tensor, params: dict[str, torch.Tensor], configs: Sequence[dict[str, Any]]) -> None:
-        """Only the members at ``index`` (see :meth:`Pack.keep`), each with its state."""
+    def keep(self, index: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        """Only the members at ``index`` (see :meth:`Pack.keep`), each with its config and state."""
         states = [self.optimizers[k].state_dict() for k in index.tolist()]
-        self.configs = list(configs)
+        self.configs = [self.configs[k] for k in index.tolist()]
         self._build(params)
         for optimizer, state in zip(self.optimizers, states):
             _load_fused(optimizer, state)
@@ -260,8 +262,3 @@ def fit_pack_epoch(
     steps = len(orders[0])
     examples = sum(len(b) for b in orders[0])
     return [(float(total_loss[k]) / steps, float(correct[k]) / examples) for k in range(members)]
-
-
-def diverged(results: Sequence[tuple[float, float]]) -> list[int]:
-    """The members whose training loss went non-finite (indices into the pack)."""
-    return [k for k, (train_loss, _) in enumerate(results) if not math.isfinite(train_loss)]

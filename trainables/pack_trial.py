@@ -26,14 +26,7 @@ from typing import Any
 
 import torch
 
-from trainables.checkpoint import (
-    CHECKPOINT_META,
-    CHECKPOINT_STATE,
-    earlier_checkpoints,
-    save_checkpoint,
-    verify_checkpoint,
-)
-from trainables.checksums import TamperedFile
+from trainables.checkpoint import newest_intact, read_state, save_checkpoint
 from trainables.data.augment import AUGMENTATIONS
 from trainables.losses import get_loss
 from trainables.models import build_classifier
@@ -168,23 +161,14 @@ def resume_pack(checkpoint: Any, checkpoint_type: Any, numbers: list[int], devic
     they came from, problems): from the newest of the pack's checkpoints (Ray's latest, then the older
     ones it keeps) in which every member still training is intact; (0, {}, None, None, problems) when
     none is (start over)."""
-    problems = []
-    for candidate in [checkpoint, *earlier_checkpoints(checkpoint, checkpoint_type)]:
-        with candidate.as_directory() as directory:
-            try:
-                saved = json.loads((Path(directory) / PACK_STATE).read_text())
-                ended = {int(n): r for n, r in saved["ended"].items()}
-                states = {}
-                for number in (n for n in numbers if n not in ended):
-                    folder = Path(directory) / member_dir(number)
-                    verify_checkpoint(folder)
-                    state = torch.load(folder / CHECKPOINT_STATE, map_location=device, weights_only=True)
-                    states[number] = (state, json.loads((folder / CHECKPOINT_META).read_text()))
-            except TamperedFile as error:
-                problems.append(error.problem)
-                continue
-            except Exception as error:  # noqa: BLE001 - intact by its hashes but unreadable: same outcome
-                problems.append(f"{directory} cannot be read ({type(error).__name__}: {error})")
-                continue
-        return int(saved["epoch"]), ended, states, candidate, problems
-    return 0, {}, None, None, problems
+
+    def read(directory: Path) -> tuple[int, dict[int, dict], dict[int, tuple]]:
+        saved = json.loads((directory / PACK_STATE).read_text())
+        ended = {int(n): r for n, r in saved["ended"].items()}
+        states = {n: read_state(directory / member_dir(n), device) for n in numbers if n not in ended}
+        return int(saved["epoch"]), ended, states
+
+    found, candidate, problems = newest_intact(checkpoint, checkpoint_type, read)
+    if found is None:
+        return 0, {}, None, None, problems
+    return *found, candidate, problems

@@ -237,19 +237,12 @@ def prepare_store(uri: str) -> None:
     """
     if not uri.startswith("sqlite:///"):
         return
-    import fcntl
-
     path = Path(uri.removeprefix("sqlite:///"))
-    lock_path = Path(f"{path}.lock")
     try:
-        with open(lock_path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                if not path.exists() or path.stat().st_size == 0:
-                    _copy_empty_store(path)
-                MlflowClient(uri).search_experiments(max_results=1)  # the store's first use migrates it
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with one_at_a_time(uri, "schema"):
+            if not path.exists() or path.stat().st_size == 0:
+                _copy_empty_store(path)
+            MlflowClient(uri).search_experiments(max_results=1)  # the store's first use migrates it
     except Exception as error:  # noqa: BLE001 - sqlite3, SQLAlchemy and MLflow each raise their own kind
         raise TrackingUnavailable(_sqlite_problem(path, error)) from None
 
