@@ -21,6 +21,9 @@ so it runs on a bare GPU machine:
 7. A trial's system metrics on CUDA (``trainables.system_metrics``): while a GPU runs matmuls the
    GPU's utilisation (NVML, needs nvidia-ml-py) is above 50%, its memory held and peak cover the
    tensors made; an idle interval reads low.
+8. A pack (``--pack``; ``trainables.pack``: vmap over stacked parameters, bf16 autocast) of three
+   ResNet-20 ova_dm trials on CUDA: each member's loss per epoch within bf16 noise of its trial
+   trained alone by ``fit_epoch``.
 """
 
 from __future__ import annotations
@@ -114,16 +117,21 @@ def _corruptions():
     return "max |CUDA-CPU| (deterministic) / mean-change gap (random): " + ", ".join(worst)
 
 
-def _train(model_name: str, overrides: dict, epochs: int = 4) -> list[float]:
-    config = {"model": model_name, "loss": "ova_dm", "optimizer": "adam", "lr": 2e-3, "seed": 0,
-              "batch_size": 128, **overrides}  # fmt: skip
+def _images() -> Split:
+    """1024 32×32 uint8 images whose brightness tells their class (a problem a few epochs learn)."""
     generator = torch.Generator().manual_seed(0)
     y = torch.arange(1024) % 10
     x = (torch.randint(0, 60, (1024, 3, 32, 32), generator=generator) + 19 * y.view(-1, 1, 1, 1)).to(torch.uint8)
+    return Split(x, y).to(DEVICE)
+
+
+def _train(model_name: str, overrides: dict, epochs: int = 4) -> list[float]:
+    config = {"model": model_name, "loss": "ova_dm", "optimizer": "adam", "lr": 2e-3, "seed": 0,
+              "batch_size": 128, **overrides}  # fmt: skip
     torch.manual_seed(0)
     model = build_classifier((3, 32, 32), 10, config).to(DEVICE).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
-    train = Split(x, y).to(DEVICE)
+    train = _images()
     return [fit_epoch(model, get_loss("ova_dm"), optimizer, train, config, e, pad_crop_flip)[0] for e in range(epochs)]
 
 
@@ -245,6 +253,31 @@ def _system_metrics():
     assert busy[key] > 50 and idle[key] < busy[key], (busy, idle)
     return (
         f"busy {busy[key]:.0f}% then idle {idle[key]:.0f}%; held {busy['system/gpu_0_memory_usage_megabytes']:.0f} MB"
+    )
+
+
+@check("a pack of three ResNet-20 trials on CUDA (vmap, bf16) follows each trained alone")
+def _pack():
+    from trainables.pack import Pack, fit_pack_epoch
+
+    base = {"model": "resnet20", "width": 8, "depth": 8, "loss": "ova_dm", "optimizer": "adam", "batch_size": 128}
+    configs = [{**base, "lr": lr, "seed": k} for k, lr in enumerate((1e-3, 2e-3, 4e-3))]
+    train, loss, epochs = _images(), get_loss("ova_dm"), 3
+    alone, models = [], []
+    for config in configs:
+        torch.manual_seed(config["seed"])
+        model = build_classifier((3, 32, 32), 10, config).to(DEVICE)
+        optimizer = build_optimizer(model, config)
+        alone.append([fit_epoch(model, loss, optimizer, train, config, e, pad_crop_flip)[0] for e in range(epochs)])
+        torch.manual_seed(config["seed"])
+        models.append(build_classifier((3, 32, 32), 10, config).to(DEVICE))
+    pack = Pack(models, configs)
+    packed = [fit_pack_epoch(pack, loss, train, e, pad_crop_flip) for e in range(epochs)]  # [epoch][member]
+    gap = max(abs(packed[e][k][0] - alone[k][e]) for e in range(epochs) for k in range(len(configs)))
+    assert all(np.isfinite(packed[e][k][0]) for e in range(epochs) for k in range(len(configs))), packed
+    assert gap < 0.05 * alone[0][0], f"a member's loss differs from its trial's alone by {gap}: {packed} vs {alone}"
+    return (
+        f"losses alone {[round(a[-1], 3) for a in alone]}, packed {[round(m[0], 3) for m in packed[-1]]}; gap {gap:.1e}"
     )
 
 

@@ -1,12 +1,13 @@
-"""The demo sweep with one trial per worker against the space's default pack, measured in one run.
+"""The demo sweep with one trial per worker against packs of K, measured in one run.
 
-Runs ``ovatune sweep EXPERIMENT --pack 1`` and ``ovatune sweep EXPERIMENT`` (the space's default
-pack on the CPU, ``SearchSpace.pack_on_cpu``) one after the other, each in a fresh home, alternating
-``--repeats`` times, and prints each command's wall time, the trials' phase (Ray up to trials done,
-from ``OVATUNE_TIMELINE``) and the ratios. Everything else is the command as a user runs it: a local
-Ray, Optuna, MLflow on SQLite, promotion.
+Runs ``ovatune sweep EXPERIMENT --pack 1`` and ``ovatune sweep EXPERIMENT --pack K`` (K: the space's
+default pack on the CPU, ``SearchSpace.pack_on_cpu``, unless ``--pack`` says) one after the other,
+each in a fresh home, alternating ``--repeats`` times, and prints each command's wall time, the
+trials' phase (Ray up to trials done, from ``OVATUNE_TIMELINE``) and the ratios. Everything else
+is the command as a user runs it: a local Ray, Optuna, MLflow on SQLite, promotion.
 
-    PYTHONPATH=. python benchmarks/pack_sweep.py [--experiment digits] [--repeats 1] [--extra "--epochs 10"]
+    PYTHONPATH=. python benchmarks/pack_sweep.py [--experiment digits] [--repeats 1] [--pack K]
+        [--extra "--epochs 10"]    # --extra "--scheduler asha": ASHA stopping members of packs
 """
 
 from __future__ import annotations
@@ -48,22 +49,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", default="digits")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--pack", type=int, help="K (default: the space's pack_on_cpu)")
     parser.add_argument("--extra", default="", help="more options for both commands, e.g. '--epochs 10'")
     args = parser.parse_args()
-    default = get_space(args.experiment).pack_on_cpu
-    cases = {"--pack 1": ["--pack", "1"], f"default (--pack {default})": []}
+    pack = args.pack or get_space(args.experiment).pack_on_cpu
+    cases = {"--pack 1": ["--pack", "1"], f"--pack {pack}": ["--pack", str(pack)]}
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(args.repeats):
-            for name, pack in cases.items():
-                wall, trials, summary = run(args.experiment, pack, shlex.split(args.extra), Path(scratch))
+            for name, options in cases.items():
+                wall, trials, summary = run(args.experiment, options, shlex.split(args.extra), Path(scratch))
                 figures[name].append((wall, trials))
                 print(f"{name:22} command {wall:6.1f} s, trials {trials:6.1f} s   ({summary.strip()})", flush=True)
     (one_wall, one_trials), (pack_wall, pack_trials) = (
         (statistics.median(w for w, _ in runs), statistics.median(t for _, t in runs)) for runs in figures.values()
     )
-    print(f"\n{args.experiment}, median of {args.repeats}: the command {one_wall / pack_wall:.2f}x faster with the "
-          f"default pack, its trials {one_trials / pack_trials:.2f}x")  # fmt: skip
+    print(f"\n{args.experiment} {args.extra}, median of {args.repeats}: the command {one_wall / pack_wall:.2f}x faster "
+          f"with --pack {pack}, its trials {one_trials / pack_trials:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

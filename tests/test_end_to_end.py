@@ -150,7 +150,11 @@ def test_toy2d_shows_the_papers_figure_1_effect(home):
 
 
 def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
-    args = ["sweep", "digits", "--trials", "3", "--epochs", "30", "--losses", "softmax,ova", "--name", "killed"]
+    # One trial per worker (--pack 1): a finished trial beside one mid-way is then a long window (the next
+    # trial's first epochs), where two packs of three finish within a second of each other and the poll
+    # can miss it. A pack's kill and resume is test_packs'.
+    args = ["sweep", "digits", "--trials", "3", "--epochs", "30", "--losses", "softmax,ova", "--pack", "1",
+            "--name", "killed"]  # fmt: skip
     client = store(home)  # the store's schema first: two processes migrating one new SQLite file collide
     process = start_ovatune(*args, home=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
@@ -297,13 +301,14 @@ def test_two_sweeps_started_together_in_one_home_keep_a_consistent_store_and_ver
     assert client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY) == []
 
 
-def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home, local_ray):
+@pytest.mark.parametrize("pack", [1, 4])  # one trial per worker; each loss's four trials as one pack
+def test_asha_stops_trials_within_each_loss_and_every_loss_keeps_a_champion(home, local_ray, pack):
     from tuning.promote import best_results
     from tuning.settings import resolve_settings
     from tuning.sweep import SweepRequest, run_sweep
 
     space = get_space("digits")
-    request = SweepRequest(space, ["softmax", "ova_dm"], 4, scheduler="asha",
+    request = SweepRequest(space, ["softmax", "ova_dm"], 4, scheduler="asha", pack=pack,
                            overrides={"epochs": 10, "checkpoint_every": 1}, verbose=0)  # fmt: skip
     outcome = run_sweep(request, resolve_settings(home))
     results = list(outcome.results)

@@ -1,5 +1,6 @@
 """A worker node dies under a running trial: the trial resumes from its last checkpoint on the other
-node, the sweep finishes, and MLflow has every trial once with every epoch once.
+node, the sweep finishes, and MLflow has every trial once with every epoch once. The same for a pack
+of trials (``--pack``): every member resumes from its checkpoint, and none runs twice.
 
 A real multi-node Ray on this machine (``ray.cluster_utils.Cluster``: a head with no CPUs for trials
 and two worker nodes as separate raylets); the sweep's storage is a directory all of them see.
@@ -30,13 +31,14 @@ def _rows(path) -> list[dict]:
     return rows
 
 
-def test_a_trial_survives_the_death_of_its_node(home):
+@pytest.mark.parametrize("pack", [1, 2])  # two trials, one per node; or both as one pack
+def test_a_trial_survives_the_death_of_its_node(home, pack):
     import psutil
     import ray
     from ray.cluster_utils import Cluster
 
     from tuning.settings import resolve_settings
-    from tuning.sweep import SweepRequest, run_sweep
+    from tuning.sweep import PerLossSearch, SweepRequest, run_sweep
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -47,7 +49,7 @@ def test_a_trial_survives_the_death_of_its_node(home):
     def sweep() -> None:
         try:
             request = SweepRequest(get_space("digits"), ["softmax"], 2, address=cluster.address, cpus_per_trial=1,
-                                   name="nodes", verbose=0,
+                                   name="nodes", verbose=0, pack=pack,
                                    overrides={"epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY})  # fmt: skip
             outcome["sweep"] = run_sweep(request, settings)
         except BaseException as error:  # surfaced by the assertions below
@@ -75,12 +77,18 @@ def test_a_trial_survives_the_death_of_its_node(home):
         experiment = client.get_experiment_by_name("digits")
         runs = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
         assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+        searcher = PerLossSearch(get_space("digits"), ["softmax"], 2, 0)  # the seeded sequence, intact
+        drawn = {c["trial_number"]: c["lr"] for c in (searcher.suggest(f"t{i}") for i in range(2))}
+        assert {int(r.data.tags["ovatune.trial_number"]): float(r.data.params["lr"]) for r in runs} == pytest.approx(
+            drawn
+        )
         for run in runs:
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
             assert sorted(steps) == list(range(1, EPOCHS + 1)), (run.info.run_name, steps)
 
-        restored = []
-        for path in (settings.ray_results / "nodes").glob("*/result.json"):
+        restored, results = [], list((settings.ray_results / "nodes").glob("*/result.json"))
+        assert len(results) == 2 // pack  # Tune trials: two, or one pack
+        for path in results:
             rows = _rows(path)
             assert [r["epoch"] for r in rows].count(1) == 1, "a trial started over from epoch 0"
             # Ray counts iterations since the last restore: a 1 after the first row is a restore

@@ -22,9 +22,13 @@ SGD = {**PACK, "loss": "softmax", "optimizer": "sgd"}
 EXPLODING = {"lr": 1e5, "trial_number": 3}
 
 
-def _train_pack(tmp_path, config=PACK, checkpoint=None) -> Reports:
+def _train_pack(tmp_path, config=PACK, checkpoint=None, stops: dict[int, set[int]] | None = None) -> Reports:
+    """Train a pack; ``stops``: epoch -> the members the scheduler stops on that epoch's result."""
     reports = Reports(tmp_path)
-    train_pack_loop(config, reports, checkpoint, torch.device("cpu"), {"node_id": "n1", "gpu_ids": ""})
+    stopped = (
+        (lambda: set().union(*(s for e, s in stops.items() if e <= reports.metrics[-1]["epoch"]))) if stops else None
+    )
+    train_pack_loop(config, reports, checkpoint, torch.device("cpu"), {"node_id": "n1", "gpu_ids": ""}, stopped)
     return reports
 
 
@@ -100,3 +104,36 @@ def test_a_pack_whose_members_all_diverge_ends_at_once(tmp_path):
     packed = _train_pack(tmp_path, config)
     assert len(packed.metrics) == 1 and not packed.checkpoints
     assert all(r["diverged"] == 1 for r in members_of(packed.metrics[0]).values())
+
+
+def test_a_member_the_scheduler_stops_leaves_the_pack_and_keeps_the_checkpoint_it_had(tmp_path):
+    whole = _train_pack(tmp_path / "whole")
+    packed = _train_pack(tmp_path / "pack", stops={3: {1}})  # stopped on its epoch-3 result, between checkpoints
+    assert [r["epoch"] for r in packed.metrics] == [1, 2, 3, 4]
+    stopped = members_of(packed.metrics[-1])[1]
+    assert stopped["ended"] == 1 and stopped["epoch"] == 3 and stopped["diverged"] == 0  # its last result stays
+    assert stopped["val_nll"] == members_of(packed.metrics[2])[1]["val_nll"]
+    for number in (0, 2):  # the others go on as before, undisturbed
+        assert members_of(packed.metrics[-1])[number]["val_nll"] == pytest.approx(
+            members_of(whole.metrics[-1])[number]["val_nll"], rel=1e-5
+        )
+    with packed.checkpoints[4].as_directory() as directory:
+        verify_checkpoint(f"{directory}/{member_dir(1)}")
+        _, meta = load_classifier(f"{directory}/{member_dir(1)}")  # a trial stopped alone keeps its last: epoch 2
+        assert meta["epoch"] == 2 and meta["metrics"]["val_nll"] == members_of(whole.metrics[1])[1]["val_nll"]
+        assert load_classifier(f"{directory}/{member_dir(0)}")[1]["epoch"] == 4
+        assert json.loads((Path(directory) / "pack.json").read_text())["ended"]["1"]["epoch"] == 3
+    # resumed from that checkpoint, it stays stopped and keeps its checkpoint
+    again = _train_pack(tmp_path / "again", checkpoint=packed.checkpoints[4])
+    assert members_of(again.metrics[-1])[1]["ended"] == 1
+    with again.checkpoints[4].as_directory() as directory:
+        assert load_classifier(f"{directory}/{member_dir(1)}")[1]["epoch"] == 2
+
+
+def test_a_pack_ends_when_the_scheduler_has_stopped_every_member(tmp_path):
+    packed = _train_pack(tmp_path, stops={1: {0}, 2: {1, 2}})
+    assert [r["epoch"] for r in packed.metrics] == [1, 2]  # nothing trained after the last stop
+    first = members_of(packed.metrics[-1])[0]
+    assert first["ended"] == 1 and first["epoch"] == 1
+    with packed.checkpoints[2].as_directory() as directory:  # stopped before its first checkpoint: it has none
+        assert not (Path(directory) / member_dir(0)).exists() and (Path(directory) / member_dir(2)).is_dir()

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -58,15 +59,19 @@ def test_each_members_result_reaches_its_own_optuna_trial():
 def test_a_packs_result_becomes_one_result_per_member_with_its_own_checkpoint(tmp_path):
     for number in (0, 1):
         (tmp_path / member_dir(number)).mkdir()
-    members = {"0": {"val_accuracy": 0.9, "epoch": 2}, "2": {"val_accuracy": float("nan"), "diverged": 1, "ended": 1}}
-    config = {"epochs": 2, "loss": "softmax", PACK_KEY: [{"trial_number": 0, "lr": 0.1}, {"trial_number": 2, "lr": 9}]}
+    members = {"0": {"val_accuracy": 0.9, "epoch": 2}, "2": {"val_accuracy": float("nan"), "diverged": 1, "ended": 1},
+               "1": {"val_accuracy": 0.5, "epoch": 1, "diverged": 0, "ended": 1}}  # fmt: skip
+    config = {"epochs": 2, "loss": "softmax", PACK_KEY: [{"trial_number": 0, "lr": 0.1}, {"trial_number": 2, "lr": 9},
+                                                         {"trial_number": 1, "lr": 1e-4}]}  # fmt: skip
     pack = Result(metrics={"epoch": 2, PACK_KEY: json.dumps(members), "config": config},
                   checkpoint=Checkpoint.from_directory(str(tmp_path)), error=None, path=str(tmp_path))  # fmt: skip
-    first, diverged = trial_results([pack])
+    first, diverged, stopped = trial_results([pack])
+    # stopped by the scheduler: the checkpoint it had stays a candidate, as a trial stopped alone
+    assert stopped.metrics["epoch"] == 1 and stopped.checkpoint.path.endswith(member_dir(1))
     assert first.config == {"epochs": 2, "loss": "softmax", "trial_number": 0, "lr": 0.1}
     assert first.metrics["val_accuracy"] == 0.9 and first.checkpoint.path.endswith(member_dir(0))
     assert diverged.metrics["diverged"] == 1 and diverged.checkpoint is None  # it ended: nothing to promote
-    assert set(member_results(pack.metrics)) == {0, 2}
+    assert set(member_results(pack.metrics)) == {0, 1, 2}
 
 
 class _Trial:
@@ -95,13 +100,12 @@ def test_a_member_is_seen_as_a_trial_of_its_own():
     assert members_of(plain) == [plain]
 
 
-def test_pack_refuses_what_it_cannot_run_before_ray_starts(home):
-    asha = run_ovatune("sweep", "digits", "--pack", "2", "--scheduler", "asha", home=home, timeout=120)
-    assert asha.returncode == 2 and asha.stderr.strip().splitlines()[-1] == (
-        "ovatune: error: --pack 2 trains its trials in step, and --scheduler asha would stop them one by one: "
-        "use --pack 1 with it, or --scheduler fifo"
+def test_a_pack_across_workers_is_refused_before_ray_starts(home):
+    refused = run_ovatune("sweep", "digits", "--pack", "2", "--workers-per-trial", "2", home=home, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
+        "ovatune: error: --pack 2 trains its trials in one worker: use --pack 1 with --workers-per-trial"
     )
-    assert "Traceback" not in asha.stderr and not (home / "ray_results").exists()  # refused before anything ran
+    assert "Traceback" not in refused.stderr and not (home / "ray_results").exists()  # refused before anything ran
 
 
 def _trial_runs(client: MlflowClient) -> list:
@@ -152,11 +156,10 @@ def _runs_or_none(client: MlflowClient) -> list:
 def test_the_default_pack_is_the_spaces_measured_one_where_packs_can_run():
     from tuning.sweep import default_pack
 
-    assert default_pack(DIGITS, "fifo", 1, 0.0, dict(DIGITS.fixed)) == DIGITS.pack_on_cpu == 8
-    assert default_pack(DIGITS, "asha", 1, 0.0, {}) == 1  # ASHA stops trials one by one
-    assert default_pack(DIGITS, "fifo", 2, 0.0, {}) == 1  # a multi-worker trial
-    assert default_pack(DIGITS, "fifo", 1, 1.0, {}) == 1  # GPUs: not measured there yet
-    assert default_pack(DIGITS, "fifo", 1, 0.0, {"micro_batch_size": 16}) == 1
+    assert default_pack(DIGITS, 1, 0.0, dict(DIGITS.fixed)) == DIGITS.pack_on_cpu == 8  # with ASHA too
+    assert default_pack(DIGITS, 2, 0.0, {}) == 1  # a multi-worker trial
+    assert default_pack(DIGITS, 1, 1.0, {}) == 1  # GPUs: not measured there yet
+    assert default_pack(DIGITS, 1, 0.0, {"micro_batch_size": 16}) == 1
     assert get_space("cifar10").pack_on_cpu == 1  # a ResNet-20 pack is slower on the CPU
 
 
@@ -165,3 +168,48 @@ def test_an_explicit_pack_with_micro_batches_is_refused_before_ray_starts(home):
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         "ovatune: error: --pack 4 takes whole batches without torch.compile: use --pack 1 with micro_batch_size"
     )
+
+
+@pytest.mark.slow
+def test_asha_stops_a_packs_members_one_by_one_as_it_stops_trials(home):
+    from ray.tune.schedulers import ASHAScheduler
+
+    run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "8", "--pack", "8", "--epochs", "12",
+                "--scheduler", "asha", "--name", "asha", home=home, timeout=600, check=True)  # fmt: skip
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    runs = {int(r.data.tags["ovatune.trial_number"]): r for r in _trial_runs(client)}
+    assert sorted(runs) == list(range(8))
+    curves = {n: [m.value for m in sorted(client.get_metric_history(r.info.run_id, DIGITS.metric),
+                                          key=lambda m: m.step)] for n, r in runs.items()}  # fmt: skip
+    # Ray Tune's ASHA, fed each member's curve as the pack reported them (epoch by epoch, in member
+    # order), stops exactly the members the sweep stopped, at the same epochs.
+    asha = ASHAScheduler(time_attr="training_iteration", metric=DIGITS.metric, mode=DIGITS.mode, max_t=12,
+                         grace_period=1)  # fmt: skip
+    trials = {n: SimpleNamespace(trial_id=str(n)) for n in runs}  # a trial as ASHA sees one: its id
+    for trial in trials.values():
+        asha.on_trial_add(None, trial)
+    expected_last, live = {}, set(runs)
+    for epoch in range(1, 13):
+        for n in sorted(live):
+            if (
+                asha.on_trial_result(
+                    None, trials[n], {"training_iteration": epoch, DIGITS.metric: curves[n][epoch - 1]}
+                )
+                == "STOP"
+                and epoch < 12
+            ):
+                expected_last[n] = epoch
+                live.discard(n)
+    assert expected_last and live  # the rungs stopped some and kept some
+    for n, run in runs.items():
+        if n in expected_last:
+            assert run.data.tags["ovatune.outcome"] == "stopped" and run.info.status == "KILLED", n
+            assert run.data.tags["ovatune.stop_reason"] == "stopped early by the scheduler"
+            assert len(curves[n]) == expected_last[n], n  # nothing trained (or logged) after its stop
+        else:
+            assert run.data.tags["ovatune.outcome"] == "completed" and len(curves[n]) == 12, n
+    # a stopped member costs nothing more: the pack trained only the members still live
+    (result_file,) = (home / "ray_results" / "asha").glob("*/result.json")
+    training = [sum(not m.get("ended") for m in json.loads(json.loads(line)[PACK_KEY]).values())
+                for line in result_file.read_text().splitlines()]  # fmt: skip
+    assert training == [sum(expected_last.get(n, 13) >= epoch for n in runs) for epoch in range(1, 13)]

@@ -5,22 +5,27 @@ hyperparameters, ``loss`` and ``trial_number``). Every epoch the pack reports on
 ``PACK_KEY`` holds, per member (by trial number), exactly the result that member's trial would have
 reported alone (``trainables.train.train_loop``): metrics, ``diverged`` and ``stop_reason``, the
 data it trained on with its first result, the history a resume replays. A member that has ended
-(diverged) keeps its final result there, marked ``ended``; the driver (``tuning.packs``) turns each
-member's results into that trial's MLflow run, searcher report and promotion candidate.
+(diverged, or stopped by the scheduler: ``trainables.pack_stops``) leaves the pack and keeps its
+final result there, marked ``ended``; the driver (``tuning.packs``) turns each member's results
+into that trial's MLflow run, searcher report and promotion candidate.
 
-A pack's checkpoint holds one ordinary trial checkpoint per member still training
-(``member-<trial number>/``, each with its SHA-256 file) and ``pack.json`` (the epoch, and the
-final result of each member that has ended). A resumed pack starts every member from the newest
-of its checkpoints in which all of them are intact, so they go on in step.
+A pack's checkpoint holds one ordinary trial checkpoint per member (``member-<trial number>/``,
+each with its SHA-256 file): its newest, which for a member the scheduler stopped is the one it
+had then, as a trial stopped alone keeps its last; a diverged member has none. ``pack.json`` holds
+the epoch and the final result of each member that has ended. A resumed pack starts every member
+still training from the newest of its checkpoints in which all of them are intact, so they go on
+in step.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +50,28 @@ def member_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def train_pack_loop(
-    config: dict[str, Any], ray_api: Any, checkpoint: Any, device: torch.device, placement: dict[str, str]
+    config: dict[str, Any],
+    ray_api: Any,
+    checkpoint: Any,
+    device: torch.device,
+    placement: dict[str, str],
+    stopped: Callable[[], set[int]] | None = None,
 ) -> None:
     """Train the pack ``config`` describes from ``checkpoint`` (or from scratch), reporting every epoch
-    (arguments as ``trainables.train.train_loop``'s; a pack trains in one process)."""
+    (arguments as ``trainables.train.train_loop``'s; a pack trains in one process).
+
+    Args:
+        stopped: asked after each report: the trial numbers of the members the scheduler has stopped
+            (``trainables.pack_stops``); None: the scheduler stops no member.
+    """
+    saved = Path(tempfile.mkdtemp(prefix="ovatune-pack-"))  # the next checkpoint: each member's newest
+    try:
+        _train_pack(config, ray_api, checkpoint, device, placement, stopped or set, saved)
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
+
+
+def _train_pack(config, ray_api, checkpoint, device, placement, stopped, saved: Path) -> None:
     members = member_configs(config)
     first = members[0]
     torch.set_num_threads(int(setting(first, "threads")))
@@ -64,6 +87,11 @@ def train_pack_loop(
     histories: dict[int, list[dict[str, float]]] = {n: [] for n in numbers}
     if checkpoint is not None:
         start_epoch, ended, states, checkpoint, problems = resume_pack(checkpoint, ray_api.Checkpoint, numbers, device)
+        if checkpoint is not None:  # the members that ended keep the checkpoints they had
+            with checkpoint.as_directory() as directory:
+                for number in ended:
+                    if (Path(directory) / member_dir(number)).is_dir():
+                        shutil.copytree(Path(directory) / member_dir(number), saved / member_dir(number))
         if problems:
             resumed = f"resuming from epoch {start_epoch}" if states else "training again from scratch"
             once["checkpoint_fallback"] = "; ".join(problems) + f"; {resumed}"
@@ -126,20 +154,32 @@ def train_pack_loop(
             ray_api.report(report)
             return
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-            with tempfile.TemporaryDirectory() as directory:
-                for k, metrics in trained:
-                    folder = Path(directory) / member_dir(numbers_in_pack[k])
-                    folder.mkdir()
-                    model, optimizer = pack.member(k)  # an ordinary classifier and torch.optim optimizer
-                    save_checkpoint(folder, model, optimizer, epoch + 1, members[training[k]], data, metrics,
-                                    histories[numbers_in_pack[k]])  # fmt: skip
-                (Path(directory) / PACK_STATE).write_text(json.dumps({"epoch": epoch + 1, "ended": ended}))
-                ray_api.report(report, checkpoint=ray_api.Checkpoint.from_directory(directory))
+            for number, metrics in ended.items():
+                if metrics.get("diverged"):  # a diverged member has no checkpoint (a lone one keeps none)
+                    shutil.rmtree(saved / member_dir(number), ignore_errors=True)
+            for k, metrics in trained:
+                folder = saved / member_dir(numbers_in_pack[k])
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                model, optimizer = pack.member(k)  # an ordinary classifier and torch.optim optimizer
+                save_checkpoint(folder, model, optimizer, epoch + 1, members[training[k]], data, metrics,
+                                histories[numbers_in_pack[k]])  # fmt: skip
+            (saved / PACK_STATE).write_text(json.dumps({"epoch": epoch + 1, "ended": ended}))
+            ray_api.report(report, checkpoint=ray_api.Checkpoint.from_directory(saved))  # copied to storage
         else:
             ray_api.report(report)
+        # The scheduler has decided on this epoch's results before report returns: its stopped
+        # members end here, with this epoch's result as their last (a lone trial's last is its stop's).
+        stops = stopped()
+        for k, metrics in trained:
+            if numbers_in_pack[k] in stops:
+                ended[numbers_in_pack[k]] = metrics
+        trained = [(k, metrics) for k, metrics in trained if numbers_in_pack[k] not in stops]
+        if not trained:  # every member has ended: the pack ends (the scheduler stops it too)
+            return
         once, replay = {}, {}
         results = {n: {**result, "ended": 1} for n, result in ended.items()}  # their final results stay
-        if len(trained) < len(pack):  # the diverged leave the pack: they cost nothing more
+        if len(trained) < len(pack):  # the diverged and the stopped leave the pack: they cost nothing more
             pack.keep([k for k, _ in trained])
             training = [training[k] for k, _ in trained]
             numbers_in_pack = [numbers[k] for k in training]

@@ -93,9 +93,12 @@ def train_classifier(config: dict[str, Any]) -> None:
     # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs: a trial given none sees none.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if PACK_KEY in config:  # K trials trained as one vectorised model (trainables.pack_trial)
+        from trainables.pack_stops import stopped_members
         from trainables.pack_trial import train_pack_loop
 
-        return train_pack_loop(config, tune, tune.get_checkpoint(), device, ray_placement())
+        context = tune.get_context()
+        stopped = stopped_members(context.get_experiment_name(), context.get_trial_id())
+        return train_pack_loop(config, tune, tune.get_checkpoint(), device, ray_placement(), stopped)
     train_loop(config, tune, tune.get_checkpoint(), device, ray_placement())
 
 

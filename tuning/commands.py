@@ -114,8 +114,11 @@ def sweep(space, settings, args) -> int:
     mark("parent runs closed")
     failed = sum(1 for r in outcome.results if r.error is not None)
     diverged = sum(1 for r in outcome.results if r.error is None and r.metrics.get("diverged"))
+    stopped = sum(1 for r in outcome.results if r.error is None and not r.metrics.get("diverged")
+                  and int(r.metrics.get("epoch", 0)) < int((r.config or {}).get("epochs", 0)))  # fmt: skip
+    early = f"{stopped} stopped early by the scheduler, " if stopped else ""
     print(f"\nsweep {outcome.name}: {len(outcome.results)} trials in {time.time() - started:.0f} s "
-          f"({diverged} diverged, {failed} failed)")  # fmt: skip
+          f"({early}{diverged} diverged, {failed} failed)")  # fmt: skip
     for loss in outcome.losses:
         p = promotions.get(loss)
         if p is None:

@@ -61,7 +61,7 @@ class MemberTrial:
 
     @property
     def ended(self) -> bool:
-        """Whether this member stopped before its pack (diverged)."""
+        """Whether this member ended before its pack (diverged, or stopped by the scheduler)."""
         return bool(self.last_result.get("ended"))
 
     @property
@@ -94,7 +94,8 @@ def member_checkpoint(checkpoint: Checkpoint | None, number: int) -> Checkpoint 
 
 def trial_results(results: Iterable[Result] | None) -> list[Result]:
     """A job's Tune results, each pack's replaced by one result per member: its own metrics (its last
-    result, with ``config``), its own checkpoint, the pack's error and path."""
+    result, with ``config``), its own checkpoint (the one it had when the scheduler stopped it; none
+    when it diverged), the pack's error unless it had ended before, the pack's path."""
     expanded = []
     for result in results or []:
         config = result.config or {}
@@ -105,8 +106,8 @@ def trial_results(results: Iterable[Result] | None) -> list[Result]:
         for member in config[PACK_KEY]:
             number = int(member["trial_number"])
             metrics = {**last.get(number, {}), "config": member_config(config, member)}
-            ended = bool(last.get(number, {}).get("ended"))  # diverged before its pack ended (or failed)
-            checkpoint = None if ended else member_checkpoint(result.checkpoint, number)
-            error = None if ended else result.error
+            own = last.get(number, {})
+            checkpoint = None if own.get("diverged") else member_checkpoint(result.checkpoint, number)
+            error = None if own.get("ended") else result.error  # it ended before its pack (failed, say)
             expanded.append(Result(metrics=metrics, checkpoint=checkpoint, error=error, path=result.path))
     return expanded

@@ -220,7 +220,8 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
                    help="train up to K trials of a loss together in one worker, as one vectorised model: each "
                    "is still its own trial (its run, checkpoint, number in the seeded sequence); pays where a "
                    "step is mostly overhead, as for the small MLPs (default: the space's, 1 = one trial per "
-                   "worker; not with --scheduler asha or --workers-per-trial)")  # fmt: skip
+                   "worker; with --scheduler asha each member is stopped on its own; not with "
+                   "--workers-per-trial)")  # fmt: skip
     from trainables.trial_metrics import SELECTION_METRICS
     from tuning.options import SAMPLERS, SCHEDULERS, described
 

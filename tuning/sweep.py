@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import ray
 from ray import tune
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search import Searcher
@@ -25,6 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
 from trainables.pack_format import PACK_KEY
+from trainables.pack_stops import member_stops
 from trainables.trial_config import check_overrides, upgraded
 from trainables.trial_metrics import get_selection_metric
 from tuning.engine import (
@@ -39,7 +41,7 @@ from tuning.engine import (
     start_job,
 )
 from tuning.options import SAMPLERS, SCHEDULERS
-from tuning.packs import member_results
+from tuning.packs import is_pack, member_results, members_of
 from tuning.settings import Settings
 from tuning.tracking import get_or_create_experiment, parent_runs
 
@@ -231,9 +233,9 @@ def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], N
     workers = request.workers_per_trial or int(space.resources.get("workers", 1))
     gpus = request.gpus_per_trial if request.gpus_per_trial is not None else float(space.resources.get("gpu", 0))
     fixed = {**space.fixed, **request.overrides}
-    pack = min(request.pack or default_pack(space, request.scheduler, workers, gpus, fixed), request.trials)
+    pack = min(request.pack or default_pack(space, workers, gpus, fixed), request.trials)
     if not request.resume:
-        _check_pack(pack, request.scheduler, workers, fixed)
+        _check_pack(pack, workers, fixed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per loss is noise
     client = MlflowClient(settings.tracking_uri)
     experiment_id = get_or_create_experiment(client, space.name, space.description, settings)
@@ -280,17 +282,17 @@ def run_sweep(request: SweepRequest, settings: Settings, prepare: Callable[[], N
     return start_job(job, plan, trainable, resources, slots, settings, request.verbose)
 
 
-def default_pack(space: SearchSpace, scheduler: str, workers: int, gpus: float, fixed: dict[str, Any]) -> int:
+def default_pack(space: SearchSpace, workers: int, gpus: float, fixed: dict[str, Any]) -> int:
     """The pack size of a sweep that does not ask (``--pack``): the space's measured ``pack_on_cpu``
-    for trials on CPUs; 1 for trials on GPUs (not measured there yet), with ASHA (which stops trials
-    one by one), for multi-worker trials and where ``fixed`` (the space's settings with ``--set``'s)
-    asks for micro-batches or ``torch.compile``, which packs do not do."""
-    if gpus > 0 or scheduler != "fifo" or workers > 1 or fixed.get("micro_batch_size") or fixed.get("compile"):
+    for trials on CPUs, with either scheduler (ASHA stops members one by one: ``PerLossASHA``); 1 for
+    trials on GPUs (not measured there yet), for multi-worker trials and where ``fixed`` (the space's
+    settings with ``--set``'s) asks for micro-batches or ``torch.compile``, which packs do not do."""
+    if gpus > 0 or workers > 1 or fixed.get("micro_batch_size") or fixed.get("compile"):
         return 1
     return space.pack_on_cpu
 
 
-def _check_pack(pack: int, scheduler: str, workers: int, fixed: dict[str, Any]) -> None:
+def _check_pack(pack: int, workers: int, fixed: dict[str, Any]) -> None:
     """Refuse, before Ray starts, packs this version cannot run.
 
     Raises:
@@ -298,9 +300,6 @@ def _check_pack(pack: int, scheduler: str, workers: int, fixed: dict[str, Any]) 
     """
     if pack == 1:
         return
-    if scheduler != "fifo":
-        raise ValueError(f"--pack {pack} trains its trials in step, and --scheduler {scheduler} would stop them "
-                         "one by one: use --pack 1 with it, or --scheduler fifo")  # fmt: skip
     if workers > 1:
         raise ValueError(f"--pack {pack} trains its trials in one worker: use --pack 1 with --workers-per-trial")
     for key in ("micro_batch_size", "compile"):
@@ -335,6 +334,11 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
     One ``ASHAScheduler`` per loss, created on first sight. A single ASHA over the whole sweep would
     stop every trial of a loss that merely learns more slowly early on (one-vs-all DM does),
     leaving that loss without a champion.
+
+    A pack's members (``tuning.packs``) are trials of their own here: ASHA sees each member's result
+    at its rungs and stops members one by one; the stopped are written to the sweep's
+    ``trainables.pack_stops`` actor, and the pack drops them. The pack itself stops when every
+    member still training is stopped.
     """
 
     def __init__(self, metric: str, mode: str, max_t: int):
@@ -342,6 +346,14 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
         self._settings = {"time_attr": "training_iteration", "metric": metric, "mode": mode, "max_t": max_t,
                           "grace_period": max(1, max_t // 10)}  # fmt: skip
         self._by_loss: dict[str, tune.schedulers.ASHAScheduler] = {}
+        self._stopped: set[str] = set()  # the members stopped so far (member trial ids), kept with the sweep
+        self._stops: dict[str, Any] = {}  # experiment name -> its pack_stops actor (made again after a restore)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stops": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"_stopped": set(), **state})  # a sweep saved before packs kept no members
 
     def _of(self, trial) -> tune.schedulers.ASHAScheduler:
         loss = upgraded(trial.config)["loss"]
@@ -352,17 +364,51 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # fixed at construction
 
+    def _stops_of(self, trial) -> Any:
+        """The pack_stops actor of ``trial``'s sweep, made before its packs start (on_trial_add)."""
+        experiment = trial.experiment_dir_name
+        if experiment not in self._stops:
+            self._stops[experiment] = member_stops(experiment)
+        return self._stops[experiment]
+
     def on_trial_add(self, tune_controller, trial) -> None:
-        self._of(trial).on_trial_add(tune_controller, trial)
+        if is_pack(trial.config):
+            self._stops_of(trial)
+        for member in members_of(trial):
+            self._of(member).on_trial_add(tune_controller, member)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        return self._of(trial).on_trial_result(tune_controller, trial, result)
+        if not is_pack(trial.config):
+            return self._of(trial).on_trial_result(tune_controller, trial, result)
+        own = member_results(result)
+        training = [m for m in members_of(trial) if m.number in own and not own[m.number].get("ended")]
+        stops = []
+        for member in training:
+            if member.trial_id not in self._stopped:
+                decision = self._of(member).on_trial_result(tune_controller, member, own[member.number])
+                if decision != self.STOP or own[member.number]["epoch"] >= member.config["epochs"]:
+                    continue  # at max_t ASHA says STOP to a trial that ends anyway
+                self._of(member).on_trial_complete(tune_controller, member, own[member.number])  # as Tune does
+                self._stopped.add(member.trial_id)
+            stops.append(member.number)  # again after a resume: the pack may have trained it past its stop
+        if training and len(stops) == len(training):
+            return self.STOP
+        if stops:  # before the pack's next epoch: its report returns when Tune asks for the next result
+            ray.get(self._stops_of(trial).stop.remote(trial.trial_id, stops))
+        return self.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        self._of(trial).on_trial_complete(tune_controller, trial, result)
+        if not is_pack(trial.config):
+            return self._of(trial).on_trial_complete(tune_controller, trial, result)
+        own = member_results(result)
+        for member in members_of(trial):
+            if member.trial_id not in self._stopped:
+                self._of(member).on_trial_complete(tune_controller, member, own.get(member.number, result))
 
     def on_trial_remove(self, tune_controller, trial) -> None:
-        self._of(trial).on_trial_remove(tune_controller, trial)
+        for member in members_of(trial):
+            if member.trial_id not in self._stopped:
+                self._of(member).on_trial_remove(tune_controller, member)
 
     def debug_string(self) -> str:
         return "per-loss ASHA: " + "; ".join(f"{loss}: {s.debug_string()}" for loss, s in self._by_loss.items())
