@@ -22,13 +22,21 @@ SGD = {**PACK, "loss": "softmax", "optimizer": "sgd"}
 EXPLODING = {"lr": 1e5, "trial_number": 3}
 
 
-def _train_pack(tmp_path, config=PACK, checkpoint=None, stops: dict[int, set[int]] | None = None) -> Reports:
-    """Train a pack; ``stops``: epoch -> the members the scheduler stops on that epoch's result."""
+def _train_pack(tmp_path, config=PACK, checkpoint=None, stops: dict[int, set[int]] | None = None,
+                before: dict[int, dict] | None = None) -> Reports:  # fmt: skip
+    """Train a pack. The scheduler stops, on each epoch in ``stops``, those members (with that epoch's
+    result), and had stopped ``before`` it started those of ``before`` (trial number -> result)."""
     reports = Reports(tmp_path)
-    stopped = (
-        (lambda: set().union(*(s for e, s in stops.items() if e <= reports.metrics[-1]["epoch"]))) if stops else None
-    )
-    train_pack_loop(config, reports, checkpoint, torch.device("cpu"), {"node_id": "n1", "gpu_ids": ""}, stopped)
+
+    def stopped() -> dict[int, dict]:
+        now = dict(before or {})
+        for report in reports.metrics:
+            for number in (stops or {}).get(report["epoch"], ()):
+                now.setdefault(number, members_of(report)[number])
+        return now
+
+    train_pack_loop(config, reports, checkpoint, torch.device("cpu"), {"node_id": "n1", "gpu_ids": ""},
+                    stopped if stops or before else None)  # fmt: skip
     return reports
 
 
@@ -127,6 +135,21 @@ def test_a_member_the_scheduler_stops_leaves_the_pack_and_keeps_the_checkpoint_i
     again = _train_pack(tmp_path / "again", checkpoint=packed.checkpoints[4])
     assert members_of(again.metrics[-1])[1]["ended"] == 1
     with again.checkpoints[4].as_directory() as directory:
+        assert load_classifier(f"{directory}/{member_dir(1)}")[1]["epoch"] == 2
+
+
+def test_a_pack_started_again_ends_a_member_stopped_after_its_checkpoint_with_the_stops_result(tmp_path):
+    packed = _train_pack(tmp_path / "pack", stops={3: {1}})
+    stop = members_of(packed.metrics[2])[1]  # the result the scheduler stopped it on (epoch 3)
+    # a node lost after the stop: the pack starts again from its epoch-2 checkpoint, where member 1 trained
+    resumed = _train_pack(tmp_path / "resumed", checkpoint=packed.checkpoints[2], before={1: stop})
+    assert [r["epoch"] for r in resumed.metrics] == [3, 4]
+    for report in resumed.metrics:  # not trained again: it ends with the result it was stopped on
+        mine = members_of(report)[1]
+        assert mine["ended"] == 1 and mine["epoch"] == 3 and mine["val_nll"] == stop["val_nll"]
+        assert "data_provenance" not in mine
+    assert members_of(resumed.metrics[-1])[0]["val_nll"] == members_of(packed.metrics[-1])[0]["val_nll"]
+    with resumed.checkpoints[4].as_directory() as directory:  # the checkpoint it had at its stop: epoch 2
         assert load_classifier(f"{directory}/{member_dir(1)}")[1]["epoch"] == 2
 
 

@@ -213,3 +213,38 @@ def test_asha_stops_a_packs_members_one_by_one_as_it_stops_trials(home):
     training = [sum(not m.get("ended") for m in json.loads(json.loads(line)[PACK_KEY]).values())
                 for line in result_file.read_text().splitlines()]  # fmt: skip
     assert training == [sum(expected_last.get(n, 13) >= epoch for n in runs) for epoch in range(1, 13)]
+
+
+@pytest.fixture
+def one_cpu_ray():
+    import ray
+
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def test_after_a_driver_restart_asha_reads_a_packs_stops_back_and_tells_the_pack(one_cpu_ray):
+    import pickle
+
+    from trainables.pack_stops import stopped_members
+    from tuning.sweep import PerLossASHA
+
+    # the scheduler as the restarted driver has it: unpickled from the sweep's start (tuner.pkl)
+    asha = pickle.loads(pickle.dumps(PerLossASHA("val_accuracy", "max", max_t=12)))
+    own = {"0": {"epoch": 5, "val_accuracy": 0.9, "diverged": 0},
+           "1": {"epoch": 4, "val_accuracy": 0.5, "diverged": 0, "ended": 1},  # stopped at its rung
+           "2": {"epoch": 2, "val_accuracy": float("nan"), "diverged": 1, "ended": 1}}  # fmt: skip
+    members = [{"trial_number": n, "lr": 0.1 * (n + 1)} for n in range(3)]
+    pack = SimpleNamespace(trial_id="p1", experiment_dir_name="restarted", status="PENDING", checkpoint=None,
+                           config={"loss": "softmax", "epochs": 12, PACK_KEY: members},
+                           last_result={"training_iteration": 5, PACK_KEY: json.dumps(own)})  # fmt: skip
+    asha.on_trial_add(None, pack)  # Tune adds the restored pack again
+    # the pack, started again from an older checkpoint, is told before its first epoch (the diverged
+    # member ended on its own, and pack.json says so)
+    assert stopped_members("restarted", "p1")() == {1: {**own["1"]}}
+    again = {"training_iteration": 5, PACK_KEY: json.dumps({"0": {"epoch": 5, "val_accuracy": 0.9, "diverged": 0},
+                                                             "1": {"epoch": 5, "val_accuracy": 0.6, "diverged": 0}})}  # fmt: skip
+    assert asha.on_trial_result(None, pack, again) == "CONTINUE"  # member 0 goes on; 1 is stopped again
+    assert set(stopped_members("restarted", "p1")()) == {1}
+    assert stopped_members("another-sweep", "p1") is None  # a sweep whose scheduler stops no member

@@ -55,20 +55,25 @@ def train_pack_loop(
     checkpoint: Any,
     device: torch.device,
     placement: dict[str, str],
-    stopped: Callable[[], set[int]] | None = None,
+    stopped: Callable[[], dict[int, dict[str, Any]]] | None = None,
 ) -> None:
     """Train the pack ``config`` describes from ``checkpoint`` (or from scratch), reporting every epoch
     (arguments as ``trainables.train.train_loop``'s; a pack trains in one process).
 
     Args:
-        stopped: asked after each report: the trial numbers of the members the scheduler has stopped
-            (``trainables.pack_stops``); None: the scheduler stops no member.
+        stopped: asked before the first epoch and after each report: the members the scheduler has
+            stopped, each with the result it was stopped on (trial number -> result;
+            ``trainables.pack_stops``); None: the scheduler stops no member.
     """
     saved = Path(tempfile.mkdtemp(prefix="ovatune-pack-"))  # the next checkpoint: each member's newest
     try:
-        _train_pack(config, ray_api, checkpoint, device, placement, stopped or set, saved)
+        _train_pack(config, ray_api, checkpoint, device, placement, stopped or dict, saved)
     finally:
         shutil.rmtree(saved, ignore_errors=True)
+
+
+# What a member's result carries once (its first result, a resume's first): not part of its final result.
+_ONCE = ("data_provenance", "checkpoint_fallback", REPLAY_KEY)
 
 
 def _train_pack(config, ray_api, checkpoint, device, placement, stopped, saved: Path) -> None:
@@ -87,16 +92,25 @@ def _train_pack(config, ray_api, checkpoint, device, placement, stopped, saved: 
     histories: dict[int, list[dict[str, float]]] = {n: [] for n in numbers}
     if checkpoint is not None:
         start_epoch, ended, states, checkpoint, problems = resume_pack(checkpoint, ray_api.Checkpoint, numbers, device)
-        if checkpoint is not None:  # the members that ended keep the checkpoints they had
+        if checkpoint is not None:  # each member's checkpoint as it was: a member stopped later keeps it
             with checkpoint.as_directory() as directory:
-                for number in ended:
+                for number in numbers:
                     if (Path(directory) / member_dir(number)).is_dir():
                         shutil.copytree(Path(directory) / member_dir(number), saved / member_dir(number))
         if problems:
             resumed = f"resuming from epoch {start_epoch}" if states else "training again from scratch"
             once["checkpoint_fallback"] = "; ".join(problems) + f"; {resumed}"
             print(f"ovatune: warning: {once['checkpoint_fallback']}", file=sys.stderr, flush=True)
+    # Stopped by the scheduler after this checkpoint (a lost node, a restarted driver): they end
+    # with the result they were stopped on, and keep the checkpoint they had then.
+    for number, result in stopped().items():
+        if number in numbers and number not in ended:
+            ended[number] = {k: v for k, v in result.items() if k not in _ONCE}
     training = [k for k, n in enumerate(numbers) if n not in ended]
+    if not training:  # every member has ended: nothing to train
+        ray_api.report({"epoch": start_epoch, **best_of([]),
+                        PACK_KEY: json.dumps({n: {**r, "ended": 1} for n, r in ended.items()})})  # fmt: skip
+        return
     models, optimizer_states = [], []
     for k in training:
         torch.manual_seed(int(members[k]["seed"]))
@@ -170,7 +184,7 @@ def _train_pack(config, ray_api, checkpoint, device, placement, stopped, saved: 
             ray_api.report(report)
         # The scheduler has decided on this epoch's results before report returns: its stopped
         # members end here, with this epoch's result as their last (a lone trial's last is its stop's).
-        stops = stopped()
+        stops = stopped()  # the members stopped on this epoch's results (and before)
         for k, metrics in trained:
             if numbers_in_pack[k] in stops:
                 ended[numbers_in_pack[k]] = metrics

@@ -34,11 +34,13 @@ def member_config(config: dict[str, Any], member: dict[str, Any]) -> dict[str, A
     return {**{k: v for k, v in config.items() if k != PACK_KEY}, **member}
 
 
-def member_results(result: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
-    """Each member's result in a pack's ``result`` (trial number -> result; empty before the first)."""
+def member_results(result: dict[str, Any] | None, with_shared: bool = True) -> dict[int, dict[str, Any]]:
+    """Each member's result in a pack's ``result`` (trial number -> result; empty before the first),
+    with the pack's bookkeeping (``training_iteration``, ...) or (``with_shared`` False) as the member
+    reported it."""
     if not result or not result.get(PACK_KEY):
         return {}
-    shared = {key: result[key] for key in _SHARED if key in result}
+    shared = {key: result[key] for key in _SHARED if key in result} if with_shared else {}
     return {int(number): {**shared, **member} for number, member in json.loads(result[PACK_KEY]).items()}
 
 

@@ -336,9 +336,10 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
     leaving that loss without a champion.
 
     A pack's members (``tuning.packs``) are trials of their own here: ASHA sees each member's result
-    at its rungs and stops members one by one; the stopped are written to the sweep's
-    ``trainables.pack_stops`` actor, and the pack drops them. The pack itself stops when every
-    member still training is stopped.
+    at its rungs and stops members one by one; each stop, with the result it was made on, is written
+    to the sweep's ``trainables.pack_stops`` actor, and the pack drops the member. The pack itself
+    stops when every member still training is stopped. After a restart of the driver the stops are
+    read back from each pack's last result (its members marked ended there, not diverged).
     """
 
     def __init__(self, metric: str, mode: str, max_t: int):
@@ -346,14 +347,14 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
         self._settings = {"time_attr": "training_iteration", "metric": metric, "mode": mode, "max_t": max_t,
                           "grace_period": max(1, max_t // 10)}  # fmt: skip
         self._by_loss: dict[str, tune.schedulers.ASHAScheduler] = {}
-        self._stopped: set[str] = set()  # the members stopped so far (member trial ids), kept with the sweep
-        self._stops: dict[str, Any] = {}  # experiment name -> its pack_stops actor (made again after a restore)
+        self._stopped: dict[str, dict[str, Any]] = {}  # member trial id -> the member's result it was stopped on
+        self._stops: dict[str, Any] = {}  # experiment name -> its pack_stops actor
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_stops": {}}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"_stopped": set(), **state})  # a sweep saved before packs kept no members
+        self.__dict__.update({"_stopped": {}, **state})  # pickled by a sweep before packs: no stops
 
     def _of(self, trial) -> tune.schedulers.ASHAScheduler:
         loss = upgraded(trial.config)["loss"]
@@ -364,23 +365,31 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # fixed at construction
 
-    def _stops_of(self, trial) -> Any:
-        """The pack_stops actor of ``trial``'s sweep, made before its packs start (on_trial_add)."""
+    def _tell_pack(self, trial, members: list) -> None:
+        """Write the stops of ``members`` of pack ``trial`` to its sweep's actor (made on first use),
+        before the pack's next epoch: its report returns only when Tune asks for its next result."""
         experiment = trial.experiment_dir_name
         if experiment not in self._stops:
             self._stops[experiment] = member_stops(experiment)
-        return self._stops[experiment]
+        stops = {m.number: self._stopped[m.trial_id] for m in members}
+        ray.get(self._stops[experiment].stop.remote(trial.trial_id, stops))
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        if is_pack(trial.config):
-            self._stops_of(trial)
+        if not is_pack(trial.config):
+            return self._of(trial).on_trial_add(tune_controller, trial)
+        own = member_results(trial.last_result, with_shared=False)  # a restored pack's: who had ended
         for member in members_of(trial):
-            self._of(member).on_trial_add(tune_controller, member)
+            mine = own.get(member.number, {})
+            if mine.get("ended") and not mine.get("diverged"):  # stopped before the driver restarted
+                self._stopped[member.trial_id] = mine
+            if member.trial_id not in self._stopped:
+                self._of(member).on_trial_add(tune_controller, member)
+        self._tell_pack(trial, [m for m in members_of(trial) if m.trial_id in self._stopped])  # makes the actor
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if not is_pack(trial.config):
             return self._of(trial).on_trial_result(tune_controller, trial, result)
-        own = member_results(result)
+        own, raw = member_results(result), member_results(result, with_shared=False)
         training = [m for m in members_of(trial) if m.number in own and not own[m.number].get("ended")]
         stops = []
         for member in training:
@@ -389,12 +398,12 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
                 if decision != self.STOP or own[member.number]["epoch"] >= member.config["epochs"]:
                     continue  # at max_t ASHA says STOP to a trial that ends anyway
                 self._of(member).on_trial_complete(tune_controller, member, own[member.number])  # as Tune does
-                self._stopped.add(member.trial_id)
-            stops.append(member.number)  # again after a resume: the pack may have trained it past its stop
+                self._stopped[member.trial_id] = raw[member.number]
+            stops.append(member)  # or again: its pack started again before it saw the stop
         if training and len(stops) == len(training):
             return self.STOP
-        if stops:  # before the pack's next epoch: its report returns when Tune asks for the next result
-            ray.get(self._stops_of(trial).stop.remote(trial.trial_id, stops))
+        if stops:
+            self._tell_pack(trial, stops)
         return self.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
@@ -402,8 +411,12 @@ class PerLossASHA(tune.schedulers.FIFOScheduler):
             return self._of(trial).on_trial_complete(tune_controller, trial, result)
         own = member_results(result)
         for member in members_of(trial):
-            if member.trial_id not in self._stopped:
-                self._of(member).on_trial_complete(tune_controller, member, own.get(member.number, result))
+            if member.trial_id in self._stopped:
+                continue  # completed when it was stopped
+            if member.number in own and not own[member.number].get("ended"):
+                self._of(member).on_trial_complete(tune_controller, member, own[member.number])
+            else:  # diverged before its pack ended (ASHA saw its last finite result), or never reported
+                self._of(member).on_trial_remove(tune_controller, member)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         for member in members_of(trial):
