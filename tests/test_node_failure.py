@@ -7,6 +7,7 @@ and two worker nodes as separate raylets); the sweep's storage is a directory al
 """
 
 import json
+import re
 import threading
 import time
 
@@ -32,7 +33,7 @@ def _rows(path) -> list[dict]:
 
 
 @pytest.mark.parametrize("pack", [1, 2])  # two trials, one per node; or both as one pack
-def test_a_trial_survives_the_death_of_its_node(home, pack):
+def test_a_trial_survives_the_death_of_its_node(home, pack, capfd):
     import psutil
     import ray
     from ray.cluster_utils import Cluster
@@ -95,6 +96,13 @@ def test_a_trial_survives_the_death_of_its_node(home, pack):
             restored += [r["epoch"] for r in rows[1:] if r["iterations_since_restore"] == 1]
         assert len(restored) == 1, restored  # the trial on the dead node, once; the other ran through
         assert (restored[0] - 1) % CHECKPOINT_EVERY == 0 and restored[0] > 1  # right after a checkpoint
+        # what the user read: one line, not Ray's traceback of the lost actor nor its worker's restore notice
+        out, err = capfd.readouterr()
+        lost = "softmax-trial-000, softmax-trial-001" if pack == 2 else "softmax-trial-00[01]"
+        assert re.search(f"ovatune: {lost} lost its node; it goes on from its last checkpoint on another node "
+                         r"\(failure 1 of the 2 it may have\)", out), out  # fmt: skip
+        for ray_report in ("Trial task failed", "ActorDiedError", "Restored on"):  # (this process's other
+            assert ray_report not in out + err, out + err  # tests may leave logging errors of their own)
     finally:
         if thread.is_alive():
             thread.join(timeout=60)

@@ -45,6 +45,12 @@ from trainables.system_metrics import SystemMeter
 from trainables.trial_config import setting, upgraded
 from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
 
+# Ray Tune logs "Restored on <ip> from checkpoint: Checkpoint(...)" at INFO in a trial's process when
+# it starts the trial again (its node was lost, say), before the trainable runs: the driver says so
+# in one line instead (tuning.progress.TrialRetries). --verbose keeps it.
+if not verbose():
+    logging.getLogger("ray.tune.trainable.trainable").setLevel(logging.WARNING)
+
 # Datasets cached per worker process: with reuse_actors=True one process runs many trials.
 _DATASETS: dict[tuple, Dataset] = {}
 _PROVENANCE: dict[tuple, str] = {}

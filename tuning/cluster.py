@@ -118,6 +118,26 @@ def _not_token_notice(record: logging.LogRecord) -> bool:
     return "Token authentication is enabled" not in record.getMessage()
 
 
+def lost_node(error: object) -> bool:
+    """Whether a trial's ``error`` (the exception, or the text Tune keeps of it) is the loss of the node
+    it ran on: Tune then starts the trial again elsewhere from its last checkpoint."""
+    from ray.exceptions import NodeDiedError
+
+    return isinstance(error, NodeDiedError) or "its node has died" in str(error)
+
+
+def _not_a_lost_node(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and record.exc_info[1] is not None and lost_node(record.exc_info[1]))
+
+
+def quiet_lost_nodes() -> None:
+    """Keep Ray Tune from logging a trial's lost node as an error with its traceback: the trial goes
+    on elsewhere, and ``tuning.progress.TrialRetries`` says so in one line (idempotent)."""
+    log = logging.getLogger("ray.tune.execution.tune_controller")
+    if _not_a_lost_node not in log.filters:
+        log.addFilter(_not_a_lost_node)
+
+
 def quiet_ray_notices() -> None:
     """Drop Ray's notices that are not problems (``--verbose`` keeps them)."""
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_token_notice)

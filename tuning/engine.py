@@ -40,7 +40,7 @@ from tuning.disk import DiskReserve, StorageFailure, storage_failure
 from tuning.interruption import Interruption
 from tuning.job_lock import lock_job
 from tuning.packs import trial_results
-from tuning.progress import SweepProgress
+from tuning.progress import SweepProgress, TrialRetries
 from tuning.resources import TrialResources, plan_trial_resources
 from tuning.settings import Settings
 from tuning.timeline import mark
@@ -321,7 +321,8 @@ def start_job(
             callbacks=[
                 MlflowTrialCallback(
                     settings.tracking_uri, job.experiment_id, job.name, job.parents, kind=job.kind.trial_kind
-                )
+                ),
+                *([TrialRetries(MAX_FAILURES)] if verbose < 2 else []),  # --verbose: Ray's own reports
             ],  # fmt: skip
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),

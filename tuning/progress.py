@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
-from ray.tune import ProgressReporter
+from ray.tune import Callback, ProgressReporter
 
 LOG_EVERY_S = 15.0
 WIDTH = 79  # an 80-column terminal, the cursor's cell left free
@@ -132,3 +133,57 @@ def _short(value: float) -> str:
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min"
+
+
+class TrialRetries(Callback):
+    """One line when Ray Tune starts a failed trial again from its last checkpoint (a lost node,
+    say), and when a trial has failed more often than it may: instead of Ray's traceback for a lost
+    node, which is not the trial's fault (``tuning.cluster.quiet_lost_nodes``).
+
+    ``ovatune: softmax-trial-004 lost its node; it goes on from its last checkpoint on another
+    (failure 1 of the 2 it may have)``
+    """
+
+    def __init__(self, max_failures: int):
+        self.max_failures = max_failures
+
+    def setup(self, **info) -> None:
+        from tuning.cluster import quiet_lost_nodes
+
+        quiet_lost_nodes()
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        what = "lost its node" if self._lost_node(trial) else "failed (Ray's report above)"
+        _note(f"ovatune: {_names(trial)} {what}; it goes on from its last checkpoint on another "
+              f"{'node' if 'node' in what else 'worker'} (failure {trial.num_failures} of the "
+              f"{self.max_failures} it may have)")  # fmt: skip
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        if self._lost_node(trial):  # Ray's own report of it was left out
+            _note(f"ovatune: {_names(trial)} lost its node once more than the {self.max_failures} times "
+                  f"it may, and failed; see {trial.local_path or trial.path}")  # fmt: skip
+
+    @staticmethod
+    def _lost_node(trial) -> bool:
+        """Whether the trial's last failure (the end of its local error file, which Tune writes
+        before it tells the callbacks; the copy in storage follows later) was a lost node."""
+        from tuning.cluster import lost_node
+
+        try:
+            return lost_node(Path(trial.error_file).read_text().rsplit("Failure # ", 1)[-1])
+        except (OSError, TypeError):  # no error file: say nothing more than Ray did
+            return False
+
+
+def _names(trial) -> str:
+    """A Tune trial's MLflow run names: ``softmax-trial-004``, or each member of a pack."""
+    from trainables.trial_config import upgraded
+    from tuning.packs import members_of
+
+    return ", ".join(f"{upgraded(m.config).get('loss', '?')}-trial-{int(m.config.get('trial_number', 0)):03d}"
+                     for m in members_of(trial))  # fmt: skip
+
+
+def _note(text: str) -> None:
+    """A line of its own under the progress line (which a terminal shows unfinished)."""
+    print(("\n" if sys.stdout.isatty() else "") + text, flush=True)
