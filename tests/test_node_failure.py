@@ -33,7 +33,7 @@ def _rows(path) -> list[dict]:
 
 
 @pytest.mark.parametrize("pack", [1, 2])  # two trials, one per node; or both as one pack
-def test_a_trial_survives_the_death_of_its_node(home, pack, capfd):
+def test_a_trial_survives_the_death_of_its_node(home, pack, capfd, monkeypatch):
     import psutil
     import ray
     from ray.cluster_utils import Cluster
@@ -41,6 +41,7 @@ def test_a_trial_survives_the_death_of_its_node(home, pack, capfd):
     from tuning.settings import resolve_settings
     from tuning.sweep import PerLossSearch, SweepRequest, run_sweep
 
+    monkeypatch.delenv("OVATUNE_VERBOSE", raising=False)  # an earlier in-process command's --verbose
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()

@@ -12,7 +12,6 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuning.engine import KEEP_CHECKPOINTS
 from tuning.replicates import GivenConfigs, replicate_points, replicate_seed, selected_by_metric
 
 from launch import run_ovatune, sigterm_at_mark, start_ovatune
@@ -128,12 +127,11 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
         champion = trials[run.data.tags["ovatune.loss"]].data.params
         for key in ("lr", "adam_beta1", "adam_eps", "data_seed", "epochs"):  # the champion's configuration
             assert run.data.params[key] == champion[key], (run.info.run_name, key)
-    # a replicate keeps as many checkpoints as a sweep's trial (tuning.engine.KEEP_CHECKPOINTS; it was 2)
-    # (at least: a checkpoint written after the killed driver's last save of the experiment is not rotated;
-    # a replicate handed out again trains in a new folder, and the killed one's folder stays behind)
+    # a finished replicate keeps only its newest checkpoint, as a sweep's trial (tuning.retention)
     for run in replicates:
         (folder,) = (home / "ray_results" / "reps").glob(f"train_classifier_{run.data.tags['ovatune.ray_trial_id']}_*")
-        assert len(list(folder.glob("checkpoint_*"))) >= KEEP_CHECKPOINTS, folder
+        (kept,) = folder.glob("checkpoint_*")
+        assert json.loads((kept / "meta.json").read_text())["epoch"] == EPOCHS, kept
     parents = _runs(client, "replicates")
     assert {p.data.params["metric"] for p in parents} == {"val_accuracy"}  # what the champions were selected by
     assert sorted(p.info.run_name for p in parents) == sorted(f"{loss} replicates · {trials[loss].data.tags['ovatune.sweep']}"

@@ -42,12 +42,12 @@ from tuning.job_lock import lock_job
 from tuning.packs import trial_results
 from tuning.progress import SweepProgress, TrialRetries
 from tuning.resources import TrialResources, plan_trial_resources
+from tuning.retention import KEEP_CHECKPOINTS, keep_newest_of_finished
 from tuning.settings import Settings
 from tuning.timeline import mark
 from tuning.tracking import TAG_LOSS, find_runs, mark_interrupted, parent_runs
 from tuning.trial_runs import MlflowTrialCallback
 
-KEEP_CHECKPOINTS = 3  # per trial: the newest, and older ones to fall back on past a corrupted one
 MAX_FAILURES = 2  # per trial: a lost node's trial resumes elsewhere from its checkpoint
 
 
@@ -372,7 +372,9 @@ def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutc
     try:
         with Interruption(reserve) as interruption:
             try:
-                results = trial_results(tuner.fit())  # a pack's members as results of their own (tuning.packs)
+                grid = tuner.fit()  # Tune has saved the job's state: older checkpoints of finished trials can go
+                keep_newest_of_finished(grid)
+                results = trial_results(grid)  # a pack's members as results of their own (tuning.packs)
             except KeyboardInterrupt:  # the second signal: stopped at once
                 results = None
             except Exception as error:  # Tune's own writes (its state, a trial's error file) on a full disk

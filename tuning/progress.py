@@ -161,7 +161,7 @@ class TrialRetries(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         if self._lost_node(trial):  # Ray's own report of it was left out
             _note(f"ovatune: {_names(trial)} lost its node once more than the {self.max_failures} times "
-                  f"it may, and failed; see {trial.local_path or trial.path}")  # fmt: skip
+                  f"it may, and failed; see {trial.path}")  # fmt: skip
 
     @staticmethod
     def _lost_node(trial) -> bool:

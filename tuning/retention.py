@@ -1,0 +1,50 @@
+"""How many checkpoints a job keeps: bounded storage at paper scale.
+
+A running trial keeps its newest checkpoint and the one before (``KEEP_CHECKPOINTS``, Ray Tune's
+``num_to_keep``: Tune never deletes the newest). The one before is what a resume falls back on when
+the newest is corrupted (``trainables.checkpoint.newest_intact``). Nothing in ovatune reads a trial's
+"best" checkpoint: promotion, evaluation and replicates take a trial's last epoch.
+
+A trial that has finished keeps only its newest checkpoint (:func:`keep_newest_of_finished`): what
+promotion registers and what a resume reads back for a run closed too late; a finished trial is
+never trained again. They are deleted once the job's ``Tuner.fit`` has returned, not as each trial
+ends: Tune saves its state every few seconds, and a driver killed in between resumes from a state
+that may still name the older checkpoint as the trial's newest. ``benchmarks/checkpoint_disk.py``
+measures what a sweep keeps.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+KEEP_CHECKPOINTS = 2  # per running trial: the newest, and the one a resume falls back on past a corrupted newest
+
+
+def keep_newest_of_finished(results: Iterable) -> None:
+    """Delete, for each finished trial among a fit's Ray Tune ``results``, its checkpoints but the
+    newest. A deletion that fails is a warning: the job's results stand."""
+    for result in results:
+        if result.error is not None or not (result.metrics or {}).get("done") or result.checkpoint is None:
+            continue  # failed, or stopped by a signal (a resume trains it on), or never checkpointed
+        try:
+            delete_older_checkpoints(result.checkpoint)
+        except OSError as error:
+            print(f"ovatune: warning: older checkpoints beside {result.checkpoint.path} were kept: {error}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+
+def delete_older_checkpoints(newest) -> list[str]:
+    """Delete the ``checkpoint_*`` folders beside Ray ``Checkpoint`` ``newest`` other than it; their paths."""
+    from pyarrow.fs import FileSelector, FileType
+
+    filesystem, path = newest.filesystem, newest.path.rstrip("/")
+    folder, _, name = path.rpartition("/")
+    older = [
+        info.path
+        for info in filesystem.get_file_info(FileSelector(folder))
+        if info.type == FileType.Directory and info.base_name.startswith("checkpoint_") and info.base_name != name
+    ]
+    for checkpoint in older:
+        filesystem.delete_dir(checkpoint)
+    return older
