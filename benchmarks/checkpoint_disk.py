@@ -3,8 +3,8 @@
 Writes one trial checkpoint's state file as ``trainables.checkpoint.save_checkpoint`` writes it
 (the model's weights and the optimizer's state after one step, so SGD's momentum buffers exist)
 for a space's model, and multiplies by what a sweep of that space keeps (``tuning.retention``):
-KEEP_CHECKPOINTS per running trial and one per finished trial, against the three per trial
-ovatune kept before.
+KEEP_CHECKPOINTS per running trial and one per finished trial, against three per trial finished
+or not, as ovatune kept before.
 
     PYTHONPATH=. python benchmarks/checkpoint_disk.py [--space cifar100]
 """

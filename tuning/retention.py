@@ -1,9 +1,11 @@
 """How many checkpoints a job keeps: bounded storage at paper scale.
 
-A running trial keeps its newest checkpoint and the one before (``KEEP_CHECKPOINTS``, Ray Tune's
-``num_to_keep``: Tune never deletes the newest). The one before is what a resume falls back on when
-the newest is corrupted (``trainables.checkpoint.newest_intact``). Nothing in ovatune reads a trial's
-"best" checkpoint: promotion, evaluation and replicates take a trial's last epoch.
+A running trial keeps its newest checkpoints (``KEEP_CHECKPOINTS``, Ray Tune's ``num_to_keep``:
+Tune never deletes the newest); the older ones are what a resume falls back on when the newest is
+corrupted (``trainables.checkpoint.newest_intact``). Nothing in ovatune reads a trial's "best"
+checkpoint: promotion, evaluation and replicates take a trial's last epoch. Why 3, not 2: with 2, a
+resumed trial once met Tune's own deletion of a checkpoint that its saved state still listed
+('Error handling checkpoint', a traceback in the clean-clone CI run of the replicates resume test).
 
 A trial that has finished keeps only its newest checkpoint (:func:`keep_newest_of_finished`): what
 promotion registers and what a resume reads back for a run closed too late; a finished trial is
@@ -18,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-KEEP_CHECKPOINTS = 2  # per running trial: the newest, and the one a resume falls back on past a corrupted newest
+KEEP_CHECKPOINTS = 3  # per running trial: the newest, and older ones a resume falls back on past a corrupted newest
 
 
 def keep_newest_of_finished(results: Iterable) -> None:
