@@ -32,44 +32,58 @@ def _rows(path) -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("pack", [1, 2])  # two trials, one per node; or both as one pack
-def test_a_trial_survives_the_death_of_its_node(home, pack, capfd, monkeypatch):
-    import psutil
+@pytest.fixture
+def two_worker_cluster():
+    """A real multi-node Ray: a head with no CPUs for trials and two worker raylets of 1 CPU each.
+    Yields (the cluster, its worker nodes); a test that replaces a node keeps the list current."""
     import ray
     from ray.cluster_utils import Cluster
 
-    from tuning.settings import resolve_settings
-    from tuning.sweep import PerLossSearch, SweepRequest, run_sweep
-
-    monkeypatch.delenv("OVATUNE_VERBOSE", raising=False)  # an earlier in-process command's --verbose
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
-    settings = resolve_settings(str(home))
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _sweep_in_background(request, settings) -> tuple[threading.Thread, dict, list]:
+    """``run_sweep`` in a thread: (the thread, {"sweep": its outcome}, [the error it raised])."""
+    from tuning.sweep import run_sweep
+
     outcome, failure = {}, []
 
     def sweep() -> None:
         try:
-            request = SweepRequest(get_space("digits"), ["softmax"], 2, address=cluster.address, cpus_per_trial=1,
-                                   name="nodes", verbose=0, pack=pack,
-                                   overrides={"epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY})  # fmt: skip
             outcome["sweep"] = run_sweep(request, settings)
-        except BaseException as error:  # surfaced by the assertions below
+        except BaseException as error:  # surfaced by the test's assertions
             failure.append(error)
 
     thread = threading.Thread(target=sweep)
     thread.start()
+    return thread, outcome, failure
+
+
+@pytest.mark.parametrize("pack", [1, 2])  # two trials, one per node; or both as one pack
+def test_a_trial_survives_the_death_of_its_node(home, two_worker_cluster, pack, capfd, monkeypatch):
+    from tuning.settings import resolve_settings
+    from tuning.sweep import PerLossSearch, SweepRequest
+
+    monkeypatch.delenv("OVATUNE_VERBOSE", raising=False)  # an earlier in-process command's --verbose
+    cluster, workers = two_worker_cluster
+    settings = resolve_settings(str(home))
+    request = SweepRequest(get_space("digits"), ["softmax"], 2, address=cluster.address, cpus_per_trial=1,
+                           name="nodes", verbose=0, pack=pack,
+                           overrides={"epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY})  # fmt: skip
+    thread, outcome, failure = _sweep_in_background(request, settings)
     try:
         deadline, victim = time.time() + 300, None
         while victim is None:  # once a trial has two checkpoints behind it, kill the node it runs on
             assert time.time() < deadline and thread.is_alive(), failure
             time.sleep(0.2)
             for path in (settings.ray_results / "nodes").glob("*/result.json"):
-                rows = _rows(path)
-                if len(rows) >= 2 * CHECKPOINT_EVERY + 2:
-                    # the trial's worker process (its pid is in every result) was started by its node's raylet
-                    raylet = psutil.Process(rows[-1]["pid"]).parent().pid
-                    victim = next(w for w in workers if w.all_processes["raylet"][0].process.pid == raylet)
+                if len(_rows(path)) >= 2 * CHECKPOINT_EVERY + 2:
+                    victim = _running_on(path, workers)
                     break
         cluster.remove_node(victim)
         thread.join(timeout=600)
@@ -107,8 +121,6 @@ def test_a_trial_survives_the_death_of_its_node(home, pack, capfd, monkeypatch):
     finally:
         if thread.is_alive():
             thread.join(timeout=60)
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def _running_on(path, workers) -> object | None:
@@ -131,38 +143,24 @@ def _restores(rows: list[dict]) -> list[tuple[int, int]]:
     ]
 
 
-def test_a_sweep_survives_repeated_node_kills(home):
+def test_a_sweep_survives_repeated_node_kills(home, two_worker_cluster):
     """Issue 33's chaos test: worker raylets killed at random moments and replaced, at least 3 times,
     under a sweep of 24 short trials; each trial as the single-kill test asserts, and promotion."""
     import random
 
-    import ray
-    from ray.cluster_utils import Cluster
-
     from tuning.promote import promote
     from tuning.settings import resolve_settings
-    from tuning.sweep import PerLossSearch, SweepRequest, run_sweep
+    from tuning.sweep import PerLossSearch, SweepRequest
 
     epochs, every, trials, kills_wanted = 40, 5, 12, 3
     space = get_space("digits")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
+    cluster, workers = two_worker_cluster
     settings = resolve_settings(str(home))
-    outcome, failure = {}, []
-
-    def sweep() -> None:
-        try:
-            request = SweepRequest(space, ["softmax", "ova"], trials, address=cluster.address, cpus_per_trial=1,
-                                   name="chaos", verbose=0, pack=1,
-                                   overrides={"epochs": epochs, "checkpoint_every": every})  # fmt: skip
-            outcome["sweep"] = run_sweep(request, settings)
-        except BaseException as error:  # surfaced by the assertions below
-            failure.append(error)
-
+    request = SweepRequest(space, ["softmax", "ova"], trials, address=cluster.address, cpus_per_trial=1,
+                           name="chaos", verbose=0, pack=1,
+                           overrides={"epochs": epochs, "checkpoint_every": every})  # fmt: skip
     chance, kills, started = random.Random(33), 0, time.time()
-    thread = threading.Thread(target=sweep)
-    thread.start()
+    thread, outcome, failure = _sweep_in_background(request, settings)
     try:
         # Kill the node under a trial that is past its first checkpoint and was never restored (so no
         # trial meets more than the two failures it may), after a random pause; then start another.
@@ -217,5 +215,3 @@ def test_a_sweep_survives_repeated_node_kills(home):
     finally:
         if thread.is_alive():
             thread.join(timeout=60)
-        ray.shutdown()
-        cluster.shutdown()
