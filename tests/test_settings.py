@@ -33,3 +33,27 @@ def test_credentials_in_an_http_uri_go_to_mlflows_variables_and_leave_the_uri(tm
     settings = resolve_settings(tmp_path, "http://carol:s3cret-7@127.0.0.1:5000")
     assert settings.tracking_uri == "http://127.0.0.1:5000" and "s3cret" not in settings.display_uri
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "carol" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret-7"
+
+
+def test_a_printed_command_says_how_to_give_the_uris_password_again(tmp_path, monkeypatch):
+    """The resume (or evaluate-again, export-the-rest) command ovatune prints has no password; when the
+    user gave one in --tracking-uri, the command ends with a shell comment saying how to give it
+    again, instead of dropping it silently (the command as printed would be refused)."""
+    import shlex
+
+    from search_spaces import get_space
+    from tuning.commands import _again
+    from tuning.engine import SWEEP, resume_command
+
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    given = resolve_settings(tmp_path, "http://carol:s3cret-7@127.0.0.1:5000")
+    for printed in (shlex.join(resume_command(SWEEP, get_space("digits"), "s1", given, None)) + given.credentials_note,
+                    _again(given, "evaluate", "digits")):  # fmt: skip
+        assert "s3cret" not in printed and "--tracking-uri http://127.0.0.1:5000" in printed
+        command, note = printed.split("  # ")
+        assert "as carol" in note and "MLFLOW_TRACKING_PASSWORD" in note and "~/.mlflow/credentials" in note
+        assert shlex.split(printed, comments=True) == shlex.split(command)  # a shell runs the command alone
+    # credentials from the environment or a credentials file are where they were: nothing to add
+    for plain in (resolve_settings(tmp_path, "http://127.0.0.1:5000"), resolve_settings(tmp_path)):
+        assert plain.credentials_note == "" and "#" not in _again(plain, "evaluate", "digits")

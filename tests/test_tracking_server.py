@@ -5,6 +5,7 @@ socket). The whole pipeline against a server on PostgreSQL, behind MLflow's basi
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import free_port, start_ovatune, stop_group
+from launch import free_port, run_ovatune, start_ovatune, stop_group, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +44,15 @@ def database():
         connection.close()
 
 
-def _start_server(backend: str, artifacts: Path, port: int, *options: str, env: dict[str, str] | None = None
+def _start_server(backend: str, artifacts: Path | str, port: int, *options: str, env: dict[str, str] | None = None
                   ) -> subprocess.Popen:  # fmt: skip
-    """``mlflow server`` on 127.0.0.1:``port`` (``options``: more of its flags, e.g. ``--app-name``; ``env``:
-    more environment, over one without MLflow's variables), returned once /health answers."""
+    """``mlflow server`` on 127.0.0.1:``port`` (``artifacts``: a folder, or a URI such as ``s3://bucket``;
+    ``options``: more of its flags, e.g. ``--app-name``; ``env``: more environment, over one without
+    MLflow's variables), returned once /health answers."""
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "server", *options, "--backend-store-uri", backend, "--artifacts-destination",
-         artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+         artifacts if isinstance(artifacts, str) else artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env={**clean_env, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 180
@@ -106,4 +108,88 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
+        stop_group(server, timeout=30)
+
+
+@pytest.fixture
+def s3_server() -> dict[str, str]:
+    """An S3-compatible server on 127.0.0.1 (moto's server mode) with one bucket, ``ovatune``: the
+    environment that reaches it (endpoint and a generated secret key), stopped by its PID afterwards."""
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    aws = {"AWS_ACCESS_KEY_ID": "ovatune-test", "AWS_SECRET_ACCESS_KEY": f"secret-{secrets.token_hex(12)}",
+           "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(aws["MLFLOW_S3_ENDPOINT_URL"], timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, 60, "moto_server to answer")
+        bucket = boto3.client("s3", endpoint_url=aws["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
+        bucket.create_bucket(Bucket="ovatune")
+        yield aws
+    finally:
+        stop_group(server, timeout=10)
+
+
+def _keys(aws: dict[str, str]) -> list[str]:
+    """Every object's key in the ``ovatune`` bucket."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=aws["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="ovatune")
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def test_models_checkpoints_and_reports_live_in_s3_compatible_storage(s3_server, tmp_path):
+    """A team server as docker/compose.yaml runs it: MLflow keeps artifacts in a bucket
+    (``--artifacts-destination s3://…``) and serves them to clients, so only the server holds the
+    bucket's keys. The whole pipeline writes through it (promotion's models with their checkpoints,
+    the evaluation's report, the model card) and reads back through it (evaluation loads each
+    champion, export downloads them)."""
+    aws = s3_server
+    port = free_port()
+    server = _start_server(f"sqlite:///{tmp_path / 'server.db'}", "s3://ovatune/mlflow", port, env=aws)
+    uri = f"http://127.0.0.1:{port}"
+    user_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    try:
+        ran = run_ovatune("run", "digits", "--smoke-test", "--losses", "softmax,ova", "--tracking-uri", uri,
+                          home=tmp_path / "home", env=user_env)  # fmt: skip
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        exported = run_ovatune("export", "digits", "--losses", "softmax,ova", "--tracking-uri", uri,
+                               "--out", str(tmp_path / "exports"), home=tmp_path / "home", env=user_env)  # fmt: skip
+        assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
+        assert len(list((tmp_path / "exports").rglob("manifest.json"))) == 2
+
+        keys = _keys(aws)
+        client = MlflowClient(uri)
+        for loss in ("softmax", "ova"):
+            champion = client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
+            # the model MLflow serves from the bucket: its files there, the checkpoint among them
+            served = client.get_model_version_download_uri(f"ovatune-digits-{loss}", champion.version)
+            assert served.startswith("mlflow-artifacts:"), served  # served by MLflow, not a path of the client's
+            stored = [k for k in keys if k.startswith("mlflow/" + served.split(":", 1)[1].strip("/") + "/")]
+            assert any(k.endswith("/MLmodel") for k in stored), (served, keys)
+            assert any(k.endswith("/bundle/weights.pt") for k in stored), stored  # the trained weights
+            assert any(k.endswith(f"/{champion.run_id}/artifacts/model_card.md") for k in keys), keys
+        evaluation = client.search_runs([client.get_experiment_by_name("digits").experiment_id],
+                                        "tags.`ovatune.kind` = 'evaluation'")  # fmt: skip
+        assert len(evaluation) == 1
+        assert any(k.endswith(f"/{evaluation[0].info.run_id}/artifacts/report.md") for k in keys), keys
+        # nothing on this machine's disk stands in for the bucket
+        assert not list(tmp_path.rglob("mlruns")) and not list((tmp_path / "home").rglob("MLmodel"))
+        # the bucket's key is the server's alone: never in what the user saw or the runs recorded
+        for run in client.search_runs([evaluation[0].info.experiment_id], max_results=100):
+            assert aws["AWS_SECRET_ACCESS_KEY"] not in str(run.data.params) + str(run.data.tags)
+        assert aws["AWS_SECRET_ACCESS_KEY"] not in ran.stdout + ran.stderr + exported.stdout + exported.stderr
+    finally:
         stop_group(server, timeout=30)

@@ -52,7 +52,7 @@ def credentials(user: str, password: str):
 def auth_server(database, tmp_path):  # noqa: F811 (database is the fixture imported above)
     """(uri, {user: password}) of a basic-auth MLflow server; ``admin`` is its administrator."""
     passwords = {
-        user: f"pw-{user}-{secrets.token_hex(8)}" for user in ("admin", "alice", "bob", "carol", "dave", "eve")
+        user: f"pw-{user}-{secrets.token_hex(8)}" for user in ("admin", "alice", "bob", "carol", "dave", "eve", "frank")
     }
     config = tmp_path / "auth.ini"
     config.write_text(
@@ -225,6 +225,23 @@ def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # 
             with pytest.raises(MlflowException) as refused:
                 refused_call()
             assert refused.value.error_code == "PERMISSION_DENIED"
+
+    # frank (EDIT on the experiment, READ on the registered models) could record runs but not register
+    # or move @champion: his sweep is refused before Ray starts, naming what he lacks
+    from mlflow.server import get_app_client
+
+    grant(uri, passwords, "frank", "READ")
+    with credentials("admin", passwords["admin"]):
+        users = get_app_client("basic-auth", tracking_uri=uri)
+        users.revoke_user_permission("frank", "experiment", experiment.experiment_id)
+        users.grant_user_permission("frank", "experiment", experiment.experiment_id, "EDIT")
+    frank = ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, env=as_user("frank", passwords["frank"]),
+                    home=tmp_path / "frank", timeout=120)  # fmt: skip
+    assert frank.returncode == 2
+    line = one_error_line(frank)
+    assert "user 'frank' has READ on registered model 'ovatune-digits-softmax'" in line and "needs EDIT" in line
+    assert "experiment 'digits'" not in line and uri in line  # his EDIT there is enough
+    assert not (tmp_path / "frank" / "ray_results").exists()
 
     # eve (no grant, default NO_PERMISSIONS) cannot even read: one line, no traceback
     eve = ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, env=as_user("eve", passwords["eve"]),

@@ -34,7 +34,7 @@ def _ovatune(*words) -> str:
 def _again(settings, *words) -> str:
     """:func:`_ovatune` for finishing what a stop left: in this home, and on this store when it is not the home's."""
     store = ["--tracking-uri", settings.display_uri] if not settings.is_local_store else []
-    return _ovatune(*words, "--home", settings.home, *store)
+    return _ovatune(*words, "--home", settings.home, *store) + settings.credentials_note
 
 
 def sweep(space, settings, args) -> int:

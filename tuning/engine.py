@@ -430,7 +430,7 @@ def close_interrupted(
     import shlex
 
     resume = resume_command(outcome.job.kind, space, outcome.name, settings, address, data_dir, command, then)
-    command = shlex.join(resume)
+    command = shlex.join(resume) + settings.credentials_note
     why = (f"interrupted by {signal.Signals(outcome.interrupted).name}" if outcome.interrupted
            else f"stopped: {outcome.failure.message if outcome.failure else 'unknown'}")  # fmt: skip
     try:
