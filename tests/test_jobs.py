@@ -78,8 +78,12 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
             assert _status_of(address + path, None) == 401, path
             assert _status_of(address + path, "0" * 64) in (401, 403), path
             assert _status_of(address + path, token) == 200, path
-        wrong = run_ovatune("status", "--dashboard", address, env={**env, "RAY_AUTH_TOKEN": "0" * 64}, timeout=300)
-        assert wrong.returncode == 2 and "Ray Jobs API at" in wrong.stderr and "Traceback" not in wrong.stderr
+        for refused_command in (("status",), ("submit", "digits", "--smoke-test", "--home", str(home)),
+                                ("logs", "raysubmit_x")):  # fmt: skip
+            refused = run_ovatune(*refused_command, "--dashboard", address, env={**env, "RAY_AUTH_TOKEN": "0" * 64},
+                                  timeout=300)  # fmt: skip
+            lines = [line for line in refused.stderr.splitlines() if line.strip()]
+            assert refused.returncode == 2 and len(lines) == 1 and "Ray Jobs API at" in lines[0], refused.stderr
         for _ in range(10):  # the head answers before its job agent is ready to take jobs
             submitted = run_ovatune("submit", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home),
                                     "--dashboard", address, env=env, timeout=300)  # fmt: skip
@@ -102,6 +106,7 @@ def test_submit_a_sweep_as_a_ray_job_and_follow_it(tmp_path):
         # the old spelling still works, and says so
         listed = run_ovatune("status", "--address", address, env=env, timeout=300)
         assert job_id in listed.stdout and "ovatune: warning: --address is now --dashboard" in listed.stderr
+        assert set(re.findall(r"raysubmit_\w+", listed.stdout)) == {job_id}  # the refused submit left no job
 
         client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
         trials = client.search_runs([client.get_experiment_by_name("digits").experiment_id],

@@ -57,3 +57,40 @@ def test_a_printed_command_says_how_to_give_the_uris_password_again(tmp_path, mo
     # credentials from the environment or a credentials file are where they were: nothing to add
     for plain in (resolve_settings(tmp_path, "http://127.0.0.1:5000"), resolve_settings(tmp_path)):
         assert plain.credentials_note == "" and "#" not in _again(plain, "evaluate", "digits")
+
+
+def test_tune_storage_is_the_homes_ray_results_a_shared_folder_or_a_bucket(tmp_path, monkeypatch):
+    from search_spaces import get_space
+    from tuning.engine import SWEEP, resume_command
+    from tuning.settings import STORAGE_ENV
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    default = resolve_settings(tmp_path / "home")
+    assert default.tune_storage == str(tmp_path / "home" / "ray_results") and not default.storage_is_bucket
+    assert default.ray_results == tmp_path / "home" / "ray_results"
+    assert "--storage" not in resume_command(SWEEP, get_space("digits"), "s1", default, None)
+    shared = resolve_settings(tmp_path / "home", storage=str(tmp_path / "efs" / "ray"))
+    assert shared.ray_results == tmp_path / "efs" / "ray"  # the lock beside the jobs, for drivers on every node
+    assert shared.job_storage("s1") == str(tmp_path / "efs" / "ray" / "s1")
+    monkeypatch.setenv(STORAGE_ENV, "s3://team/ray?endpoint_override=minio:9000&scheme=http")
+    bucket = resolve_settings(tmp_path / "home")
+    assert bucket.storage_is_bucket and bucket.ray_results == tmp_path / "home" / "ray_results"  # local: the lock
+    assert bucket.job_storage("s1") == "s3://team/ray/s1?endpoint_override=minio:9000&scheme=http"  # query kept last
+    command = resume_command(SWEEP, get_space("digits"), "s1", bucket, None)
+    assert command[command.index("--storage") + 1] == bucket.tune_storage  # the resume finds the same bucket
+    keyed = resolve_settings(tmp_path / "home", storage="s3://AKIA:s3cret-key@team/ray")
+    assert "s3cret" not in keyed.display_storage and "s3cret" not in " ".join(
+        resume_command(SWEEP, get_space("digits"), "s1", keyed, None)
+    )
+
+
+def test_the_newest_job_in_a_folder_storage_is_the_last_one_written(tmp_path):
+    from tuning.storage import job_names
+
+    settings = resolve_settings(tmp_path)
+    for age, name in ((300, "digits-old"), (100, "digits-new"), (200, "digits-mid"), (50, "cifar10-x")):
+        folder = settings.ray_results / name
+        folder.mkdir(parents=True)
+        os.utime(folder, (1_000_000 - age, 1_000_000 - age))
+    (settings.ray_results / ".digits-new.driver").write_text("")  # a lock file is not a job
+    assert job_names(settings, "digits-") == ["digits-old", "digits-mid", "digits-new"]

@@ -114,14 +114,16 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
 @pytest.fixture
 def s3_server() -> dict[str, str]:
     """An S3-compatible server on 127.0.0.1 (moto's server mode) with one bucket, ``ovatune``: the
-    environment that reaches it (endpoint and a generated secret key), stopped by its PID afterwards."""
+    environment that reaches it (endpoint for MLflow's boto3 and for pyarrow, a generated secret
+    key), stopped by its PID afterwards."""
     import boto3
 
     port = free_port()
     server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     aws = {"AWS_ACCESS_KEY_ID": "ovatune-test", "AWS_SECRET_ACCESS_KEY": f"secret-{secrets.token_hex(12)}",
-           "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
 
     def answers() -> bool:
         try:
@@ -140,7 +142,7 @@ def s3_server() -> dict[str, str]:
         stop_group(server, timeout=10)
 
 
-def _keys(aws: dict[str, str]) -> list[str]:
+def bucket_keys(aws: dict[str, str]) -> list[str]:
     """Every object's key in the ``ovatune`` bucket."""
     import boto3
 
@@ -170,7 +172,7 @@ def test_models_checkpoints_and_reports_live_in_s3_compatible_storage(s3_server,
         assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
         assert len(list((tmp_path / "exports").rglob("manifest.json"))) == 2
 
-        keys = _keys(aws)
+        keys = bucket_keys(aws)
         client = MlflowClient(uri)
         for loss in ("softmax", "ova"):
             champion = client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")

@@ -114,13 +114,20 @@ def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) ->
 
 
 def earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
-    """The trial's other checkpoints older than ``checkpoint``, newest first (local storage only:
-    elsewhere Ray's latest is the only one this process can see)."""
-    path = Path(checkpoint.path)
-    if not path.is_dir() or not path.name.startswith("checkpoint_"):
+    """The trial's other checkpoints older than ``checkpoint``, newest first, in the same storage
+    (a folder or a bucket: ``checkpoint.filesystem``)."""
+    from pyarrow import fs
+
+    folder, _, name = checkpoint.path.rstrip("/").rpartition("/")
+    if not name.startswith("checkpoint_"):
         return []
-    older = sorted((p for p in path.parent.glob("checkpoint_*") if p.is_dir() and p.name < path.name), reverse=True)
-    return [checkpoint_type.from_directory(str(p)) for p in older]
+    try:
+        siblings = checkpoint.filesystem.get_file_info(fs.FileSelector(folder))
+    except OSError:  # the storage cannot be listed: the newest is the only one to try
+        return []
+    older = sorted((info.path for info in siblings if info.type == fs.FileType.Directory
+                    and info.base_name.startswith("checkpoint_") and info.base_name < name), reverse=True)  # fmt: skip
+    return [checkpoint_type(path, checkpoint.filesystem) for path in older]
 
 
 def _is_json(value: Any) -> bool:

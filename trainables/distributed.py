@@ -35,13 +35,13 @@ _DONE = "done"  # the relay's last message: the Train run ended (its error, if a
 
 def relay_to_tune(queue) -> Any:
     """A Ray Train callback (it runs in Train's controller) that puts each report's rank-0 metrics and
-    the path of the checkpoint Train persisted on ``queue``, for the Tune trial to report."""
+    the checkpoint Train persisted on ``queue``, for the Tune trial to report."""
     from ray.train import UserCallback
 
     class RelayToTune(UserCallback):
         def after_report(self, run_context, metrics, checkpoint) -> None:
             # metrics[i] is worker i's report; rank 0's carries the trial's metrics
-            queue.put((metrics[0], checkpoint.path if checkpoint is not None else None))
+            queue.put((metrics[0], checkpoint))  # with its file system: a bucket's path is not a local one
 
     return RelayToTune()
 
@@ -75,7 +75,8 @@ def worker_loop(config: dict[str, Any]) -> None:
     # the Tune trial's checkpoint (if it is resuming) came in the config.
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None and config.get("resume_from"):
-        checkpoint = ray.train.Checkpoint(config["resume_from"])
+        path, filesystem = config["resume_from"]  # Tune's checkpoint, in a folder or a bucket
+        checkpoint = ray.train.Checkpoint(path, filesystem)
     device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
     config = {k: v for k, v in config.items() if k != "resume_from"}
     train_loop(config, ray.train, checkpoint, device, ray_placement())
@@ -98,7 +99,7 @@ def train_data_parallel(config: dict[str, Any]) -> None:
     run_name = f"ray-train-{uuid.uuid4().hex[:8]}"
     trainer = TorchTrainer(
         worker_loop,
-        train_loop_config={**config, "resume_from": resume.path if resume is not None else None},
+        train_loop_config={**config, "resume_from": (resume.path, resume.filesystem) if resume is not None else None},
         torch_config=TorchConfig(backend="nccl" if gpus > 0 else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=workers,
@@ -130,10 +131,11 @@ def train_data_parallel(config: dict[str, Any]) -> None:
     runner.start()
     try:
         while True:
-            metrics, path = reports.get()
+            metrics, persisted = reports.get()
             if metrics == _DONE:
                 break
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(path) if path else None)
+            checkpoint = tune.Checkpoint(persisted.path, persisted.filesystem) if persisted is not None else None
+            tune.report(metrics, checkpoint=checkpoint)  # Tune copies it into the trial's own folder
             if metrics.get("diverged"):
                 break
         runner.join()

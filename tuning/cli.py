@@ -84,7 +84,7 @@ def _main(args, argv: list[str] | None) -> int:
     from tuning.store import TrackingUnavailable, check_tracking_uri, prepare_store
     from tuning.tracking import quiet_mlflow_logs
 
-    settings = resolve_settings(args.home, args.tracking_uri)
+    settings = resolve_settings(args.home, args.tracking_uri, getattr(args, "storage", None))
     # where the URI came from, as its errors name it: the user's environment is not the option
     named = (
         "MLFLOW_TRACKING_URI" if not args.tracking_uri and os.environ.get("MLFLOW_TRACKING_URI") else "--tracking-uri"
@@ -95,6 +95,13 @@ def _main(args, argv: list[str] | None) -> int:
         return fail(str(error))
     if args.command != "ui" and (problem := _check_home(settings)):
         return fail(problem)
+    if settings.storage_is_bucket:
+        from tuning.storage import StorageUnavailable, check_storage
+
+        try:
+            check_storage(settings)
+        except StorageUnavailable as error:
+            return fail(str(error))
     mark("store and home checked")
     if getattr(args, "verbose", False):  # the libraries' notices, the trials' too (tuning.cluster.init_ray)
         os.environ[VERBOSE_ENV] = "1"

@@ -268,6 +268,9 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
     from tuning.cluster import init_ray
     from tuning.interruption import Stopped, stop_on_signals
 
+    if read_only:  # said before the work, and again under the report
+        print(f"ovatune: warning: {read_only}: this evaluation is measured and reported here, not recorded "
+              "in MLflow", file=sys.stderr, flush=True)  # fmt: skip
     try:
         with stop_on_signals():  # SIGTERM used to end it with exit 1 and no word of what was left undone
             # Ray starts while the evaluation's code imports (torch, matplotlib, MLflow's model code):

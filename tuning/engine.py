@@ -43,7 +43,8 @@ from tuning.packs import trial_results
 from tuning.progress import SweepProgress, TrialRetries
 from tuning.resources import TrialResources, plan_trial_resources
 from tuning.retention import KEEP_CHECKPOINTS, keep_newest_of_finished
-from tuning.settings import Settings
+from tuning.settings import Settings, redact
+from tuning.storage import job_exists, job_names
 from tuning.timeline import mark
 from tuning.tracking import TAG_LOSS, find_runs, mark_interrupted, parent_runs
 from tuning.trial_runs import MlflowTrialCallback
@@ -191,9 +192,9 @@ def check_job_name(name: str) -> str:
 
 
 def latest_job(kind: JobKind, settings: Settings, experiment: str) -> str | None:
-    """The most recently started job of ``kind`` and ``experiment`` in this home, if any."""
-    candidates = sorted(settings.ray_results.glob(f"{kind.prefix}{experiment}-*"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1].name if candidates else None
+    """The most recently started job of ``kind`` and ``experiment`` in this home's storage, if any."""
+    candidates = job_names(settings, f"{kind.prefix}{experiment}-")
+    return candidates[-1] if candidates else None
 
 
 def name_job(
@@ -217,13 +218,13 @@ def name_job(
     settings.ray_results.mkdir(parents=True, exist_ok=True)
     if resume:
         name = name or latest_job(kind, settings, space.name)
-        if name is None or not tune.Tuner.can_restore(str(settings.ray_results / name)):
-            raise FileNotFoundError(f"no {kind.noun} of {space.name!r} to resume under {settings.ray_results}")
+        if name is None or not tune.Tuner.can_restore(settings.job_storage(name)):
+            raise FileNotFoundError(f"no {kind.noun} of {space.name!r} to resume in {settings.display_storage}")
         lock_job(settings.ray_results, name, kind.noun)
         return name
     name = check_job_name(name) if name else new_job_name(kind, space.name)
-    if (settings.ray_results / name).exists() or find_runs(client, experiment_id, kind=kind.parent_kind, sweep=name):
-        raise ValueError(f"a {kind.noun} named {name!r} already exists (in {settings.ray_results} or the MLflow "
+    if job_exists(settings, name) or find_runs(client, experiment_id, kind=kind.parent_kind, sweep=name):
+        raise ValueError(f"a {kind.noun} named {name!r} already exists (in {settings.display_storage} or the MLflow "
                          f"store {settings.display_uri}); continue it with --resume --name {name}, or choose "
                          "another --name")  # fmt: skip
     lock_job(settings.ray_results, name, kind.noun)
@@ -317,7 +318,7 @@ def start_job(
         ),
         run_config=tune.RunConfig(
             name=job.name,
-            storage_path=str(settings.ray_results),
+            storage_path=settings.tune_storage,
             callbacks=[
                 MlflowTrialCallback(
                     settings.tracking_uri, job.experiment_id, job.name, job.parents, kind=job.kind.trial_kind
@@ -358,7 +359,7 @@ def resume_job(
     trainable, _, slots = planned_trainable(space, address, stored, shape, prepare)
     parents = parent_runs(client, experiment_id, name, losses, {}, kind=kind.parent_kind)  # reopened
     job = Job(kind, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
-    tuner = tune.Tuner.restore(str(settings.ray_results / name), trainable=trainable, resume_errored=True)
+    tuner = tune.Tuner.restore(settings.job_storage(name), trainable=trainable, resume_errored=True)
     mark("tuner built")
     return _fit(job, tuner, slots, settings)
 
@@ -410,6 +411,8 @@ def resume_command(
     ``then``: the options of that more (``--replicates R``)."""
     resume = ["ovatune", command or kind.command, space.name, "--resume", "--name", name, *then,
               "--home", str(settings.home)]  # fmt: skip
+    if settings.storage:
+        resume += ["--storage", redact(settings.storage)]
     if not settings.is_local_store:
         resume += ["--tracking-uri", settings.display_uri]
     if data_dir:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from tuning.cluster import use_cluster_token
+from tuning.cluster import quiet_ray_notices, use_cluster_token
 
 PROJECT = Path(__file__).resolve().parents[1]
 # what never travels with a job: environments, local state, caches, build output
@@ -23,6 +23,7 @@ def client(address: str):
     RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token provides one (RAY_AUTH_MODE=token)."""
     from ray.job_submission import JobSubmissionClient
 
+    quiet_ray_notices()  # Ray's "token authentication is enabled" notice is not news to the user
     use_cluster_token()
     return JobSubmissionClient(address)
 

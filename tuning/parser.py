@@ -196,6 +196,14 @@ def _add_store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite in the home)")
 
 
+def _add_storage_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="PATH_OR_URI",
+                   help="where Ray Tune keeps each sweep's state and trial checkpoints: a folder every node "
+                   "sees, or a bucket, s3://BUCKET/PREFIX (credentials from the AWS variables or files on every "
+                   "node; AWS_ENDPOINT_URL for an S3-compatible store); give the same one to --resume "
+                   "(default: $OVATUNE_STORAGE or ray_results in the home)")  # fmt: skip
+
+
 def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True) -> None:
     """The options of a sweep; ``on_cluster_flag`` False for ``submit``, whose sweep runs with
     ``--address auto`` (there ``--address`` is the old spelling of ``--dashboard``)."""
@@ -273,6 +281,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, on_cluster_flag: bool = True)
                    "(values are read as JSON, else kept as text; checked before anything runs); KEY is one of: "
                    + ", ".join(settable()) + " (not one the experiment searches)")  # fmt: skip
     _add_store_options(p)
+    _add_storage_option(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", type=_sweep_name, help="the set's name (default: replicates-EXPERIMENT-<date>-<time>-<random>)"
     )
     _add_store_options(replicate)
+    _add_storage_option(replicate)
     evaluate = sub.add_parser("evaluate", help="measure the champions: test, shift, OOD; figures and report.md")
     evaluate.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     evaluate.add_argument("--address", help="Ray cluster to evaluate on ('auto' inside one); default: a local Ray")

@@ -2,6 +2,8 @@
 
 The home is ``--home``, else ``$OVATUNE_HOME``, else ``./ovatune-home``. The MLflow tracking URI is
 ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite file in the home (artifacts beside it).
+Ray Tune's storage (sweeps' state and checkpoints) is ``--storage``, else ``$OVATUNE_STORAGE``, else
+the home's ``ray_results``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_HOME = "ovatune-home"
+STORAGE_ENV = "OVATUNE_STORAGE"  # --storage's default
 
 
 @dataclass(frozen=True)
@@ -22,11 +25,37 @@ class Settings:
     home: Path
     tracking_uri: str
     user_in_uri: str | None = None  # the user whose password came in --tracking-uri (moved out of it)
+    storage: str | None = None  # --storage: Ray Tune's storage when not the home's ray_results
+
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's storage_path: one folder per job, with its state and trial checkpoints. The
+        home's ray_results, or ``--storage``: a folder every node sees, or a bucket (``s3://…``)."""
+        return self.storage or str(self.home / "ray_results")
+
+    @property
+    def display_storage(self) -> str:
+        """:attr:`tune_storage` as it may be printed: any key in it masked."""
+        return redact(self.tune_storage)
+
+    @property
+    def storage_is_bucket(self) -> bool:
+        return "://" in self.tune_storage
+
+    def job_storage(self, name: str) -> str:
+        """Where job ``name`` lives in :attr:`tune_storage` (a bucket URI keeps its query, such as
+        ``?endpoint_override=…``, after the path)."""
+        parts = urlsplit(self.tune_storage)
+        if not self.storage_is_bucket:
+            return str(Path(self.tune_storage) / name)
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
 
     @property
     def ray_results(self) -> Path:
-        """Ray Tune's storage_path: one folder per sweep, with trial checkpoints."""
-        return self.home / "ray_results"
+        """The local folder of each job's driver lock and disk reserve: the storage folder itself,
+        or the home's ray_results when the storage is a bucket (a lock there guards this machine's
+        drivers only; a bucket has no lock)."""
+        return self.home / "ray_results" if self.storage_is_bucket else Path(self.tune_storage)
 
     @property
     def artifact_root(self) -> Path:
@@ -56,11 +85,16 @@ class Settings:
                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or ~/.mlflow/credentials)")  # fmt: skip
 
 
-def resolve_settings(home: str | os.PathLike | None = None, tracking_uri: str | None = None) -> Settings:
+def resolve_settings(
+    home: str | os.PathLike | None = None, tracking_uri: str | None = None, storage: str | None = None
+) -> Settings:
     """Settings from explicit values, then the environment, then the defaults."""
     home_path = Path(home or os.environ.get("OVATUNE_HOME") or DEFAULT_HOME).expanduser().resolve()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_path / 'mlflow.db'}"
-    return Settings(home_path, *_credentials_to_environment(uri))
+    storage = storage or os.environ.get(STORAGE_ENV) or None
+    if storage and "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return Settings(home_path, *_credentials_to_environment(uri), storage=storage)
 
 
 def _credentials_to_environment(uri: str) -> tuple[str, str | None]:

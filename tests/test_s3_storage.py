@@ -1,0 +1,137 @@
+"""Ray Tune's storage in a bucket (``--storage s3://…``), for clusters without a shared file system:
+a real S3-compatible server on 127.0.0.1 (moto's, the ``s3_server`` fixture of test_tracking_server).
+
+A sweep killed mid-way resumes from the checkpoints in the bucket (found by ``--resume`` alone, as in a
+folder), promotion registers from them, and a multi-worker trial (Ray Train's own run inside the
+trial) reports its checkpoints through the bucket too. Nothing of a checkpoint is kept on this
+machine's disk in place of the bucket, and the bucket's key is in no output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+from mlflow.tracking import MlflowClient
+from test_tracking_server import bucket_keys, s3_server  # noqa: F401 (s3_server: a fixture)
+
+from launch import run_ovatune, start_ovatune, wait_for
+
+pytestmark = pytest.mark.slow
+
+STORAGE = "s3://ovatune/ray"
+
+
+def _bucket_bytes(aws: dict[str, str], key: str) -> bytes:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
+    return s3.get_object(Bucket="ovatune", Key=key)["Body"].read()
+
+
+def _user_env(aws: dict[str, str]) -> dict[str, str]:
+    """The user's shell: the bucket's endpoint and key in AWS's own variables, no MLflow server."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    return {**plain, **{k: v for k, v in aws.items() if k.startswith("AWS_")}}
+
+
+def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_them(s3_server, tmp_path):  # noqa: F811
+    aws, home = s3_server, tmp_path / "home"
+    env = _user_env(aws)
+    args = ["sweep", "digits", "--losses", "softmax", "--trials", "2", "--epochs", "30", "--pack", "1",
+            "--storage", STORAGE]  # fmt: skip
+    sweep = start_ovatune(*args, "--name", "digits-in-a-bucket", home=home, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+    def a_checkpoint_in_the_bucket() -> bool:
+        return any("/checkpoint_" in key for key in bucket_keys(aws))
+
+    try:
+        wait_for(a_checkpoint_in_the_bucket, 300, "a trial's checkpoint in the bucket")
+        assert sweep.poll() is None, "the sweep ended before the kill: the resume would prove nothing"
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)  # the driver and its local Ray, no clean-up
+        sweep.wait()
+
+    resumed = run_ovatune(*args, "--resume", home=home, env=env, timeout=600)  # the newest sweep, found in the bucket
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "ovatune-digits-softmax@champion" in resumed.stdout
+
+    keys = bucket_keys(aws)
+    job = [k for k in keys if k.startswith("ray/digits-in-a-bucket/")]
+    assert "ray/digits-in-a-bucket/tuner.pkl" in job and any("experiment_state" in k for k in job), job
+    results = [k for k in job if k.endswith("/result.json")]
+    assert len(results) == 2, job
+    for key in results:  # each trial ran every epoch once: a killed one went on from its checkpoint
+        epochs = [json.loads(line)["epoch"] for line in _bucket_bytes(aws, key).decode().splitlines() if line.strip()]
+        assert epochs.count(1) == 1 and max(epochs) == 30, (key, epochs)
+    assert any("/checkpoint_" in k and k.endswith("state.pt") for k in job), job
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
+    assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
+    for trial in trials:
+        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
+        assert steps == list(range(1, 31)), trial.info.run_name  # nothing logged twice
+    champion = client.get_model_version_by_alias("ovatune-digits-softmax", "champion")
+    assert champion.tags["sweep"] == "digits-in-a-bucket"
+    # the checkpoints live in the bucket only; the home keeps the job's lock and reserve, nothing of Tune's
+    assert not [p for p in home.rglob("checkpoint_*")], list(home.rglob("checkpoint_*"))
+    assert not (home / "ray_results" / "digits-in-a-bucket").exists()
+    # the bucket's key stays in the environment: not in the output, nor in Tune's state in the bucket
+    assert aws["AWS_SECRET_ACCESS_KEY"] not in resumed.stdout + resumed.stderr
+    for key in [k for k in job if k.endswith(("tuner.pkl", ".json", ".pkl"))]:
+        assert aws["AWS_SECRET_ACCESS_KEY"].encode() not in _bucket_bytes(aws, key), key
+
+
+def test_a_multi_worker_trial_reports_its_checkpoints_through_the_bucket(s3_server, tmp_path):  # noqa: F811
+    # Ray Train's run inside the trial persists each checkpoint in the bucket; the trial hands that
+    # checkpoint (with its file system) to Tune, which copies it into the trial's folder there.
+    aws, home = s3_server, tmp_path / "home"
+    ran = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", "6", "--workers-per-trial",
+                      "2", "--cpus-per-trial", "1", "--storage", STORAGE, "--name", "two-workers", home=home,
+                      env=_user_env(aws), timeout=600)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert "ovatune-digits-softmax@champion" in ran.stdout
+    job = [k for k in bucket_keys(aws) if k.startswith("ray/two-workers/")]
+    tune_checkpoints = {
+        k.split("/checkpoint_")[1].split("/")[0] for k in job if "/checkpoint_" in k and "ray-train-" not in k
+    }
+    assert tune_checkpoints, job  # Tune's own copies, beside the trial's result.json
+    assert not [k for k in job if "ray-train-" in k], job  # Train's run is deleted once Tune has its copies
+    assert not [p for p in home.rglob("checkpoint_*")]
+
+
+def test_resume_passes_over_a_corrupted_checkpoint_in_a_bucket_to_the_one_before(s3_server, tmp_path, monkeypatch):  # noqa: F811
+    # trainables.checkpoint.earlier_checkpoints lists the trial's older checkpoints through the
+    # checkpoint's own file system: in a bucket as in a folder (before, only a folder was listed)
+    from pyarrow import fs
+    from ray.train import Checkpoint
+    from test_checkpoint import _checkpoints, flip_byte
+
+    from trainables.checkpoint import CHECKPOINT_STATE, resume_state
+
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    folders = _checkpoints(tmp_path / "trial", 3)
+    flip_byte(folders[-1] / CHECKPOINT_STATE, "data/0")
+    bucket, root = fs.FileSystem.from_uri("s3://ovatune/ray/job/trial")
+    fs.copy_files(str(tmp_path / "trial"), root, destination_filesystem=bucket)
+    newest = Checkpoint(f"{root}/{folders[-1].name}", bucket)
+    state, _, source, problems = resume_state(newest, Checkpoint, "cpu")
+    assert state is not None and state["epoch"] == 2 and source.path == f"{root}/{folders[1].name}"
+    assert len(problems) == 1 and "does not match the SHA-256" in problems[0]
+
+
+def test_a_storage_bucket_that_is_not_there_is_one_error_before_ray_starts(s3_server, tmp_path):  # noqa: F811
+    refused = run_ovatune("sweep", "digits", "--smoke-test", "--storage", "s3://no-such-bucket/ray",
+                          home=tmp_path / "home", env=_user_env(s3_server), timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert lines == ["ovatune: error: the storage s3://no-such-bucket/ray: no bucket 'no-such-bucket' there; "
+                     "create it, or pass another --storage"], lines  # fmt: skip
+    assert not (tmp_path / "home" / "ray_results").exists()
