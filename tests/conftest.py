@@ -1,10 +1,17 @@
 """Shared test set-up: no telemetry, quiet Ray, every test's state under its own tmp_path."""
 
 import os
+import secrets
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from launch import run_ovatune
+from buckets import s3_client
+from launch import free_port, run_ovatune, stop_group, wait_for
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -74,3 +81,31 @@ def tiny(tmp_path):
     meta = {"config": config, "input_shape": [1, 2, 2], "class_names": ["a", "b", "c"]}
     info = {"preprocessing": "images_0_255_nhwc", "threshold": 0.5, "raw_input_shape": [2, 2, 1]}
     return classifier, write_serving_bundle(tmp_path / "bundle", classifier, meta, **info)
+
+
+@pytest.fixture
+def s3_server() -> Iterator[dict[str, str]]:
+    """An S3-compatible server on 127.0.0.1 (moto's server mode) with one bucket, ``ovatune``: the
+    environment that reaches it (the endpoint for MLflow's boto3 and for pyarrow, a generated
+    secret key), stopped by its PID afterwards."""
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    aws = {"AWS_ACCESS_KEY_ID": "ovatune-test", "AWS_SECRET_ACCESS_KEY": f"secret-{secrets.token_hex(12)}",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "MLFLOW_S3_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(endpoint, timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, 60, "moto_server to answer")
+        s3_client(aws).create_bucket(Bucket="ovatune")
+        yield aws
+    finally:
+        stop_group(server, timeout=10)

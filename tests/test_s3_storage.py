@@ -1,5 +1,5 @@
 """Ray Tune's storage in a bucket (``--storage s3://…``), for clusters without a shared file system:
-a real S3-compatible server on 127.0.0.1 (moto's, the ``s3_server`` fixture of test_tracking_server).
+a real S3-compatible server on 127.0.0.1 (moto's, conftest's ``s3_server`` fixture).
 
 A sweep killed mid-way resumes from the checkpoints in the bucket (found by ``--resume`` alone, as in a
 folder), promotion registers from them, and a multi-worker trial (Ray Train's own run inside the
@@ -9,6 +9,7 @@ machine's disk in place of the bucket, and the bucket's key is in no output.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -16,8 +17,8 @@ import subprocess
 
 import pytest
 from mlflow.tracking import MlflowClient
-from test_tracking_server import bucket_keys, s3_server  # noqa: F401 (s3_server: a fixture)
 
+from buckets import bucket_keys, s3_client
 from launch import run_ovatune, start_ovatune, wait_for
 
 pytestmark = pytest.mark.slow
@@ -26,11 +27,7 @@ STORAGE = "s3://ovatune/ray"
 
 
 def _bucket_bytes(aws: dict[str, str], key: str) -> bytes:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
-    return s3.get_object(Bucket="ovatune", Key=key)["Body"].read()
+    return s3_client(aws).get_object(Bucket="ovatune", Key=key)["Body"].read()
 
 
 def _user_env(aws: dict[str, str]) -> dict[str, str]:
@@ -39,20 +36,32 @@ def _user_env(aws: dict[str, str]) -> dict[str, str]:
     return {**plain, **{k: v for k, v in aws.items() if k.startswith("AWS_")}}
 
 
-def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_them(s3_server, tmp_path):  # noqa: F811
+def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_them(s3_server, tmp_path):
     aws, home = s3_server, tmp_path / "home"
     env = _user_env(aws)
-    args = ["sweep", "digits", "--losses", "softmax", "--trials", "2", "--epochs", "30", "--pack", "1",
+    args = ["sweep", "digits", "--losses", "softmax", "--trials", "2", "--epochs", "60", "--pack", "1",
             "--storage", STORAGE]  # fmt: skip
     sweep = start_ovatune(*args, "--name", "digits-in-a-bucket", home=home, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
 
-    def a_checkpoint_in_the_bucket() -> bool:
-        return any("/checkpoint_" in key for key in bucket_keys(aws))
+    def mid_way() -> bool:
+        # A trial with 3 checkpoints in the bucket (Tune uploads its state by then: it does once a
+        # trial has saved num_to_keep since the last upload), and no trial finished yet.
+        per_trial = collections.defaultdict(set)
+        for key in bucket_keys(aws):
+            if "/checkpoint_" in key:
+                trial, rest = key.split("/checkpoint_", 1)
+                per_trial[trial].add(rest.split("/", 1)[0])
+        if max(map(len, per_trial.values()), default=0) < 3:
+            return False
+        experiment = client.get_experiment_by_name("digits")
+        trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
+        assert not any(t.info.status == "FINISHED" for t in trials), "a trial finished before the kill"
+        return True
 
     try:
-        wait_for(a_checkpoint_in_the_bucket, 300, "a trial's checkpoint in the bucket")
-        assert sweep.poll() is None, "the sweep ended before the kill: the resume would prove nothing"
+        wait_for(mid_way, 300, "a trial with 3 checkpoints in the bucket")
     finally:
         os.killpg(sweep.pid, signal.SIGKILL)  # the driver and its local Ray, no clean-up
         sweep.wait()
@@ -66,17 +75,21 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
     assert "ray/digits-in-a-bucket/tuner.pkl" in job and any("experiment_state" in k for k in job), job
     results = [k for k in job if k.endswith("/result.json")]
     assert len(results) == 2, job
-    for key in results:  # each trial ran every epoch once: a killed one went on from its checkpoint
-        epochs = [json.loads(line)["epoch"] for line in _bucket_bytes(aws, key).decode().splitlines() if line.strip()]
-        assert epochs.count(1) == 1 and max(epochs) == 30, (key, epochs)
+    restored = []
+    for key in results:  # each trial started once and ended at its last epoch
+        rows = [json.loads(line) for line in _bucket_bytes(aws, key).decode().splitlines() if line.strip()]
+        epochs = [row["epoch"] for row in rows]
+        assert epochs.count(1) == 1 and max(epochs) == 60, (key, epochs)
+        # Ray counts iterations since the last restore: a 1 after the first row is the resume
+        restored += [row["epoch"] for row in rows[1:] if row["iterations_since_restore"] == 1]
+    assert restored and all((epoch - 1) % 5 == 0 and epoch > 1 for epoch in restored), restored  # from a checkpoint
     assert any("/checkpoint_" in k and k.endswith("state.pt") for k in job), job
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digits")
     trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
     assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
     for trial in trials:
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
-        assert steps == list(range(1, 31)), trial.info.run_name  # nothing logged twice
+        assert steps == list(range(1, 61)), trial.info.run_name  # nothing logged twice
     champion = client.get_model_version_by_alias("ovatune-digits-softmax", "champion")
     assert champion.tags["sweep"] == "digits-in-a-bucket"
     # the checkpoints live in the bucket only; the home keeps the job's lock and reserve, nothing of Tune's
@@ -88,7 +101,7 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
         assert aws["AWS_SECRET_ACCESS_KEY"].encode() not in _bucket_bytes(aws, key), key
 
 
-def test_a_multi_worker_trial_reports_its_checkpoints_through_the_bucket(s3_server, tmp_path):  # noqa: F811
+def test_a_multi_worker_trial_reports_its_checkpoints_through_the_bucket(s3_server, tmp_path):
     # Ray Train's run inside the trial persists each checkpoint in the bucket; the trial hands that
     # checkpoint (with its file system) to Tune, which copies it into the trial's folder there.
     aws, home = s3_server, tmp_path / "home"
@@ -106,7 +119,7 @@ def test_a_multi_worker_trial_reports_its_checkpoints_through_the_bucket(s3_serv
     assert not [p for p in home.rglob("checkpoint_*")]
 
 
-def test_resume_passes_over_a_corrupted_checkpoint_in_a_bucket_to_the_one_before(s3_server, tmp_path, monkeypatch):  # noqa: F811
+def test_resume_passes_over_a_corrupted_checkpoint_in_a_bucket_to_the_one_before(s3_server, tmp_path, monkeypatch):
     # trainables.checkpoint.earlier_checkpoints lists the trial's older checkpoints through the
     # checkpoint's own file system: in a bucket as in a folder (before, only a folder was listed)
     from pyarrow import fs
@@ -127,7 +140,7 @@ def test_resume_passes_over_a_corrupted_checkpoint_in_a_bucket_to_the_one_before
     assert len(problems) == 1 and "does not match the SHA-256" in problems[0]
 
 
-def test_a_storage_bucket_that_is_not_there_is_one_error_before_ray_starts(s3_server, tmp_path):  # noqa: F811
+def test_a_storage_bucket_that_is_not_there_or_a_key_in_its_uri_is_one_error_before_ray_starts(s3_server, tmp_path):
     refused = run_ovatune("sweep", "digits", "--smoke-test", "--storage", "s3://no-such-bucket/ray",
                           home=tmp_path / "home", env=_user_env(s3_server), timeout=120)  # fmt: skip
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
@@ -135,3 +148,8 @@ def test_a_storage_bucket_that_is_not_there_is_one_error_before_ray_starts(s3_se
     assert lines == ["ovatune: error: the storage s3://no-such-bucket/ray: no bucket 'no-such-bucket' there; "
                      "create it, or pass another --storage"], lines  # fmt: skip
     assert not (tmp_path / "home" / "ray_results").exists()
+    # a key in the URI is refused (Tune would write it into the sweep's state), and not repeated
+    keyed = run_ovatune("sweep", "digits", "--smoke-test", "--storage", "s3://AKIA:s3cret/key@ovatune/ray",
+                        home=tmp_path / "home", env=_user_env(s3_server), timeout=120)  # fmt: skip
+    assert keyed.returncode == 2 and keyed.stderr.startswith("ovatune: error: --storage (or OVATUNE_STORAGE) carries")
+    assert "s3cret" not in keyed.stdout + keyed.stderr and not (tmp_path / "home" / "ray_results").exists()

@@ -5,7 +5,6 @@ socket). The whole pipeline against a server on PostgreSQL, behind MLflow's basi
 """
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import free_port, run_ovatune, start_ovatune, stop_group, wait_for
+from buckets import bucket_keys
+from launch import free_port, run_ovatune, start_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -109,47 +109,6 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
         stop_group(server, timeout=30)
-
-
-@pytest.fixture
-def s3_server() -> dict[str, str]:
-    """An S3-compatible server on 127.0.0.1 (moto's server mode) with one bucket, ``ovatune``: the
-    environment that reaches it (endpoint for MLflow's boto3 and for pyarrow, a generated secret
-    key), stopped by its PID afterwards."""
-    import boto3
-
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    aws = {"AWS_ACCESS_KEY_ID": "ovatune-test", "AWS_SECRET_ACCESS_KEY": f"secret-{secrets.token_hex(12)}",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-           "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(aws["MLFLOW_S3_ENDPOINT_URL"], timeout=2).close()
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(answers, 60, "moto_server to answer")
-        bucket = boto3.client("s3", endpoint_url=aws["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
-                              aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
-        bucket.create_bucket(Bucket="ovatune")
-        yield aws
-    finally:
-        stop_group(server, timeout=10)
-
-
-def bucket_keys(aws: dict[str, str]) -> list[str]:
-    """Every object's key in the ``ovatune`` bucket."""
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=aws["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="ovatune")
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
 def test_models_checkpoints_and_reports_live_in_s3_compatible_storage(s3_server, tmp_path):

@@ -205,7 +205,8 @@ def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # 
     evaluated = ovatune("evaluate", "digits", "--tracking-uri", uri, env=bob_env, home=tmp_path / "bob")
     assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
     assert "ovatune: warning: not recorded in MLflow: user 'bob' has READ" in evaluated.stderr
-    first = evaluated.stderr.splitlines()[0]  # and said before any work, naming what is needed
+    first = next(line for line in evaluated.stderr.splitlines() if line.startswith("ovatune: warning:"))  # and said
+    # before any work, naming what is needed
     assert first.startswith("ovatune: warning: user 'bob' has READ") and "needs EDIT" in first and uri in first
     assert "measured and reported here, not recorded" in first
     assert (tmp_path / "bob" / "reports" / "digits" / "report.md").exists()

@@ -123,7 +123,7 @@ def earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
         return []
     try:
         siblings = checkpoint.filesystem.get_file_info(fs.FileSelector(folder))
-    except OSError:  # the storage cannot be listed: the newest is the only one to try
+    except (OSError, ValueError):  # the storage cannot be listed: the newest is the only one to try
         return []
     older = sorted((info.path for info in siblings if info.type == fs.FileType.Directory
                     and info.base_name.startswith("checkpoint_") and info.base_name < name), reverse=True)  # fmt: skip

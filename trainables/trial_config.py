@@ -144,7 +144,7 @@ _KEYS = [
     ConfigKey("workers_per_trial", INT, "Ray Train workers per trial", 1, low=1, set_by="--workers-per-trial"),
     ConfigKey("cpus_per_worker", FLOAT, "CPUs per worker", 1, low=0, set_by="--cpus-per-trial"),
     ConfigKey("gpus_per_worker", FLOAT, "GPUs per worker", 0, low=0, set_by="--gpus-per-trial"),
-    ConfigKey("resume_from", TEXT, "a multi-worker trial's checkpoint", set_by="Ray Train"),
+    ConfigKey("resume_from", TEXT, "a multi-worker trial's checkpoint (its path and file system)", set_by="Ray Train"),
 ]
 TRIAL_CONFIG: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
 

@@ -95,9 +95,12 @@ def _main(args, argv: list[str] | None) -> int:
         return fail(str(error))
     if args.command != "ui" and (problem := _check_home(settings)):
         return fail(problem)
-    if settings.storage_is_bucket:
-        from tuning.storage import StorageUnavailable, check_storage
+    if hasattr(args, "storage") and settings.storage:  # the commands that run Tune jobs
+        from tuning.settings import has_secret
+        from tuning.storage import KEYS_IN_STORAGE, StorageUnavailable, check_storage
 
+        if has_secret(settings.storage):
+            return fail(KEYS_IN_STORAGE)
         try:
             check_storage(settings)
         except StorageUnavailable as error:

@@ -396,6 +396,10 @@ def jobs(args, argv: list[str]) -> int:
                              "who can list the cluster's jobs reads; give the head its MLflow credentials "
                              "(MLFLOW_TRACKING_USERNAME/PASSWORD or ~/.mlflow/credentials there) and submit "
                              "--tracking-uri http://HOST:PORT (README: team servers)")  # fmt: skip
+            if ray_jobs.password_in(sweep_args, "--storage"):
+                from tuning.storage import KEYS_IN_STORAGE
+
+                return fail(KEYS_IN_STORAGE)
             job_id = ray_jobs.submit(address, sweep_args)
             print(f"submitted {job_id}\n  ovatune status {job_id} --dashboard {address}\n"
                   f"  ovatune logs {job_id} --dashboard {address} --follow")  # fmt: skip

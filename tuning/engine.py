@@ -1,6 +1,6 @@
 """The job engine: what every Ray Tune job of ovatune shares, a sweep's and a replicate set's alike.
 
-A *job* is one Tune experiment under the home's ``ray_results``: trials of one or more losses, one
+A *job* is one Tune experiment in Tune's storage (the home's ``ray_results``, or ``--storage``): trials of one or more losses, one
 MLflow parent run per loss and one run per trial, stopped cleanly by Ctrl-C or SIGTERM and resumed
 where it stopped (after a killed driver too). The kinds differ only in where their trials come from
 (a sweep's searcher draws them from the space, a replicate set's hands out the champions' configs

@@ -2,7 +2,9 @@
 
 Two drivers of one sweep (two ``--resume`` at once, or a resume while the sweep still runs) would
 both restore its trials: duplicate trial runs, champions registered from runs another driver
-marked failed. The lock is ``flock`` on ``<home>/ray_results/.<job>.driver``: the kernel releases
+marked failed. The lock is ``flock`` on ``.<job>.driver`` beside the job's folder (in the home's
+``ray_results`` when Tune's storage is a bucket, which has no lock: it then keeps apart only this
+machine's drivers): the kernel releases
 it when its process ends however it ends (a SIGKILL included), so a dead driver never blocks the
 resume that follows. The file says who holds it (process, host, since when), never the command
 line (which may carry a tracking URI's password).

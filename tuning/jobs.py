@@ -38,14 +38,14 @@ def submit(address: str, sweep_args: list[str]) -> str:
     )
 
 
-def password_in(sweep_args: list[str]) -> bool:
-    """Whether a ``--tracking-uri`` among ``sweep_args`` carries a password (``http://USER:PASSWORD@…``),
+def password_in(sweep_args: list[str], option: str = "--tracking-uri") -> bool:
+    """Whether ``option``'s URI among ``sweep_args`` carries a password or key (``http://USER:PASSWORD@…``),
     which a job's entrypoint would show to everyone who can list the cluster's jobs."""
-    from urllib.parse import urlsplit
+    from tuning.settings import has_secret
 
-    uris = [value for flag, value in zip(sweep_args, sweep_args[1:]) if flag == "--tracking-uri"]
-    uris += [token.split("=", 1)[1] for token in sweep_args if token.startswith("--tracking-uri=")]
-    return any(urlsplit(uri).password is not None for uri in uris)
+    uris = [value for flag, value in zip(sweep_args, sweep_args[1:]) if flag == option]
+    uris += [token.split("=", 1)[1] for token in sweep_args if token.startswith(f"{option}=")]
+    return any(has_secret(uri) for uri in uris)
 
 
 def status_lines(address: str, job_id: str | None) -> list[str]:

@@ -8,7 +8,7 @@ weights and a new data order; the data split (``data_seed``) stays the experimen
 that serves stays the selected model; the report's statistics over seeds come from the replicates.
 
 The replicates of all losses run as one Tune experiment, ``replicates-<experiment>-<date>-<time>-
-<hex>`` under the home's ray_results, sharing the machine's or cluster's slots like a sweep's
+<hex>`` in Tune's storage (the home's ray_results, or ``--storage``), sharing the machine's or cluster's slots like a sweep's
 trials, and resuming like one (``ovatune replicate <exp> --resume``) after Ctrl-C or a killed
 driver. In MLflow:
 

@@ -40,6 +40,7 @@ class Settings:
 
     @property
     def storage_is_bucket(self) -> bool:
+        """Whether Tune's storage is a bucket (``s3://…``, any pyarrow file system's URI) rather than a folder."""
         return "://" in self.tune_storage
 
     def job_storage(self, name: str) -> str:
@@ -92,6 +93,8 @@ def resolve_settings(
     home_path = Path(home or os.environ.get("OVATUNE_HOME") or DEFAULT_HOME).expanduser().resolve()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_path / 'mlflow.db'}"
     storage = storage or os.environ.get(STORAGE_ENV) or None
+    if storage and storage.startswith("file://"):  # a folder, however it is written
+        storage = urlsplit(storage).path
     if storage and "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
     return Settings(home_path, *_credentials_to_environment(uri), storage=storage)
@@ -115,6 +118,15 @@ def _credentials_to_environment(uri: str) -> tuple[str, str | None]:
 
 
 _SECRET_QUERY = re.compile(r"((?:password|passwd|pwd|token|secret|key)=)[^&;]*", re.IGNORECASE)
+
+
+def has_secret(uri: str) -> bool:
+    """Whether ``uri`` carries a password or key (``user:password@``, or a secret-looking query value)."""
+    parts = urlsplit(uri)
+    # a bucket's ACCESS:KEY@ whose key holds a '/', as AWS secret keys can: urlsplit ends the host there
+    bucket = parts.scheme not in ("http", "https")
+    slashed = bucket and re.match(r"[a-z0-9+.-]+://[^@?#/]*:[^@?#]*@", uri, re.IGNORECASE)
+    return parts.password is not None or bool(slashed) or bool(_SECRET_QUERY.search(parts.query))
 
 
 def redact(uri: str) -> str:

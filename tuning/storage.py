@@ -9,7 +9,16 @@ an S3-compatible store (pyarrow reads them); every node needs them, as every nod
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from tuning.settings import Settings
+
+# Why --storage refuses a key in its URI: Tune writes the storage path into the job's state (tuner.pkl)
+# and ovatune prints it in the resume command; a submitted job's entrypoint shows it to the cluster.
+KEYS_IN_STORAGE = ("--storage (or OVATUNE_STORAGE) carries a key (user:key@ or a key= parameter), which would be "
+                   "written into the sweep's state and printed; give the bucket's credentials in the AWS variables "
+                   "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or ~/.aws/credentials on every node instead")  # fmt: skip
 
 
 class StorageUnavailable(ValueError):
@@ -17,11 +26,11 @@ class StorageUnavailable(ValueError):
 
 
 def check_storage(settings: Settings) -> None:
-    """One request to a bucket storage, so that a wrong bucket, endpoint or key is one clear error
-    before Ray starts (a folder is made when the job starts, as the home is).
+    """A small write to a bucket storage and its deletion, so that a wrong bucket, endpoint or key (a
+    read-only one too) is one clear error before Ray starts (a folder is made when the job starts).
 
     Raises:
-        StorageUnavailable: the bucket cannot be read.
+        StorageUnavailable: no such bucket, or it cannot be written.
     """
     if not settings.storage_is_bucket:
         return
@@ -29,31 +38,45 @@ def check_storage(settings: Settings) -> None:
 
     bucket, root = _bucket(settings)
     name = root.split("/", 1)[0]
+    probe = f"{root}/.ovatune-write-check-{secrets.token_hex(4)}"
     try:
-        if bucket.get_file_info(name).type == fs.FileType.NotFound:
-            raise StorageUnavailable(f"the storage {settings.display_storage}: no bucket {name!r} there; create it, "
-                                     "or pass another --storage")  # fmt: skip
-        bucket.get_file_info(fs.FileSelector(root, allow_not_found=True))
-    except OSError as error:
-        raise StorageUnavailable(
-            f"the storage {settings.display_storage} cannot be read ({str(error).splitlines()[0]}); check the "
-            "bucket, AWS_ENDPOINT_URL and the AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-            "or ~/.aws/credentials)"
-        ) from None
+        missing = bucket.get_file_info(name).type == fs.FileType.NotFound
+        if not missing:
+            with bucket.open_output_stream(probe) as marker:  # Tune writes there: a read-only key fails now
+                marker.write(b"ovatune")
+            bucket.delete_file(probe)
+    except (OSError, ValueError) as error:
+        raise _unusable(settings, "cannot be written", error) from None
+    if missing:
+        raise StorageUnavailable(f"the storage {settings.display_storage}: no bucket {name!r} there; create it, "
+                                 "or pass another --storage")  # fmt: skip
 
 
-def _bucket(settings: Settings):
+def _unusable(settings: Settings, what: str, error: BaseException) -> StorageUnavailable:
+    """The one error for a bucket that does not answer as asked (``what``: "cannot be read", ...)."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return StorageUnavailable(
+        f"the storage {settings.display_storage} {what} ({reason}); check the bucket, AWS_ENDPOINT_URL and the "
+        "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials)"
+    )
+
+
+def _bucket(settings: Settings) -> tuple[Any, str]:
     """(pyarrow's file system of the bucket, the storage's path in it)."""
     from pyarrow import fs
 
     try:
         return fs.FileSystem.from_uri(settings.tune_storage)
-    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-        raise StorageUnavailable(f"the storage {settings.display_storage} cannot be used: {error}") from None
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError; its text repeats the URI
+        raise StorageUnavailable(
+            f"the storage {settings.display_storage} is not a URI pyarrow can open: use s3://BUCKET/PREFIX, or a folder"
+        ) from None
 
 
 def job_names(settings: Settings, prefix: str) -> list[str]:
-    """The jobs in the storage whose names start with ``prefix``, least recently started first."""
+    """The jobs in the storage whose names start with ``prefix``, oldest first: in a folder by the
+    job folder's time (its last state save, as before buckets), in a bucket by its start (the
+    time of its ``tuner.pkl``: a bucket's folders have none)."""
     if not settings.storage_is_bucket:
         folders = settings.ray_results.glob(f"{prefix}*")
         return [p.name for p in sorted((p for p in folders if p.is_dir()), key=lambda p: p.stat().st_mtime)]
@@ -62,13 +85,13 @@ def job_names(settings: Settings, prefix: str) -> list[str]:
     bucket, root = _bucket(settings)
     try:
         found = bucket.get_file_info(fs.FileSelector(root, allow_not_found=True))
-        folders = [info.base_name for info in found if info.type == fs.FileType.Directory]
+        folders = [i.base_name for i in found if i.type == fs.FileType.Directory and i.base_name.startswith(prefix)]
         # a bucket's folders have no time of their own; Tune writes each job's tuner.pkl once, at its start
         started = bucket.get_file_info([f"{root}/{name}/tuner.pkl" for name in folders])
-    except OSError as error:
-        raise StorageUnavailable(f"the storage {settings.display_storage} cannot be listed: {error}") from None
+    except (OSError, ValueError) as error:
+        raise _unusable(settings, "cannot be listed", error) from None
     ordered = sorted((info.mtime.timestamp(), name) for name, info in zip(folders, started)
-                     if info.type == fs.FileType.File and name.startswith(prefix))  # fmt: skip
+                     if info.type == fs.FileType.File)  # fmt: skip
     return [name for _, name in ordered]
 
 
@@ -81,5 +104,5 @@ def job_exists(settings: Settings, name: str) -> bool:
     bucket, root = _bucket(settings)
     try:
         return bucket.get_file_info(f"{root}/{name}").type != fs.FileType.NotFound
-    except OSError as error:
-        raise StorageUnavailable(f"the storage {settings.display_storage} cannot be read: {error}") from None
+    except (OSError, ValueError) as error:
+        raise _unusable(settings, "cannot be read", error) from None
