@@ -67,18 +67,21 @@ def test_other_errors_are_not_storage_failures(error):
     assert storage_failure(error) is None
 
 
-def test_the_reserve_holds_real_blocks_and_gives_them_back(tmp_path):
+def test_the_reserve_holds_real_blocks_and_gives_them_back_in_two_halves(tmp_path):
     reserve = DiskReserve(tmp_path / ".job.reserve")
-    stat = reserve.path.stat()
-    assert stat.st_size == RESERVE_BYTES and stat.st_blocks * 512 >= RESERVE_BYTES  # not a sparse file
+    stats = [part.stat() for part in reserve.paths]
+    assert sum(s.st_size for s in stats) == RESERVE_BYTES
+    assert all(s.st_blocks * 512 >= s.st_size for s in stats)  # not sparse files
+    reserve.release_for_stop()  # a storage failure: Tune's stop gets the first half
+    assert not reserve.paths[0].exists() and reserve.paths[1].exists()  # the driver's closing writes, the second
     reserve.release()
-    assert not reserve.path.exists()
+    assert not any(part.exists() for part in reserve.paths) and not list(tmp_path.glob(".*.reserve"))
     reserve.release()  # twice is fine (a failure releases it, then the job's end)
 
 
 def test_no_reserve_where_it_cannot_be_made(tmp_path):
     reserve = DiskReserve(tmp_path / "no such folder" / ".job.reserve")  # as on a disk already full
-    assert not reserve.path.exists()
+    assert not any(part.exists() for part in reserve.paths)
     reserve.release()
 
 

@@ -59,21 +59,33 @@ def _full_disk_text(text: str) -> StorageFailure | None:
 
 
 class DiskReserve:
-    """A file of :data:`RESERVE_BYTES` beside a job's Tune folder, held while its trials run and
-    given back (:meth:`release`) when a storage failure stops it. On a disk already too full to hold
-    it, there is none (the job then stops as it can)."""
+    """:data:`RESERVE_BYTES` beside a job's Tune folder, in two files, held while its trials run.
+
+    When a storage failure stops the job, the first half is given back (:meth:`release_for_stop`)
+    for Tune's last save of its state; the second once its trials have stopped (:meth:`release`), for
+    the driver's own writes (the runs closed as interrupted). Given back at once, the whole reserve
+    went to the trials' last checkpoint writes, which raced the driver's (seen once in CI: the runs
+    stayed open). On a disk already too full to hold it, there is none (the job then stops as it can).
+    """
 
     def __init__(self, path: Path):
-        self.path = path
-        try:
-            with open(path, "wb") as reserve:
-                for _ in range(RESERVE_BYTES // 2**20):
-                    reserve.write(bytes(2**20))  # written, so real blocks (a sparse file would hold none)
-        except OSError:
-            path.unlink(missing_ok=True)
+        self.paths = [path, path.with_name(path.name.removesuffix(".reserve") + ".closing.reserve")]
+        for part in self.paths:
+            try:
+                with open(part, "wb") as reserve:
+                    for _ in range(RESERVE_BYTES // 2 // 2**20):
+                        reserve.write(bytes(2**20))  # written, so real blocks (a sparse file would hold none)
+            except OSError:
+                part.unlink(missing_ok=True)
+
+    def release_for_stop(self) -> None:
+        """The first half: Tune stops the trials and saves its state."""
+        self.paths[0].unlink(missing_ok=True)
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """All of it: the trials have stopped (or the job ended)."""
+        for part in self.paths:
+            part.unlink(missing_ok=True)
 
 
 def folder_bytes(folder: Path) -> int:

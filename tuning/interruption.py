@@ -96,7 +96,7 @@ class Interruption:
                 return
             self.failure = failure
         if self.reserve is not None:
-            self.reserve.release()  # Tune's last save of its state and the closed runs need a little space
+            self.reserve.release_for_stop()  # Tune's last save of its state needs a little space
         print(f"\novatune: {failure.message}: stopping; its trials keep their checkpoints for --resume", flush=True)
         if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None):
             os.kill(os.getpid(), signal.SIGUSR1)  # Tune stops its trials and saves its state
