@@ -4,7 +4,7 @@ password) written here, and users made with MLflow's own API.
 
 Who can do what (README: team servers): a user who creates the experiment gets MANAGE on it and on the
 models its sweep registers; EDIT is enough to sweep and move @champion; READ is enough to evaluate
-(measured and reported, not recorded) and export; no grant at all under ``default_permission =
+with --no-record (measured and reported, not recorded) and export; no grant at all under ``default_permission =
 NO_PERMISSIONS`` is nothing. Every password and the admin's appear in no output, file, param, tag,
 model card or Ray log.
 """
@@ -202,13 +202,15 @@ def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # 
     # bob (READ) evaluates and exports; his sweep is refused before Ray starts; @champion stays
     grant(uri, passwords, "bob", "READ")
     bob_env = as_user("bob", passwords["bob"])
-    evaluated = ovatune("evaluate", "digits", "--tracking-uri", uri, env=bob_env, home=tmp_path / "bob")
+    refused = ovatune("evaluate", "digits", "--tracking-uri", uri, env=bob_env, home=tmp_path / "bob", timeout=120)
+    assert refused.returncode == 2  # before any work: the server, the user, what is needed, who grants it
+    line = one_error_line(refused)
+    assert "user 'bob' has READ" in line and uri in line and "needs EDIT" in line and "MANAGE" in line
+    assert line.endswith("or measure and report without recording: ovatune evaluate digits --no-record")
+    assert not (tmp_path / "bob" / "reports").exists()
+    evaluated = ovatune("evaluate", "digits", "--no-record", "--tracking-uri", uri, env=bob_env, home=tmp_path / "bob")
     assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
-    assert "ovatune: warning: not recorded in MLflow: user 'bob' has READ" in evaluated.stderr
-    first = next(line for line in evaluated.stderr.splitlines() if line.startswith("ovatune: warning:"))  # and said
-    # before any work, naming what is needed
-    assert first.startswith("ovatune: warning: user 'bob' has READ") and "needs EDIT" in first and uri in first
-    assert "measured and reported here, not recorded" in first
+    assert "not recorded in MLflow (--no-record)" in evaluated.stdout
     assert (tmp_path / "bob" / "reports" / "digits" / "report.md").exists()
     exported = ovatune("export", "digits", "--tracking-uri", uri, "--out", str(tmp_path / "bob-exports"),
                        env=bob_env, home=tmp_path / "bob")  # fmt: skip

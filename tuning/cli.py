@@ -130,7 +130,10 @@ def _main(args, argv: list[str] | None) -> int:
         settings.tracking_uri, space.name, [registered_name(space.name, loss) for loss in LOSS_TITLES]
     )
     if args.command == "evaluate":
-        return commands.evaluate(space, settings, args.address, args.sweep, read_only=denied)
+        if denied and not args.no_record:  # refused before any work, with the way that needs no EDIT
+            return fail(f"{denied}; or measure and report without recording: "
+                        f"ovatune evaluate {space.name} --no-record")  # fmt: skip
+        return commands.evaluate(space, settings, args.address, args.sweep, record=not args.no_record)
     if denied:  # before Ray starts: a sweep or a replicate set records runs and moves @champion
         return fail(denied)
     if args.command == "replicate":

@@ -258,19 +258,15 @@ def replicate(space, settings, args) -> int:
     return 0
 
 
-def evaluate(space, settings, address: str | None = None, sweep: str | None = None,
-              read_only: str | None = None) -> int:  # fmt: skip
-    """``ovatune evaluate`` (and the end of ``run``); ``read_only``: why this user may not record the
-    evaluation in MLflow (it is then measured and reported, not recorded)."""
+def evaluate(space, settings, address: str | None = None, sweep: str | None = None, record: bool = True) -> int:
+    """``ovatune evaluate`` (and the end of ``run``); ``record=False`` (``--no-record``): measured and
+    reported, nothing recorded in MLflow."""
     from mlflow.tracking import MlflowClient
 
     from tuning.champion import NoChampion, NoneEvaluated, champion_versions
     from tuning.cluster import init_ray
     from tuning.interruption import Stopped, stop_on_signals
 
-    if read_only:  # said before the work, and again under the report
-        print(f"ovatune: warning: {read_only}: this evaluation is measured and reported here, not recorded "
-              "in MLflow", file=sys.stderr, flush=True)  # fmt: skip
     try:
         with stop_on_signals():  # SIGTERM used to end it with exit 1 and no word of what was left undone
             # Ray starts while the evaluation's code imports (torch, matplotlib, MLflow's model code):
@@ -281,7 +277,7 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
             from tuning.evaluate import evaluate_experiment
 
             mark("evaluation imported")
-            report = evaluate_experiment(space, settings, address, sweep, record=not read_only)
+            report = evaluate_experiment(space, settings, address, sweep, record=record)
     except Stopped as stop:
         print(f"\nevaluation of {space.name} interrupted ({stop}): no alias moved, and nothing it measured is "
               "reported as done (an MLflow evaluation run it had opened is marked FAILED). Evaluate again with:\n"
@@ -312,9 +308,8 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
             )
     print(f"\nnext:\n  the report:      {report.path}\n  browse the runs: {_ovatune('ui', '--home', settings.home)}\n"
           f"  ship a model:    {_ovatune('export', space.name, '--home', settings.home, '--format', 'onnx')}")  # fmt: skip
-    if read_only:
-        print(f"ovatune: warning: not recorded in MLflow: {read_only}; the report above is all there is",
-              file=sys.stderr)  # fmt: skip
+    if not record:
+        print("not recorded in MLflow (--no-record): the report above is all there is")
     for warning in near_chance(report.evaluations):
         print(f"ovatune: warning: {warning}", file=sys.stderr)
     for message in report.failures.values():  # evaluated without them; the exit code says so

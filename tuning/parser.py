@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="measure the champions: test, shift, OOD; figures and report.md")
     evaluate.add_argument("experiment", choices=list(SPACES), metavar="EXPERIMENT", help=f"one of: {', '.join(SPACES)}")
     evaluate.add_argument("--address", help="Ray cluster to evaluate on ('auto' inside one); default: a local Ray")
+    evaluate.add_argument("--no-record", action="store_true",
+                          help="measure and write the report in the home, recording nothing in MLflow (no "
+                          "evaluation run, no model tags): what a user with READ on a team server can do")  # fmt: skip
     evaluate.add_argument("--sweep", type=_sweep_name, metavar="NAME",
                           help="evaluate the models this sweep registered (champions or not) instead of the "
                           "champions; moves no alias; report in reports/EXPERIMENT/sweeps/NAME/")  # fmt: skip
