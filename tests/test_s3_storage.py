@@ -9,7 +9,6 @@ machine's disk in place of the bucket, and the bucket's key is in no output.
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import signal
@@ -41,19 +40,21 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
     env = _user_env(aws)
     args = ["sweep", "digits", "--losses", "softmax", "--trials", "2", "--epochs", "60", "--pack", "1",
             "--storage", STORAGE]  # fmt: skip
-    sweep = start_ovatune(*args, "--name", "digits-in-a-bucket", home=home, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    home.mkdir()
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    client.search_experiments()  # the store's schema first: two processes migrating one new file collide
+    log = open(tmp_path / "sweep.log", "w")  # what the killed sweep said, for a failure's message
+    sweep = start_ovatune(*args, "--name", "digits-in-a-bucket", home=home, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
     def mid_way() -> bool:
-        # A trial with 3 checkpoints in the bucket (Tune uploads its state by then: it does once a
-        # trial has saved num_to_keep since the last upload), and no trial finished yet.
-        per_trial = collections.defaultdict(set)
-        for key in bucket_keys(aws):
-            if "/checkpoint_" in key:
-                trial, rest = key.split("/checkpoint_", 1)
-                per_trial[trial].add(rest.split("/", 1)[0])
-        if max(map(len, per_trial.values()), default=0) < 3:
+        assert sweep.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
+        # Tune uploads its state (which checkpoints each trial has) to a bucket at most every 5 minutes
+        # (SyncConfig.sync_period), or sooner once a trial has registered num_to_keep checkpoints
+        # since the last upload: kill the driver once the state in the bucket names a checkpoint, and
+        # no trial has finished yet.
+        states = [k for k in bucket_keys(aws) if k.startswith("ray/digits-in-a-bucket/experiment_state")]
+        if not any(b"checkpoint_0000" in _bucket_bytes(aws, key) for key in states):
             return False
         experiment = client.get_experiment_by_name("digits")
         trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
@@ -61,7 +62,7 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
         return True
 
     try:
-        wait_for(mid_way, 300, "a trial with 3 checkpoints in the bucket")
+        wait_for(mid_way, 300, "Tune's state in the bucket naming a checkpoint")
     finally:
         os.killpg(sweep.pid, signal.SIGKILL)  # the driver and its local Ray, no clean-up
         sweep.wait()
