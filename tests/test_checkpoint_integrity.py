@@ -36,9 +36,10 @@ def _trial_dirs(home: Path, sweep: str) -> dict[str, Path]:
     """loss -> its trial's folder (each loss has one trial here)."""
     dirs = {}
     for path in (home / "ray_results" / sweep).glob("train_classifier_*"):
-        params = path / "params.json"
-        if params.exists():
-            dirs[json.loads(params.read_text())["loss"]] = path
+        try:
+            dirs[json.loads((path / "params.json").read_text())["loss"]] = path
+        except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being written (seen in CI)
+            continue
     return dirs
 
 
