@@ -72,3 +72,25 @@ def test_a_diverged_trial_ends_early_with_nan_metrics_and_its_reason(tmp_path):
 def test_the_dataset_is_loaded_once_per_process_and_per_data_seed():
     assert cached_dataset(CONFIG) is cached_dataset({**CONFIG, "loss": "ova", "lr": 0.1})
     assert cached_dataset({**CONFIG, "data_seed": 1}) is not cached_dataset(CONFIG)
+
+
+def test_val_examples_validates_on_that_many_evenly_spaced_examples(tmp_path):
+    import json
+
+    from evaluation.metrics import classification_metrics
+    from trainables.checkpoint import load_classifier
+    from trainables.loop import predict_probabilities
+
+    config = {**CONFIG, "val_examples": 50}
+    reports = _train(tmp_path, config)
+    validation = json.loads(reports.metrics[0]["data_provenance"])[1]
+    assert validation["split"] == "validation" and validation["num_examples"] == 50
+    full = cached_dataset(config).val
+    assert len(full) > 50  # the limit cuts something
+    index = torch.linspace(0, len(full) - 1, 50).round().long()
+    classifier, _ = load_classifier(reports.checkpoints[4].path)
+    probabilities = predict_probabilities(classifier, full.x[index])
+    want = classification_metrics(probabilities, full.y[index].numpy())["accuracy"]
+    assert reports.metrics[-1]["val_accuracy"] == pytest.approx(want)
+    everything = classification_metrics(predict_probabilities(classifier, full.x), full.y.numpy())["accuracy"]
+    assert everything != pytest.approx(want)  # measured on the 50, not on the whole split

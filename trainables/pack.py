@@ -43,9 +43,9 @@ from trainables.optim import build_optimizer, set_epoch_lr
 from trainables.trial_config import setting
 
 # Config keys every member of a pack must share: they fix the architecture, the batch shape and the
-# optimizer's kind. Everything else (the sampled hyperparameters, the seed) may differ.
+# optimizer's kind, and what is validated. Everything else (the sampled hyperparameters, the seed) may differ.
 SHARED_KEYS = ("dataset", "model", "loss", "hidden", "depth", "width", "widen", "batch_size", "steps_per_epoch",
-               "optimizer", "epochs")  # fmt: skip
+               "optimizer", "epochs", "val_examples")  # fmt: skip
 
 
 def pack_problem(configs: Sequence[dict[str, Any]]) -> str | None:

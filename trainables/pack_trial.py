@@ -38,7 +38,7 @@ from trainables.models import build_classifier
 from trainables.pack import Pack, fit_pack_epoch
 from trainables.pack_format import PACK_KEY, PACK_STATE, member_dir
 from trainables.system_metrics import SystemMeter
-from trainables.train import cached_dataset, training_provenance, validation_metrics
+from trainables.train import cached_dataset, training_provenance, validation_metrics, validation_split
 from trainables.trial_config import setting, upgraded
 from trainables.trial_metrics import REPLAY_KEY, SELECTION_METRICS
 
@@ -82,7 +82,8 @@ def _train_pack(config, ray_api, checkpoint, device, placement, stopped, saved: 
     torch.set_num_threads(int(setting(first, "threads")))
     data = cached_dataset(first)
     members = [{**c, **data.model_settings} for c in members]
-    train, val = data.train.to(device), data.val.to(device)
+    validation_examples = validation_split(data, first)
+    train, val = data.train.to(device), validation_examples.to(device)
     loss = get_loss(first["loss"])
     augment = AUGMENTATIONS[data.augmentation] if data.augmentation else None
     numbers = [int(c["trial_number"]) for c in members]
@@ -150,7 +151,7 @@ def _train_pack(config, ray_api, checkpoint, device, placement, stopped, saved: 
             metrics: dict[str, Any] = {"epoch": epoch + 1}
             stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"
             if stop_reason is None:
-                validation, stop_reason = validation_metrics(probabilities[k], data.val.y)
+                validation, stop_reason = validation_metrics(probabilities[k], validation_examples.y)
                 metrics.update(train_loss=train_loss, train_accuracy=train_accuracy, **validation,
                                learning_rate=float(pack.optimizer.lr[k]), diverged=0, **shared)  # fmt: skip
             if stop_reason is not None:  # as a lone trial reports it: undefined metrics as NaN

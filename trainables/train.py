@@ -33,7 +33,7 @@ import torch
 from evaluation.metrics import NonFiniteProbabilities, classification_metrics
 from trainables import verbose
 from trainables.checkpoint import resume_state, save_checkpoint
-from trainables.data import Dataset, load_dataset
+from trainables.data import Dataset, Split, load_dataset
 from trainables.data.augment import AUGMENTATIONS
 from trainables.data.provenance import split_provenance
 from trainables.loop import data_parallel_rank, fit_epoch, loader_workers, predict_probabilities
@@ -68,13 +68,25 @@ def cached_dataset(config: dict[str, Any]) -> Dataset:
     return _DATASETS[key]
 
 
+def validation_split(data: Dataset, config: dict[str, Any]) -> Split:
+    """What a trial validates on every epoch: the validation split, or ``val_examples`` of its
+    examples, evenly spaced so that every class keeps its share (a cheaper, noisier selection metric:
+    a sweep of tiny, fast trials would otherwise spend most of its time validating)."""
+    limit = setting(config, "val_examples")
+    if limit is None or int(limit) >= len(data.val):
+        return data.val
+    index = torch.linspace(0, len(data.val) - 1, int(limit)).round().long()  # (val_examples,)
+    return data.val.subset(index)
+
+
 def training_provenance(config: dict[str, Any]) -> str:
-    """The provenance (JSON) of the trial's training and validation splits, computed once per process:
-    reported with the trial's first result, it becomes the MLflow run's dataset inputs."""
-    key = _dataset_key(config)
+    """The provenance (JSON) of the trial's training and validation examples, computed once per
+    process: reported with the trial's first result, it becomes the MLflow run's dataset inputs."""
+    key = (*_dataset_key(config), setting(config, "val_examples"))
     if key not in _PROVENANCE:
         data = cached_dataset(config)
-        _PROVENANCE[key] = json.dumps([split_provenance(data, split).to_dict() for split in ("train", "validation")])
+        _PROVENANCE[key] = json.dumps([split_provenance(data, "train").to_dict(),
+                                       split_provenance(data, "validation", validation_split(data, config)).to_dict()])  # fmt: skip
     return _PROVENANCE[key]
 
 
@@ -152,7 +164,8 @@ def train_loop(
     data = cached_dataset(config)
     config = {**config, **data.model_settings}  # e.g. a text model's vocabulary size, saved in checkpoints
     rank, world = data_parallel_rank()
-    train, val = data.train.to(device), data.val.to(device)
+    validation_examples = validation_split(data, config)
+    train, val = data.train.to(device), validation_examples.to(device)
     loss = get_loss(config["loss"])
     torch.manual_seed(int(config["seed"]))  # the same initial weights on every worker
     model = build_classifier(data.input_shape, data.num_classes, config).to(device)
@@ -207,7 +220,7 @@ def train_loop(
         metrics: dict[str, Any] = {"epoch": epoch + 1}
         stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"
         if rank == 0 and stop_reason is None:  # rank 0 validates (the whole validation split) and reports
-            validation, stop_reason = validate(model, val.x, data.val.y, config)
+            validation, stop_reason = validate(model, val.x, validation_examples.y, config)
             metrics.update(
                 train_loss=train_loss,
                 train_accuracy=train_accuracy,

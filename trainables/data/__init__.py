@@ -59,6 +59,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def subset(self, index: torch.Tensor) -> Split:
+        """The examples at ``index`` (files stay files: only their list is cut)."""
+        import torch
+
+        x = self.x[index] if isinstance(self.x, torch.Tensor) else self.x.subset(index.tolist())
+        return Split(x, self.y[index])
+
     def to(self, device: torch.device) -> Split:
         """The split with its tensors on ``device`` (files stay files: their batches move later)."""
         import torch

@@ -86,6 +86,10 @@ class ImageFiles(torch.utils.data.Dataset):
         step = max(1, -(-len(self) // max_examples))
         return ImageFiles(self.samples[::step], EVAL_TRANSFORM)
 
+    def subset(self, index: list[int]) -> ImageFiles:
+        """The files at ``index``, transformed as these are."""
+        return ImageFiles([self.samples[i] for i in index], self.transform)
+
     def loader(self, batches: list[list[int]], workers: int, seed: int, pin_memory: bool = False) -> DataLoader:
         """A DataLoader over the given index batches. ``seed`` fixes every random crop and flip: the
         workers' RNGs are seeded from it (the same ``workers`` gives the same images)."""

@@ -68,9 +68,10 @@ def content_digest(x: torch.Tensor | object, y: torch.Tensor | None = None) -> s
     return digest.hexdigest()[:DIGEST_CHARACTERS]
 
 
-def split_provenance(data: Dataset, split: str) -> Provenance:
-    """The provenance of ``data``'s ``split`` ("train", "validation" or "test")."""
-    part: Split = {"train": data.train, "validation": data.val, "test": data.test}[split]
+def split_provenance(data: Dataset, split: str, part: Split | None = None) -> Provenance:
+    """The provenance of ``data``'s ``split`` ("train", "validation" or "test"), or of ``part`` of it
+    (the validation examples a trial limited itself to: ``val_examples``)."""
+    part = part or {"train": data.train, "validation": data.val, "test": data.test}[split]
     return _provenance(data, split, data.name, part.x, part.y)
 
 
