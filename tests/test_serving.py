@@ -27,14 +27,13 @@ from trainables.data import load_dataset
 from trainables.losses import LOSSES
 from tuning.options import FORMATS
 
+from browser import ARTIFACTS, launch_chromium, needs_chromium
 from launch import environment, free_port, run_ovatune, start_ovatune, stop_group
 
 # one worker runs the module: its tests share one sweep (the module's `home`), made once
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_serving")]
 
 BIN = Path(sys.executable).parent
-ARTIFACTS = Path(os.environ.get("OVATUNE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _wait_for(url: str, seconds: float, what: str) -> None:
@@ -187,13 +186,6 @@ def test_mlflow_models_serve_answers_like_the_model_in_process(home, expected):
         stop_group(server, timeout=30)
 
 
-# Chromium comes from Debian's package (`make browser`, run by .ci/run): CI must have it, so there a
-# missing browser fails instead of skipping.
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason=f"{CHROMIUM} not installed (make browser)"
-)
-
-
 @needs_chromium
 def test_the_mlflow_ui_in_a_real_browser(home):
     import re
@@ -217,7 +209,7 @@ def test_the_mlflow_ui_in_a_real_browser(home):
     try:
         _wait_for(f"{url}/health", 120, "ovatune ui")
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+            browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1500, "height": 950})
             page.goto(f"{url}/#/experiments")
             page.get_by_text("Model training", exact=True).click()

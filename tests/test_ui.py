@@ -3,6 +3,7 @@ store, a signal stops its whole process tree, a busy port is one error line. Rea
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from trainables.losses import LOSSES
 from tuning.ui import GUARD
 
+from browser import ARTIFACTS, launch_chromium, needs_chromium
 from launch import free_port, run_ovatune, start_ovatune, wait_for
 
 pytestmark = pytest.mark.slow
@@ -151,3 +154,82 @@ def test_a_killed_ui_leaves_no_server_on_its_port(home):
         for process in started:
             if process.is_running():
                 process.kill()
+
+
+def _write_sweep_through_the_callback(uri: str, experiment_id: str, per_loss: int, epochs: int) -> None:
+    """A sweep's MLflow record as the driver writes it: parent runs per loss, and for each trial
+    the real ``MlflowTrialCallback`` fed a stub Ray ``Trial`` and a result per epoch."""
+    from ray import tune
+    from ray.tune.experiment import Trial
+
+    from tuning.tracking import parent_runs
+    from tuning.trial_runs import MlflowTrialCallback
+
+    tune.register_trainable("scale", lambda config: None)
+    parents = parent_runs(MlflowClient(uri), experiment_id, "cifar10-scale", list(LOSSES), {"seed": 0})
+    callback = MlflowTrialCallback(uri, experiment_id, "cifar10-scale", parents)
+    callback.setup()
+    rng = random.Random(0)
+    for number in range(per_loss):  # the losses take turns, as the sweep's searcher starts them
+        for loss in LOSSES:
+            config = {"loss": loss, "trial_number": number, "epochs": epochs, "lr": 10 ** rng.uniform(-3, 0),
+                      "adam_beta1": rng.uniform(0.85, 0.99), "adam_eps": 10 ** rng.uniform(-8, -5)}  # fmt: skip
+            trial = Trial("scale", config=config, trial_id=f"{loss}_{number:05d}", stub=True)
+            callback.on_trial_start(0, [trial], trial)
+            for epoch in range(1, epochs + 1):
+                result = {"epoch": epoch, "train_loss": 2.0 / epoch, "train_accuracy": 0.1 + epoch / 10,
+                          "val_accuracy": 0.1 + epoch / 10 * rng.random(), "val_nll": 2.0 / epoch,
+                          "val_brier": 0.9 / epoch, "val_ece": 0.1 / epoch, "learning_rate": config["lr"],
+                          "fit_time_s": 0.2, "time_this_iter_s": 0.3}  # fmt: skip
+                trial.update_last_result(result)
+                callback.on_trial_result(0, [trial], trial, result)
+            callback.on_trial_complete(0, [trial], trial)
+    callback.on_experiment_end([])
+
+
+@needs_chromium
+def test_the_run_list_of_a_400_trial_experiment_renders_grouped_by_loss_within_10_s(home):
+    """Issue 33, item 4: the paper's CIFAR-10 budget (4 losses x 100 trials) in the MLflow UI."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    client = store(home)
+    experiment_id = client.create_experiment("cifar10")
+    _write_sweep_through_the_callback(client.tracking_uri, experiment_id, per_loss=100, epochs=5)
+    assert len(client.search_runs([experiment_id], "tags.`ovatune.kind` = 'trial'", max_results=1000)) == 400
+    port = free_port()
+    ui = _start_ui(home, port)
+    searches = []  # (seconds, request body) of each run-list request the page makes
+    try:
+        wait_for(lambda: _healthy(port), 120, "the MLflow server")
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page.on("requestfinished", lambda r: searches.append((r.timing["responseEnd"] / 1000, r.post_data))
+                    if r.url.endswith("/runs/search") else None)  # fmt: skip
+            started = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs")
+            for loss in LOSSES:  # every loss's parent run, the trials grouped under it
+                expect(page.get_by_role("link", name=f"{loss} · cifar10-scale", exact=True)).to_be_visible(
+                    timeout=10_000
+                )
+            first = next(iter(LOSSES))
+            link = page.get_by_role("link", name=f"{first} · cifar10-scale", exact=True)
+            link.locator("xpath=ancestor::div[@role='gridcell']"
+                         "//button[contains(@data-component-id,'runnamecellrenderer')]").click()  # fmt: skip
+            expect(page.get_by_role("link", name=re.compile(rf"^{first}-trial-\d{{3}}$")).first).to_be_visible(
+                timeout=10_000)  # fmt: skip
+            rendered = time.perf_counter() - started
+            if page.get_by_role("button", name="Close").count():
+                page.get_by_role("button", name="Close").first.click()  # the assistant side panel
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "mlflow_ui_400_trials.png"))
+            browser.close()
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
+    # its run-list requests, as benchmarks/scale.py times them: the newest runs first, a page at a time
+    assert searches and all('"attributes.start_time DESC"' in body for _, body in searches), searches
+    print(f"run list rendered in {rendered:.1f} s; run-list requests (s, body): {searches}")
+    assert rendered < 10, f"the run list took {rendered:.1f} s"
