@@ -2,8 +2,9 @@
 
 import io
 import pickle
+import time
 
-from tuning.progress import WIDTH, ProgressLine, SweepProgress
+from tuning.progress import REPORT_EVERY_S, WIDTH, ProgressLine, SweepProgress
 
 
 class Terminal(io.StringIO):
@@ -51,6 +52,18 @@ def test_the_sweep_line_counts_each_losss_trials_and_its_best_so_far():
     assert len(text) <= WIDTH
     progress.report(trials, done=False)
     assert log.getvalue().splitlines()[0].startswith("progress per loss: trials done/all and the best val_accuracy")
+
+
+def test_tune_is_told_to_report_at_most_twice_a_second_and_always_at_the_end():
+    """Tune asks after every step of its loop, and each report describes every trial: a cost that
+    grew with the sweep (``benchmarks/scale.py --profile``)."""
+    progress = SweepProgress("val_accuracy", "max", per_loss=3)
+    assert progress.should_report([]) and not progress.should_report([])
+    assert progress.should_report([], done=True)  # the last line is never left out
+    time.sleep(REPORT_EVERY_S)
+    assert progress.should_report([])
+    resumed = pickle.loads(pickle.dumps(progress))
+    assert resumed.should_report([])  # a resumed sweep's first report comes at once
 
 
 def test_the_sweep_line_survives_the_pickling_of_a_resumable_experiment():
