@@ -113,20 +113,31 @@ def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) ->
     return state, meta, candidate, problems
 
 
-def earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
-    """The trial's other checkpoints older than ``checkpoint``, newest first, in the same storage
-    (a folder or a bucket: ``checkpoint.filesystem``)."""
+def sibling_checkpoints(checkpoint: Any) -> list[str]:
+    """The paths of the other ``checkpoint_*`` folders beside Ray ``Checkpoint`` ``checkpoint``, in
+    name order (oldest first), in the same storage (a folder or a bucket: ``checkpoint.filesystem``).
+
+    Raises:
+        OSError: the storage cannot be listed.
+    """
     from pyarrow import fs
 
     folder, _, name = checkpoint.path.rstrip("/").rpartition("/")
+    siblings = checkpoint.filesystem.get_file_info(fs.FileSelector(folder))
+    return sorted(info.path for info in siblings if info.type == fs.FileType.Directory
+                  and info.base_name.startswith("checkpoint_") and info.base_name != name)  # fmt: skip
+
+
+def earlier_checkpoints(checkpoint: Any, checkpoint_type: Any) -> list:
+    """The trial's other checkpoints older than ``checkpoint``, newest first, in the same storage."""
+    name = checkpoint.path.rstrip("/").rpartition("/")[2]
     if not name.startswith("checkpoint_"):
         return []
     try:
-        siblings = checkpoint.filesystem.get_file_info(fs.FileSelector(folder))
+        siblings = sibling_checkpoints(checkpoint)
     except (OSError, ValueError):  # the storage cannot be listed: the newest is the only one to try
         return []
-    older = sorted((info.path for info in siblings if info.type == fs.FileType.Directory
-                    and info.base_name.startswith("checkpoint_") and info.base_name < name), reverse=True)  # fmt: skip
+    older = [path for path in reversed(siblings) if path.rpartition("/")[2] < name]
     return [checkpoint_type(path, checkpoint.filesystem) for path in older]
 
 

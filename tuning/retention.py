@@ -38,15 +38,9 @@ def keep_newest_of_finished(results: Iterable) -> None:
 
 def delete_older_checkpoints(newest) -> list[str]:
     """Delete the ``checkpoint_*`` folders beside Ray ``Checkpoint`` ``newest`` other than it; their paths."""
-    from pyarrow.fs import FileSelector, FileType
+    from trainables.checkpoint import sibling_checkpoints  # torch: imported when a job ends, not with the driver
 
-    filesystem, path = newest.filesystem, newest.path.rstrip("/")
-    folder, _, name = path.rpartition("/")
-    older = [
-        info.path
-        for info in filesystem.get_file_info(FileSelector(folder))
-        if info.type == FileType.Directory and info.base_name.startswith("checkpoint_") and info.base_name != name
-    ]
+    older = sibling_checkpoints(newest)
     for checkpoint in older:
-        filesystem.delete_dir(checkpoint)
+        newest.filesystem.delete_dir(checkpoint)
     return older
