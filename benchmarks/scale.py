@@ -12,7 +12,7 @@ database. Sizes are multiples of the 4 losses (24 = 6 per loss, the nearest to 2
 
 Per size it runs ``ovatune sweep cifar10`` (the sweep and its promotion: the driver measured), then,
 for the sizes in ``--evaluate-sizes`` (default: the largest; the evaluation measures 4 champions on
-about a million images whatever the sweep's size, 7-9 minutes here), ``ovatune evaluate cifar10``.
+about a million images whatever the sweep's size: 3.5 minutes here), ``ovatune evaluate cifar10``.
 Each row:
 
 - wall: the sweep command's launch to its last trial's end (``trials done`` on ``OVATUNE_TIMELINE``);
@@ -20,9 +20,10 @@ Each row:
   inside its trainable) summed, over the 2 slots; and wall / ideal;
 - overhead per trial: (wall x slots - the trials' compute) / trials: slot-seconds a trial costs
   beyond its own compute (start-up shared out, scheduling, actor and result handling, MLflow logging,
-  checkpoint hand-off);
+  checkpoint hand-off); and the same from the tuner built (``tuner built``) on: start-up left out;
 - the sweep driver's CPU seconds and peak RSS (``wait4``), the store's size;
-- the UI: the run-list request (``runs/search``, the UI's first page of 100, newest first) and
+- the UI: the run-list request (``runs/search`` for 100 runs, newest first: the larger of the two
+  the experiment page sends, as ``tests/test_ui.py`` records them in a real browser) and
   opening one trial run (``runs/get``, its artifact list and each metric's history as the run page's
   charts ask), each the median of 5, against ``ovatune ui`` (SQLite) or the server (PostgreSQL);
 - checkpoint bytes kept per trial (the sweep's Ray Tune folder over its trials);
@@ -33,7 +34,7 @@ Goals at 400 trials (issue 33): overhead per trial <= 1 s and <= 1.2x the smalle
 peak RSS < 2 GB; run-list request < 1 s. ``--profile`` runs the largest sweep's driver under cProfile
 and prints where its time went.
 
-    python benchmarks/scale.py                        # 24, 100, 400 trials: about 25 minutes on 2 cores
+    python benchmarks/scale.py                        # 24, 100, 400 trials: about 11 minutes on 2 cores
     python benchmarks/scale.py --sizes 8 --evaluate-sizes 8      # a quick look, about 3 minutes
     python benchmarks/scale.py --store postgres       # the MLflow server on PostgreSQL
 """
@@ -86,7 +87,10 @@ def write_data(root: Path) -> Path:
     rng = np.random.default_rng(0)
 
     def images(labels: np.ndarray) -> np.ndarray:  # (N, 32, 32, 3) uint8
-        return (rng.integers(0, 60, (len(labels), 32, 32, 3), dtype=np.uint8) + (labels * 19).astype(np.uint8)[:, None, None, None])
+        return (
+            rng.integers(0, 60, (len(labels), 32, 32, 3), dtype=np.uint8)
+            + (labels * 19).astype(np.uint8)[:, None, None, None]
+        )
 
     train_labels = rng.permutation(np.arange(50_000) % 10)
     write_cifar("cifar10", root, images(train_labels), train_labels, train=True)
@@ -104,7 +108,9 @@ def write_data(root: Path) -> Path:
     shifted.mkdir(exist_ok=True)
     np.save(shifted / "labels.npy", np.tile(test_labels, 5).astype(np.uint8))
     for corruption in CORRUPTED_SETS["cifar10"].corruptions:
-        out = np.lib.format.open_memmap(shifted / f"{corruption}.npy", mode="w+", dtype=np.uint8, shape=(50_000, 32, 32, 3))
+        out = np.lib.format.open_memmap(
+            shifted / f"{corruption}.npy", mode="w+", dtype=np.uint8, shape=(50_000, 32, 32, 3)
+        )
         for intensity in range(1, 6):
             noise = rng.integers(-12 * intensity, 12 * intensity + 1, test_images.shape, dtype=np.int16)
             out[(intensity - 1) * 10_000 : intensity * 10_000] = np.clip(test_images + noise, 0, 255)
@@ -200,7 +206,9 @@ def ui_latency(url: str, experiment_id: str, trial_run_id: str) -> tuple[float, 
     opening = statistics.median(open_run() for _ in range(UI_REPEATS))
     runs, token = 0, None
     while True:  # every run, for the count
-        _, answer = _request(f"{api}/runs/search", {**page, "max_results": 1000, **({"page_token": token} if token else {})})
+        _, answer = _request(
+            f"{api}/runs/search", {**page, "max_results": 1000, **({"page_token": token} if token else {})}
+        )
         runs += len(answer.get("runs", []))
         token = answer.get("next_page_token")
         if not token:
@@ -237,6 +245,11 @@ class Row:
     def overhead_s(self) -> float:
         return (self.wall_s * SLOTS - self.compute_s) / self.trials
 
+    @property
+    def running_overhead_s(self) -> float:
+        """The same once the tuner is built: what each further trial costs, start-up left out."""
+        return ((self.wall_s - self.startup_s) * SLOTS - self.compute_s) / self.trials
+
 
 def timeline(path: Path) -> dict[str, float]:
     """Phase -> the time its mark was last written (``tuning/timeline.py``)."""
@@ -270,7 +283,9 @@ def trials_compute(storage: Path) -> tuple[float, int, int]:
         if rows:
             compute += max(row.get("time_total_s", 0.0) for row in rows)
             trials += 1
-    kept = sum(p.stat().st_size for p in storage.rglob("*") if p.is_file() and "checkpoint_" in str(p.relative_to(storage)))
+    kept = sum(
+        p.stat().st_size for p in storage.rglob("*") if p.is_file() and "checkpoint_" in str(p.relative_to(storage))
+    )
     return compute, trials, kept
 
 
@@ -342,9 +357,9 @@ def print_table(rows: list[Row]) -> None:
     print("\n| trials | wall s | ideal s | wall/ideal | overhead s/trial | driver CPU s | driver peak RSS MB | "
           "store MB | run list s | open a trial s | runs | checkpoints KB/trial | start-up s | promotion s | "
           "evaluation s | report s |")  # fmt: skip
-    print("|" + "---|" * 16)
+    print("|" + "---|" * 17)
     for r in rows:
-        print(f"| {r.trials} | {r.wall_s:.1f} | {r.ideal_s:.1f} | {r.wall_s / r.ideal_s:.2f} | {r.overhead_s:.2f} | "
+        print(f"| {r.trials} | {r.wall_s:.1f} | {r.ideal_s:.1f} | {r.wall_s / r.ideal_s:.2f} | {r.overhead_s:.2f} | {r.running_overhead_s:.2f} | "
               f"{r.driver_cpu_s:.1f} | {r.driver_rss_mb:.0f} | {r.store_mb:.1f} | {r.list_s:.3f} | {r.open_s:.3f} | "
               f"{r.runs} | {r.checkpoint_kb:.0f} | {r.startup_s:.1f} | {r.promotion_s:.1f} | "
               f"{cell(r.evaluation_s, '.1f')} | {cell(r.report_s, '.1f')} |")  # fmt: skip
@@ -375,17 +390,26 @@ def print_profile(path: Path, lines: int = 25) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="24,100,400", help="trials per sweep, multiples of 4 (default 24,100,400)")
-    parser.add_argument("--evaluate-sizes", help="the sizes that also run `ovatune evaluate` (default: the largest)")
+    parser.add_argument(
+        "--evaluate-sizes", help="the sizes that also run `ovatune evaluate`, or none (default: the largest)"
+    )
     parser.add_argument("--epochs", type=int, default=5, help="epochs per trial (default 5)")
-    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite", help="the MLflow store (default sqlite)")
-    parser.add_argument("--data-dir", type=Path, help="where the synthetic data are written once (default: ovatune's cache)")
+    parser.add_argument(
+        "--store", choices=["sqlite", "postgres"], default="sqlite", help="the MLflow store (default sqlite)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="where the synthetic data are written once (default: ovatune's cache)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the homes (stores, logs, checkpoints)")
     parser.add_argument("--profile", action="store_true", help="the largest sweep's driver under cProfile")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if any(s % 4 or s <= 0 for s in sizes):
         parser.error("--sizes: each a positive multiple of 4 (the losses)")
-    evaluated = {int(s) for s in args.evaluate_sizes.split(",")} if args.evaluate_sizes else {max(sizes)}
+    if args.evaluate_sizes == "none":
+        evaluated = set()
+    else:
+        evaluated = {int(s) for s in args.evaluate_sizes.split(",")} if args.evaluate_sizes else {max(sizes)}
     print("command: python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]))
     print(f"machine: {os.cpu_count()} cores; trials: {' '.join(f'{k}={v}' for k, v in TRIAL_SETTINGS.items())}, "
           f"{args.epochs} epochs, 1 CPU each, {SLOTS} at once; store: {args.store}", flush=True)  # fmt: skip
