@@ -354,7 +354,7 @@ def print_table(rows: list[Row]) -> None:
     def cell(value: float | None, fmt: str) -> str:
         return "—" if value is None else format(value, fmt)
 
-    print("\n| trials | wall s | ideal s | wall/ideal | overhead s/trial | driver CPU s | driver peak RSS MB | "
+    print("\n| trials | wall s | ideal s | wall/ideal | overhead s/trial | after start-up | driver CPU s | driver peak RSS MB | "
           "store MB | run list s | open a trial s | runs | checkpoints KB/trial | start-up s | promotion s | "
           "evaluation s | report s |")  # fmt: skip
     print("|" + "---|" * 17)
