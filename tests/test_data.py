@@ -10,6 +10,7 @@ import torch
 from trainables.data import (
     DATASETS,
     DatasetNotAvailable,
+    Split,
     check_available,
     import_loader,
     load_dataset,
@@ -139,3 +140,15 @@ def test_digits_shift_degrades_gracefully():
     clean = data.test.x
     diffs = [(data.shifted("gaussian_noise", s) - clean).abs().mean().item() for s in range(1, 6)]
     assert all(b > a for a, b in zip(diffs, diffs[1:]))
+
+
+def test_a_subset_of_a_split_keeps_its_labels_and_cuts_files_without_decoding_them():
+    from trainables.data.imagenet import ImageFiles
+
+    tensors = Split(torch.arange(12).reshape(6, 2), torch.arange(6) % 3)
+    cut = tensors.subset(torch.tensor([1, 4]))
+    assert cut.x.tolist() == [[2, 3], [8, 9]] and cut.y.tolist() == [1, 1]
+    files = ImageFiles([(f"missing/{i}.JPEG", i % 3) for i in range(6)], transform=lambda image: image)
+    cut = Split(files, files.labels).subset(torch.tensor([1, 4]))
+    assert cut.x.samples == [("missing/1.JPEG", 1), ("missing/4.JPEG", 1)] and cut.y.tolist() == [1, 1]
+    assert cut.x.transform is files.transform

@@ -44,11 +44,12 @@ def members_of(report: dict) -> dict[int, dict]:
     return {int(n): r for n, r in json.loads(report[PACK_KEY]).items()}
 
 
-def test_each_member_reports_what_its_trial_alone_reports(tmp_path):
-    packed = _train_pack(tmp_path / "pack")
+@pytest.mark.parametrize("validation", [{}, {"val_examples": 50}], ids=["whole-split", "val_examples"])
+def test_each_member_reports_what_its_trial_alone_reports(tmp_path, validation):
+    packed = _train_pack(tmp_path / "pack", {**PACK, **validation})
     assert [r["epoch"] for r in packed.metrics] == [1, 2, 3, 4] and sorted(packed.checkpoints) == [2, 4]
     for member in member_configs(PACK):
-        alone = _train(tmp_path / f"alone-{member['trial_number']}", {**CONFIG, "lr": member["lr"]})
+        alone = _train(tmp_path / f"alone-{member['trial_number']}", {**CONFIG, **validation, "lr": member["lr"]})
         ours = [members_of(r)[member["trial_number"]] for r in packed.metrics]
         assert [r["epoch"] for r in ours] == [m["epoch"] for m in alone.metrics]
         for mine, theirs in zip(ours, alone.metrics):
