@@ -4,8 +4,8 @@ The cifar10 space at its trial budget (4 losses x 100 trials at the largest size
 sampler, scheduler and promotion, on synthetic data written in the real on-disk formats at full size
 (CIFAR-10's 50 000 training and 10 000 test images, CIFAR-100's and SVHN's test splits, CIFAR-10-C's
 19 corruptions x 5 intensities; CIFAR cannot be downloaded here), with a tiny ResNet of the same code
-(``--set width=2 depth=8 batch_size=32 steps_per_epoch=4 val_examples=500``: about one second of
-compute per 5-epoch trial on one core). Ray is a local cluster of a head without CPUs and two worker
+(``--set width=2 --set depth=8 --set batch_size=32 --set steps_per_epoch=4 --set val_examples=500``:
+about one second of compute per 5-epoch trial on one core). Ray is a local cluster of a head without CPUs and two worker
 raylets of one CPU each, so two trials run at once. Each size is a fresh home; the MLflow store is
 the home's SQLite file, or with ``--store postgres`` an ``mlflow server`` on a fresh PostgreSQL
 database. Sizes are multiples of the 4 losses (24 = 6 per loss, the nearest to 25).
@@ -15,7 +15,8 @@ for the sizes in ``--evaluate-sizes`` (default: the largest; the evaluation meas
 about a million images whatever the sweep's size: 3.5 minutes here), ``ovatune evaluate cifar10``.
 Each row:
 
-- wall: the sweep command's launch to its last trial's end (``trials done`` on ``OVATUNE_TIMELINE``);
+- wall: the sweep command's launch to ``trials done`` on ``OVATUNE_TIMELINE`` (Tune's fit returned
+  after the last trial, and finished trials' older checkpoints were deleted);
 - ideal: the trials' own compute (each trial's ``time_total_s`` in Ray Tune's results, the time
   inside its trainable) summed, over the 2 slots; and wall / ideal;
 - overhead per trial: (wall x slots - the trials' compute) / trials: slot-seconds a trial costs
@@ -42,6 +43,7 @@ and prints where its time went.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -161,7 +163,11 @@ class PostgresServer:
              "--port", self.url.rsplit(":", 1)[1], "--workers", "2"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-        wait_healthy(self.url, self.process, "mlflow server")
+        try:
+            wait_healthy(self.url, self.process, "mlflow server")
+        except BaseException:
+            self.close()
+            raise
 
     def size(self) -> int:
         cursor = self.admin.cursor()
@@ -169,12 +175,18 @@ class PostgresServer:
         return int(cursor.fetchone()[0])
 
     def close(self) -> None:
-        os.killpg(self.process.pid, 15)
-        self.process.wait(timeout=60)
+        stop_group(self.process)
         cursor = self.admin.cursor()
         cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.database,))
         cursor.execute(f'DROP DATABASE IF EXISTS "{self.database}"')
         self.admin.close()
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """End a server started in a session of its own, and everything it started (gone already: fine)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, 15)
+    process.wait(timeout=60)
 
 
 def _request(url: str, body: dict | None = None) -> tuple[float, dict]:
@@ -339,8 +351,7 @@ def measure_size(trials: int, data: Path, address: str, scratch: Path, store: st
                 row.list_s, row.open_s, row.runs = ui_latency(f"http://127.0.0.1:{port}", experiment.experiment_id,
                                                               trial.info.run_id)  # fmt: skip
             finally:
-                os.killpg(ui.pid, 15)
-                ui.wait(timeout=60)
+                stop_group(ui)
     finally:
         if server:
             server.close()
@@ -350,7 +361,7 @@ def measure_size(trials: int, data: Path, address: str, scratch: Path, store: st
 # --------------------------------------------------------------------------------------- reporting
 
 
-def print_table(rows: list[Row]) -> None:
+def print_table(rows: list[Row], profiled: bool = False) -> None:
     def cell(value: float | None, fmt: str) -> str:
         return "—" if value is None else format(value, fmt)
 
@@ -363,6 +374,8 @@ def print_table(rows: list[Row]) -> None:
               f"{r.driver_cpu_s:.1f} | {r.driver_rss_mb:.0f} | {r.store_mb:.1f} | {r.list_s:.3f} | {r.open_s:.3f} | "
               f"{r.runs} | {r.checkpoint_kb:.0f} | {r.startup_s:.1f} | {r.promotion_s:.1f} | "
               f"{cell(r.evaluation_s, '.1f')} | {cell(r.report_s, '.1f')} |")  # fmt: skip
+    if profiled:
+        print(f"note: the {rows[-1].trials}-trial driver ran under cProfile, which slows it")
     for r in rows:
         for note in r.notes:
             print(f"note ({r.trials} trials): {note}")
@@ -417,16 +430,15 @@ def main() -> None:
     from trainables.cache import cache_folder
 
     data = write_data(args.data_dir or cache_folder() / "scale-cifar10")
-    import ray
     from ray.cluster_utils import Cluster
 
     scratch = Path(tempfile.mkdtemp(prefix="ovatune-scale-"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    for _ in range(SLOTS):
-        cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
     rows = []
     try:
+        for _ in range(SLOTS):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
         for size in sizes:
             started = time.time()
             rows.append(measure_size(size, data, cluster.address, scratch, args.store, args.epochs, size in evaluated,
@@ -436,9 +448,9 @@ def main() -> None:
                   f"driver {r.driver_cpu_s:.0f} CPU s and {r.driver_rss_mb:.0f} MB; measured in {time.time() - started:.0f} s",
                   flush=True)  # fmt: skip
     finally:
-        ray.shutdown()
-        cluster.shutdown()
-    print_table(rows)
+        cluster.shutdown()  # its own processes, by their PIDs
+        if rows:  # what was measured before a failure is still shown
+            print_table(rows, profiled=args.profile)
     if args.profile:
         print_profile(scratch / f"home-{max(sizes)}" / "driver.prof")
     if args.keep:

@@ -70,8 +70,9 @@ def cached_dataset(config: dict[str, Any]) -> Dataset:
 
 def validation_split(data: Dataset, config: dict[str, Any]) -> Split:
     """What a trial validates on every epoch: the validation split, or ``val_examples`` of its
-    examples, evenly spaced so that every class keeps its share (a cheaper, noisier selection metric:
-    a sweep of tiny, fast trials would otherwise spend most of its time validating)."""
+    examples evenly spaced over it (the held-out split is in the dataset's own order, which for
+    CIFAR is random). A cheaper, noisier selection metric: a sweep of tiny, fast trials would
+    otherwise spend most of its time validating."""
     limit = setting(config, "val_examples")
     if limit is None or int(limit) >= len(data.val):
         return data.val
@@ -219,7 +220,7 @@ def train_loop(
         fit_s = time.perf_counter() - started
         metrics: dict[str, Any] = {"epoch": epoch + 1}
         stop_reason = None if math.isfinite(train_loss) else f"non-finite training loss ({train_loss})"
-        if rank == 0 and stop_reason is None:  # rank 0 validates (the whole validation split) and reports
+        if rank == 0 and stop_reason is None:  # rank 0 validates (its validation examples) and reports
             validation, stop_reason = validate(model, val.x, validation_examples.y, config)
             metrics.update(
                 train_loss=train_loss,

@@ -28,7 +28,8 @@ class ConfigKey:
         name: the flat config key.
         kind: INT, FLOAT, BOOL, TEXT or INTS.
         meaning: one line for ``--help`` and error messages.
-        default: what the trainable uses when the key is absent (None: required, or the model's own).
+        default: what the trainable uses when the key is absent (None: required, the model's own, or
+            no limit, as the description says).
         low, high: inclusive bounds of a number (or of each integer of a list).
         choices: the allowed texts, or a function returning them (a registry that imports torch).
         set_by: None if a space or ``--set`` may set it; else what sets it.
@@ -120,7 +121,7 @@ _KEYS = [
     ConfigKey("epochs", INT, "epochs per trial; reporting periods with steps_per_epoch", low=1),
     ConfigKey("steps_per_epoch", INT, "optimizer steps per epoch instead of one pass over the data", low=1),
     ConfigKey("val_examples", INT, "validate each epoch on this many evenly spaced examples of the validation "
-              "split (as Lightning's limit_val_batches): cheaper, noisier selection; default: all", low=1),
+              "split (a limit, as Lightning's limit_val_batches): cheaper, noisier selection; default: all", low=1),
     ConfigKey("warmup_epochs", INT, "epochs of linear learning-rate warm-up", 0, low=0),
     ConfigKey("lr_milestones", INTS, "epochs at which the learning rate is multiplied by lr_gamma", [], low=0),
     ConfigKey("lr_gamma", FLOAT, "the learning-rate factor at each milestone", 0.1, low=1e-12),

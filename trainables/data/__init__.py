@@ -60,7 +60,11 @@ class Split:
         return len(self.y)
 
     def subset(self, index: torch.Tensor) -> Split:
-        """The examples at ``index`` (files stay files: only their list is cut)."""
+        """The examples at ``index`` (files stay files: only their list is cut).
+
+        Args:
+            index: positions in the split, int64 (M,).
+        """
         import torch
 
         x = self.x[index] if isinstance(self.x, torch.Tensor) else self.x.subset(index.tolist())

@@ -87,7 +87,11 @@ class ImageFiles(torch.utils.data.Dataset):
         return ImageFiles(self.samples[::step], EVAL_TRANSFORM)
 
     def subset(self, index: list[int]) -> ImageFiles:
-        """The files at ``index``, transformed as these are."""
+        """The files at ``index``, transformed as these are.
+
+        Args:
+            index: positions in ``samples``.
+        """
         return ImageFiles([self.samples[i] for i in index], self.transform)
 
     def loader(self, batches: list[list[int]], workers: int, seed: int, pin_memory: bool = False) -> DataLoader:

@@ -71,7 +71,7 @@ def content_digest(x: torch.Tensor | object, y: torch.Tensor | None = None) -> s
 def split_provenance(data: Dataset, split: str, part: Split | None = None) -> Provenance:
     """The provenance of ``data``'s ``split`` ("train", "validation" or "test"), or of ``part`` of it
     (the validation examples a trial limited itself to: ``val_examples``)."""
-    part = part or {"train": data.train, "validation": data.val, "test": data.test}[split]
+    part = part if part is not None else {"train": data.train, "validation": data.val, "test": data.test}[split]
     return _provenance(data, split, data.name, part.x, part.y)
 
 
