@@ -26,15 +26,18 @@ def test_deleting_older_checkpoints_keeps_the_newest_and_what_is_not_a_checkpoin
 
 def test_only_finished_trials_lose_their_older_checkpoints(tmp_path):
     results = {}
-    for name, done, error in (("finished", True, None), ("interrupted", False, None), ("failed", True, RuntimeError())):
+    # restored: finished before a killed driver's last save, so Tune gives it back without "done"
+    for name, metrics, error in (("finished", {"done": True}, None), ("interrupted", {"done": False, "epoch": 4}, None),
+                                 ("failed", {"done": True}, RuntimeError()), ("restored", {"epoch": 5}, None)):  # fmt: skip
         for index in range(2):
             (tmp_path / name / f"checkpoint_{index:06d}").mkdir(parents=True)
         newest = Checkpoint.from_directory(str(tmp_path / name / "checkpoint_000001"))
-        results[name] = Result(metrics={"done": done}, checkpoint=newest, error=error, path=str(tmp_path / name))
+        metrics = {**metrics, "config": {"epochs": 5}}
+        results[name] = Result(metrics=metrics, checkpoint=newest, error=error, path=str(tmp_path / name))
     keep_newest_of_finished(results.values())
     kept = {name: sorted(p.name for p in (tmp_path / name).iterdir()) for name in results}
     assert kept == {"finished": ["checkpoint_000001"], "interrupted": ["checkpoint_000000", "checkpoint_000001"],
-                    "failed": ["checkpoint_000000", "checkpoint_000001"]}  # fmt: skip
+                    "failed": ["checkpoint_000000", "checkpoint_000001"], "restored": ["checkpoint_000001"]}  # fmt: skip
 
 
 def test_a_finished_sweeps_trials_keep_only_their_newest_checkpoint(home):

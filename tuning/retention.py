@@ -27,13 +27,22 @@ def keep_newest_of_finished(results: Iterable) -> None:
     """Delete, for each finished trial among a fit's Ray Tune ``results``, its checkpoints but the
     newest. A deletion that fails is a warning: the job's results stand."""
     for result in results:
-        if result.error is not None or not (result.metrics or {}).get("done") or result.checkpoint is None:
+        if result.error is not None or not finished(result) or result.checkpoint is None:
             continue  # failed, or stopped by a signal (a resume trains it on), or never checkpointed
         try:
             delete_older_checkpoints(result.checkpoint)
         except OSError as error:
             print(f"ovatune: warning: older checkpoints beside {result.checkpoint.path} were kept: {error}",
                   file=sys.stderr, flush=True)  # fmt: skip
+
+
+def finished(result) -> bool:
+    """Whether a Ray Tune result's trial has finished: Tune says so (``done``), or it reported its
+    last epoch. A trial that finished before its driver was killed, restored as finished from the
+    saved job, carries no ``done`` (seen in a clean-clone CI run: it kept 3 checkpoints)."""
+    metrics = result.metrics or {}
+    epochs = (result.config or {}).get("epochs")
+    return bool(metrics.get("done")) or (epochs is not None and int(metrics.get("epoch", 0)) >= int(epochs))
 
 
 def delete_older_checkpoints(newest) -> list[str]:
