@@ -244,7 +244,6 @@ class Row:
     checkpoint_kb: float = 0.0
     startup_s: float = 0.0
     promotion_s: float = 0.0
-    sweep_command_s: float = 0.0
     evaluation_s: float | None = None
     report_s: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -324,7 +323,6 @@ def measure_size(trials: int, data: Path, address: str, scratch: Path, store: st
         row.wall_s = marks["trials done"] - launched
         row.startup_s = marks["tuner built"] - launched
         row.promotion_s = marks["promoted"] - marks["trials done"]
-        row.sweep_command_s = marks["command done"] - launched
         row.compute_s, counted, kept = trials_compute(home / "ray_results")
         if counted != trials:
             row.notes.append(f"{counted} trial folders for {trials} trials")
