@@ -1,11 +1,18 @@
 """How many checkpoints a job keeps: bounded storage at paper scale.
 
-A running trial keeps its newest checkpoints (``KEEP_CHECKPOINTS``, Ray Tune's ``num_to_keep``:
-Tune never deletes the newest); the older ones are what a resume falls back on when the newest is
-corrupted (``trainables.checkpoint.newest_intact``). Nothing in ovatune reads a trial's "best"
-checkpoint: promotion, evaluation and replicates take a trial's last epoch. Why 3, not 2: with 2, a
-resumed trial once met Tune's own deletion of a checkpoint that its saved state still listed
-('Error handling checkpoint', a traceback in the clean-clone CI run of the replicates resume test).
+A running trial keeps its newest checkpoint and the one before (``KEEP_CHECKPOINTS``, Ray Tune's
+``num_to_keep``: Tune never deletes the newest). The one before is what a resume falls back on when
+the newest is corrupted (``trainables.checkpoint.newest_intact``). Nothing in ovatune reads a trial's
+"best" checkpoint: promotion, evaluation and replicates take a trial's last epoch.
+
+Tune saves the job's state every few seconds, and at once when a trial has written ``num_to_keep``
+checkpoints since the last save: the checkpoint the state names as a trial's newest is deleted only by
+the checkpoint that also makes Tune save again (a driver killed in that moment's window resumes the
+trial from the start). The older one the state lists may be gone: Tune deleted it after the save. The
+resumed trial's next checkpoint makes Tune delete it again, and Tune logs the missing folder as an
+error with its traceback (ray-project/ray#27790): :func:`quiet_gone_checkpoints` drops that record,
+since the folder is gone as Tune wanted. (This is why a running trial kept 3 checkpoints for a
+while: with 3, the short trials of the tests never had one deleted before a resume.)
 
 A trial that has finished keeps only its newest checkpoint (:func:`keep_newest_of_finished`): what
 promotion registers and what a resume reads back for a run closed too late; a finished trial is
@@ -17,10 +24,12 @@ measures what a sweep keeps.
 
 from __future__ import annotations
 
+import logging
 import sys
+import traceback
 from collections.abc import Iterable
 
-KEEP_CHECKPOINTS = 3  # per running trial: the newest, and older ones a resume falls back on past a corrupted newest
+KEEP_CHECKPOINTS = 2  # per running trial: the newest, and the one a resume falls back on past a corrupted newest
 
 
 def keep_newest_of_finished(results: Iterable) -> None:
@@ -53,3 +62,20 @@ def delete_older_checkpoints(newest) -> list[str]:
     for checkpoint in older:
         newest.filesystem.delete_dir(checkpoint)
     return older
+
+
+def quiet_gone_checkpoints() -> None:
+    """Keep Ray Tune from logging, as an error with its traceback, its deletion of a checkpoint that is
+    already gone: a resumed trial's saved state lists one that Tune deleted after the save (see the
+    module's docstring). Any other error handling a checkpoint is still logged (idempotent)."""
+    log = logging.getLogger("ray.tune.execution.tune_controller")
+    if _not_a_gone_checkpoint not in log.filters:
+        log.addFilter(_not_a_gone_checkpoint)
+
+
+def _not_a_gone_checkpoint(record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    if not isinstance(error, FileNotFoundError) or "Error handling checkpoint" not in str(record.msg):
+        return True
+    # raised where Tune deletes a checkpoint (ray.train._internal.storage._delete_fs_path), nowhere else
+    return not any(frame.name == "_delete_fs_path" for frame in traceback.extract_tb(error.__traceback__))
