@@ -56,7 +56,7 @@ def main() -> None:
     )
     print(f"  finished sweep, 1 per trial (now):              {trials * size / gb:6.1f} GB")
     print(
-        f"  all trials running, {KEEP_CHECKPOINTS} per trial (now, at most): {trials * KEEP_CHECKPOINTS * size / gb:6.1f} GB"
+        f"  all trials running, {KEEP_CHECKPOINTS} per trial (now, between checkpoints): {trials * KEEP_CHECKPOINTS * size / gb:6.1f} GB"
     )
     print(f"  before: 3 per trial, finished or not:           {trials * 3 * size / gb:6.1f} GB")
 

@@ -7,17 +7,20 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from ray.train import Checkpoint
+from mlflow.tracking import MlflowClient
+from ray.train import Checkpoint, CheckpointConfig
 from ray.tune import Result
-from test_checkpoint_integrity import EPOCHS, _epochs
+from test_checkpoint_integrity import EPOCHS, _epochs, _trial_runs
 
 from tuning.retention import (
     KEEP_CHECKPOINTS,
+    GoneCheckpoints,
+    checkpoints_tune_deletes_next,
     delete_older_checkpoints,
     keep_newest_of_finished,
-    quiet_gone_checkpoints,
 )
 
 from launch import run_ovatune, signal_when, start_ovatune
@@ -53,33 +56,34 @@ def test_only_finished_trials_lose_their_older_checkpoints(tmp_path):
                     "failed": ["checkpoint_000000", "checkpoint_000001"], "restored": ["checkpoint_000001"]}  # fmt: skip
 
 
-def test_only_tunes_deletion_of_a_checkpoint_already_gone_is_kept_out_of_the_log(tmp_path):
-    import logging
-    import sys
+def test_tune_registers_a_checkpoint_when_one_it_deletes_for_it_is_already_gone(tmp_path):
+    """Ray's own checkpoint manager, as a resumed trial's: it lists two checkpoints, the older one
+    already deleted. Without :class:`GoneCheckpoints` the next registration raises halfway."""
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
 
-    import pyarrow.fs
-    from ray.train._internal.storage import _delete_fs_path
+    def result(index: int) -> _TrainingResult:
+        (tmp_path / f"checkpoint_{index:06d}").mkdir()
+        return _TrainingResult(Checkpoint.from_directory(str(tmp_path / f"checkpoint_{index:06d}")), {"epoch": index})
 
-    quiet_gone_checkpoints()
-    quiet_gone_checkpoints()  # idempotent: one filter
-    log = logging.getLogger("ray.tune.execution.tune_controller")
-    assert len([f for f in log.filters if f.__name__ == "_not_a_gone_checkpoint"]) == 1
+    def resumed_trial() -> SimpleNamespace:
+        manager = _CheckpointManager(CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS))
+        for index in range(2):
+            manager.register_checkpoint(result(index))
+        (tmp_path / "checkpoint_000000").rmdir()  # Tune deleted it after the job's last save
+        return SimpleNamespace(run_metadata=SimpleNamespace(checkpoint_manager=manager))
 
-    def record(raise_it) -> logging.LogRecord:
-        try:
-            raise_it()
-        except Exception:  # noqa: BLE001 - the record Tune's `logger.exception` makes of it
-            return log.makeRecord(log.name, logging.ERROR, __file__, 0, "Trial %s: Error handling checkpoint %s",
-                                  ("t", "c"), sys.exc_info())  # fmt: skip
+    trial = resumed_trial()
+    assert [c.path for c in checkpoints_tune_deletes_next(trial)] == [str(tmp_path / "checkpoint_000000")]
+    with pytest.raises(FileNotFoundError):  # what Tune logged as 'Error handling checkpoint', halfway through
+        trial.run_metadata.checkpoint_manager.register_checkpoint(result(2))
 
-    def missing_file() -> None:
-        raise FileNotFoundError(tmp_path / "elsewhere")
-
-    gone = record(lambda: _delete_fs_path(pyarrow.fs.LocalFileSystem(), str(tmp_path / "checkpoint_000000")))
-    assert isinstance(gone.exc_info[1], FileNotFoundError)  # what Ray 2.60 raises for a folder already gone
-    assert not log.filter(gone)
-    assert log.filter(record(missing_file))  # not from Tune's deletion: logged
-    assert log.filter(record(lambda: _delete_fs_path(None, "x")))  # another error on the way: logged
+    for folder in tmp_path.iterdir():
+        folder.rmdir()
+    trial = resumed_trial()
+    GoneCheckpoints().on_checkpoint(0, [trial], trial, None)
+    trial.run_metadata.checkpoint_manager.register_checkpoint(result(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
 
 
 @pytest.mark.slow
@@ -87,7 +91,8 @@ def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_m
     """Ctrl-C mid-sweep, then the older checkpoint of each trial (which the job's saved state lists) is
     deleted, as Tune itself deletes one after its last save when the driver is killed (SIGKILL)
     between two saves. The resumed trial's next checkpoint makes Tune delete it again: that used to
-    print Tune's 'Error handling checkpoint' with a FileNotFoundError traceback."""
+    print Tune's 'Error handling checkpoint' with a FileNotFoundError traceback, and left the trial's
+    checkpoint index behind (tuning.retention's docstring)."""
     assert KEEP_CHECKPOINTS == 2  # while running: the newest and the one a resume falls back on
     sweep = start_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "2", "--pack", "1", "--epochs",
                           str(EPOCHS), "--set", "checkpoint_every=1", "--name", "kept", home=home,
@@ -114,4 +119,13 @@ def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_m
     for folder in trials():
         (kept,) = folder.glob("checkpoint_*")  # 40 written, 1 kept
         assert json.loads((kept / "meta.json").read_text())["epoch"] == EPOCHS, kept
+        # one per epoch, numbered from 0: Tune's index for the trial did not fall behind at the resume
+        assert kept.name == f"checkpoint_{EPOCHS - 1:06d}", kept
         assert sorted(set(_epochs(folder))) == list(range(1, EPOCHS + 1))
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    runs = _trial_runs(home, "kept")
+    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
+    for run in runs:  # every epoch logged once
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == list(
+            range(1, EPOCHS + 1)
+        )

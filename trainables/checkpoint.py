@@ -83,7 +83,7 @@ def read_state(directory: str | Path, device: torch.device) -> tuple[dict[str, A
 
 def newest_intact(checkpoint: Any, checkpoint_type: Any, read: Callable[[Path], T]) -> tuple[T | None, Any, list[str]]:
     """(what ``read`` makes of the newest readable checkpoint, that checkpoint, what was wrong with the
-    newer ones): ``checkpoint`` (Ray's latest) first, then the trial's earlier ones (Ray keeps a few).
+    newer ones): ``checkpoint`` (Ray's latest) first, then the trial's earlier ones (Ray keeps one more).
     A checkpoint ``read`` fails on (:class:`TamperedFile`, or unreadable although intact) is passed
     over; (None, None, problems) when none is readable (the trial starts over)."""
     problems = []

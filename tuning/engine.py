@@ -42,7 +42,7 @@ from tuning.job_lock import lock_job
 from tuning.packs import trial_results
 from tuning.progress import SweepProgress, TrialRetries
 from tuning.resources import TrialResources, plan_trial_resources
-from tuning.retention import KEEP_CHECKPOINTS, keep_newest_of_finished, quiet_gone_checkpoints
+from tuning.retention import KEEP_CHECKPOINTS, GoneCheckpoints, keep_newest_of_finished
 from tuning.settings import Settings, redact
 from tuning.storage import job_exists, job_names
 from tuning.timeline import mark
@@ -324,6 +324,7 @@ def start_job(
                     settings.tracking_uri, job.experiment_id, job.name, job.parents, kind=job.kind.trial_kind
                 ),
                 *([TrialRetries(MAX_FAILURES)] if verbose < 2 else []),  # --verbose: Ray's own reports
+                GoneCheckpoints(),  # saved with the job: a resume needs it most
             ],  # fmt: skip
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
@@ -369,7 +370,6 @@ def _fit(job: Job, tuner: tune.Tuner, slots: int, settings: Settings) -> JobOutc
     # a worker's start-up, the second slot then never gets a trial. Keep every slot fed.
     # On an autoscaling cluster the pending trials are also what makes the autoscaler launch nodes.
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(4, slots + 1)))
-    quiet_gone_checkpoints()  # a resumed trial's older checkpoint that Tune deleted after its last save
     reserve = DiskReserve(settings.ray_results / f".{job.name}.reserve")
     try:
         with Interruption(reserve) as interruption:

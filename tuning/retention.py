@@ -5,14 +5,18 @@ A running trial keeps its newest checkpoint and the one before (``KEEP_CHECKPOIN
 the newest is corrupted (``trainables.checkpoint.newest_intact``). Nothing in ovatune reads a trial's
 "best" checkpoint: promotion, evaluation and replicates take a trial's last epoch.
 
-Tune saves the job's state every few seconds, and at once when a trial has written ``num_to_keep``
-checkpoints since the last save: the checkpoint the state names as a trial's newest is deleted only by
-the checkpoint that also makes Tune save again (a driver killed in that moment's window resumes the
-trial from the start). The older one the state lists may be gone: Tune deleted it after the save. The
-resumed trial's next checkpoint makes Tune delete it again, and Tune logs the missing folder as an
-error with its traceback (ray-project/ray#27790): :func:`quiet_gone_checkpoints` drops that record,
-since the folder is gone as Tune wanted. (This is why a running trial kept 3 checkpoints for a
-while: with 3, the short trials of the tests never had one deleted before a resume.)
+Tune saves the job's state at most every 10 s (or 19 times what a save takes), and at the end of the
+step in which a trial has written ``num_to_keep`` checkpoints since the last save: the checkpoint the
+state names as a trial's newest is deleted only by the checkpoint that also makes Tune save again (a
+driver killed in that moment's window resumes the trial from the start). The older one the state
+lists may be gone: Tune deleted it after the save. The resumed trial's next checkpoint makes Tune
+delete it again, and Ray 2.60 raises FileNotFoundError for the missing folder (ray-project/ray#27790)
+in the middle of registering the new checkpoint: Tune logged 'Error handling checkpoint' with a
+traceback and skipped the rest (the trial's checkpoint index, which then lags for good, and the
+invalidation of its saved state). :class:`GoneCheckpoints` puts an empty folder back where such a
+checkpoint was, just before Tune deletes it, so the registration completes. (This is why a running
+trial kept 3 checkpoints for a while: with 3, the tests' short trials never had one deleted before a
+resume; a longer trial met it with 3 as with 2.)
 
 A trial that has finished keeps only its newest checkpoint (:func:`keep_newest_of_finished`): what
 promotion registers and what a resume reads back for a run closed too late; a finished trial is
@@ -24,10 +28,12 @@ measures what a sweep keeps.
 
 from __future__ import annotations
 
-import logging
 import sys
-import traceback
 from collections.abc import Iterable
+from typing import Any
+
+import pyarrow.fs
+from ray import tune
 
 KEEP_CHECKPOINTS = 2  # per running trial: the newest, and the one a resume falls back on past a corrupted newest
 
@@ -64,18 +70,31 @@ def delete_older_checkpoints(newest) -> list[str]:
     return older
 
 
-def quiet_gone_checkpoints() -> None:
-    """Keep Ray Tune from logging, as an error with its traceback, its deletion of a checkpoint that is
-    already gone: a resumed trial's saved state lists one that Tune deleted after the save (see the
-    module's docstring). Any other error handling a checkpoint is still logged (idempotent)."""
-    log = logging.getLogger("ray.tune.execution.tune_controller")
-    if _not_a_gone_checkpoint not in log.filters:
-        log.addFilter(_not_a_gone_checkpoint)
+class GoneCheckpoints(tune.Callback):
+    """Before Tune registers a trial's new checkpoint, put an empty folder where a checkpoint it is
+    about to delete is gone (see the module's docstring): the deletion then finds it and the
+    registration completes."""
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
+        for old in checkpoints_tune_deletes_next(trial):
+            try:
+                if old.filesystem.get_file_info(old.path).type == pyarrow.fs.FileType.NotFound:
+                    old.filesystem.create_dir(old.path)
+            except OSError:  # the storage cannot be reached: Tune's own deletion says so
+                continue
 
 
-def _not_a_gone_checkpoint(record: logging.LogRecord) -> bool:
-    error = record.exc_info[1] if record.exc_info else None
-    if not isinstance(error, FileNotFoundError) or "Error handling checkpoint" not in str(record.msg):
-        return True
-    # raised where Tune deletes a checkpoint (ray.train._internal.storage._delete_fs_path), nowhere else
-    return not any(frame.name == "_delete_fs_path" for frame in traceback.extract_tb(error.__traceback__))
+def checkpoints_tune_deletes_next(trial: Any) -> list:
+    """The checkpoints Tune deletes when ``trial``'s next checkpoint is registered: with ``num_to_keep``
+    K and no score (checkpoints ordered by age), the oldest of those it lists beyond K - 1. None when
+    Ray's bookkeeping is not what this reads (a Ray upgrade): Tune's own error then shows."""
+    try:
+        manager = trial.run_metadata.checkpoint_manager
+        config = manager.checkpoint_config
+        listed = list(manager.best_checkpoint_results)  # oldest first
+    except AttributeError:
+        return []
+    if config.num_to_keep is None or config.checkpoint_score_attribute is not None:
+        return []
+    return [result.checkpoint for result in listed[: max(0, len(listed) + 1 - config.num_to_keep)]
+            if result.checkpoint is not None]  # fmt: skip
