@@ -12,11 +12,12 @@ driver killed in that moment's window resumes the trial from the start). The old
 lists may be gone: Tune deleted it after the save. The resumed trial's next checkpoint makes Tune
 delete it again, and Ray 2.60 raises FileNotFoundError for the missing folder (ray-project/ray#27790)
 in the middle of registering the new checkpoint: Tune logged 'Error handling checkpoint' with a
-traceback and skipped the rest (the trial's checkpoint index, which then lags for good, and the
-invalidation of its saved state). :class:`GoneCheckpoints` puts an empty folder back where such a
-checkpoint was, just before Tune deletes it, so the registration completes. (This is why a running
-trial kept 3 checkpoints for a while: with 3, the tests' short trials never had one deleted before a
-resume; a longer trial met it with 3 as with 2.)
+traceback and skipped the rest (the trial's checkpoint index, which then lags for good, the
+invalidation of its saved state, and the count that forces the next save). :class:`GoneCheckpoints`
+puts an empty folder back where such a checkpoint was, just before Tune deletes it, so the
+registration completes. It is saved with the job; a job started before it resumes without it. (This
+is why a running trial kept 3 checkpoints for a while: with 3, the tests' short trials never had one
+deleted before a resume; a longer trial met it with 3 as with 2.)
 
 A trial that has finished keeps only its newest checkpoint (:func:`keep_newest_of_finished`): what
 promotion registers and what a resume reads back for a run closed too late; a finished trial is
@@ -76,18 +77,20 @@ class GoneCheckpoints(tune.Callback):
     registration completes."""
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
-        for old in checkpoints_tune_deletes_next(trial):
-            try:
+        # Nothing may raise from here: Tune would then skip registering the checkpoint altogether.
+        try:
+            for old in checkpoints_tune_deletes_next(trial):
                 if old.filesystem.get_file_info(old.path).type == pyarrow.fs.FileType.NotFound:
                     old.filesystem.create_dir(old.path)
-            except OSError:  # the storage cannot be reached: Tune's own deletion says so
-                continue
+        except Exception:  # noqa: BLE001 - the storage cannot be reached: Tune's own deletion says so
+            return
 
 
 def checkpoints_tune_deletes_next(trial: Any) -> list:
     """The checkpoints Tune deletes when ``trial``'s next checkpoint is registered: with ``num_to_keep``
-    K and no score (checkpoints ordered by age), the oldest of those it lists beyond K - 1. None when
-    Ray's bookkeeping is not what this reads (a Ray upgrade): Tune's own error then shows."""
+    K and no score (checkpoints ordered by age), the oldest of those it lists beyond K - 1. None (an
+    empty list) when Ray's bookkeeping is not what this reads (a Ray upgrade): Tune's own error then
+    shows."""
     try:
         manager = trial.run_metadata.checkpoint_manager
         config = manager.checkpoint_config
