@@ -119,8 +119,8 @@ def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_m
     for folder in trials():
         (kept,) = folder.glob("checkpoint_*")  # 40 written, 1 kept
         assert json.loads((kept / "meta.json").read_text())["epoch"] == EPOCHS, kept
-        # one folder per epoch, numbered from 0 (a trial's process counts its own; what Tune's index
-        # for the trial lagged by showed only at a later start: the traceback check above is the one)
+        # one folder per epoch, numbered from 0. (Tune's lagging index for the trial would show only at
+        # the trial's next start: the traceback check above is what catches a skipped registration.)
         assert kept.name == f"checkpoint_{EPOCHS - 1:06d}", kept
         assert sorted(set(_epochs(folder))) == list(range(1, EPOCHS + 1))
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")

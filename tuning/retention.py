@@ -88,9 +88,8 @@ class GoneCheckpoints(tune.Callback):
 
 def checkpoints_tune_deletes_next(trial: Any) -> list:
     """The checkpoints Tune deletes when ``trial``'s next checkpoint is registered: with ``num_to_keep``
-    K and no score (checkpoints ordered by age), the oldest of those it lists beyond K - 1. None (an
-    empty list) when Ray's bookkeeping is not what this reads (a Ray upgrade): Tune's own error then
-    shows."""
+    K and no score (checkpoints ordered by age), the oldest of those it lists beyond K - 1. Empty when
+    Ray's bookkeeping is not what this reads (a Ray upgrade): Tune's own error then shows."""
     try:
         manager = trial.run_metadata.checkpoint_manager
         config = manager.checkpoint_config
