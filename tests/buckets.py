@@ -15,3 +15,8 @@ def bucket_keys(aws: dict[str, str]) -> list[str]:
     """Every object's key in the ``s3_server`` fixture's bucket."""
     pages = s3_client(aws).get_paginator("list_objects_v2").paginate(Bucket="ovatune")
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def bucket_bytes(aws: dict[str, str], key: str) -> bytes:
+    """The bytes of the object ``key`` in the ``s3_server`` fixture's bucket."""
+    return s3_client(aws).get_object(Bucket="ovatune", Key=key)["Body"].read()

@@ -67,6 +67,27 @@ def ovatune():
 
 
 @pytest.fixture
+def in_process(capsys):
+    """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
+    exit code and what it printed. The local Ray its first command starts serves the test's later
+    ones (about 10 s less per command than a new process starting its own) and is shut down after
+    the test. For sequences of commands that check what they print and record, not how a process
+    starts, ends or takes a signal: those go through ``launch.run_ovatune``."""
+    from tuning.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # what came before is not this command's
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["ovatune", *args], code, captured.out, captured.err)
+
+    yield run
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture
 def tiny(tmp_path):
     """A tiny classifier (2×2 one-channel images, 3 classes, ova_dm) and the serving bundle
     ``write_serving_bundle`` wrote for it (threshold 0.5): (classifier, bundle folder)."""

@@ -1,7 +1,9 @@
 """The one way tests launch the ``ovatune`` command: the installed console script, as a user runs it.
 
 In-process ``tuning.cli.main([...])`` is for fast checks of what the CLI refuses before anything
-starts (``test_cli.py``); everything that runs a sweep, a server or a job goes through here.
+starts (``test_cli.py``), and for sequences of commands on one local Ray that check what they print
+and record (conftest's ``in_process``); everything that checks how a command's process starts, ends,
+takes a signal or leaves its processes, and every server or job, goes through here.
 
 The child's environment is this process's without ``MLFLOW_TRACKING_URI``: ``mlflow.set_tracking_uri``
 exports it, so an earlier in-process test's store would otherwise leak into the command.

@@ -8,7 +8,6 @@ register, resume, smoke-test, never/always, ``evaluate --sweep``) runs the CLI i
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -27,8 +26,6 @@ from tuning.champion import (
     with_recorded_metric,
 )
 from tuning.options import POLICIES
-
-from launch import run_ovatune
 
 
 @pytest.fixture
@@ -168,26 +165,28 @@ def test_lookups_find_the_alias_and_each_sweeps_own_version(registry):
     assert {k: v.version for k, v in champion_versions(registry, "digits", "s2").items()} == {"softmax": second.version}
 
 
-def _sweep(home: Path, *args: str) -> str:
-    return run_ovatune("sweep", "digits", "--losses", "softmax", *args, home=home, timeout=600, check=True).stdout
-
-
 @pytest.mark.slow
-def test_champion_moves_only_when_beaten_end_to_end(home):
+def test_champion_moves_only_when_beaten_end_to_end(home, in_process):
+    """The commands run in this process, on one local Ray (conftest's ``in_process``)."""
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     name = "ovatune-digits-softmax"
+
+    def _sweep(*args: str) -> str:
+        ran = in_process("sweep", "digits", "--losses", "softmax", *args)
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        return ran.stdout
 
     def versions() -> dict[str, dict]:
         return {str(v.version): v.tags for v in client.search_model_versions(f"name = '{name}'")}
 
-    out = _sweep(home, "--trials", "2", "--epochs", "4", "--name", "real")
+    out = _sweep("--trials", "2", "--epochs", "4", "--name", "real")
     assert f"{name}@champion (v1" in out and "first model of this loss" in out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert versions()["1"]["smoke_test"] == "false" and versions()["1"]["promotion"].startswith("champion: ")
 
     # A smoke test after it registers its version and moves neither alias: it used to take
     # @challenger, which a deployment of the challenger would then have served.
-    out = _sweep(home, "--smoke-test", "--name", "quick")
+    out = _sweep("--smoke-test", "--name", "quick")
     assert "smoke test: champion stays v1" in out and f"{name} v2 (trial 0" in out and "@challenger" not in out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert str(client.get_model_version_by_alias(name, "challenger").version) == "1"
@@ -195,9 +194,8 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
     assert versions()["2"]["promotion"].startswith("not promoted: smoke test")
 
     # A resume that contradicts how the sweep was started is refused, naming each difference.
-    refused = run_ovatune("sweep", "digits", "--resume", "--name", "real", "--trials", "5", "--epochs", "9",
-                          "--losses", "softmax,ova", "--set", "width=8", "--metric", "val_nll", home=home,
-                          timeout=120)  # fmt: skip
+    refused = in_process("sweep", "digits", "--resume", "--name", "real", "--trials", "5", "--epochs", "9",
+                         "--losses", "softmax,ova", "--set", "width=8", "--metric", "val_nll")  # fmt: skip
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     (line,) = [line for line in refused.stderr.splitlines() if line.startswith("ovatune: error:")]
     for difference in ("losses softmax,ova (the sweep has softmax)", "trials_per_loss 5 (the sweep has 2)",
@@ -208,13 +206,13 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
 
     # Resuming the finished sweep as it was started (options that agree are accepted) registers
     # nothing new: its version is the same one.
-    out = _sweep(home, "--resume", "--name", "real", "--epochs", "4")
+    out = _sweep("--resume", "--name", "real", "--epochs", "4")
     assert "resuming sweep real of digits with its own losses, trials and settings" in out
     assert sorted(versions()) == ["1", "2"] and f"{name}@champion (v1" in out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
 
     # --promote never registers nothing; the parent run says what its best trial was.
-    out = _sweep(home, "--smoke-test", "--promote", "never", "--name", "unregistered")
+    out = _sweep("--smoke-test", "--promote", "never", "--name", "unregistered")
     assert sorted(versions()) == ["1", "2"] and "--promote never: not registered" in out
     experiment = client.get_experiment_by_name("digits").experiment_id
     (parent,) = client.search_runs(
@@ -224,21 +222,21 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
 
     # A resume promotes as its sweep was started (it fell back to --promote better: a resumed
     # `--promote never` registered, a resumed smoke test competed), and refuses another policy.
-    out = _sweep(home, "--resume", "--name", "unregistered")
+    out = _sweep("--resume", "--name", "unregistered")
     assert sorted(versions()) == ["1", "2"] and "--promote never: not registered" in out
-    out = _sweep(home, "--resume", "--name", "quick")
+    out = _sweep("--resume", "--name", "quick")
     assert "smoke test: champion stays v1" in out and versions()["2"]["smoke_test"] == "true"
-    refused = run_ovatune("sweep", "digits", "--resume", "--name", "quick", "--promote", "always", home=home,
-                          timeout=120)  # fmt: skip
+    refused = in_process("sweep", "digits", "--resume", "--name", "quick", "--promote", "always")
     assert refused.returncode == 2 and "promote always (the sweep has first)" in refused.stderr
 
     # --promote always moves it whatever the numbers.
-    out = _sweep(home, "--smoke-test", "--promote", "always", "--name", "forced")
+    out = _sweep("--smoke-test", "--promote", "always", "--name", "forced")
     assert "--promote always: replaced v1" in out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "3"
 
     # evaluate --sweep measures that sweep's own model and moves no alias.
-    result = run_ovatune("evaluate", "digits", "--sweep", "quick", home=home, timeout=600, check=True)
+    result = in_process("evaluate", "digits", "--sweep", "quick")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = home / "reports" / "digits" / "sweeps" / "quick" / "report.md"
     assert str(report) in result.stdout and "sweep quick's models" in result.stdout
     assert re.search(r"\| softmax \| `ovatune-digits-softmax` v2 \| `quick` \| 0 \|", report.read_text())
@@ -247,7 +245,7 @@ def test_champion_moves_only_when_beaten_end_to_end(home):
     (evaluation,) = client.search_runs([experiment], "tags.`ovatune.kind` = 'evaluation'")
     assert evaluation.info.run_name == "evaluation · quick" and evaluation.data.tags["ovatune.evaluated"] == "sweep"
 
-    missing = run_ovatune("evaluate", "digits", "--sweep", "unregistered", home=home, timeout=600)
+    missing = in_process("evaluate", "digits", "--sweep", "unregistered")
     assert missing.returncode == 2 and missing.stderr.startswith("ovatune: error: sweep 'unregistered' registered no")
     assert "Traceback" not in missing.stderr
 

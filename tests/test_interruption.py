@@ -145,9 +145,19 @@ def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resum
     assert all(r.info.status == "FINISHED" for r in runs if r.data.tags["ovatune.kind"] in ("parent", "trial"))
 
 
-def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(home, tmp_path, ovatune):
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    """A home with a finished smoke sweep of softmax and ova, which the evaluation and export tests
+    stop midway (they run on one worker: ``xdist_group``; neither changes what the other reads)."""
+    home = tmp_path_factory.mktemp("swept") / "home"
+    run_ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax,ova", home=home, timeout=600, check=True)
+    return home
+
+
+@pytest.mark.xdist_group("test_interruption_swept")
+def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(swept, tmp_path):
     """SIGTERM while the champions are measured: it used to exit 1 with no message and no report."""
-    ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax", "--home", str(home))
+    home = swept
     returncode, output, errors = sigterm_at_mark("champions found", ("evaluate", "digits"), home, tmp_path)
     assert returncode == 128 + signal.SIGTERM, output[-3000:] + errors[-3000:]
     assert "evaluation of digits interrupted (SIGTERM)" in output and "Traceback" not in output + errors
@@ -158,12 +168,13 @@ def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(
     assert (home / "reports" / "digits" / "report.md").exists()
 
 
-def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(home, tmp_path, ovatune):
+@pytest.mark.xdist_group("test_interruption_swept")
+def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(swept, tmp_path, ovatune):
     """SIGTERM while a champion's files are written: it used to end the process on the spot, leaving
     a partial folder beside the export (or, between its two renames, no export at all)."""
     from serving import ExportedModel
 
-    ovatune("sweep", "digits", "--smoke-test", "--losses", "softmax,ova", "--home", str(home))
+    home = swept
     out = tmp_path / "exports"
     export = ("export", "digits", "--format", "torchscript", "--out", str(out))
     ovatune(*export, "--home", str(home))

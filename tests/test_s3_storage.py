@@ -17,16 +17,12 @@ import subprocess
 import pytest
 from mlflow.tracking import MlflowClient
 
-from buckets import bucket_keys, s3_client
+from buckets import bucket_bytes, bucket_keys
 from launch import run_ovatune, start_ovatune, wait_for
 
 pytestmark = pytest.mark.slow
 
 STORAGE = "s3://ovatune/ray"
-
-
-def _bucket_bytes(aws: dict[str, str], key: str) -> bytes:
-    return s3_client(aws).get_object(Bucket="ovatune", Key=key)["Body"].read()
 
 
 def _user_env(aws: dict[str, str]) -> dict[str, str]:
@@ -54,7 +50,7 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
         # since the last upload: kill the driver once the state in the bucket names a checkpoint, and
         # no trial has finished yet.
         states = [k for k in bucket_keys(aws) if k.startswith("ray/digits-in-a-bucket/experiment_state")]
-        if not any(b"checkpoint_0000" in _bucket_bytes(aws, key) for key in states):
+        if not any(b"checkpoint_0000" in bucket_bytes(aws, key) for key in states):
             return False
         experiment = client.get_experiment_by_name("digits")
         trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
@@ -78,7 +74,7 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
     assert len(results) == 2, job
     restored = []
     for key in results:  # each trial ran on to its last epoch
-        rows = [json.loads(line) for line in _bucket_bytes(aws, key).decode().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in bucket_bytes(aws, key).decode().splitlines() if line.strip()]
         assert rows[-1]["epoch"] == 60, (key, [row["epoch"] for row in rows])
         # Ray counts iterations since the last restore: a 1 on a row past epoch 1 is a resume. (A
         # restored trial's result.json in a bucket may hold only the rows since its restore.)
@@ -99,7 +95,7 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
     # the bucket's key stays in the environment: not in the output, nor in Tune's state in the bucket
     assert aws["AWS_SECRET_ACCESS_KEY"] not in resumed.stdout + resumed.stderr
     for key in [k for k in job if k.endswith(("tuner.pkl", ".json", ".pkl"))]:
-        assert aws["AWS_SECRET_ACCESS_KEY"].encode() not in _bucket_bytes(aws, key), key
+        assert aws["AWS_SECRET_ACCESS_KEY"].encode() not in bucket_bytes(aws, key), key
 
 
 def test_a_multi_worker_trial_reports_its_checkpoints_through_the_bucket(s3_server, tmp_path):
@@ -107,10 +103,13 @@ def test_a_multi_worker_trial_reports_its_checkpoints_through_the_bucket(s3_serv
     # checkpoint (with its file system) to Tune, which copies it into the trial's folder there.
     aws, home = s3_server, tmp_path / "home"
     ran = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", "6", "--workers-per-trial",
-                      "2", "--cpus-per-trial", "1", "--storage", STORAGE, "--name", "two-workers", home=home,
-                      env=_user_env(aws), timeout=600)  # fmt: skip
+                      "2", "--cpus-per-trial", "1", "--storage", STORAGE, "--name", "two-workers", "--verbose",
+                      home=home, env=_user_env(aws), timeout=600)  # fmt: skip
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert "ovatune-digits-softmax@champion" in ran.stdout
+    # --verbose: the libraries' notices, the trials' own too (trainables.VERBOSE_ENV), here Ray Train's
+    # INFO line per report that a plain run drops (test_distributed's two-worker run checks that)
+    assert "Reporting training result 6" in ran.stdout + ran.stderr, ran.stderr[-3000:]
     job = [k for k in bucket_keys(aws) if k.startswith("ray/two-workers/")]
     tune_checkpoints = {
         k.split("/checkpoint_")[1].split("/")[0] for k in job if "/checkpoint_" in k and "ray-train-" not in k

@@ -1,12 +1,14 @@
-"""Export, serving and the MLflow UI, for real, after a real (small) digits sweep.
+"""The whole service on digits, then export, serving and the MLflow UI, for real.
 
-One module-scoped sweep (1 trial per loss) feeds every test: exports round-trip through torch.export,
+One module-scoped ``ovatune run digits`` (2 trials per loss) feeds every test: what the run prints
+and records (``test_run_digits_end_to_end``), exports that round-trip through torch.export,
 TorchScript, ONNX (onnxruntime) and MLflow; `mlflow models serve` answers over HTTP; headless Chromium (Debian's
 package, driven by Playwright) browses the MLflow UI and saves screenshots under ``test-artifacts/``.
 """
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from serving import ExportedModel, raw_inputs
 from trainables.checksums import TamperedFile
@@ -48,11 +51,20 @@ def _wait_for(url: str, seconds: float, what: str) -> None:
     raise AssertionError(f"{what} did not answer at {url} within {seconds} s")
 
 
+TRIALS, EPOCHS = 2, 6  # per loss: two, so that promotion has a choice to get right
+
+
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("serving") / "home"
-    run_ovatune("run", "digits", "--trials", "1", "--epochs", "4", home=path, check=True)
-    return path
+def run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """The module's ``ovatune run digits``, finished: what it printed."""
+    home = tmp_path_factory.mktemp("serving") / "home"
+    return run_ovatune("run", "digits", "--trials", str(TRIALS), "--epochs", str(EPOCHS), home=home, check=True)
+
+
+@pytest.fixture(scope="module")
+def home(run) -> Path:
+    """The module's ovatune home (its MLflow store, reports): the tests that change its registry put it back."""
+    return Path(run.args[run.args.index("--home") + 1])
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +84,109 @@ def expected(home):
             pyfunc.info,
         )
     return out
+
+
+def runs_of(client: MlflowClient, experiment: str, kind: str) -> list:
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    return client.search_runs([experiment_id], filter_string=f"tags.`ovatune.kind` = '{kind}'", max_results=1000)
+
+
+def _inputs(run) -> set[tuple[str, str, str]]:
+    """A run's MLflow dataset inputs as (name, digest, split)."""
+    return {(i.dataset.name, i.dataset.digest, next(t.value for t in i.tags if t.key == "mlflow.data.context"))
+            for i in run.inputs.dataset_inputs}  # fmt: skip
+
+
+def test_run_digits_end_to_end(run, home):
+    from trainables.data import load_dataset
+    from trainables.data.provenance import content_digest
+
+    data = load_dataset("digits")  # what every trial and the evaluation must say they used
+    digests = {"train": content_digest(data.train.x, data.train.y), "validation": content_digest(data.val.x, data.val.y),
+               "test": content_digest(data.test.x, data.test.y), "ood": content_digest(data.ood["photo_patches"])}  # fmt: skip
+    ran = run
+    out = ran.stdout
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    # What a user reads (not a terminal here: plain lines): ovatune's progress, no Ray table, no library notices
+    assert "progress per loss: trials done/all and the best val_accuracy so far" in out
+    assert re.search(
+        r"^softmax 2/2 \.\d{3} · dm 2/2 \.\d{3} · ova 2/2 \.\d{3} · ova_dm 2/2 \.\d{3} · \d+ s$", out, re.M
+    ), out
+    assert "== Status ==" not in out and "Result logdir" not in out and "(pid=" not in out
+    assert re.search(r"^evaluated 4 of 4 models in \d+ s$", out, re.M)
+    for notice in ("Warning", "Token authentication", "Successfully registered", "Validating input example"):
+        assert notice not in out and notice not in ran.stderr, notice
+    assert "ovatune export digits" in out and "AUROC photo_patches: OOD detection" in out
+
+    experiment = client.get_experiment_by_name("digits")
+    assert "8×8 handwritten digits" in experiment.tags["mlflow.note.content"]
+    parents = runs_of(client, "digits", "parent")
+    trials = runs_of(client, "digits", "trial")
+    assert sorted(p.data.tags["ovatune.loss"] for p in parents) == sorted(LOSSES)
+    assert len(trials) == 8 and all(t.info.status == "FINISHED" for t in trials)
+    for parent in parents:
+        loss = parent.data.tags["ovatune.loss"]
+        children = [t for t in trials if t.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(c.info.run_name for c in children) == [f"{loss}-trial-{i:03d}" for i in range(TRIALS)]
+        for child in children:
+            assert child.data.params["loss"] == loss and float(child.data.params["lr"]) > 0
+            assert child.data.tags["ovatune.outcome"] == "completed" and child.data.tags["ovatune.ray_trial_id"]
+            history = client.get_metric_history(child.info.run_id, "val_accuracy")
+            assert [m.step for m in history] == list(range(1, EPOCHS + 1))
+            assert {"train_loss", "val_nll", "val_ece"} <= set(child.data.metrics)
+            # the trial's own process, per epoch, in the run's system metrics (trainables.system_metrics)
+            cpu = client.get_metric_history(child.info.run_id, "system/cpu_utilization_percentage")
+            assert [m.step for m in cpu] == list(range(1, EPOCHS + 1)) and all(m.value > 0 for m in cpu)
+            assert child.data.metrics["system/process_memory_rss_megabytes"] > 50
+            assert _inputs(child) == {("digits", digests["train"], "train"),
+                                      ("digits", digests["validation"], "validation")}  # fmt: skip
+
+        # The champion is the child with the best final validation accuracy.
+        version = client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
+        best = max(children, key=lambda c: (c.data.metrics["val_accuracy"], -c.data.metrics["val_nll"]))
+        assert version.run_id == best.info.run_id
+        assert parent.info.status == "FINISHED" and "test_accuracy" in parent.data.metrics
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/ovatune-digits-ova_dm@champion")
+    from serving import raw_inputs
+    from trainables.data import load_dataset
+
+    data = load_dataset("digits")
+    outputs = model.predict(raw_inputs(data.preprocessing, data.test.x[:50]).reshape(50, -1).numpy())
+    probs = outputs["probabilities"]
+    assert probs.shape == (50, 10) and (probs > 0).all() and (probs <= 1).all()
+    assert (outputs["prediction"] == probs.argmax(axis=1)).all()
+
+    # the run's own evaluation: the first (test_a_broken_champion_fails_alone_... evaluates again)
+    evaluation = min(runs_of(client, "digits", "evaluation"), key=lambda r: r.info.start_time)
+    assert _inputs(evaluation) == {("digits", digests["test"], "test"), ("photo_patches", digests["ood"], "ood")}
+    (test_input,) = [i for i in evaluation.inputs.dataset_inputs if i.dataset.name == "digits"]
+    assert json.loads(test_input.dataset.profile)["num_examples"] == 360
+    assert json.loads(test_input.dataset.source) == {"tags": {"loader": "trainables.data.digits.load_digits"}}
+    figures = {a.path for a in client.list_artifacts(evaluation.info.run_id, "figures")}
+    assert {"figures/reliability.png", "figures/shift.png", "figures/accuracy_vs_confidence.png",
+            "figures/confidence_histograms_photo_patches.png", "figures/class_centres_pca.png"} <= figures  # fmt: skip
+    assert "report.md" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    metrics = evaluation.data.metrics
+    for loss in LOSSES:
+        assert 0 <= metrics[f"{loss}/test_ece"] <= 1 and 0 <= metrics[f"{loss}/ood_photo_patches_auroc"] <= 1
+        assert metrics[f"{loss}/shift_gaussian_noise_5_accuracy"] <= metrics[f"{loss}/test_accuracy"] + 0.05
+        assert f"| {loss} |" in out
+
+    report = (home / "reports" / "digits" / "report.md").read_text()
+    assert "renormalised" in report and "![shift](figures/shift.png)" in report
+    # Intervals and paired differences over the 360 test examples, in the report and the run.
+    assert "**What the 360 test examples resolve**" in report and "## Differences between the losses" in report
+    for loss in LOSSES:
+        low, high = metrics[f"{loss}/test_accuracy_ci_low"], metrics[f"{loss}/test_accuracy_ci_high"]
+        assert low <= metrics[f"{loss}/test_accuracy"] <= high and high - low < 0.2
+    comparisons = mlflow.artifacts.load_dict(f"{evaluation.info.artifact_uri}/comparisons.json")
+    assert len(comparisons) == 4 * 6
+    # means of per-example terms: the estimate lies in its interval (ECE's may not: resampling biases it up)
+    assert all(c["low"] <= c["estimate"] <= c["high"] for c in comparisons if c["metric"] != "ece")
+    assert (home / "reports" / "digits" / "figures" / "reliability.png").stat().st_size > 10_000
+    assert str(home / "reports" / "digits" / "report.md") in out
 
 
 def _assert_same(got: dict, want: dict, threshold: float) -> float:
@@ -188,9 +303,6 @@ def test_mlflow_models_serve_answers_like_the_model_in_process(home, expected):
 
 @needs_chromium
 def test_the_mlflow_ui_in_a_real_browser(home):
-    import re
-
-    from mlflow.tracking import MlflowClient
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
@@ -225,7 +337,7 @@ def test_the_mlflow_ui_in_a_real_browser(home):
                 expect(page.get_by_role("link", name=f"{loss}-trial-000")).to_be_visible(timeout=20_000)
             # The Dataset column: every trial names the split it trained on, with the split's digest
             trained_on = page.get_by_text(f"digits ({train_digest})", exact=True)
-            expect(trained_on).to_have_count(len(LOSSES), timeout=20_000)
+            expect(trained_on).to_have_count(len(LOSSES) * TRIALS, timeout=20_000)
             expect(page.get_by_text(f"digits ({test_digest})", exact=True)).to_be_visible()  # the evaluation's
             page.screenshot(path=str(ARTIFACTS / "mlflow_ui_runs.png"))
             trained_on.first.click()  # its page: the split, its size, seed and source
@@ -275,8 +387,6 @@ def test_the_mlflow_ui_in_a_real_browser(home):
 
 
 def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_exported(home, tmp_path):
-    from mlflow.tracking import MlflowClient
-
     run_ovatune(
         "export", "digits", "--losses", "ova", "--format", "onnx", "--out", str(tmp_path), home=home, check=True
     )
@@ -309,8 +419,6 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
 
 
 def test_a_broken_champion_fails_alone_and_the_others_are_evaluated(home):
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     name = "ovatune-digits-ova"
     champion = client.get_model_version_by_alias(name, "champion")

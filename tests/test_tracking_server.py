@@ -1,7 +1,7 @@
 """A team's MLflow server: a real `mlflow server` process on 127.0.0.1 that goes away mid-sweep, and
 the helpers that start one on a fresh database of the machine's PostgreSQL (reached through its Unix
-socket). The whole pipeline against a server on PostgreSQL, behind MLflow's basic auth, is
-``test_tracking_server_auth.py``'s team test.
+socket). The whole pipeline against a server on PostgreSQL, behind MLflow's basic auth, keeping its
+artifacts in a bucket, is ``test_tracking_server_auth.py``'s team test.
 """
 
 import os
@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from buckets import bucket_keys
-from launch import free_port, run_ovatune, start_ovatune, stop_group
+from launch import free_port, start_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -108,49 +107,4 @@ def test_a_sweep_rides_out_a_tracking_server_restart(tmp_path):
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
-        stop_group(server, timeout=30)
-
-
-def test_models_checkpoints_and_reports_live_in_s3_compatible_storage(s3_server, tmp_path):
-    """A team server as docker/compose.yaml runs it: MLflow keeps artifacts in a bucket
-    (``--artifacts-destination s3://…``) and serves them to clients, so only the server holds the
-    bucket's keys. The whole pipeline writes through it (promotion's models with their checkpoints,
-    the evaluation's report, the model card) and reads back through it (evaluation loads each
-    champion, export downloads them)."""
-    aws = s3_server
-    port = free_port()
-    server = _start_server(f"sqlite:///{tmp_path / 'server.db'}", "s3://ovatune/mlflow", port, env=aws)
-    uri = f"http://127.0.0.1:{port}"
-    user_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    try:
-        ran = run_ovatune("run", "digits", "--smoke-test", "--losses", "softmax,ova", "--tracking-uri", uri,
-                          home=tmp_path / "home", env=user_env)  # fmt: skip
-        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-        exported = run_ovatune("export", "digits", "--losses", "softmax,ova", "--tracking-uri", uri,
-                               "--out", str(tmp_path / "exports"), home=tmp_path / "home", env=user_env)  # fmt: skip
-        assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
-        assert len(list((tmp_path / "exports").rglob("manifest.json"))) == 2
-
-        keys = bucket_keys(aws)
-        client = MlflowClient(uri)
-        for loss in ("softmax", "ova"):
-            champion = client.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
-            # the model MLflow serves from the bucket: its files there, the checkpoint among them
-            served = client.get_model_version_download_uri(f"ovatune-digits-{loss}", champion.version)
-            assert served.startswith("mlflow-artifacts:"), served  # served by MLflow, not a path of the client's
-            stored = [k for k in keys if k.startswith("mlflow/" + served.split(":", 1)[1].strip("/") + "/")]
-            assert any(k.endswith("/MLmodel") for k in stored), (served, keys)
-            assert any(k.endswith("/bundle/weights.pt") for k in stored), stored  # the trained weights
-            assert any(k.endswith(f"/{champion.run_id}/artifacts/model_card.md") for k in keys), keys
-        evaluation = client.search_runs([client.get_experiment_by_name("digits").experiment_id],
-                                        "tags.`ovatune.kind` = 'evaluation'")  # fmt: skip
-        assert len(evaluation) == 1
-        assert any(k.endswith(f"/{evaluation[0].info.run_id}/artifacts/report.md") for k in keys), keys
-        # nothing on this machine's disk stands in for the bucket
-        assert not list(tmp_path.rglob("mlruns")) and not list((tmp_path / "home").rglob("MLmodel"))
-        # the bucket's key is the server's alone: never in what the user saw or the runs recorded
-        for run in client.search_runs([evaluation[0].info.experiment_id], max_results=100):
-            assert aws["AWS_SECRET_ACCESS_KEY"] not in str(run.data.params) + str(run.data.tags)
-        assert aws["AWS_SECRET_ACCESS_KEY"] not in ran.stdout + ran.stderr + exported.stdout + exported.stderr
-    finally:
         stop_group(server, timeout=30)

@@ -1,12 +1,13 @@
 """A team's MLflow server behind MLflow's basic auth: a real ``mlflow server --app-name basic-auth`` on
-127.0.0.1, backed by a fresh PostgreSQL database, with an auth config (and a generated admin
-password) written here, and users made with MLflow's own API.
+127.0.0.1, backed by a fresh PostgreSQL database, keeping artifacts in a bucket of an S3-compatible
+server (``--artifacts-destination s3://…``, as docker/compose.yaml runs it), with an auth config (and
+a generated admin password) written here, and users made with MLflow's own API.
 
 Who can do what (README: team servers): a user who creates the experiment gets MANAGE on it and on the
 models its sweep registers; EDIT is enough to sweep and move @champion; READ is enough to evaluate
 with --no-record (measured and reported, not recorded) and export; no grant at all under ``default_permission =
 NO_PERMISSIONS`` is nothing. Every password and the admin's appear in no output, file, param, tag,
-model card or Ray log.
+model card or Ray log; the bucket's key is the server's alone.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from test_tracking_server import PG_SOCKET, _start_server, database  # noqa: F40
 
 from trainables.losses import LOSSES
 
+from buckets import bucket_bytes, bucket_keys
 from launch import free_port, run_ovatune, stop_group
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+# the users' shells: no MLflow settings, and no key to the server's bucket
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
 
 
 @contextmanager
@@ -49,8 +52,9 @@ def credentials(user: str, password: str):
 
 
 @pytest.fixture
-def auth_server(database, tmp_path):  # noqa: F811 (database is the fixture imported above)
-    """(uri, {user: password}) of a basic-auth MLflow server; ``admin`` is its administrator."""
+def auth_server(database, s3_server, tmp_path):  # noqa: F811 (database is the fixture imported above)
+    """(uri, {user: password}) of a basic-auth MLflow server; ``admin`` is its administrator. Its
+    artifacts are under ``mlflow/`` in ``s3_server``'s bucket, whose key only the server has."""
     passwords = {
         user: f"pw-{user}-{secrets.token_hex(8)}" for user in ("admin", "alice", "bob", "carol", "dave", "eve", "frank")
     }
@@ -64,9 +68,9 @@ def auth_server(database, tmp_path):  # noqa: F811 (database is the fixture impo
         "auth_cache_ttl_seconds = 60\n"
     )
     port = free_port()
-    env = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16), **s3_server}
     backend = f"postgresql+psycopg2://postgres@/{database}?host={PG_SOCKET}"
-    server = _start_server(backend, tmp_path / "artifacts", port, "--app-name", "basic-auth", env=env)
+    server = _start_server(backend, "s3://ovatune/mlflow", port, "--app-name", "basic-auth", env=env)
     uri = f"http://127.0.0.1:{port}"
     try:
         from mlflow.server import get_app_client
@@ -125,8 +129,11 @@ def test_anonymous_and_wrong_credentials_are_refused_before_anything_starts(auth
     assert not (tmp_path / "h" / "ray_results").exists()  # refused before Ray or Tune started
 
 
-def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # noqa: F811 (database: the fixture)
-    """Also the whole pipeline against a server on PostgreSQL: what it records, and that it is there."""
+def test_a_team_on_an_authenticated_server(auth_server, database, s3_server, tmp_path):  # noqa: F811 (database)
+    """Also the whole pipeline against a server on PostgreSQL that keeps artifacts in a bucket: what
+    it records, and that it is there. The pipeline writes through the server (promotion's models with
+    their checkpoints, the evaluation's report, the model cards) and reads back through it (the
+    evaluations load each champion, export downloads them)."""
     import psycopg2
 
     uri, passwords = auth_server
@@ -159,7 +166,21 @@ def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # 
         for loss in LOSSES:
             version = admin.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
             assert (version.description or "").startswith("# Model card")
-    # and it all lives in PostgreSQL
+        # the models MLflow serves from the bucket: their files there, the trained weights among them
+        keys = bucket_keys(s3_server)
+        for loss in LOSSES:
+            champion = admin.get_model_version_by_alias(f"ovatune-digits-{loss}", "champion")
+            served = admin.get_model_version_download_uri(f"ovatune-digits-{loss}", champion.version)
+            assert served.startswith("mlflow-artifacts:"), served  # served by MLflow, not a path of the client's
+            stored = [k for k in keys if k.startswith("mlflow/" + served.split(":", 1)[1].strip("/") + "/")]
+            assert any(k.endswith("/MLmodel") for k in stored), (served, keys)
+            assert any(k.endswith("/bundle/weights.pt") for k in stored), stored
+            assert any(k.endswith(f"/{champion.run_id}/artifacts/model_card.md") for k in keys), keys
+        (evaluation,) = runs_of("evaluation")
+        assert any(k.endswith(f"/{evaluation.info.run_id}/artifacts/report.md") for k in keys), keys
+    # nothing on this machine's disk stands in for the bucket
+    assert not list(tmp_path.rglob("mlruns")) and not list((tmp_path / "alice").rglob("MLmodel"))
+    # and the rest lives in PostgreSQL
     with psycopg2.connect(host=PG_SOCKET, user="postgres", dbname=database) as connection:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM runs")
@@ -255,9 +276,13 @@ def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # 
     assert eve.returncode == 1
     assert "the MLflow server refused user 'eve'" in one_error_line(eve)
 
-    # no password anywhere: outputs, files in every home, the server's artifacts (model cards, reports,
-    # manifests), params, tags, model version descriptions, Ray's logs
+    # no password and not the bucket's key anywhere: outputs, files in every home, the server's
+    # artifacts in the bucket (model cards, reports, models), params, tags, model version
+    # descriptions, Ray's logs
+    passwords["the bucket's secret key"] = s3_server["AWS_SECRET_ACCESS_KEY"]
     places = {f"output {i}": text for i, text in enumerate(outputs)}
+    for key in bucket_keys(s3_server):
+        places[f"s3://ovatune/{key}"] = bucket_bytes(s3_server, key).decode("utf-8", "replace")
     for folder in (tmp_path, ray_tmp):
         for path in folder.rglob("*"):
             if path.is_file() and path.name not in ("auth.ini", "credentials") and path.stat().st_size < 50_000_000:
@@ -269,6 +294,6 @@ def test_a_team_on_an_authenticated_server(auth_server, database, tmp_path):  # 
             for version in admin.search_model_versions(f"name = 'ovatune-digits-{loss}'"):
                 places[f"{loss} v{version.version}"] = f"{version.description} {version.tags}"
     assert len(places) > 50
-    for user, password in passwords.items():
-        leaked = [where for where, text in places.items() if password in text]
-        assert not leaked, f"{user}'s password in {leaked[:5]}"
+    for whose, secret in passwords.items():
+        leaked = [where for where, text in places.items() if secret in text]
+        assert not leaked, f"the secret of {whose} in {leaked[:5]}"
