@@ -1,5 +1,6 @@
 """Shared test set-up: no telemetry, quiet Ray, every test's state under its own tmp_path."""
 
+import logging
 import os
 import secrets
 import subprocess
@@ -66,25 +67,49 @@ def ovatune():
     return run
 
 
+def _stream_handlers() -> list[logging.StreamHandler]:
+    """The libraries' log handlers that hold a stream: not a file, not pytest's own (its log capture),
+    not one that looks up sys.stderr each time (logging's last resort)."""
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]  # fmt: skip
+    return [h for logger in loggers for h in logger.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+            and not type(h).__module__.startswith("_pytest")
+            and not isinstance(getattr(type(h), "stream", None), property)]  # fmt: skip
+
+
 @pytest.fixture
 def in_process(capsys):
     """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
-    exit code and what it printed. The local Ray its first command starts serves the test's later
-    ones (about 10 s less per command than a new process starting its own) and is shut down after
-    the test. For sequences of commands that check what they print and record, not how a process
-    starts, ends or takes a signal: those go through ``launch.run_ovatune``."""
+    exit code and what it printed (to ``sys.stdout`` and ``sys.stderr``: ``capsys``, whose streams
+    have no file descriptor; test_clinc's run and export stay processes, as its export then failed
+    on ``fileno``). The local Ray its first command starts serves the test's later ones (about 7 s less per command
+    than a new process: test_champion's eleven commands took 122 s as processes, 42 s in process)
+    and is shut down after the test. For sequences of commands that check what they print and
+    record, not how a process starts, ends or takes a signal: those go through ``launch.run_ovatune``."""
     from tuning.cli import main
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+        """``check``: assert exit code 0, showing the tail of both streams when not."""
         capsys.readouterr()  # what came before is not this command's
-        code = main(list(args))
+        # The libraries' log handlers (Ray Tune's, MLflow's) hold the stderr of when they were made:
+        # pointed at this command's for its duration, what they log is in its stderr, as it would be
+        # in a process of its own (a test that asserts "no Traceback" sees Tune's tracebacks).
+        before = {handler: handler.stream for handler in _stream_handlers()}
+        for handler in before:
+            handler.stream = sys.stderr
+        try:
+            code = main(list(args))
+        finally:
+            for handler in _stream_handlers():  # made during the command: the process's own stderr
+                handler.stream = before.get(handler, sys.__stderr__)
         captured = capsys.readouterr()
+        if check:
+            assert code == 0, captured.out[-3000:] + captured.err[-3000:]
         return subprocess.CompletedProcess(["ovatune", *args], code, captured.out, captured.err)
 
     yield run
-    import ray
-
-    ray.shutdown()
+    if "ray" in sys.modules:  # a command that refused before Ray started leaves nothing to shut down
+        sys.modules["ray"].shutdown()
 
 
 @pytest.fixture

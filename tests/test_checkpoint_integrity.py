@@ -19,7 +19,7 @@ from test_checkpoint import flip_byte
 
 from trainables.pack_format import member_dir
 
-from launch import run_ovatune, signal_when, start_ovatune
+from launch import signal_when, start_ovatune
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def _trial_runs(home: Path, sweep: str) -> list:
     return client.search_runs([experiment], f"tags.`ovatune.sweep` = '{sweep}' and tags.`ovatune.kind` = 'trial'")
 
 
-def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(home):
+def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(home, in_process):
     sweep = start_ovatune("sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", str(EPOCHS),
                           "--set", "checkpoint_every=1", "--name", "flipped", home=home,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
@@ -70,7 +70,7 @@ def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(
         corrupted[loss] = (newer, json.loads((oldest / "meta.json").read_text())["epoch"])
 
     resume = shlex.split(output.strip().splitlines()[-1].strip())
-    resumed = run_ovatune(*resume[1:], timeout=600, check=True)
+    resumed = in_process(*resume[1:], check=True)
     assert "(0 diverged, 0 failed)" in resumed.stdout
     runs = {r.data.tags["ovatune.loss"]: r for r in _trial_runs(home, "flipped")}
     for loss, (folders, intact_epoch) in corrupted.items():
@@ -87,7 +87,7 @@ def test_a_resume_passes_over_corrupted_checkpoints_to_the_previous_intact_ones(
 
 
 @pytest.mark.parametrize("pack", [1, 3])  # one trial per worker; the three as one pack (member checkpoints)
-def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_intact_trial(home, pack):
+def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_intact_trial(home, pack, in_process):
     import ray
 
     from search_spaces import get_space
@@ -117,7 +117,7 @@ def test_promotion_refuses_a_corrupted_checkpoint_and_promotes_the_next_best_int
         checkpoint = checkpoint / member_dir(int(member))
     flip_byte(checkpoint / "state.pt", "data/0")
 
-    resumed = run_ovatune(*args, "--resume", home=home, timeout=600)
+    resumed = in_process(*args, "--resume")
     assert resumed.returncode == 1, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     errors = [line for line in resumed.stderr.splitlines() if line.startswith("ovatune: error:")]
     assert len(errors) == 1 and "Traceback" not in resumed.stderr

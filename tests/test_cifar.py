@@ -115,7 +115,7 @@ def test_missing_cifar_says_where_it_looked(tmp_path):
 
 
 @pytest.mark.slow
-def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
+def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, in_process):
     """The whole path on CIFAR-10 files written here: corrupt, sweep (tiny ResNet-20 code), promote,
     evaluate with CIFAR-10-C and both OOD sets, export."""
 
@@ -127,9 +127,10 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     data_dir = tmp_path / "data"
     write_fake_cifar(data_dir, train_per_class=30, test=60)
 
-    ovatune("corrupt", "cifar10", "--data-dir", str(data_dir))
-    out = ovatune("run", "cifar10", "--data-dir", str(data_dir), "--trials", "1", "--epochs", "2", "--set", "width=4",
-                  "--set", "depth=8", "--set", "batch_size=32", "--cpus-per-trial", "1", "--home", str(home))  # fmt: skip
+    in_process("corrupt", "cifar10", "--data-dir", str(data_dir), check=True)
+    out = in_process("run", "cifar10", "--data-dir", str(data_dir), "--trials", "1", "--epochs", "2", "--set",
+                     "width=4", "--set", "depth=8", "--set", "batch_size=32", "--cpus-per-trial", "1", "--home",
+                     str(home), check=True).stdout  # fmt: skip
     assert "champions on the test split" in out
 
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
@@ -144,7 +145,7 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     trial = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")[0]
     assert trial.data.params["width"] == "4" and trial.data.params["model"] == "resnet20"
 
-    ovatune(
+    in_process(
         "export",
         "cifar10",
         "--losses",
@@ -155,6 +156,7 @@ def test_cifar10_sweep_promote_evaluate_export(tmp_path, home, ovatune):
         str(tmp_path / "exports"),
         "--home",
         str(home),
+        check=True,
     )
     exported = ExportedModel(tmp_path / "exports" / "ova" / "onnx")
     data = load_dataset("cifar10", str(data_dir))

@@ -102,7 +102,7 @@ def test_toy2d_shows_the_papers_figure_1_effect_and_each_model_is_loaded_once_by
     assert "ring_r200" in report and "confidence_landscape.png" in report
 
 
-def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
+def test_killed_sweep_resumes_without_rerunning_or_duplicating(home, in_process):
     # One trial per worker (--pack 1): a finished trial beside one mid-way is then a long window (the next
     # trial's first epochs), where two packs of three finish within a second of each other and the poll
     # can miss it. A pack's kill and resume is test_packs'.
@@ -134,7 +134,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(home):
     logged_before = {i: [(m.step, m.timestamp) for m in client.get_metric_history(i, "train_loss")] for i in before}
     finished_before = {i: t for i, t in before.items() if t.info.status == "FINISHED"}
 
-    run_ovatune(*args[:2], "--resume", "--name", "killed", home=home, timeout=600, check=True)
+    in_process(*args[:2], "--resume", "--name", "killed", check=True)
 
     after = runs_of(client, "digits", "trial")
     by_loss = {loss: sorted(t.data.tags["ovatune.trial_number"] for t in after if t.data.tags["ovatune.loss"] == loss)

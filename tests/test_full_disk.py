@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from launch import run_ovatune, start_ovatune
+from launch import start_ovatune
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def _fill(path: Path) -> None:
             pass
 
 
-def test_a_full_disk_stops_the_sweep_in_one_line_and_the_resume_loses_no_epoch(small_home):
+def test_a_full_disk_stops_the_sweep_in_one_line_and_the_resume_loses_no_epoch(small_home, in_process):
     sweep = start_ovatune(*SWEEP, home=small_home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)  # fmt: skip
     ballast = small_home / "ballast"
@@ -97,7 +97,7 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_the_resume_loses_no_epoch(s
     assert client.search_registered_models() == []  # nothing half-trained promoted
 
     ballast.unlink()  # space freed
-    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
+    in_process(*shlex.split(command)[1:], check=True)
     runs = client.search_runs([experiment], "tags.`ovatune.kind` = 'trial'", max_results=100)
     assert sorted(r.info.run_name for r in runs) == sorted(f"{loss}-trial-00{n}" for loss in ("softmax", "ova")
                                                            for n in range(2))  # fmt: skip

@@ -107,7 +107,7 @@ def test_gradient_accumulation_gives_the_full_batch_step():
 
 
 @pytest.mark.slow
-def test_imagenet_sweep_promote_evaluate(tmp_path, home, ovatune):
+def test_imagenet_sweep_promote_evaluate(tmp_path, home, in_process):
     """The whole path on an ImageFolder: a tiny ResNet-50 (same code) trained from JPEGs by DataLoader
     workers with accumulated gradients, promoted, evaluated on all 15 ImageNet-C corruptions. Two
     losses: the path is the same for every loss, and each model costs about 25 s to evaluate here
@@ -117,9 +117,10 @@ def test_imagenet_sweep_promote_evaluate(tmp_path, home, ovatune):
 
     write_fake_imagenet(tmp_path / "data")
     # fmt: off
-    out = ovatune("run", "imagenet", "--data-dir", str(tmp_path / "data"), "--losses", "softmax,ova",
-                  "--trials", "1", "--epochs", "2", "--set", "width=4", "--set", "batch_size=8",
-                  "--set", "micro_batch_size=4", "--set", "warmup_epochs=1", "--cpus-per-trial", "1", "--home", str(home))
+    out = in_process("run", "imagenet", "--data-dir", str(tmp_path / "data"), "--losses", "softmax,ova",
+                     "--trials", "1", "--epochs", "2", "--set", "width=4", "--set", "batch_size=8",
+                     "--set", "micro_batch_size=4", "--set", "warmup_epochs=1", "--cpus-per-trial", "1",
+                     "--home", str(home), check=True).stdout
     # fmt: on
     assert "champions on the test split" in out
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")

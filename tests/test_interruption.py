@@ -47,7 +47,7 @@ def _runs(home: Path) -> tuple[MlflowClient, list]:
     return client, client.search_runs([client.get_experiment_by_name("digits").experiment_id], max_results=1000)
 
 
-def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(home):
+def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(home, in_process):
     stopped = _start_and_stop(home, signal.SIGINT, to_group=True)
     assert stopped.returncode == 130, stopped.stdout[-3000:]
     assert "Tuner.restore" not in stopped.stdout and "Traceback" not in stopped.stdout
@@ -66,7 +66,7 @@ def test_ctrl_c_stops_cleanly_promotes_nothing_and_the_printed_command_resumes(h
     assert unfinished and all(t.data.tags["ovatune.outcome"] == "interrupted" for t in unfinished)
     assert all(t.info.status == "KILLED" for t in unfinished)
 
-    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
+    in_process(*shlex.split(command)[1:], check=True)
     client, runs = _runs(home)
     trials = [r for r in runs if r.data.tags["ovatune.kind"] == "trial"]
     assert len(trials) == 6 and all(t.info.status == "FINISHED" for t in trials)
@@ -119,7 +119,7 @@ def test_a_stop_passes_through_library_code_that_catches_every_exception():
     assert stopped.value.signum == signal.SIGTERM
 
 
-def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resume_finishes(home, tmp_path):
+def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resume_finishes(home, tmp_path, in_process):
     """SIGTERM (a job scheduler's stop) after the trials, while a model is being registered: it used
     to end the process on the spot, parents RUNNING and a version without tags in the registry."""
     args = ("sweep", "digits", "--losses", "softmax,ova", "--trials", "1", "--epochs", "2", "--name", "promoting")
@@ -136,7 +136,7 @@ def test_sigterm_while_promoting_leaves_no_half_registered_version_and_the_resum
 
     command = output.strip().splitlines()[-1].strip()
     assert command == f"ovatune sweep digits --resume --name promoting --home {home}"
-    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)  # promotes what was left
+    in_process(*shlex.split(command)[1:], check=True)  # promotes what was left
     client, runs = _runs(home)
     for loss in ("softmax", "ova"):
         (version,) = client.search_model_versions(f"name = 'ovatune-digits-{loss}'")
@@ -155,7 +155,7 @@ def swept(tmp_path_factory) -> Path:
 
 
 @pytest.mark.xdist_group("test_interruption_swept")
-def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(swept, tmp_path):
+def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(swept, tmp_path, in_process):
     """SIGTERM while the champions are measured: it used to exit 1 with no message and no report."""
     home = swept
     returncode, output, errors = sigterm_at_mark("champions found", ("evaluate", "digits"), home, tmp_path)
@@ -164,12 +164,12 @@ def test_sigterm_during_evaluation_says_what_was_left_and_how_to_evaluate_again(
     assert not (home / "reports" / "digits" / "report.md").exists()
     command = output.strip().splitlines()[-1].strip()
     assert command == f"ovatune evaluate digits --home {home}"
-    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
+    in_process(*shlex.split(command)[1:], check=True)
     assert (home / "reports" / "digits" / "report.md").exists()
 
 
 @pytest.mark.xdist_group("test_interruption_swept")
-def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(swept, tmp_path, ovatune):
+def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(swept, tmp_path, in_process):
     """SIGTERM while a champion's files are written: it used to end the process on the spot, leaving
     a partial folder beside the export (or, between its two renames, no export at all)."""
     from serving import ExportedModel
@@ -177,7 +177,7 @@ def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(s
     home = swept
     out = tmp_path / "exports"
     export = ("export", "digits", "--format", "torchscript", "--out", str(out))
-    ovatune(*export, "--home", str(home))
+    in_process(*export, "--home", str(home), check=True)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     returncode, output, errors = sigterm_at_mark("export written", export, home, tmp_path)
@@ -188,6 +188,6 @@ def test_sigterm_during_export_leaves_every_export_whole_and_says_what_is_left(s
     assert not [p for p in out.rglob(".*")]  # no partial folder
     command = output.strip().splitlines()[-1].strip()
     assert command == f"ovatune export digits --losses softmax,ova --format torchscript --out {out} --home {home}"
-    run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
+    in_process(*shlex.split(command)[1:], check=True)
     for loss in ("softmax", "ova"):
         ExportedModel(out / loss / "torchscript")  # whole, and its files match its manifest

@@ -21,7 +21,7 @@ from trainables.pack_format import PACK_KEY, member_dir
 from tuning.packs import member_results, members_of, trial_results
 from tuning.sweep import PerLossSearch
 
-from launch import run_ovatune, start_ovatune
+from launch import start_ovatune
 
 DIGITS = get_space("digits")
 
@@ -100,8 +100,8 @@ def test_a_member_is_seen_as_a_trial_of_its_own():
     assert members_of(plain) == [plain]
 
 
-def test_a_pack_across_workers_is_refused_before_ray_starts(home):
-    refused = run_ovatune("sweep", "digits", "--pack", "2", "--workers-per-trial", "2", home=home, timeout=120)
+def test_a_pack_across_workers_is_refused_before_ray_starts(home, in_process):
+    refused = in_process("sweep", "digits", "--pack", "2", "--workers-per-trial", "2")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         "ovatune: error: --pack 2 trains its trials in one worker: use --pack 1 with --workers-per-trial"
     )
@@ -114,7 +114,7 @@ def _trial_runs(client: MlflowClient) -> list:
 
 
 @pytest.mark.slow
-def test_a_packed_sweep_logs_checkpoints_and_promotes_each_member_as_a_trial_and_resumes_after_a_kill(home):
+def test_a_packed_sweep_logs_checkpoints_and_promotes_each_member_as_a_trial_and_resumes_after_a_kill(home, in_process):
     args = ("sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "3", "--pack", "2", "--epochs", "6",
             "--set", "checkpoint_every=2", "--name", "packed")  # fmt: skip
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
@@ -129,7 +129,7 @@ def test_a_packed_sweep_logs_checkpoints_and_promotes_each_member_as_a_trial_and
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert any(r.info.status == "RUNNING" for r in _trial_runs(client))  # killed mid-pack
-    resumed = run_ovatune("sweep", "digits", "--resume", "--name", "packed", home=home, timeout=600, check=True)
+    resumed = in_process("sweep", "digits", "--resume", "--name", "packed", check=True)
     assert "Traceback" not in resumed.stdout + resumed.stderr
     assert "sweep packed: 6 trials" in resumed.stdout  # the members, not the 4 packs
     runs = _trial_runs(client)
@@ -163,19 +163,19 @@ def test_the_default_pack_is_the_spaces_measured_one_where_packs_can_run():
     assert get_space("cifar10").pack_on_cpu == 1  # a ResNet-20 pack is slower on the CPU
 
 
-def test_an_explicit_pack_with_micro_batches_is_refused_before_ray_starts(home):
-    refused = run_ovatune("sweep", "digits", "--pack", "4", "--set", "micro_batch_size=16", home=home, timeout=120)
+def test_an_explicit_pack_with_micro_batches_is_refused_before_ray_starts(home, in_process):
+    refused = in_process("sweep", "digits", "--pack", "4", "--set", "micro_batch_size=16")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         "ovatune: error: --pack 4 takes whole batches without torch.compile: use --pack 1 with micro_batch_size"
     )
 
 
 @pytest.mark.slow
-def test_asha_stops_a_packs_members_one_by_one_as_it_stops_trials(home):
+def test_asha_stops_a_packs_members_one_by_one_as_it_stops_trials(home, in_process):
     from ray.tune.schedulers import ASHAScheduler
 
-    run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "8", "--pack", "8", "--epochs", "12",
-                "--scheduler", "asha", "--name", "asha", home=home, timeout=600, check=True)  # fmt: skip
+    in_process("sweep", "digits", "--losses", "softmax", "--trials", "8", "--pack", "8", "--epochs", "12",
+               "--scheduler", "asha", "--name", "asha", check=True)  # fmt: skip
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     runs = {int(r.data.tags["ovatune.trial_number"]): r for r in _trial_runs(client)}
     assert sorted(runs) == list(range(8))

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from tuning.replicates import GivenConfigs, replicate_points, replicate_seed, selected_by_metric
 
-from launch import run_ovatune, sigterm_at_mark, start_ovatune
+from launch import sigterm_at_mark, start_ovatune
 
 EPOCHS = 30
 
@@ -64,9 +64,8 @@ def _runs(client: MlflowClient, kind: str) -> list:
 
 
 @pytest.mark.slow
-def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_over_seeds(home, tmp_path):
-    run_ovatune("sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "1", "--epochs", str(EPOCHS),
-                home=home, timeout=600, check=True)  # fmt: skip
+def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_over_seeds(home, tmp_path, in_process):
+    in_process("sweep", "digits", "--losses", "softmax,ova_dm", "--trials", "1", "--epochs", str(EPOCHS), check=True)
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     args = ["replicate", "digits", "--replicates", "2", "--name", "reps", "--max-concurrent", "1"]
     process = start_ovatune(*args, home=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -104,7 +103,7 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
     assert len(logged) == 1  # the one logged before the signal; the resume logs the other three
     command = output.strip().splitlines()[-1].strip()
     assert command == f"ovatune replicate digits --resume --name reps --home {home}"
-    resumed = run_ovatune(*shlex.split(command)[1:], timeout=600, check=True)
+    resumed = in_process(*shlex.split(command)[1:], check=True)
     # (Ray Tune may log a traceback of its own when a checkpoint the killed driver was rotating is gone)
     assert "2 replicates finished" in resumed.stdout and "ovatune: error" not in resumed.stderr
 
@@ -148,7 +147,7 @@ def test_killed_replicates_resume_without_duplicating_runs_and_evaluate_reports_
             and json.loads(parent.data.params["champion_config"])["loss"] == parent.data.tags["ovatune.loss"]
         )
 
-    evaluated = run_ovatune("evaluate", "digits", home=home, timeout=600, check=True)
+    evaluated = in_process("evaluate", "digits", check=True)
     assert "over seeds: mean ± sd [95% interval] of softmax 2, ova_dm 2 replicates" in evaluated.stdout
     assert "What the 2 seeds × 360 test examples resolve" in evaluated.stdout
     report = (home / "reports" / "digits" / "report.md").read_text()

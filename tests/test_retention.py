@@ -23,7 +23,7 @@ from tuning.retention import (
     keep_newest_of_finished,
 )
 
-from launch import run_ovatune, signal_when, start_ovatune
+from launch import signal_when, start_ovatune
 
 
 def test_deleting_older_checkpoints_keeps_the_newest_and_what_is_not_a_checkpoint(tmp_path):
@@ -87,7 +87,9 @@ def test_tune_registers_a_checkpoint_when_one_it_deletes_for_it_is_already_gone(
 
 
 @pytest.mark.slow
-def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_meets_a_listed_one_gone(home):
+def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_meets_a_listed_one_gone(
+    home, in_process
+):
     """Ctrl-C mid-sweep, then the older checkpoint of each trial (which the job's saved state lists) is
     deleted, as Tune itself deletes one after its last save when the driver is killed (SIGKILL)
     between two saves. The resumed trial's next checkpoint makes Tune delete it again: that used to
@@ -113,7 +115,7 @@ def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_m
         shutil.rmtree(oldest)
 
     resume = shlex.split(output.strip().splitlines()[-1].strip())
-    resumed = run_ovatune(*resume[1:], timeout=600, check=True)
+    resumed = in_process(*resume[1:], check=True)  # Tune's log lines in its stderr too (test_in_process)
     assert "Error handling checkpoint" not in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
     assert "Traceback" not in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
     for folder in trials():
