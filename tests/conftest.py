@@ -78,7 +78,7 @@ def _stream_handlers() -> list[logging.StreamHandler]:
 
 
 @pytest.fixture
-def in_process(capsys):
+def in_process(capsys, monkeypatch):
     """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
     exit code and what it printed (to ``sys.stdout`` and ``sys.stderr``: ``capsys``, whose streams
     have no file descriptor; test_clinc's run and export stay processes, as its export then failed
@@ -90,6 +90,9 @@ def in_process(capsys):
 
     def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
         """``check``: assert exit code 0, showing the tail of both streams when not."""
+        # as launch.environment leaves it out of a process: an earlier command's mlflow.set_tracking_uri
+        # exported its store there, which the next command would otherwise take for the user's
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         capsys.readouterr()  # what came before is not this command's
         # The libraries' log handlers (Ray Tune's, MLflow's) hold the stderr of when they were made:
         # pointed at this command's for its duration, what they log is in its stderr, as it would be

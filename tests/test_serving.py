@@ -1,7 +1,9 @@
 """The whole service on digits, then export, serving and the MLflow UI, for real.
 
 One module-scoped ``ovatune run digits`` (2 trials per loss) feeds every test: what the run prints
-and records (``test_run_digits_end_to_end``), exports that round-trip through torch.export,
+and records (``test_run_digits_end_to_end``, the module's first test: it reads the store, reports
+and figures as the run left them, before the tests that register a broken champion and evaluate
+again; the module runs on one worker, in file order), exports that round-trip through torch.export,
 TorchScript, ONNX (onnxruntime) and MLflow; `mlflow models serve` answers over HTTP; headless Chromium (Debian's
 package, driven by Playwright) browses the MLflow UI and saves screenshots under ``test-artifacts/``.
 """
@@ -158,8 +160,7 @@ def test_run_digits_end_to_end(run, home):
     assert probs.shape == (50, 10) and (probs > 0).all() and (probs <= 1).all()
     assert (outputs["prediction"] == probs.argmax(axis=1)).all()
 
-    # the run's own evaluation: the first (test_a_broken_champion_fails_alone_... evaluates again)
-    evaluation = min(runs_of(client, "digits", "evaluation"), key=lambda r: r.info.start_time)
+    (evaluation,) = runs_of(client, "digits", "evaluation")
     assert _inputs(evaluation) == {("digits", digests["test"], "test"), ("photo_patches", digests["ood"], "ood")}
     (test_input,) = [i for i in evaluation.inputs.dataset_inputs if i.dataset.name == "digits"]
     assert json.loads(test_input.dataset.profile)["num_examples"] == 360

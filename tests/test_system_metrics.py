@@ -1,6 +1,6 @@
 """``trainables.system_metrics``: what a trial's own process used, measured between two reads. The
 trial reports it with every epoch (test_train); the driver logs it as the trial run's ``system/``
-metrics (test_end_to_end)."""
+metrics (test_serving's test_run_digits_end_to_end)."""
 
 import time
 

@@ -178,8 +178,6 @@ def test_a_team_on_an_authenticated_server(auth_server, database, s3_server, tmp
             assert any(k.endswith(f"/{champion.run_id}/artifacts/model_card.md") for k in keys), keys
         (evaluation,) = runs_of("evaluation")
         assert any(k.endswith(f"/{evaluation.info.run_id}/artifacts/report.md") for k in keys), keys
-    # nothing on this machine's disk stands in for the bucket
-    assert not list(tmp_path.rglob("mlruns")) and not list((tmp_path / "alice").rglob("MLmodel"))
     # and the rest lives in PostgreSQL
     with psycopg2.connect(host=PG_SOCKET, user="postgres", dbname=database) as connection:
         with connection.cursor() as cursor:
@@ -237,6 +235,10 @@ def test_a_team_on_an_authenticated_server(auth_server, database, s3_server, tmp
                        env=bob_env, home=tmp_path / "bob")  # fmt: skip
     assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
     assert len(list((tmp_path / "bob-exports").rglob("manifest.json"))) == len(LOSSES)
+    # nothing on this machine's disk stood in for the bucket, for the runs, the evaluations or the export
+    assert not list(tmp_path.rglob("mlruns"))
+    for user in ("alice", "carol", "dave", "bob"):
+        assert not list((tmp_path / user).rglob("MLmodel")), user
     swept = ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, env=bob_env, home=tmp_path / "bob")
     assert swept.returncode == 2
     line = one_error_line(swept)
