@@ -82,10 +82,11 @@ def in_process(capsys, monkeypatch):
     """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
     exit code and what it printed (to ``sys.stdout`` and ``sys.stderr``: ``capsys``, whose streams
     have no file descriptor; test_clinc's run and export stay processes, as its export then failed
-    on ``fileno``). The local Ray its first command starts serves the test's later ones (about 7 s less per command
-    than a new process: test_champion's eleven commands took 122 s as processes, 42 s in process)
-    and is shut down after the test. For sequences of commands that check what they print and
-    record, not how a process starts, ends or takes a signal: those go through ``launch.run_ovatune``."""
+    on ``fileno``). The local Ray its first command starts serves the test's later ones (about 7 s
+    less per command than a new process: test_champion's eleven commands took 122 s as processes,
+    42 s in process) and is shut down after the test. For sequences of commands that check what they
+    print and record, not how a process starts, ends or takes a signal: those go through
+    ``launch.run_ovatune``."""
     from tuning.cli import main
 
     def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:

@@ -37,18 +37,16 @@ def runs_of(client: MlflowClient, experiment: str, kind: str) -> list:
 
 
 def test_toy2d_shows_the_papers_figure_1_effect_and_each_model_is_loaded_once_by_its_task(
-    home, monkeypatch, capsys, ovatune
+    home, monkeypatch, ovatune, in_process
 ):
     """The paper's Figure 1 on a real toy2d sweep, evaluated in this process so that what the driver
     loads can be watched: it used to load every champion too (for two figures and its serving info);
     now it reads only the versions' serving.json, and the Ray task that measures a model is the one
     that loads it."""
     import mlflow.pyfunc
-    import ray
 
     import serving.bundle
     import tuning.evaluate
-    from tuning.cli import main
     from tuning.fan_out import ModelKey
     from tuning.fan_out import evaluate_models as fan_out
 
@@ -62,11 +60,8 @@ def test_toy2d_shows_the_papers_figure_1_effect_and_each_model_is_loaded_once_by
     monkeypatch.setattr(serving.bundle, "load_serving_bundle", no_load)  # its weights
     handed: dict = {}  # what the tasks were given to load: resolved by the driver, once
     monkeypatch.setattr(tuning.evaluate, "evaluate_models", lambda *a, **k: handed.update(a[2]) or fan_out(*a, **k))
-    try:
-        assert main(["evaluate", "toy2d", "--home", str(home)]) == 0, capsys.readouterr().err
-    finally:
-        ray.shutdown()
-    printed = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in capsys.readouterr().out.splitlines()
+    evaluated = in_process("evaluate", "toy2d", "--home", str(home), check=True)
+    printed = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in evaluated.stdout.splitlines()
                if line.startswith(("  browse the runs:", "  ship a model:"))}  # fmt: skip
     assert shlex.split(printed["browse the runs"]) == ["ovatune", "ui", "--home", str(home)]  # quoted: one word
     assert shlex.split(printed["ship a model"])[3:5] == ["--home", str(home)]
