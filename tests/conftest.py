@@ -81,8 +81,8 @@ def _stream_handlers() -> list[logging.StreamHandler]:
 def in_process(capsys, monkeypatch):
     """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
     exit code and what it printed (to ``sys.stdout`` and ``sys.stderr``: ``capsys``, whose streams
-    have no file descriptor; test_clinc's run and export stay processes, as its export then failed
-    on ``fileno``). The local Ray its first command starts serves the test's later ones (about 7 s
+    have no file descriptor: an export in the default format, ``torch.export``'s, fails there on
+    ``fileno``, so test_clinc's run and test_serving's default export stay processes). The local Ray its first command starts serves the test's later ones (about 7 s
     less per command than a new process: test_champion's eleven commands took 122 s as processes,
     42 s in process) and is shut down after the test. For sequences of commands that check what they
     print and record, not how a process starts, ends or takes a signal: those go through

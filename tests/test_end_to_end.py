@@ -37,12 +37,12 @@ def runs_of(client: MlflowClient, experiment: str, kind: str) -> list:
 
 
 def test_toy2d_shows_the_papers_figure_1_effect_and_each_model_is_loaded_once_by_its_task(
-    home, monkeypatch, ovatune, in_process
+    home, monkeypatch, in_process
 ):
-    """The paper's Figure 1 on a real toy2d sweep, evaluated in this process so that what the driver
-    loads can be watched: it used to load every champion too (for two figures and its serving info);
-    now it reads only the versions' serving.json, and the Ray task that measures a model is the one
-    that loads it."""
+    """The paper's Figure 1 on a real toy2d sweep, swept and evaluated in this process (on one local
+    Ray), so that what the driver loads can be watched: it used to load every champion too (for two
+    figures and its serving info); now it reads only the versions' serving.json, and the Ray task
+    that measures a model is the one that loads it."""
     import mlflow.pyfunc
 
     import serving.bundle
@@ -51,7 +51,7 @@ def test_toy2d_shows_the_papers_figure_1_effect_and_each_model_is_loaded_once_by
     from tuning.fan_out import evaluate_models as fan_out
 
     home = home.parent / "a home"  # with a space: the commands it prints must still run as printed
-    ovatune("sweep", "toy2d", "--trials", "1", "--home", str(home))
+    in_process("sweep", "toy2d", "--trials", "1", "--home", str(home), check=True)
 
     def no_load(*args, **kwargs):
         raise AssertionError("the driver loaded a model")
@@ -300,12 +300,12 @@ def test_a_stale_ray_start_record_does_not_capture_a_local_run_and_work_meanwhil
             record.write_text(before)
 
 
-def test_metric_val_nll_selects_the_lowest_nll_trial_and_is_recorded(home):
+def test_metric_val_nll_selects_the_lowest_nll_trial_and_is_recorded(home, in_process):
     """``--metric val_nll``: promotion picks the trial with the lowest validation NLL, the version and
     the parent run say what selected it, and a later sweep by accuracy is compared on the champion's
     own recorded accuracy (every validation metric is tagged on each version)."""
-    out = run_ovatune("run", "digits", "--losses", "softmax", "--trials", "4", "--epochs", "1", "--metric",
-                      "val_nll", home=home, timeout=600, check=True).stdout  # fmt: skip
+    out = in_process("run", "digits", "--losses", "softmax", "--trials", "4", "--epochs", "1", "--metric", "val_nll",
+                     check=True).stdout  # fmt: skip
     client = store(home)
     trials = runs_of(client, "digits", "trial")
     assert len(trials) == 4
@@ -333,7 +333,7 @@ def test_metric_val_nll_selects_the_lowest_nll_trial_and_is_recorded(home):
     assert set(importance) == {f"softmax/importance_{name}" for name in get_space("digits").ranges}
 
     # A sweep by accuracy (the default) now competes on the champion's recorded accuracy.
-    again = run_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", "1", "--promote",
-                        "better", home=home, timeout=600, check=True).stdout  # fmt: skip
+    again = in_process("sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", "1", "--promote", "better",
+                       check=True).stdout  # fmt: skip
     held = f"v1 (val_accuracy {version.tags['val_accuracy']})"
     assert f"beat {held}" in again or f"did not beat {held}" in again, again

@@ -262,10 +262,9 @@ def test_registered_pyfunc_predicts_on_dataframe_and_array(home, expected):
         _assert_same(model.predict(given), want, info["threshold"])
 
 
-def test_tampered_export_is_refused(home, tmp_path):
-    run_ovatune(
-        "export", "digits", "--losses", "ova", "--format", "torchscript", "--out", str(tmp_path), home=home, check=True
-    )
+def test_tampered_export_is_refused(home, tmp_path, in_process):
+    in_process("export", "digits", "--losses", "ova", "--format", "torchscript", "--out", str(tmp_path), "--home",
+               str(home), check=True)  # fmt: skip
     folder = tmp_path / "ova" / "torchscript"
     ExportedModel(folder)  # intact: loads
     for name in ("model.pt", "serving.json"):
@@ -387,10 +386,9 @@ def test_the_mlflow_ui_in_a_real_browser(home):
         ui.wait(timeout=30)
 
 
-def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_exported(home, tmp_path):
-    run_ovatune(
-        "export", "digits", "--losses", "ova", "--format", "onnx", "--out", str(tmp_path), home=home, check=True
-    )
+def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_exported(home, tmp_path, in_process):
+    in_process("export", "digits", "--losses", "ova", "--format", "onnx", "--out", str(tmp_path), "--home", str(home),
+               check=True)  # fmt: skip
     before = {p.name: p.read_bytes() for p in (tmp_path / "ova" / "onnx").iterdir()}
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     name = "ovatune-digits-ova"
@@ -399,8 +397,8 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
     broken = client.create_model_version(name, source=gone.as_uri(), run_id=champion.run_id)
     client.set_registered_model_alias(name, "champion", broken.version)
     try:
-        result = run_ovatune("export", "digits", "--losses", "ova,softmax", "--format", "onnx", "--out", str(tmp_path),
-                             home=home, timeout=900)  # fmt: skip
+        result = in_process("export", "digits", "--losses", "ova,softmax", "--format", "onnx", "--out", str(tmp_path),
+                            "--home", str(home))  # fmt: skip
     finally:
         client.set_registered_model_alias(name, "champion", champion.version)
         client.delete_model_version(name, broken.version)
@@ -414,12 +412,12 @@ def test_a_failed_export_leaves_the_previous_one_and_the_other_losses_are_export
 
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    refused = run_ovatune("export", "digits", "--losses", "ova", "--out", str(a_file), home=home, timeout=300)
+    refused = in_process("export", "digits", "--losses", "ova", "--out", str(a_file), "--home", str(home))
     assert refused.returncode == 2 and refused.stderr.count("is a file, not a folder") == 1  # once, not per loss
     assert "Traceback" not in refused.stderr
 
 
-def test_a_broken_champion_fails_alone_and_the_others_are_evaluated(home):
+def test_a_broken_champion_fails_alone_and_the_others_are_evaluated(home, in_process):
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     name = "ovatune-digits-ova"
     champion = client.get_model_version_by_alias(name, "champion")
@@ -427,7 +425,7 @@ def test_a_broken_champion_fails_alone_and_the_others_are_evaluated(home):
     broken = client.create_model_version(name, source=gone.as_uri(), run_id=champion.run_id)
     client.set_registered_model_alias(name, "champion", broken.version)
     try:
-        result = run_ovatune("evaluate", "digits", home=home, timeout=900)
+        result = in_process("evaluate", "digits", "--home", str(home))
     finally:
         client.set_registered_model_alias(name, "champion", champion.version)
         client.delete_model_version(name, broken.version)

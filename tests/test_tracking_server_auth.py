@@ -108,30 +108,10 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_anonymous_and_wrong_credentials_are_refused_before_anything_starts(auth_server, tmp_path):
-    uri, passwords = auth_server
-    with pytest.raises(urllib.error.HTTPError) as refused:  # the server itself, to a client without credentials
-        urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
-    assert refused.value.code == 401
-
-    anonymous = run_ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, home=tmp_path / "h",
-                            env=CLEAN_ENV, timeout=120)  # fmt: skip
-    assert anonymous.returncode == 2
-    assert "needs a user name and password" in one_error_line(anonymous)
-
-    wrong = "not-" + passwords["alice"]
-    refused = run_ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, home=tmp_path / "h",
-                          env=as_user("alice", wrong), timeout=120)  # fmt: skip
-    assert refused.returncode == 2
-    line = one_error_line(refused)
-    assert "refused user 'alice'" in line and uri in line
-    assert wrong not in refused.stdout + refused.stderr
-    assert not (tmp_path / "h" / "ray_results").exists()  # refused before Ray or Tune started
-
-
 def test_a_team_on_an_authenticated_server(auth_server, database, s3_server, tmp_path):  # noqa: F811 (database)
-    """Also the whole pipeline against a server on PostgreSQL that keeps artifacts in a bucket: what
-    it records, and that it is there. The pipeline writes through the server (promotion's models with
+    """Who can do what, from no credentials to MANAGE (the module's docstring), and also the whole
+    pipeline against a server on PostgreSQL that keeps artifacts in a bucket: what it records, and
+    that it is there. The pipeline writes through the server (promotion's models with
     their checkpoints, the evaluation's report, the model cards) and reads back through it (the
     evaluations load each champion, export downloads them)."""
     import psycopg2
@@ -144,6 +124,23 @@ def test_a_team_on_an_authenticated_server(auth_server, database, s3_server, tmp
         result = run_ovatune(*args, home=home, env={**env, "RAY_TMPDIR": str(ray_tmp)}, timeout=timeout)
         outputs.append(result.stdout + result.stderr)
         return result
+
+    # without credentials, or with a wrong password, nothing starts: one line that says why
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the server itself, to a client without credentials
+        urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+    assert refused.value.code == 401
+    anonymous = ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, env=CLEAN_ENV,
+                        home=tmp_path / "anonymous", timeout=120)  # fmt: skip
+    assert anonymous.returncode == 2
+    assert "needs a user name and password" in one_error_line(anonymous)
+    wrong = "not-" + passwords["alice"]
+    refused = ovatune("sweep", "digits", "--smoke-test", "--tracking-uri", uri, env=as_user("alice", wrong),
+                      home=tmp_path / "anonymous", timeout=120)  # fmt: skip
+    assert refused.returncode == 2
+    line = one_error_line(refused)
+    assert "refused user 'alice'" in line and uri in line
+    assert wrong not in refused.stdout + refused.stderr
+    assert not (tmp_path / "anonymous" / "ray_results").exists()  # refused before Ray or Tune started
 
     # alice (credentials in MLflow's environment variables) creates the experiment: the whole pipeline
     alice = ovatune("run", "digits", "--smoke-test", "--tracking-uri", uri,
