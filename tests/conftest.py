@@ -69,20 +69,22 @@ def ovatune():
 
 def _stream_handlers() -> list[logging.StreamHandler]:
     """The libraries' log handlers that hold a stream: not a file, not pytest's own (its log capture),
-    not one that looks up sys.stderr each time (logging's last resort)."""
+    not one that looks up sys.stderr each time (logging's last resort), not one that opens its own
+    file when it first logs (torch's trace handler: given a stream, it closed that stream's file
+    descriptor, and torch.export failed on capsys's ``fileno``)."""
     loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]  # fmt: skip
     return [h for logger in loggers for h in logger.handlers
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
             and not type(h).__module__.startswith("_pytest")
-            and not isinstance(getattr(type(h), "stream", None), property)]  # fmt: skip
+            and not isinstance(getattr(type(h), "stream", None), property)
+            and h.stream is not None]  # fmt: skip
 
 
 @pytest.fixture
 def in_process(capsys, monkeypatch):
     """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
     exit code and what it printed (to ``sys.stdout`` and ``sys.stderr``: ``capsys``, whose streams
-    have no file descriptor: an export in the default format, ``torch.export``'s, fails there on
-    ``fileno``, so test_clinc's run and test_serving's default export stay processes). The local Ray its first command starts serves the test's later ones (about 7 s
+    have no file descriptor). The local Ray its first command starts serves the test's later ones (about 7 s
     less per command than a new process: test_champion's eleven commands took 122 s as processes,
     42 s in process) and is shut down after the test. For sequences of commands that check what they
     print and record, not how a process starts, ends or takes a signal: those go through

@@ -116,7 +116,7 @@ def test_bert_mini_full_size_and_a_tiny_one():
 
 
 @pytest.mark.slow
-def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
+def test_clinc_sweep_promote_evaluate_export(tmp_path, home, in_process):
     """Every loss's whole path on the HF-format fixture with a tiny BERT: sweep, champion, evaluation
     with the out-of-scope queries as OOD, an export that ships the tokenizer."""
 
@@ -128,9 +128,9 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     write_clinc_hf(tmp_path / "data")
 
     # fmt: off
-    out = ovatune("run", "clinc", "--data-dir", str(tmp_path / "data"), "--trials", "1",
-                  "--epochs", "3", "--set", "width=16", "--set", "depth=1", "--set", "heads=2", "--set", "intermediate=32",
-                  "--set", "batch_size=16", "--cpus-per-trial", "1", "--home", str(home))
+    out = in_process("run", "clinc", "--data-dir", str(tmp_path / "data"), "--trials", "1",
+                     "--epochs", "3", "--set", "width=16", "--set", "depth=1", "--set", "heads=2", "--set", "intermediate=32",
+                     "--set", "batch_size=16", "--cpus-per-trial", "1", "--home", str(home), check=True).stdout
     # fmt: on
     assert "champions on the test split" in out
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
@@ -142,7 +142,7 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, ovatune):
     report = (home / "reports" / "clinc" / "report.md").read_text()
     assert "D_ood = out_of_scope: AUROC / AUPRC" in report and "accuracy_vs_confidence" in report
 
-    ovatune("export", "clinc", "--losses", "ova_dm", "--out", str(tmp_path / "exports"), "--home", str(home))
+    in_process("export", "clinc", "--losses", "ova_dm", "--out", str(tmp_path / "exports"), "--home", str(home), check=True)
     folder = tmp_path / "exports" / "ova_dm" / "torch_export"  # the default format
     tokenizer = load_tokenizer((folder / "tokenizer.json").read_text())
     ids = np.array([tokenizer.encode("will it rain in paris today").ids], dtype=np.float32)

@@ -153,7 +153,7 @@ def test_killed_workers_and_a_killed_trial_resume_from_their_checkpoints(home):
     assert "ovatune-digits-softmax@champion" in output
 
 
-def test_run_with_two_workers_per_trial_promotes_evaluates_and_exports(home):
+def test_run_with_two_workers_per_trial_promotes_evaluates_and_exports(home, in_process):
     ran = run_ovatune("run", "digits", "--smoke-test", "--losses", "ova_dm", "--workers-per-trial", "2", home=home,
                       timeout=900, check=True)  # fmt: skip
     # no INFO line per epoch per worker from Ray Train (trainables.distributed.quiet_train_worker_reports;
@@ -168,5 +168,5 @@ def test_run_with_two_workers_per_trial_promotes_evaluates_and_exports(home):
     version = client.get_model_version_by_alias("ovatune-digits-ova_dm", "champion")
     assert version.run_id  # registered from the 2-worker trial's checkpoint
     out = home / "exports"
-    run_ovatune("export", "digits", "--format", "onnx", "--out", str(out), home=home, check=True)
+    in_process("export", "digits", "--format", "onnx", "--out", str(out), check=True)
     assert (out / "ova_dm" / "onnx" / "manifest.json").exists()

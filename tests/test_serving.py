@@ -229,8 +229,8 @@ print(*shapes, sorted(m for m in ("serving", "trainables", "tuning", "mlflow") i
 """
 
 
-def test_the_default_export_is_a_torch_export_program_that_torch_alone_runs(home, expected, tmp_path):
-    run_ovatune("export", "digits", "--losses", "ova_dm", "--out", str(tmp_path), home=home, check=True)
+def test_the_default_export_is_a_torch_export_program_that_torch_alone_runs(home, expected, tmp_path, in_process):
+    in_process("export", "digits", "--losses", "ova_dm", "--out", str(tmp_path), "--home", str(home), check=True)
     folder = tmp_path / "ova_dm" / "torch_export"  # the default format: not the deprecated TorchScript
     assert json.loads((folder / "serving.json").read_text())["format"] == "torch_export"
     shape = [str(n) for n in expected["ova_dm"][2]["raw_input_shape"]]
