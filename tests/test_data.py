@@ -142,6 +142,33 @@ def test_digits_shift_degrades_gracefully():
     assert all(b > a for a, b in zip(diffs, diffs[1:]))
 
 
+def test_digits_shifted_sets_are_corrupt_smalls_made_once_per_seed(tmp_path, monkeypatch):
+    """The shifted sets come from the cache folder after the first time: the same tensors as
+    corrupting the test images there and then, and one file per seed."""
+    import trainables.data.digits as digits
+    from trainables.data.corruptions import corrupt_small
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    data = load_dataset("digits", seed=3)
+    images = (data.test.x * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # (N, 8, 8, 1), as corrupted
+    for name, intensity in (("gaussian_noise", 1), ("motion_blur", 3), ("jpeg_compression", 5), ("frost", 2)):
+        assert torch.equal(data.shifted(name, intensity), digits.to_model_input(corrupt_small(images, name, intensity, 3)))
+    made = list((tmp_path / "ovatune" / "digits-shifted").iterdir())
+    assert len(made) == 1
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("corrupted again instead of read from the cache")
+
+    monkeypatch.setattr(digits, "corrupt_small", not_again)
+    again = load_dataset("digits", seed=3)
+    assert torch.equal(again.shifted("motion_blur", 3), data.shifted("motion_blur", 3))
+    with pytest.raises(AssertionError, match="corrupted again"):  # another seed: its own sets
+        load_dataset("digits", seed=4).shifted("motion_blur", 3)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="unknown corruption"):
+        data.shifted("no_such_corruption", 1)
+
+
 def test_a_subset_of_a_split_keeps_its_labels_and_cuts_files_without_decoding_them():
     from trainables.data.imagenet import ImageFiles
 
