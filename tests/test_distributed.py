@@ -110,7 +110,7 @@ def test_killed_workers_and_a_killed_trial_resume_from_their_checkpoints(home):
     checkpoint), later the trial's own Tune actor (Tune restarts the trial from its checkpoint, a new
     Train run on every worker): with a checkpoint every epoch, every epoch reaches Tune and MLflow
     exactly once, in order. (Restarted from scratch, Tune would see epochs 1, 2, ... again.)"""
-    epochs = 40
+    epochs = 24  # the trial's actor is killed at epoch 12, half-way
     sweep = start_ovatune(
         "sweep", "digits", "--losses", "softmax", "--trials", "1", "--epochs", str(epochs),
         "--workers-per-trial", "2", "--cpus-per-trial", "1", "--set", "checkpoint_every=1", "--name", "killed",
