@@ -69,9 +69,9 @@ def ovatune():
 
 def _stream_handlers() -> list[logging.StreamHandler]:
     """The libraries' log handlers that hold a stream: not a file, not pytest's own (its log capture),
-    not one that looks up sys.stderr each time (logging's last resort), not one that opens its own
-    file when it first logs (torch's trace handler: given a stream, it closed that stream's file
-    descriptor, and torch.export failed on capsys's ``fileno``)."""
+    not one that looks up sys.stderr each time (logging's last resort), not one without a stream
+    (torch's trace handler, until it opens its own file: given capsys's stream, it took it for that
+    file and closed its descriptor, and torch.export failed on ``fileno``)."""
     loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]  # fmt: skip
     return [h for logger in loggers for h in logger.handlers
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
@@ -106,8 +106,11 @@ def in_process(capsys, monkeypatch):
         try:
             code = main(list(args))
         finally:
-            for handler in _stream_handlers():  # made during the command: the process's own stderr
-                handler.stream = before.get(handler, sys.__stderr__)
+            for handler in _stream_handlers():
+                if handler in before:
+                    handler.stream = before[handler]
+                elif handler.stream is sys.stderr:  # made during the command, on its captured stderr
+                    handler.stream = sys.__stderr__
         captured = capsys.readouterr()
         if check:
             assert code == 0, captured.out[-3000:] + captured.err[-3000:]

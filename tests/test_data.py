@@ -167,6 +167,10 @@ def test_digits_shifted_sets_are_corrupt_smalls_made_once_per_seed(tmp_path, mon
     monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown corruption"):
         data.shifted("no_such_corruption", 1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(digits.importlib.metadata, "version", lambda name: "0.0-another")
+    load_dataset("digits", seed=3).shifted("gaussian_noise", 1)  # another torch, numpy or Pillow: made again
+    assert len(list((tmp_path / "ovatune" / "digits-shifted").iterdir())) == 2
 
 
 def test_a_subset_of_a_split_keeps_its_labels_and_cuts_files_without_decoding_them():

@@ -106,7 +106,6 @@ def test_gradient_accumulation_gives_the_full_batch_step():
     )
 
 
-@pytest.mark.slow
 def test_a_set_of_one_batch_is_decoded_without_worker_processes(tmp_path, monkeypatch):
     """What evaluation asks of each ImageNet-C set (``workers`` = its threads): a worker decodes ahead
     of the model, so a set of one batch gets none, a set of n batches at most n - 1; same images."""
@@ -124,6 +123,7 @@ def test_a_set_of_one_batch_is_decoded_without_worker_processes(tmp_path, monkey
     assert torch.equal(torch.cat(one), torch.cat(three))
 
 
+@pytest.mark.slow
 def test_imagenet_sweep_promote_evaluate(tmp_path, home, in_process):
     """The whole path on an ImageFolder: a tiny ResNet-50 (same code) trained from JPEGs by DataLoader
     workers with accumulated gradients, promoted, evaluated on all 15 ImageNet-C corruptions. Two

@@ -75,13 +75,15 @@ def shifted_test_sets(test_images: torch.Tensor, seed: int) -> dict[str, np.ndar
 
     Why: making the 95 sets took every task that measures a digits model 2.5 s of its 3.7 s of
     measuring, again in every evaluation (each is a new Ray, so a new worker process). The cache key
-    is a digest of what the sets depend on: the images, the seed, the corruption code's source files
-    and the libraries it draws with (torch's generator, numpy, Pillow's JPEG).
+    is a digest of what the sets depend on: the images, the seed, this file and the corruption
+    code's source files, the frost textures, and the libraries it draws with (torch's generator,
+    numpy, Pillow's JPEG).
     """
     key = hashlib.sha256(np.ascontiguousarray(test_images.numpy()).tobytes())
     versions = " ".join(importlib.metadata.version(name) for name in ("torch", "numpy", "pillow"))
     key.update(f"{seed} {versions}".encode())
-    for source in sorted(Path(corruptions.__file__).parent.glob("*.py")):
+    code = Path(corruptions.__file__).parent  # trainables/data/corruptions
+    for source in [Path(__file__), *sorted(code.glob("*.py")), *sorted(code.with_name("frost").glob("*.png"))]:
         key.update(source.name.encode() + source.read_bytes())
 
     def make() -> dict[str, np.ndarray]:
