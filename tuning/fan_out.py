@@ -24,9 +24,9 @@ from trainables.data import INTENSITIES, load_dataset
 from trainables.models import ProbabilityModel
 from tuning.cluster import init_ray
 from tuning.errors import one_line
-from tuning.progress import ProgressLine
 from tuning.resources import evaluation_gpus
 from tuning.settings import Settings
+from tuning.shifted_set_counts import ShiftedSetCounts
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,22 +50,6 @@ def _load_classifier(model_uri: str, registered: bool):
 
     with tempfile.TemporaryDirectory() as scratch:
         return load_classifier(mlflow.artifacts.download_artifacts(model_uri, dst_path=scratch))[0]
-
-
-class ShiftedSetCounts:
-    """A Ray actor (no CPU of its own): label -> (shifted sets measured, shifted sets in all)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = {}
-
-    def start(self, label: str, total: int) -> None:
-        self.counts[label] = [0, total]
-
-    def advance(self, label: str) -> None:
-        self.counts[label][0] += 1
-
-    def read(self) -> dict[str, list[int]]:
-        return self.counts
 
 
 class ModelKey(NamedTuple):
@@ -115,6 +99,10 @@ def evaluate_models(
     as the cluster allows. A model whose task fails is named with its error; the others are still
     measured."""
     import ray
+
+    # here, not at the top: the tasks' worker processes import this module to run _evaluate_model,
+    # and the progress line's module imports Ray Tune (0.8 s each), which only the driver needs
+    from tuning.progress import ProgressLine
 
     init_ray(address)  # no-op when a sweep already connected this process
     gpus = evaluation_gpus(on_cluster=address is not None)  # on a cluster: a GPU node it can launch counts
