@@ -271,11 +271,23 @@ def timeline(path: Path) -> dict[str, float]:
     return marks
 
 
+# ``ovatune ARGS`` under cProfile, its profile written to PATH (argv[1]) by an exit hook
+PROFILED = """
+import atexit, cProfile, sys
+profile = cProfile.Profile()
+atexit.register(profile.dump_stats, sys.argv[1])
+sys.argv = ["ovatune", *sys.argv[2:]]
+profile.enable()
+from tuning.cli import console_main
+console_main()
+"""
+
+
 def run_ovatune(args: list[str], env: dict, log: Path, profile: Path | None = None) -> tuple[float, float, float]:
     """Run ``ovatune ARGS`` to its end: (launch time, driver CPU seconds, driver peak RSS in MB)."""
     command = [str(BIN / "ovatune"), *args]
-    if profile:
-        command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
+    if profile:  # written by an exit hook: ovatune ends without Python's teardown, where cProfile -o writes
+        command = [sys.executable, "-c", PROFILED, str(profile), *args]
     launched = time.time()
     with open(log, "w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)

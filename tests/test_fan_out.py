@@ -32,15 +32,15 @@ print(",".join(m for m in ("torch", "mlflow", "ray.tune") if m in sys.modules an
 
 
 @pytest.mark.parametrize(
-    ("runs_in_a_worker", "may_import"),
+    ("runs_in_a_worker", "needs_not"),
     [
-        (ShiftedSetCounts, ""),  # the progress counter: one per evaluation, beside the measuring tasks
-        (_evaluate_model, "torch,mlflow"),  # a measuring task: the model and its store, not Ray Tune
+        (ShiftedSetCounts, {"torch", "mlflow", "ray.tune"}),  # the progress counter, beside the measuring tasks
+        (_evaluate_model, {"ray.tune"}),  # a measuring task: the model and its store, not Ray Tune
     ],
 )
-def test_the_evaluations_ray_workers_import_only_what_they_run(runs_in_a_worker, may_import):
+def test_the_evaluations_ray_workers_import_only_what_they_run(runs_in_a_worker, needs_not):
     """The counter's process took 6.3 s and 720 MB to start when its class came with torch, MLflow and
     Ray Tune; each measuring task's process paid 0.8 s for Ray Tune, which only the driver uses."""
     imported = subprocess.run([sys.executable, "-c", WHAT_A_WORKER_IMPORTS, runs_in_a_worker.__module__],
                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    assert imported == may_import, f"{runs_in_a_worker.__qualname__}'s worker imports {imported}"
+    assert not needs_not & set(imported.split(",")), f"{runs_in_a_worker.__qualname__}'s worker imports {imported}"

@@ -22,8 +22,9 @@ from tuning.timeline import mark
 
 
 def console_main() -> NoReturn:
-    """The installed ``ovatune`` command: :func:`main`, then an exit that ends a local Ray at once
-    instead of waiting for its shutdown (``tuning.cluster.exit_process``)."""
+    """The installed ``ovatune`` command: :func:`main`, then ``tuning.cluster.exit_process``: the exit
+    hooks, without the interpreter's teardown, and a local Ray ended at once instead of waiting
+    for its shutdown."""
     from tuning.cluster import exit_process
 
     try:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
         return fail(f"{type(error).__name__}{where}: {first_line(error)} (--debug shows the traceback)", 1)
     finally:
-        mark("command done")  # what follows is the interpreter's exit: Ray's shutdown among its atexit hooks
+        mark("command done")  # what follows is the exit (tuning.cluster.exit_process, or the caller's)
 
 
 def _check_home(settings) -> str | None:

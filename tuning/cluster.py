@@ -221,16 +221,21 @@ _local_ray_started = False
 
 
 def exit_process(code: int) -> NoReturn:
-    """End the ``ovatune`` process with ``code`` once its exit hooks have run, without Python's
-    teardown of its modules, and a local Ray it started at once with it.
+    """End the ``ovatune`` process with ``code`` as Python's own exit would, less the teardown of its
+    modules at the end, and a local Ray it started at once with it.
 
     Why: Ray's exit hook (``ray.shutdown``) stops a local Ray process by process and waits for each:
     2-4 s at the end of every command (``benchmarks/startup.py``). Nothing of a local Ray outlives
     the command, so its processes are killed instead, after every other exit hook has run (MLflow
     ends an active run, logging flushes, temporary folders go); joined to a cluster, Ray's hook runs
     with the others. Then the process ends without the interpreter's teardown, which only frees
-    memory: 0.7 s once torch is imported, 2.5 s after ``ovatune export`` has traced a model (torch's
-    compiler stack). Every command has waited for its own work before it returns its code.
+    memory by then: 0.7 s once torch is imported, 2.5 s after ``ovatune export`` has traced a model
+    (torch's compiler stack).
+
+    Without a local Ray, the exit first waits for the other threads and drains the thread pools
+    (``threading._shutdown``: what Python's exit does before its exit hooks), so that, for example,
+    the metric writes a sweep on a cluster still had queued are made. With a local Ray it does not:
+    Ray's own threads would be waited for.
     """
     import atexit
 
@@ -238,9 +243,14 @@ def exit_process(code: int) -> NoReturn:
         import ray
 
         atexit.unregister(ray.shutdown)
+    else:
+        threading._shutdown()  # noqa: SLF001 - Python's exit runs it first; the teardown that follows is skipped
     atexit._run_exitfuncs()  # CPython's exit hooks (less Ray's, for a local Ray)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`ovatune status | head -1`) or stream: nothing to say
+            pass
     if _local_ray_started:
         kill_descendants()
     os._exit(code)

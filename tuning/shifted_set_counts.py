@@ -2,7 +2,7 @@
 shifted test set it has measured, and the driver reads for its progress line (``tuning.fan_out``).
 
 A module of its own that imports nothing: an actor's worker process imports the module its class
-is defined in, and ``tuning.fan_out``'s imports (torch, MLflow) made this counter's process take
+is defined in, and ``tuning.fan_out``'s imports (torch, MLflow, Ray Tune) made this counter's process take
 6.3 s and 720 MB to start, beside the tasks it counts for (measured on the 2-core machine;
 ``test_fan_out`` keeps it light).
 """
