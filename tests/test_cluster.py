@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,17 @@ def test_a_command_ends_after_its_threads_and_exit_hooks_without_the_interpreter
     ended = subprocess.run([sys.executable, "-c", ENDING], capture_output=True, text=True, timeout=60)
     assert ended.returncode == 3, ended.stderr
     assert ended.stdout == "printed without a newline; queued write made; exit hook ran\n"  # and nothing torn down
+
+
+def test_a_ctrl_c_while_the_exit_waits_for_a_thread_ends_the_wait_not_the_exit():
+    script = (
+        "import sys, time; from concurrent.futures import ThreadPoolExecutor; from tuning.cluster import exit_process\n"
+        "ThreadPoolExecutor(1).submit(time.sleep, 600)\n"
+        "print('waiting', flush=True); exit_process(3)\n"
+    )
+    ending = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert ending.stdout.readline() == "waiting\n"
+    time.sleep(1)  # in the wait
+    ending.send_signal(signal.SIGINT)
+    _, stderr = ending.communicate(timeout=60)
+    assert ending.returncode == 3 and "Traceback" not in stderr, stderr

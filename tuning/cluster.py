@@ -234,8 +234,8 @@ def exit_process(code: int) -> NoReturn:
 
     Without a local Ray, the exit first waits for the other threads and drains the thread pools
     (``threading._shutdown``: what Python's exit does before its exit hooks), so that, for example,
-    the metric writes a sweep on a cluster still had queued are made. With a local Ray it does not:
-    Ray's own threads would be waited for.
+    the metric writes a sweep on a cluster still had queued are made; a Ctrl-C there gives up the
+    wait, not the exit. With a local Ray there is no such wait, as before this exit was written.
     """
     import atexit
 
@@ -244,7 +244,7 @@ def exit_process(code: int) -> NoReturn:
 
         atexit.unregister(ray.shutdown)
     else:
-        threading._shutdown()  # noqa: SLF001 - Python's exit runs it first; the teardown that follows is skipped
+        _drain_threads()
     atexit._run_exitfuncs()  # CPython's exit hooks (less Ray's, for a local Ray)
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -254,6 +254,19 @@ def exit_process(code: int) -> NoReturn:
     if _local_ray_started:
         kill_descendants()
     os._exit(code)
+
+
+def _drain_threads() -> None:
+    """What Python's exit does first (CPython's private ``threading._shutdown``): the thread pools'
+    exit hooks, then every non-daemon thread joined. Only from the main thread (elsewhere it would
+    wait for the main thread itself); where a Python lacks it, nothing."""
+    drain = getattr(threading, "_shutdown", None)
+    if drain is None or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        drain()
+    except BaseException:  # noqa: BLE001 - a Ctrl-C while waiting: the exit goes on, as Python's does
+        pass
 
 
 def kill_descendants() -> None:
