@@ -170,6 +170,8 @@ def test_a_command_ends_after_its_threads_and_exit_hooks_without_the_interpreter
 
 def test_a_ctrl_c_while_the_exit_waits_for_a_thread_ends_the_wait_not_the_exit():
     script = (
+        # Python's own Ctrl-C, as in a terminal: a shell's background job (CI's) starts with SIGINT ignored
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import sys, time; from concurrent.futures import ThreadPoolExecutor; from tuning.cluster import exit_process\n"
         "ThreadPoolExecutor(1).submit(time.sleep, 600)\n"
         "print('waiting', flush=True); exit_process(3)\n"
