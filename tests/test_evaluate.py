@@ -2,6 +2,9 @@
 The whole evaluation end to end is in test_end_to_end (where what the driver loads is watched on the
 toy2d sweep), test_serving and the dataset tests."""
 
+import subprocess
+import sys
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -30,3 +33,18 @@ def test_no_champion_is_the_users_to_fix_and_an_unloadable_one_is_a_failure(home
     assert main(["evaluate", "digits"]) == 1  # the exit code came from matching the message's text
     (line,) = capsys.readouterr().err.strip().splitlines()[:1]
     assert line == "ovatune: error: no champion could be evaluated:"
+
+
+def test_no_champion_is_said_before_the_evaluations_code_is_imported(tmp_path):
+    # The evaluation's code (torch, matplotlib, MLflow's model code) took 5 s to import, only to be told
+    # there is nothing to evaluate: the refusal comes from what the store says, alone.
+    probe = (
+        "import sys; from tuning.cli import main; code = main(sys.argv[1:]); "
+        "print(code, [m for m in ('tuning.evaluate', 'tuning.fan_out', 'torch', 'matplotlib') if m in sys.modules])"
+    )
+    for extra in ([], ["--sweep", "unregistered"]):
+        argv = ["evaluate", "digits", "--home", str(tmp_path), *extra]
+        ran = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+        assert ran.stdout.strip() == "2 []", ran.stdout + ran.stderr
+        assert ran.stderr.startswith("ovatune: error: ") and len(ran.stderr.splitlines()) == 1, ran.stderr
+        assert ("sweep 'unregistered' registered no model" if extra else "run `ovatune sweep digits`") in ran.stderr

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from search_spaces import SearchSpace
 from trainables.loss_names import LOSS_TITLES
 from tuning.options import POLICIES
+from tuning.settings import redact
 from tuning.store import one_at_a_time
 
 CHAMPION = "champion"  # the alias of the best version so far: what evaluate, export and serving load
@@ -114,6 +115,21 @@ def champion_versions(client: MlflowClient, experiment: str, sweep: str | None =
         if version is not None:
             versions[loss] = version
     return versions
+
+
+def nothing_to_evaluate(experiment: str, tracking_uri: str, sweep: str | None = None) -> NoChampion:
+    """The error for an ``experiment`` with no champion (with ``sweep``: no model that sweep
+    registered), naming the store and what to run first."""
+    if sweep is not None:
+        return NoChampion(
+            f"sweep {sweep!r} registered no model of {experiment!r} in {redact(tracking_uri)} "
+            "(it does not exist, no trial qualified, it is unfinished or it ran with --promote never); "
+            f"its trials are in the MLflow UI, and `ovatune evaluate {experiment}` measures the champions"
+        )
+    return NoChampion(
+        f"no registered model of {experiment!r} has the alias {CHAMPION!r} in {redact(tracking_uri)}; "
+        f"run `ovatune sweep {experiment}` (or `ovatune run {experiment}`) first"
+    )
 
 
 @dataclass(frozen=True)

@@ -263,17 +263,19 @@ def evaluate(space, settings, address: str | None = None, sweep: str | None = No
     reported, nothing recorded in MLflow."""
     from mlflow.tracking import MlflowClient
 
-    from tuning.champion import NoChampion, NoneEvaluated, champion_versions
+    from tuning.champion import NoChampion, NoneEvaluated, champion_versions, nothing_to_evaluate
     from tuning.cluster import init_ray
     from tuning.interruption import Stopped, stop_on_signals
 
     try:
         with stop_on_signals():  # SIGTERM used to end it with exit 1 and no word of what was left undone
-            # Ray starts while the evaluation's code imports (torch, matplotlib, MLflow's model code):
-            # each took about 4 s, one after the other (a no-op after a sweep in this process). Only
-            # when there is a model to measure: with none, the error comes before Ray, alone.
-            if champion_versions(MlflowClient(settings.tracking_uri), space.name, sweep):
-                init_ray(address, meanwhile=_import_evaluation)
+            # With no model to measure, the error comes alone: before Ray, and before the evaluation's
+            # code (torch, matplotlib, MLflow's model code: 5 s) is imported.
+            if not champion_versions(MlflowClient(settings.tracking_uri), space.name, sweep):
+                raise nothing_to_evaluate(space.name, settings.tracking_uri, sweep)
+            # Ray starts while the evaluation's code imports: each took about 4 s, one after the other
+            # (a no-op after a sweep in this process).
+            init_ray(address, meanwhile=_import_evaluation)
             from tuning.evaluate import evaluate_experiment
 
             mark("evaluation imported")

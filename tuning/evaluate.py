@@ -36,12 +36,11 @@ from search_spaces import SearchSpace
 from serving.bundle import BUNDLE_ARTIFACT, SERVING_FILE
 from trainables.trial_metrics import get_selection_metric
 from tuning.champion import (
-    CHAMPION,
-    NoChampion,
     NoneEvaluated,
     SelectedModel,
     champion_versions,
     common_selection_metric,
+    nothing_to_evaluate,
     selection_metric,
 )
 from tuning.errors import one_line
@@ -50,7 +49,7 @@ from tuning.fan_out import ModelKey, evaluate_models
 from tuning.importance import importance_figure, importance_table, importances, searched_trials, slice_figure
 from tuning.replicates import CHECKPOINT_ARTIFACT, replicate_runs
 from tuning.report import EvaluatedModel, Measured, render_report
-from tuning.settings import Settings, redact
+from tuning.settings import Settings
 from tuning.timeline import mark
 from tuning.tracking import TAG_TRIAL_NUMBER
 
@@ -95,17 +94,8 @@ def find_selected_models(
         selected[loss] = SelectedModel(version, info)
     if not selected and failures:
         raise NoneEvaluated("no champion could be evaluated:\n  " + "\n  ".join(failures.values()))
-    if not selected and sweep is not None:
-        raise NoChampion(
-            f"sweep {sweep!r} registered no model of {space.name!r} in {redact(client.tracking_uri)} "
-            "(it does not exist, no trial qualified, it is unfinished or it ran with --promote never); "
-            f"its trials are in the MLflow UI, and `ovatune evaluate {space.name}` measures the champions"
-        )
     if not selected:
-        raise NoChampion(
-            f"no registered model of {space.name!r} has the alias {CHAMPION!r} in {redact(client.tracking_uri)}; "
-            f"run `ovatune sweep {space.name}` (or `ovatune run {space.name}`) first"
-        )
+        raise nothing_to_evaluate(space.name, client.tracking_uri, sweep)
     return selected, failures
 
 
