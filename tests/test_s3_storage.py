@@ -67,6 +67,17 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "ovatune-digits-softmax@champion" in resumed.stdout
 
+    # ovatune's record first: each trial's run closed as completed, every epoch logged once
+    experiment = client.get_experiment_by_name("digits")
+    trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
+    said = resumed.stdout[-1500:] + resumed.stderr[-3000:]  # for a failure's message
+    ended = [(t.info.status, t.data.tags.get("ovatune.outcome"), t.data.tags.get("ovatune.stop_reason")) for t in trials]  # fmt: skip
+    assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials), (ended, said)
+    for trial in trials:
+        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
+        assert steps == list(range(1, 61)), trial.info.run_name  # nothing logged twice
+
+    # then Tune's, in the bucket
     keys = bucket_keys(aws)
     job = [k for k in keys if k.startswith("ray/digits-in-a-bucket/")]
     assert "ray/digits-in-a-bucket/tuner.pkl" in job and any("experiment_state" in k for k in job), job
@@ -75,18 +86,13 @@ def test_a_sweep_in_a_bucket_resumes_from_its_checkpoints_there_and_promotes_the
     restored = []
     for key in results:  # each trial ran on to its last epoch
         rows = [json.loads(line) for line in bucket_bytes(aws, key).decode().splitlines() if line.strip()]
-        assert rows[-1]["epoch"] == 60, (key, [row["epoch"] for row in rows])
+        epochs = [(row["epoch"], row["iterations_since_restore"]) for row in rows]  # for a failure's message
+        assert rows[-1]["epoch"] == 60, (key, epochs, said)
         # Ray counts iterations since the last restore: a 1 on a row past epoch 1 is a resume. (A
         # restored trial's result.json in a bucket may hold only the rows since its restore.)
         restored += [row["epoch"] for row in rows if row["iterations_since_restore"] == 1 and row["epoch"] > 1]
     assert restored and all((epoch - 1) % 5 == 0 for epoch in restored), restored  # right after a checkpoint
     assert any("/checkpoint_" in k and k.endswith("state.pt") for k in job), job
-    experiment = client.get_experiment_by_name("digits")
-    trials = client.search_runs([experiment.experiment_id], "tags.`ovatune.kind` = 'trial'")
-    assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
-    for trial in trials:
-        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")]
-        assert steps == list(range(1, 61)), trial.info.run_name  # nothing logged twice
     champion = client.get_model_version_by_alias("ovatune-digits-softmax", "champion")
     assert champion.tags["sweep"] == "digits-in-a-bucket"
     # the checkpoints live in the bucket only; the home keeps the job's lock and reserve, nothing of Tune's
