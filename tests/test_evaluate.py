@@ -40,7 +40,7 @@ def test_no_champion_is_said_before_the_evaluations_code_is_imported(tmp_path):
     # there is nothing to evaluate: the refusal comes from what the store says, alone.
     probe = (
         "import sys; from tuning.cli import main; code = main(sys.argv[1:]); "
-        "print(code, [m for m in ('tuning.evaluate', 'tuning.fan_out', 'torch', 'matplotlib') if m in sys.modules])"
+        "print(code, [m for m in ('tuning.evaluate', 'tuning.fan_out', 'torch', 'matplotlib', 'ray') if m in sys.modules])"
     )
     for extra in ([], ["--sweep", "unregistered"]):
         argv = ["evaluate", "digits", "--home", str(tmp_path), *extra]

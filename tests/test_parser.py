@@ -96,7 +96,8 @@ def test_a_sweep_name_that_is_no_name_is_a_usage_error(name, capsys):
 
 
 def test_new_sweep_names_differ_within_a_second():
-    from tuning.engine import REPLICATES, SWEEP, check_job_name, new_job_name
+    from tuning.engine import REPLICATES, SWEEP, new_job_name
+    from tuning.storage import check_job_name
 
     names = {new_job_name(SWEEP, "digits") for _ in range(20)}  # within one second: the old names were all equal
     assert len(names) == 20 and all(check_job_name(n) == n and n.startswith("digits-2") for n in names)

@@ -19,7 +19,6 @@ loads while Ray starts.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import signal
 import time
@@ -44,7 +43,7 @@ from tuning.progress import SweepProgress, TrialRetries
 from tuning.resources import TrialResources, plan_trial_resources
 from tuning.retention import KEEP_CHECKPOINTS, GoneCheckpoints, keep_newest_of_finished
 from tuning.settings import Settings, redact
-from tuning.storage import job_exists, job_names
+from tuning.storage import check_job_name, job_exists, job_names
 from tuning.timeline import mark
 from tuning.tracking import TAG_LOSS, find_runs, mark_interrupted, parent_runs
 from tuning.trial_runs import MlflowTrialCallback
@@ -169,26 +168,10 @@ class JobOutcome:
         return int(per_loss) * len(self.job.parents)
 
 
-JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
 def new_job_name(kind: JobKind, experiment: str) -> str:
     """``<prefix><experiment>-<date>-<time>-<6 hex digits>``: the random part keeps two jobs started
     in the same second apart, on one machine or on several sharing a tracking server."""
     return f"{kind.prefix}{experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-
-
-def check_job_name(name: str) -> str:
-    """``name`` if it can name a job (``--name``): letters, digits, ``.``, ``_`` and ``-``, no path
-    separators, no ``..`` (it becomes a folder under the home and an MLflow tag).
-
-    Raises:
-        ValueError: a name that is not one.
-    """
-    if not JOB_NAME.fullmatch(name) or ".." in name:
-        raise ValueError(f"invalid name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit (no '/', no '..')")  # fmt: skip
-    return name
 
 
 def latest_job(kind: JobKind, settings: Settings, experiment: str) -> str | None:

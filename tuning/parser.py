@@ -97,7 +97,7 @@ def _port(text: str) -> int:
 
 
 def _sweep_name(text: str) -> str:
-    from tuning.engine import check_job_name
+    from tuning.storage import check_job_name  # (not through tuning.engine: that imports Ray Tune)
 
     try:
         return check_job_name(text)

@@ -9,6 +9,7 @@ an S3-compatible store (pyarrow reads them); every node needs them, as every nod
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -19,6 +20,22 @@ from tuning.settings import Settings
 KEYS_IN_STORAGE = ("--storage (or OVATUNE_STORAGE) carries a key (user:key@ or a key= parameter), which would be "
                    "written into the sweep's state and printed; give the bucket's credentials in the AWS variables "
                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or ~/.aws/credentials on every node instead")  # fmt: skip
+
+
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_job_name(name: str) -> str:
+    """``name`` if it can name a job (``--name``): letters, digits, ``.``, ``_`` and ``-``, no path
+    separators, no ``..`` (it becomes a folder under the home and in the storage, and an MLflow tag).
+
+    Raises:
+        ValueError: a name that is not one.
+    """
+    if not JOB_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"invalid name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (no '/', no '..')")  # fmt: skip
+    return name
 
 
 class StorageUnavailable(ValueError):
