@@ -25,6 +25,21 @@ CODE_PACKAGES = ("serving", "trainables")  # the project's packages the model's 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the folder (or site-packages) that holds them
 
 
+# What an architecture's model code imports beyond torch, numpy and MLflow (trainables.models), and a
+# text model's tokenizer (tokenizers): without them in its pip requirements, the model fails to load
+# where MLflow builds its environment (`mlflow models serve` without --env-manager local).
+ARCHITECTURE_PACKAGES = {"resnet50": ("torchvision",), "bert_mini": ("transformers", "tokenizers")}
+
+
+def model_requirements(architecture: str) -> list[str]:
+    """The registered model's pip requirements: torch, numpy, MLflow and what ``architecture`` (a
+    key of ``trainables.models.MODELS``) imports, each pinned to the version installed here."""
+    from importlib.metadata import version
+
+    packages = ("torch", "numpy", "mlflow", *ARCHITECTURE_PACKAGES.get(architecture, ()))
+    return [f"{package}=={version(package).split('+')[0]}" for package in packages]
+
+
 class _ProjectModules(modulefinder.ModuleFinder):
     """Python's own import scanner, following only imports of ``CODE_PACKAGES`` (never torch's or MLflow's)."""
 

@@ -153,6 +153,9 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, in_process):
     want = registered.predict(pd.DataFrame({"text": ["Will it rain in Paris today"]}))
     assert np.abs(got["probabilities"] - want["probabilities"]).max() <= 1e-5
     assert got["prediction"][0] == want["prediction"][0]
+    # where MLflow builds the model's environment (`mlflow models serve`), BERT and its tokenizer come too
+    requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/ovatune-clinc-ova_dm@champion")).read_text()
+    assert {"transformers", "tokenizers", "torch", "mlflow"} <= {r.split("==")[0] for r in requirements.split()}
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torch_export"])

@@ -10,6 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from tuning.cli import main
 
+from launch import environment
+
 
 @pytest.fixture
 def local_ray():
@@ -44,7 +46,8 @@ def test_no_champion_is_said_before_the_evaluations_code_is_imported(tmp_path):
     )
     for extra in ([], ["--sweep", "unregistered"]):
         argv = ["evaluate", "digits", "--home", str(tmp_path), *extra]
-        ran = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+        ran = subprocess.run([sys.executable, "-c", probe, *argv], env=environment(), capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
         assert ran.stdout.strip() == "2 []", ran.stdout + ran.stderr
         assert ran.stderr.startswith("ovatune: error: ") and len(ran.stderr.splitlines()) == 1, ran.stderr
         assert ("sweep 'unregistered' registered no model" if extra else "run `ovatune sweep digits`") in ran.stderr

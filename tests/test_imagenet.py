@@ -159,3 +159,9 @@ def test_imagenet_sweep_promote_evaluate(tmp_path, home, in_process):
         assert all(f"{loss}/shift_{c}_{i}_ece" in metrics for c in IMAGENET_C for i in range(1, 6))
     assert {t.data.params["micro_batch_size"] for t in trials} == {"4"}
     assert all(t.data.metrics["train_loss"] > 0 for t in trials)
+    # where MLflow builds the model's environment (`mlflow models serve`), torchvision's ResNet-50 comes too
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/ovatune-imagenet-softmax@champion")).read_text()
+    assert {"torchvision", "torch"} <= {r.split("==")[0] for r in requirements.split()}

@@ -33,7 +33,7 @@ from serving.bundle import (
     raw_inputs,
     write_serving_bundle,
 )
-from serving.pyfunc import MODEL_CODE, model_code_paths
+from serving.pyfunc import MODEL_CODE, model_code_paths, model_requirements
 from trainables.checkpoint import load_classifier
 from trainables.checksums import TamperedFile
 from trainables.data import import_loader, input_batches
@@ -250,11 +250,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
                 signature=infer_signature(example, outputs),
                 input_example=example,
                 registered_model_name=name,
-                pip_requirements=[
-                    f"torch=={torch.__version__.split('+')[0]}",
-                    f"numpy=={np.__version__}",
-                    f"mlflow=={mlflow.__version__}",
-                ],
+                pip_requirements=model_requirements(upgraded(meta["config"])["model"]),
             )
     mark("model logged")
     # Logging reopened the trial's run; its end time stays the trial's, not the promotion's.
