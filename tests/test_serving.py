@@ -112,10 +112,11 @@ def test_run_digits_end_to_end(run, home):
     # What a user reads (not a terminal here: plain lines): ovatune's progress, no Ray table, no library notices
     assert "progress per loss: trials done/all and the best val_accuracy so far" in out
     assert re.search(
-        r"^softmax 2/2 \.\d{3} · dm 2/2 \.\d{3} · ova 2/2 \.\d{3} · ova_dm 2/2 \.\d{3} · \d+ s$", out, re.M
+        r"^softmax 2/2 \.\d{3} · dm 2/2 \.\d{3} · ova 2/2 \.\d{3} · ova_dm 2/2 \.\d{3} · (\d+ min )?\d+ s$", out, re.M
     ), out
     assert "== Status ==" not in out and "Result logdir" not in out and "(pid=" not in out
-    assert re.search(r"^evaluated 4 of 4 models in \d+ s$", out, re.M)
+    # (past a minute the time reads "1 min 05 s": the suite at bcef816 took that long on a busy machine)
+    assert re.search(r"^evaluated 4 of 4 models in (\d+ min )?\d+ s$", out, re.M), out[-3000:]
     for notice in ("Warning", "Token authentication", "Successfully registered", "Validating input example"):
         assert notice not in out and notice not in ran.stderr, notice
     assert "ovatune export digits" in out and "AUROC photo_patches: OOD detection" in out
