@@ -8,6 +8,8 @@ import pytest
 
 from tuning.fan_out import ModelKey, ShiftedSetCounts, _evaluate_model, _progress
 
+from launch import environment
+
 
 def test_a_model_key_names_the_selected_model_or_a_replicate():
     assert ModelKey("softmax").label == "softmax" and ModelKey("softmax").replicate is None
@@ -44,3 +46,29 @@ def test_the_evaluations_ray_workers_import_only_what_they_run(runs_in_a_worker,
     imported = subprocess.run([sys.executable, "-c", WHAT_A_WORKER_IMPORTS, runs_in_a_worker.__module__],
                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     assert not needs_not & set(imported.split(",")), f"{runs_in_a_worker.__qualname__}'s worker imports {imported}"
+
+
+# On a real local Ray: two tasks at once (each on one of two CPUs), asked whether their worker had
+# already imported the evaluation's code, before and after warm_workers.
+WARMED = """
+import os, sys, time, ray
+from tuning.cluster import init_ray
+from tuning.fan_out import warm_workers
+
+init_ray(None)
+ask = ray.remote(num_cpus=1)(lambda: (time.sleep(1), "tuning.fan_out" in sys.modules, os.getpid())[1:])
+before = ray.get([ask.remote() for _ in range(2)])
+ray.get(warm_workers(2))
+after = ray.get([ask.remote() for _ in range(2)])
+print([ready for ready, _ in before], [ready for ready, _ in after], len({pid for _, pid in after}))
+"""
+
+
+@pytest.mark.slow
+def test_warmed_workers_are_the_ones_the_evaluations_tasks_then_run_in():
+    """``ovatune run`` warms a local Ray's workers when its trials end: their imports (8-10 s on two
+    cores) overlap the promotion, and the measuring tasks reuse them instead of starting cold."""
+    ran = subprocess.run([sys.executable, "-c", WARMED], env=environment(), capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.strip().splitlines()[-1] == "[False, False] [True, True] 2", ran.stdout

@@ -144,7 +144,7 @@ def _main(args, argv: list[str] | None) -> int:
     except DatasetNotAvailable as error:
         return fail(str(error))
     mark("permissions and data checked")
-    code = commands.sweep(space, settings, args)
+    code = commands.sweep(space, settings, args, evaluation_next=args.command == "run" and not args.replicates)
     if code == 0 and args.command == "run" and args.replicates:
         code = commands.replicate(space, settings, args)
     if code == 0 and args.command == "run":

@@ -37,8 +37,9 @@ def _again(settings, *words) -> str:
     return _ovatune(*words, "--home", settings.home, *store) + settings.credentials_note
 
 
-def sweep(space, settings, args) -> int:
-    """``ovatune sweep`` (and the start of ``run``): the sweep, or its resume, then its promotion."""
+def sweep(space, settings, args, evaluation_next: bool = False) -> int:
+    """``ovatune sweep`` (and the start of ``run``): the sweep, or its resume, then its promotion;
+    ``evaluation_next`` (``run``): its champions are evaluated right after, in this process's Ray."""
     from mlflow.tracking import MlflowClient
 
     from trainables.trial_config import InvalidSetting, check_overrides
@@ -92,6 +93,13 @@ def sweep(space, settings, args) -> int:
         return fail(str(error))
     if outcome.stopped:
         return _interrupted(space, settings, outcome, args)
+    if evaluation_next and args.address is None:  # a local Ray's workers get ready while this promotes
+        from tuning.champion import champion_versions
+        from tuning.fan_out import warm_workers
+
+        # every loss with a champion is evaluated: this sweep's, and the others' from earlier sweeps
+        evaluated = set(outcome.losses) | set(champion_versions(MlflowClient(settings.tracking_uri), space.name))
+        warm_workers(len(evaluated))
     from tuning.promote import finish_parents, promote  # imported while Ray started (_prepare_promotion)
 
     # A resumed sweep selects and promotes as it was started (a sweep from before that was stored: as asked now).

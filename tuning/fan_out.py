@@ -86,6 +86,29 @@ def _evaluate_model(tracking_uri: str, model_uri: str, key: ModelKey, dataset: s
     )
 
 
+def _ready() -> None:
+    """Nothing more than what a worker imports to run it: this module (torch, the data loaders, the
+    evaluation) and MLflow's model loading, as a task that measures a model would first."""
+    import mlflow.pyfunc  # noqa: F401
+
+
+def warm_workers(models: int) -> list:
+    """Have a local Ray's idle workers import what the evaluation's tasks run, now, without waiting:
+    ``models`` of them at most, one per CPU. Returns the warm-up tasks' refs (a caller need not
+    wait for them).
+
+    Why: ``ovatune run`` evaluates right after its promotion. A task's worker spent 8-10 s importing
+    (2 cores, the team test's timeline) before it measured anything; started when the trials end,
+    those imports overlap the promotion (3-4.5 s per loss with a tracking server), and the tasks
+    reuse the workers that made them.
+    """
+    import ray
+
+    task = ray.remote(num_cpus=1)(_ready)
+    # the cluster's CPUs, not the free ones: Ray's view of those lags (the trials' just ended)
+    return [task.remote() for _ in range(min(models, int(ray.cluster_resources().get("CPU", 0))))]
+
+
 def evaluate_models(
     space: SearchSpace,
     settings: Settings,
