@@ -93,13 +93,6 @@ def sweep(space, settings, args, evaluation_next: bool = False) -> int:
         return fail(str(error))
     if outcome.stopped:
         return _interrupted(space, settings, outcome, args)
-    if evaluation_next and args.address is None:  # a local Ray's workers get ready while this promotes
-        from tuning.champion import champion_versions
-        from tuning.fan_out import warm_workers
-
-        # every loss with a champion is evaluated: this sweep's, and the others' from earlier sweeps
-        evaluated = set(outcome.losses) | set(champion_versions(MlflowClient(settings.tracking_uri), space.name))
-        warm_workers(len(evaluated))
     from tuning.promote import finish_parents, promote  # imported while Ray started (_prepare_promotion)
 
     # A resumed sweep selects and promotes as it was started (a sweep from before that was stored: as asked now).
@@ -110,6 +103,8 @@ def sweep(space, settings, args, evaluation_next: bool = False) -> int:
 
     try:  # a signal while promoting: what was registered stays, a half-registered version goes
         with stop_on_signals():
+            if evaluation_next and args.address is None:  # a local Ray's workers get ready while this promotes
+                _warm_evaluation(space, settings, outcome.losses)
             promoted = promote(outcome.results, space, outcome.name, outcome.experiment_id, settings, policy,
                                smoke_test)  # fmt: skip
             mark("promoted")
@@ -142,6 +137,21 @@ def sweep(space, settings, args, evaluation_next: bool = False) -> int:
     if not promotions and not failures:
         return fail("no trial of any loss finished without diverging; try other ranges or --epochs")
     return 1 if failures else 0
+
+
+def _warm_evaluation(space, settings, losses: list[str]) -> None:
+    """Start the evaluation's workers (``tuning.fan_out.warm_workers``), one per loss it will measure:
+    this sweep's, and those with a champion from earlier sweeps. Only a speed-up: an error here
+    (the store's, Ray's) is left to the commands that follow to meet and report."""
+    from mlflow.tracking import MlflowClient
+
+    from tuning.champion import champion_versions
+    from tuning.fan_out import warm_workers
+
+    try:
+        warm_workers(len(set(losses) | set(champion_versions(MlflowClient(settings.tracking_uri), space.name))))
+    except Exception:  # noqa: BLE001, S110 - see the docstring
+        pass
 
 
 def _import_evaluation() -> None:

@@ -92,21 +92,27 @@ def _ready() -> None:
     import mlflow.pyfunc  # noqa: F401
 
 
+_warming: list = []  # the warm-up tasks still to wait for: evaluate_models submits its own after them
+
+
 def warm_workers(models: int) -> list:
     """Have a local Ray's idle workers import what the evaluation's tasks run, now, without waiting:
-    ``models`` of them at most, one per CPU. Returns the warm-up tasks' refs (a caller need not
-    wait for them).
+    ``models`` of them at most, one per CPU. Returns the warm-up tasks' refs, which
+    :func:`evaluate_models` waits for before it submits its tasks (which then reuse those workers).
 
     Why: ``ovatune run`` evaluates right after its promotion. A task's worker spent 8-10 s importing
     (2 cores, the team test's timeline) before it measured anything; started when the trials end,
-    those imports overlap the promotion (3-4.5 s per loss with a tracking server), and the tasks
-    reuse the workers that made them.
+    those imports overlap the promotion (3-4.5 s per loss with a tracking server). Not where the
+    evaluation asks for GPUs: Ray gives each GPU task a fresh worker.
     """
     import ray
 
+    if evaluation_gpus(on_cluster=False):
+        return []
     task = ray.remote(num_cpus=1)(_ready)
     # the cluster's CPUs, not the free ones: Ray's view of those lags (the trials' just ended)
-    return [task.remote() for _ in range(min(models, int(ray.cluster_resources().get("CPU", 0))))]
+    _warming[:] = [task.remote() for _ in range(min(models, int(ray.cluster_resources().get("CPU", 0))))]
+    return list(_warming)
 
 
 def evaluate_models(
@@ -128,6 +134,9 @@ def evaluate_models(
     from tuning.progress import ProgressLine
 
     init_ray(address)  # no-op when a sweep already connected this process
+    if _warming:  # warm_workers' imports finish first, so that the tasks find those workers idle
+        ray.wait(_warming, num_returns=len(_warming), timeout=60)
+        _warming.clear()
     gpus = evaluation_gpus(on_cluster=address is not None)  # on a cluster: a GPU node it can launch counts
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_evaluate_model)
     counts = ray.remote(num_cpus=0)(ShiftedSetCounts).remote()
