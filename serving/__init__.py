@@ -3,8 +3,8 @@
 - ``serving.bundle``: ``ServingModel`` (raw inputs → probabilities, confidence, prediction,
   none_of_the_above), the bundle's files and their hashes, the confidence threshold rule.
 - ``serving.pyfunc``: the registered MLflow model's class; ``serving/pyfunc_model.py`` is the
-  "model from code" file that MLflow stores with each version (it travels with the modules of
-  ``serving/`` and ``trainables/`` that it imports, ``model_code_paths``, as the model's code).
+  "model from code" file that MLflow stores with each version (it travels with ``serving/`` and
+  ``trainables/`` as the model's code).
 - ``serving.exported``: ``ExportedModel``, an ``ovatune export`` folder checked and loaded.
 - ``serving.formats``: the export formats and the file each writes (torch-free, for ``--help``).
 

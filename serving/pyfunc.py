@@ -8,8 +8,6 @@ tokenizer their training used.
 from __future__ import annotations
 
 import json
-import modulefinder
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,11 +16,15 @@ import mlflow.pyfunc
 import numpy as np
 import torch
 
+import trainables
 from serving.bundle import BUNDLE_ARTIFACT, BUNDLE_META, OUTPUTS, as_raw_batch, load_serving_bundle
 
 MODEL_CODE = str(Path(__file__).with_name("pyfunc_model.py"))  # the file MLflow stores as the model
-CODE_PACKAGES = ("serving", "trainables")  # the project's packages the model's code imports from
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the folder (or site-packages) that holds them
+# The packages it imports, whole: MLflow puts a model's code first on sys.path and leaves it there, so
+# in a process that loads a model before it imports these, they are the model's copies from then on
+# (and in the processes it spawns: `ovatune corrupt`'s pool found no trainables.data.corrupted_sets in
+# a copy of only the modules the model imports, 17 of them).
+CODE_PATHS = [str(Path(__file__).parent), str(Path(trainables.__file__).parent)]
 
 
 # What an architecture's model code imports beyond torch, numpy and MLflow (trainables.models), and a
@@ -38,40 +40,6 @@ def model_requirements(architecture: str) -> list[str]:
 
     packages = ("torch", "numpy", "mlflow", *ARCHITECTURE_PACKAGES.get(architecture, ()))
     return [f"{package}=={version(package).split('+')[0]}" for package in packages]
-
-
-class _ProjectModules(modulefinder.ModuleFinder):
-    """Python's own import scanner, following only imports of ``CODE_PACKAGES`` (never torch's or MLflow's)."""
-
-    def find_module(self, name, path, parent=None):
-        if parent is None and name not in (*CODE_PACKAGES, "__init__"):  # (a package's own __init__ too)
-            raise ImportError(name)  # noted as not found, and not followed
-        return super().find_module(name, path, parent)
-
-
-def model_code_paths(directory: str | Path) -> list[str]:
-    """The code MLflow stores with each registered model (``log_model``'s ``code_paths``): the modules
-    of ``CODE_PACKAGES`` that ``MODEL_CODE`` imports, directly or inside a function (a text model's
-    tokenizer), copied with their packages' layout into ``directory``.
-
-    Why not the whole packages: they are 60 files (the training loop, the data loaders, ImageNet-C's
-    frost images) that every load of a model fetches one by one from the tracking server; these are
-    about 17, and the model carries only the code it runs.
-
-    Returns:
-        The packages' folders in ``directory``, for ``code_paths``.
-    """
-    finder = _ProjectModules(path=[str(_PROJECT_ROOT)])
-    finder.run_script(MODEL_CODE)
-    directory = Path(directory)
-    for name, module in finder.modules.items():
-        if name.split(".")[0] in CODE_PACKAGES and module.__file__:
-            source = Path(module.__file__)
-            source = source / "__init__.py" if source.is_dir() else source  # a package: the scanner names its folder
-            target = directory / source.relative_to(_PROJECT_ROOT)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return [str(directory / package) for package in CODE_PACKAGES]
 
 
 def _texts(model_input: Any) -> list[str] | None:

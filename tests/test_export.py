@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from search_spaces import get_space
 from serving import ExportedModel, ServingModel
 from serving.bundle import MANIFEST_FILE, SERVING_FILE, WEIGHTS_FILE, write_serving_bundle
-from serving.pyfunc import MODEL_CODE, model_code_paths
+from serving.pyfunc import CODE_PATHS, MODEL_CODE
 from trainables.checksums import TamperedFile
 from trainables.models import build_classifier
 from tuning.champion import CARD_FILE, CHAMPION, NoChampion, registered_name
@@ -52,7 +52,7 @@ def champion(tmp_path):
     with mlflow.start_run(experiment_id=experiment) as run, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow's notes on type hints and environments
         mlflow.log_param("lr", "0.01")
-        mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE, code_paths=model_code_paths(tmp_path / "code"),
+        mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE, code_paths=CODE_PATHS,
                                 artifacts={"bundle": str(bundle)}, registered_model_name=name,
                                 pip_requirements=["torch"])  # fmt: skip
     client.set_registered_model_alias(name, CHAMPION, "1")

@@ -33,7 +33,7 @@ from serving.bundle import (
     raw_inputs,
     write_serving_bundle,
 )
-from serving.pyfunc import MODEL_CODE, model_code_paths, model_requirements
+from serving.pyfunc import CODE_PATHS, MODEL_CODE, model_requirements
 from trainables.checkpoint import load_classifier
 from trainables.checksums import TamperedFile
 from trainables.data import import_loader, input_batches
@@ -246,7 +246,7 @@ def _register(result, space: SearchSpace, sweep: str, loss: str, name: str, tria
                 name="model",
                 python_model=MODEL_CODE,
                 artifacts={BUNDLE_ARTIFACT: str(bundle)},
-                code_paths=model_code_paths(Path(scratch) / "code"),  # what the model's code imports travels with it
+                code_paths=CODE_PATHS,  # serving/ and trainables/ travel with the model
                 signature=infer_signature(example, outputs),
                 input_example=example,
                 registered_model_name=name,
