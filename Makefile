@@ -35,11 +35,14 @@ demo: $(INSTALLED)
 TEST_WORKERS ?= 2
 PYTEST := $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
+# The files with a serial test: pytest collects only those for them (collecting every file takes ~11 s).
+SERIAL_FILES := $(shell grep -l 'mark.serial' tests/test_*.py)
+
 test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PYTEST) -m "not serial" --durations=20
-	$(VENV)/bin/pytest -m serial --durations=5
+	$(VENV)/bin/pytest -m serial --durations=5 $(SERIAL_FILES)
 
 test-fast: $(INSTALLED)
 	$(PYTEST) -m "not slow"

@@ -79,7 +79,7 @@ def run_probe(env: dict[str, str] | None = None) -> dict:
         timeout=180,
         env={**environment, **(env or {})},
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0 and "PROBE " in done.stdout, (done.returncode, done.stdout[-3000:], done.stderr[-3000:])
     printed = done.stdout[done.stdout.index("PROBE ") + len("PROBE ") :].splitlines()[0]  # Ray prints lines too
     return json.loads(printed) | {"stderr": done.stderr}
 
@@ -182,3 +182,48 @@ def test_a_ctrl_c_while_the_exit_waits_for_a_thread_ends_the_wait_not_the_exit()
     ending.send_signal(signal.SIGINT)
     _, stderr = ending.communicate(timeout=60)
     assert ending.returncode == 3 and "Traceback" not in stderr, stderr
+
+
+# One process, commands one after the other (tuning.cli.main called again, as the tests' in-process
+# commands do): which head node each init_ray leaves this process connected to.
+REUSE = """
+import json, os, ray
+from tuning.cluster import init_ray
+
+def node():
+    return ray.get_runtime_context().get_node_id()
+
+nodes = {}
+init_ray(None); nodes["first"] = node()
+init_ray(None); nodes["again"] = node()
+init_ray(None, dashboard=True); nodes["with the dashboard"] = node()
+init_ray(None); nodes["then without"] = node()
+os.environ["OVATUNE_DATA_DIR"] = "/elsewhere"  # what a local Ray's workers inherit when it starts
+init_ray(None); nodes["another data folder"] = node()
+os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "1"  # what they are given (tuning.cluster.train_environment)
+init_ray(None); nodes["another poll interval"] = node()
+ray.shutdown()
+ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR"); nodes["their own"] = node()
+init_ray(None, dashboard=True); nodes["after theirs"] = node()
+print("NODES", json.dumps(nodes | {"cpus": ray.cluster_resources()["CPU"]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_later_command_reuses_the_local_ray_only_when_it_was_started_as_it_needs():
+    """A local Ray started without the dashboard (which Ray Train's multi-worker trials need) is
+    started again for a command that needs it; one with it serves a command that does not; one whose
+    workers would inherit or be given other settings is started again; a Ray the process's own code
+    started is used as it is."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("OVATUNE_DATA_DIR", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
+    }
+    done = subprocess.run([sys.executable, "-c", REUSE], capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0 and "NODES " in done.stdout, (done.returncode, done.stdout[-3000:], done.stderr[-3000:])
+    nodes = json.loads(done.stdout[done.stdout.index("NODES ") + len("NODES ") :].splitlines()[0])
+    assert nodes["again"] == nodes["first"], nodes
+    assert nodes["with the dashboard"] != nodes["first"], nodes
+    assert nodes["then without"] == nodes["with the dashboard"], nodes
+    assert nodes["another data folder"] != nodes["then without"], nodes
+    assert nodes["another poll interval"] != nodes["another data folder"], nodes
+    assert nodes["after theirs"] == nodes["their own"] and nodes["cpus"] == 1, nodes

@@ -161,14 +161,6 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(home, in_process)
         assert epochs.count(1) == 1 and max(epochs) == 30, result_file.parent.name
 
 
-@pytest.fixture
-def local_ray():
-    import ray
-
-    yield
-    ray.shutdown()
-
-
 def test_diverging_trials_are_stopped_marked_and_never_promoted(home, local_ray):
     from tuning.promote import best_results, finish_parents, promote
     from tuning.settings import resolve_settings

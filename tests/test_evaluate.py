@@ -5,21 +5,11 @@ toy2d sweep), test_serving and the dataset tests."""
 import subprocess
 import sys
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from tuning.cli import main
 
 from launch import environment
-
-
-@pytest.fixture
-def local_ray():
-    """The local Ray that an in-process ``evaluate`` starts in this process, shut down after the test."""
-    import ray
-
-    yield
-    ray.shutdown()
 
 
 def test_no_champion_is_the_users_to_fix_and_an_unloadable_one_is_a_failure(home, capsys, local_ray):

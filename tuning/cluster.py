@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -152,7 +153,7 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
     thread while ``ray.init`` waits for Ray's processes to come up. It must be safe to do again: what
     fails there is not reported, and fails again, with its traceback, where the command does it.
     """
-    global _local_ray_started
+    global _connection
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry calls from a laptop
@@ -162,12 +163,15 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The compact status table (CLIReporter) instead of a config box per trial start.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    workers = worker_environment(address) | train_environment()
+    if verbose():  # the trials keep Ray's INFO lines too (trainables.VERBOSE_ENV)
+        workers[VERBOSE_ENV] = "1"
+    if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial
+        workers["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+    wanted = _connection_for(address, dashboard, workers)
+    if ray.is_initialized() and not _serves(wanted):
+        ray.shutdown()
     if not ray.is_initialized():
-        workers = worker_environment(address) | train_environment()
-        if verbose():  # the trials keep Ray's INFO lines too (trainables.VERBOSE_ENV)
-            workers[VERBOSE_ENV] = "1"
-        if address is None:  # spot preemption cannot happen to a local Ray: no watcher actor per trial
-            workers["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
         # "local": without an address, always a new local Ray. Ray's own default would join the last
         # cluster `ray start` recorded in /tmp/ray, and hang when that cluster is gone.
         # ray.init mostly waits (processes starting, the GCS answering): an import costs no wall time there
@@ -180,13 +184,13 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
                 include_dashboard=dashboard,
                 log_to_driver=True,
                 logging_level="WARNING",
-                runtime_env={"env_vars": workers}
+                runtime_env={"env_vars": dict(workers)}  # a copy: Ray adds its own variables to it
                 | ({"worker_process_setup_hook": settle_local_worker_signals} if address is None else {}),
             )
         finally:
             ahead.join()  # no half-imported module behind an error or an interrupt
         _restore(handlers)
-        _local_ray_started = address is None
+        _connection = replace(wanted, node_id=ray.get_runtime_context().get_node_id())
         mark("ray started")
 
 
@@ -216,8 +220,61 @@ def _quietly(work: Callable[[], object] | None) -> None:
         pass
 
 
-# Whether init_ray started a local Ray in this process (rather than joining a cluster).
-_local_ray_started = False
+# What a local Ray's workers read from the environment they inherit from this process when it
+# starts (trainables.data, trainables.cache, MLflow's credentials when an evaluation loads a model).
+INHERITED = ("OVATUNE_DATA_DIR", "XDG_CACHE_HOME", "HOME", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+             "MLFLOW_TRACKING_TOKEN")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Connection:
+    """The Ray init_ray connected this process to: its head node, the address asked for (None: a
+    local Ray it started), whether with the dashboard, the environment its workers get (set, and
+    for a local Ray, inherited)."""
+
+    node_id: str
+    address: str | None
+    dashboard: bool
+    workers: tuple[tuple[str, str], ...]
+
+
+# The Ray init_ray connected this process to last, if it did.
+_connection: _Connection | None = None
+
+
+def _made_by_init_ray() -> bool:
+    import ray
+
+    return (
+        ray.is_initialized()
+        and _connection is not None
+        and _connection.node_id == ray.get_runtime_context().get_node_id()
+    )
+
+
+def own_local_ray() -> bool:
+    """Whether the Ray this process is connected to is a local one :func:`init_ray` started."""
+    return _made_by_init_ray() and _connection.address is None
+
+
+def _connection_for(address: str | None, dashboard: bool, workers: dict[str, str]) -> _Connection:
+    """What a command that asks for these needs, on any head node."""
+    inherited = {key: os.environ[key] for key in INHERITED if key in os.environ} if address is None else {}
+    return _Connection("", address, dashboard, tuple(sorted((inherited | workers).items())))
+
+
+def _serves(wanted: _Connection) -> bool:
+    """Whether the Ray this process is connected to serves a command that wants ``wanted``: in one
+    process, a later command (``tuning.cli.main`` called again: the tests' in-process commands, a
+    notebook) reuses what an earlier one connected to, unless it asks for another address, the
+    dashboard (Ray Train's multi-worker trials need it) that Ray was started without, or other
+    worker settings. A Ray connected by other code (``ray.init`` before the command) is used as it is."""
+    if not _made_by_init_ray():
+        return True
+    held = _connection
+    return (
+        held.address == wanted.address and (held.dashboard or not wanted.dashboard) and held.workers == wanted.workers
+    )
 
 
 def exit_process(code: int) -> NoReturn:
@@ -239,7 +296,8 @@ def exit_process(code: int) -> NoReturn:
     """
     import atexit
 
-    if _local_ray_started:
+    local = _connection is not None and _connection.address is None  # a local Ray this process started
+    if local:
         import ray
 
         atexit.unregister(ray.shutdown)
@@ -251,7 +309,7 @@ def exit_process(code: int) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (`ovatune status | head -1`) or stream: nothing to say
             pass
-    if _local_ray_started:
+    if local:
         kill_descendants()
     os._exit(code)
 
