@@ -5,7 +5,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,14 +81,14 @@ def _stream_handlers() -> list[logging.StreamHandler]:
 
 
 @pytest.fixture
-def in_process(request, capsys, monkeypatch):
+def in_process(capsys, monkeypatch):
     """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
     exit code and what it printed (to ``sys.stdout`` and ``sys.stderr``: ``capsys``, whose streams
     have no file descriptor). The local Ray its first command starts serves the test's later ones (about 7 s
     less per command than a new process: test_champion's eleven commands took 122 s as processes,
-    42 s in process); after the test, the pytest worker's next test, when that one uses it too
-    (:func:`_keep_local_ray_if_idle`). For sequences of commands that check what they print and
-    record, not how a process starts, ends or takes a signal: those go through ``launch.run_ovatune``."""
+    42 s in process) and is shut down after the test. For sequences of commands that check what they
+    print and record, not how a process starts, ends or takes a signal: those go through
+    ``launch.run_ovatune``."""
     from tuning.cli import main
 
     def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
@@ -118,83 +117,17 @@ def in_process(request, capsys, monkeypatch):
         return subprocess.CompletedProcess(["ovatune", *args], code, captured.out, captured.err)
 
     yield run
-    _keep_local_ray_if_idle(request.node)
+    if "ray" in sys.modules:  # a command that refused before Ray started leaves nothing to shut down
+        sys.modules["ray"].shutdown()
 
 
 @pytest.fixture
-def local_ray(request):
+def local_ray():
     """For a test that calls ``tuning.cli.main`` or the sweep's functions itself: the local Ray they
-    start is handled after the test as ``in_process`` handles its own (:func:`_keep_local_ray_if_idle`)."""
+    start in this process, shut down after the test (as ``in_process`` shuts down its own)."""
     yield
-    _keep_local_ray_if_idle(request.node)
-
-
-# How long a test's trials and tasks may take to give back their CPUs once its commands have ended
-# (Ray reports freed resources with a delay).
-IDLE_WAIT_S = 10
-
-_kept_ray: str | None = None  # the head node of the local Ray a test left up for the next one, if it did
-_FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    """Notes a test that failed (its fixtures' teardown reads it)."""
-    report = yield
-    if report.failed:
-        item.stash[_FAILED] = True
-    return report
-
-
-def _keep_local_ray_if_idle(test: pytest.Item) -> None:
-    """After a test of ``in_process`` or ``local_ray``: the local Ray its commands started stays up
-    for this pytest worker's next test when that one uses it too, and its commands reuse it
-    (``tuning.cluster.init_ray`` reuses a local Ray started as it would start one) instead of
-    starting their own: Ray's processes cost about 7 CPU seconds to start and 2-4 s to stop, per
-    test. It is shut down instead when the test failed, when anything of the test still holds its
-    CPUs or a placement group, or when it is not such a local Ray (a cluster, or one the test's own
-    ``ray.init`` started)."""
-    global _kept_ray
-    _kept_ray = None
-    if "ray" not in sys.modules or not sys.modules["ray"].is_initialized():
-        return  # a command that refused before Ray started leaves nothing to shut down
-    import ray
-    from ray.util import placement_group_table
-
-    from tuning.cluster import own_local_ray
-
-    def idle() -> bool:
-        resources, available = ray.cluster_resources(), ray.available_resources()
-        return all(available.get(key, 0) == total for key, total in resources.items() if key in ("CPU", "GPU")) and all(
-            group["state"] == "REMOVED" for group in placement_group_table().values()
-        )
-
-    keep = own_local_ray() and not test.stash.get(_FAILED, False)
-    deadline = time.time() + IDLE_WAIT_S
-    while keep and not idle() and time.time() < deadline:
-        time.sleep(0.2)
-    if keep and idle():
-        _kept_ray = ray.get_runtime_context().get_node_id()
-    else:
-        ray.shutdown()
-
-
-# The fixtures of the tests that use a kept local Ray: their commands start or reuse one in this process.
-RAY_USERS = {"in_process", "local_ray"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up: some start a Ray of their own
-def pytest_runtest_setup(item):
-    """A local Ray kept from the last test is shut down before a test that would not use it: idle,
-    its processes still take about 6% of a core (1.9 CPU s in 30 s, measured here), which the
-    tests beside it would lose. The unit tests (not marked ``slow``) never get one: they check that
-    a command stopped before Ray started, or start a Ray of their own."""
-    global _kept_ray
-    if _kept_ray and not (item.get_closest_marker("slow") and RAY_USERS & set(item.fixturenames)):
-        ray = sys.modules["ray"]
-        if ray.is_initialized() and ray.get_runtime_context().get_node_id() == _kept_ray:
-            ray.shutdown()
-        _kept_ray = None
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
 
 
 @pytest.fixture
