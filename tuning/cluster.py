@@ -252,11 +252,6 @@ def _made_by_init_ray() -> bool:
     )
 
 
-def own_local_ray() -> bool:
-    """Whether the Ray this process is connected to is a local one :func:`init_ray` started."""
-    return _made_by_init_ray() and _connection.address is None
-
-
 def _connection_for(address: str | None, dashboard: bool, workers: dict[str, str]) -> _Connection:
     """What a command that asks for these needs, on any head node."""
     inherited = {key: os.environ[key] for key in INHERITED if key in os.environ} if address is None else {}
