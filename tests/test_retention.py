@@ -2,10 +2,12 @@
 on a real sweep stopped and resumed."""
 
 import json
+import os
 import shlex
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +23,7 @@ from tuning.retention import (
     checkpoints_tune_deletes_next,
     delete_older_checkpoints,
     keep_newest_of_finished,
+    resume_from_newest_saved,
 )
 
 from launch import signal_when, start_ovatune
@@ -86,6 +89,80 @@ def test_tune_registers_a_checkpoint_when_one_it_deletes_for_it_is_already_gone(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
 
 
+def _restored_trial(tmp_path: Path, listed: dict[int, dict], saved: dict[int, str]):
+    """A Tune trial as a resumed job's state gives it back: its checkpoint manager lists the
+    checkpoints ``listed`` (index -> the Tune result reported with it, oldest first), its folder holds
+    ``saved`` (index -> the checkpoint's JSON file: a trial's meta.json or a pack's pack.json)."""
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="job", trial_dir_name="trial")
+    trial = Trial("train_classifier", config={}, storage=storage, stub=True,
+                  checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS))  # fmt: skip
+    folder = Path(storage.trial_fs_path)
+    for index, metrics in listed.items():
+        (folder / f"checkpoint_{index:06d}").mkdir(parents=True, exist_ok=True)
+        checkpoint = Checkpoint(str(folder / f"checkpoint_{index:06d}"))
+        trial.run_metadata.checkpoint_manager.register_checkpoint(_TrainingResult(checkpoint, dict(metrics)))
+        trial.storage.current_checkpoint_index = index
+    for folder_ in folder.glob("checkpoint_*"):
+        shutil.rmtree(folder_)  # then the folders as the killed driver left them
+    for index, text in saved.items():
+        name, _, content = text.partition(":")
+        (folder / f"checkpoint_{index:06d}").mkdir(parents=True)
+        (folder / f"checkpoint_{index:06d}" / name).write_text(content)
+    return trial, folder
+
+
+def test_a_resumed_trial_whose_newest_checkpoint_is_gone_goes_on_from_the_newest_saved_after_it(tmp_path):
+    """The killed driver's state names checkpoint_000001 (epoch 2) as the trial's newest; Tune had
+    deleted it, with the two it wrote after (epochs 3 and 4) beside it. Ray's restore refused it."""
+    listed = {1: {"epoch": 2, "training_iteration": 2, "val_accuracy": 0.5}}
+    saved = {2: 'meta.json:{"epoch": 3}', 3: 'meta.json:{"epoch": 4}'}
+    trial, folder = _restored_trial(tmp_path, listed, saved)
+
+    assert resume_from_newest_saved(trial) is None  # nothing is lost: no warning
+    restored = trial.latest_checkpoint_result
+    assert restored.checkpoint.path == str(folder / "checkpoint_000003") and Path(restored.checkpoint.path).is_dir()
+    assert restored.metrics["epoch"] == 4 and restored.metrics["training_iteration"] == 4  # ASHA's clock
+    assert restored.metrics["val_accuracy"] == 0.5  # the rest of the state's result
+    assert trial.storage.current_checkpoint_index == 3  # the next is checkpoint_000004
+    assert [r.checkpoint.path for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results] == [
+        restored.checkpoint.path
+    ]
+    assert resume_from_newest_saved(trial) is None and trial.latest_checkpoint_result is restored  # done once
+
+
+def test_a_pack_keeps_its_offset_between_reports_and_epochs_and_an_unreadable_newer_one_is_passed_over(tmp_path):
+    # a pack reports once more at each resume: iteration 7 at epoch 6 after one earlier resume
+    listed = {4: {"epoch": 6, "training_iteration": 7}}
+    saved = {5: 'pack.json:{"epoch": 8, "ended": {}}', 6: "pack.json:{not json"}
+    trial, folder = _restored_trial(tmp_path, listed, saved)
+    assert resume_from_newest_saved(trial) is None
+    assert trial.latest_checkpoint_result.checkpoint.path == str(folder / "checkpoint_000005")
+    assert trial.latest_checkpoint_result.metrics["training_iteration"] == 9
+    assert trial.storage.current_checkpoint_index == 6  # after the unreadable one: it is never overwritten
+
+
+def test_a_trial_whose_newest_checkpoint_is_gone_falls_back_to_an_older_one_or_starts_over_with_a_warning(tmp_path):
+    listed = {0: {"epoch": 1, "training_iteration": 1}, 3: {"epoch": 4, "training_iteration": 4}}
+    trial, folder = _restored_trial(tmp_path / "older", listed, {0: 'meta.json:{"epoch": 1}'})
+    lost = resume_from_newest_saved(trial)
+    assert lost == "its newest checkpoint checkpoint_000003 is gone; it resumes from checkpoint_000000 (epoch 1)"
+    assert trial.latest_checkpoint_result.checkpoint.path == str(folder / "checkpoint_000000")
+    assert trial.storage.current_checkpoint_index == 3  # what it wrote before stays out of the way
+
+    trial, _ = _restored_trial(tmp_path / "none", listed, {})
+    assert "it trains again from its first epoch" in resume_from_newest_saved(trial)
+    assert trial.latest_checkpoint_result is None  # Tune starts it, instead of failing to restore it
+
+    present = {1: {"epoch": 2, "training_iteration": 2}}
+    trial, folder = _restored_trial(tmp_path / "present", present, {1: 'meta.json:{"epoch": 2}'})
+    assert resume_from_newest_saved(trial) is None
+    assert trial.latest_checkpoint_result.checkpoint.path == str(folder / "checkpoint_000001")
+
+
 @pytest.mark.slow
 def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_meets_a_listed_one_gone(
     home, in_process
@@ -131,4 +208,72 @@ def test_a_running_trial_keeps_two_checkpoints_a_finished_one_one_and_a_resume_m
     for run in runs:  # every epoch logged once
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == list(
             range(1, EPOCHS + 1)
+        )
+
+
+def _past_the_saved_newest(job: Path) -> list[Path]:
+    """The checkpoints that the job's saved Tune state names as its unfinished trials' newest, where
+    the trial has written a newer one since: the ones Tune deletes just before its next save."""
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    try:
+        state = json.loads(sorted(job.glob("experiment_state-*.json"))[-1].read_text())
+    except (IndexError, json.JSONDecodeError):  # not written yet, or being written
+        return []
+    named = []
+    for trial, metadata in state["trial_data"]:
+        latest = _TrainingRunMetadata.from_json_state(metadata).checkpoint_manager.latest_checkpoint_result
+        if json.loads(trial)["status"] != "TERMINATED" and latest is not None:
+            named.append(Path(latest.checkpoint.path))
+    return [
+        path for path in named if path.is_dir() and any(c.name > path.name for c in path.parent.glob("checkpoint_*"))
+    ]
+
+
+@pytest.mark.slow
+def test_a_driver_killed_between_tunes_deletion_and_its_next_save_resumes_its_trials_from_their_newest_checkpoints(
+    home, in_process
+):
+    """Tune deletes the checkpoint its saved state names as a trial's newest when the trial registers
+    its second one since that save, and saves again at the end of that step: a driver killed in
+    between (SIGKILL) left a state naming a checkpoint that is gone. The resume printed Ray's 'Could
+    not recover from checkpoint as it does not exist on storage anymore' with tracebacks and trained
+    the trial again from its first epoch (in a bucket, the trial failed). The window is a few
+    milliseconds: the test kills the driver once a trial has written past the state's newest, then
+    deletes that one as Tune would have."""
+    epochs = 20
+    sweep = start_ovatune("sweep", "digits", "--losses", "softmax", "--trials", "2", "--pack", "1", "--epochs",
+                          str(epochs), "--set", "checkpoint_every=1", "--name", "window", home=home,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    job = home / "ray_results" / "window"
+    try:
+        deadline = time.time() + 300
+        while not _past_the_saved_newest(job):
+            assert time.time() < deadline and sweep.poll() is None, "the sweep ended before the kill"
+            time.sleep(0.1)
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    deleted = _past_the_saved_newest(job)  # the state the resume reads
+    assert deleted
+    for checkpoint in deleted:
+        shutil.rmtree(checkpoint)
+
+    resumed = in_process("sweep", "digits", "--resume", "--name", "window", check=True)
+    output = resumed.stdout + resumed.stderr
+    assert "Could not recover" not in output and "Traceback" not in output, output[-3000:]
+    assert "ovatune: warning" not in output, output[-3000:]  # a newer checkpoint stood in: nothing lost
+    for folder in sorted(job.glob("train_classifier_*")):
+        results = [json.loads(line) for line in (folder / "result.json").read_text().splitlines() if line.strip()]
+        # never trained again from an earlier epoch (this copy of Tune's results lags the killed driver's)
+        reported = [r["epoch"] for r in results]
+        assert reported == sorted(set(reported)) and reported[0] == 1 and reported[-1] == epochs, reported
+        assert all(r["training_iteration"] == r["epoch"] for r in results)  # ASHA's clock went on where it was
+        (kept,) = folder.glob("checkpoint_*")  # one per epoch, numbered on after the resume
+        assert kept.name == f"checkpoint_{epochs - 1:06d}"
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    for run in _trial_runs(home, "window"):  # every epoch logged once
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == list(
+            range(1, epochs + 1)
         )

@@ -18,6 +18,7 @@ import torch
 from trainables.checksums import TamperedFile, verify_checksums, write_checksums
 from trainables.data import Dataset
 from trainables.models import Classifier, build_classifier
+from trainables.pack_format import PACK_STATE
 
 CHECKPOINT_STATE = "state.pt"  # model, optimizer and schedule state; loads with weights_only=True
 CHECKPOINT_META = "meta.json"  # what it takes to rebuild the model without Ray: config, classes
@@ -111,6 +112,25 @@ def resume_state(checkpoint: Any, checkpoint_type: Any, device: torch.device) ->
     found, candidate, problems = newest_intact(checkpoint, checkpoint_type, lambda d: read_state(d, device))
     state, meta = found if found is not None else (None, None)
     return state, meta, candidate, problems
+
+
+def saved_epoch(filesystem: Any, path: str) -> int:
+    """The epoch after which the checkpoint folder ``path`` (a trial's, or a pack's) on pyarrow
+    ``filesystem`` was saved, read from its small JSON file alone: a checkpoint in a bucket is not
+    downloaded for it.
+
+    Raises:
+        OSError: the folder holds neither file, or it cannot be read.
+        ValueError, KeyError: the file is not what a checkpoint writes.
+    """
+    error: OSError | None = None
+    for name in (CHECKPOINT_META, PACK_STATE):  # a trial's checkpoint, a pack's
+        try:
+            with filesystem.open_input_stream(f"{path}/{name}") as stream:
+                return int(json.loads(stream.readall())["epoch"])
+        except OSError as missing:  # FileNotFoundError locally; the bucket's own OSError
+            error = missing
+    raise OSError(f"{path} holds neither {CHECKPOINT_META} nor {PACK_STATE} that can be read ({error})")
 
 
 def sibling_checkpoints(checkpoint: Any) -> list[str]:

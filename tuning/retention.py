@@ -7,9 +7,14 @@ the newest is corrupted (``trainables.checkpoint.newest_intact``). Nothing in ov
 
 Tune saves the job's state at most every 10 s (or 19 times what a save takes), and at the end of the
 step in which a trial has written ``num_to_keep`` checkpoints since the last save: the checkpoint the
-state names as a trial's newest is deleted only by the checkpoint that also makes Tune save again (a
-driver killed in that moment's window resumes the trial from the start). The older one the state
-lists may be gone: Tune deleted it after the save. The resumed trial's next checkpoint makes Tune
+state names as a trial's newest is deleted only by the checkpoint that also makes Tune save again. A
+driver killed in that moment's window leaves a state whose newest checkpoint for the trial is gone,
+and two newer ones beside it. Ray 2.60 then refuses to restore the trial ('Could not recover from
+checkpoint as it does not exist on storage anymore'): locally it printed tracebacks and trained the
+trial again from its first epoch; in a bucket the trial failed. At a resumed job's first step
+:class:`GoneCheckpoints` points each such trial at the newest checkpoint in its folder
+(:func:`resume_from_newest_saved`), with the training iteration it was saved at, so the trial goes on
+from there. The older one the state lists may be gone too: Tune deleted it after the save. The resumed trial's next checkpoint makes Tune
 delete it again, and Ray 2.60 raises FileNotFoundError for the missing folder (ray-project/ray#27790)
 in the middle of registering the new checkpoint: Tune logged 'Error handling checkpoint' with a
 traceback and skipped the rest (the trial's checkpoint index, which then lags for good, the
@@ -72,9 +77,28 @@ def delete_older_checkpoints(newest) -> list[str]:
 
 
 class GoneCheckpoints(tune.Callback):
-    """Before Tune registers a trial's new checkpoint, put an empty folder where a checkpoint it is
-    about to delete is gone (see the module's docstring): the deletion then finds it and the
-    registration completes."""
+    """The checkpoints a job's saved state names that Tune deleted after the save (see the module's
+    docstring). At the first step of this process, a trial whose newest one is gone is pointed at the
+    newest in its folder. Before Tune registers a trial's new checkpoint, an empty folder is put where
+    a checkpoint it is about to delete is gone: the deletion then finds it and the registration
+    completes."""
+
+    def __getstate__(self) -> dict:
+        return {}  # what this process has checked is not the next process's (Tune pickles callbacks)
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self.__dict__.get("checked"):
+            return
+        self.checked = True  # the trials a resume restored are all there at its first step
+        for trial in trials:
+            if trial.status == "TERMINATED":
+                continue  # finished: never restored
+            try:
+                lost = resume_from_newest_saved(trial)
+            except Exception as error:  # noqa: BLE001 - the storage cannot be reached: Tune's restore says so
+                lost = f"its checkpoints could not be checked ({type(error).__name__}: {error})"
+            if lost:
+                print(f"ovatune: warning: trial {trial.trial_id}: {lost}", file=sys.stderr, flush=True)
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
         # Nothing may raise from here: Tune would then skip registering the checkpoint altogether.
@@ -84,6 +108,72 @@ class GoneCheckpoints(tune.Callback):
                     old.filesystem.create_dir(old.path)
         except Exception:  # noqa: BLE001 - the storage cannot be reached: Tune's own deletion says so
             return
+
+
+def resume_from_newest_saved(trial: Any) -> str | None:
+    """When the newest checkpoint that ``trial``'s restored Tune state names is gone, name the newest
+    one left in the trial's folder whose epoch can be read instead: one saved after it (a driver
+    killed between Tune's deletion and its next save, see the module's docstring), else before it;
+    with none, no checkpoint (the trial starts over).
+
+    The replacement carries the Tune result the state has, with the saved checkpoint's epoch and the
+    training iteration it was reported at (the state's offset between the two: one report per epoch,
+    plus one per earlier resume of a pack), which the trial's next results count on (ASHA's rungs);
+    the trial's next checkpoint is numbered after every one in its folder.
+
+    Returns:
+        What the trial loses, to warn of (epochs trained again); None when nothing was gone or a
+        newer checkpoint stands in.
+    """
+    try:
+        manager = trial.run_metadata.checkpoint_manager
+        listed = manager.latest_checkpoint_result
+        storage = trial.storage
+    except AttributeError:  # not Ray 2.60's bookkeeping: Tune's own restore decides
+        return None
+    if listed is None or listed.checkpoint is None:
+        return None
+    gone = listed.checkpoint
+    if gone.filesystem.get_file_info(gone.path).type != pyarrow.fs.FileType.NotFound:
+        return None
+    from trainables.checkpoint import saved_epoch, sibling_checkpoints  # torch: only where one is gone
+
+    name = gone.path.rstrip("/").rpartition("/")[2]
+    try:
+        candidates = sorted(sibling_checkpoints(gone), key=lambda path: path.rpartition("/")[2], reverse=True)
+    except (OSError, ValueError):  # the trial's folder is gone too
+        candidates = []
+    for path in candidates:
+        try:
+            epoch = saved_epoch(gone.filesystem, path)
+        except (OSError, ValueError, KeyError):
+            continue  # not readable: an older one may be
+        offset = int(listed.metrics.get("training_iteration", 0)) - int(listed.metrics.get("epoch", 0))
+        replacement = type(listed)(
+            checkpoint=type(gone)(path=path, filesystem=gone.filesystem),
+            metrics={**listed.metrics, "epoch": epoch, "training_iteration": epoch + offset,
+                     "checkpoint_dir_name": path.rpartition("/")[2]},
+        )  # fmt: skip
+        manager._checkpoint_results = [
+            *(result for result in manager._checkpoint_results
+              if result is not listed and result.checkpoint.path != path),
+            replacement,
+        ]  # fmt: skip
+        manager._latest_checkpoint_result = replacement
+        # the index of the newest folder written (readable or not): Tune adds one before writing the next
+        storage.current_checkpoint_index = max(storage.current_checkpoint_index, int(candidates[0].rpartition("_")[2]))
+        lost = None
+        if path.rpartition("/")[2] < name:
+            lost = (f"its newest checkpoint {name} is gone; it resumes from {path.rpartition('/')[2]} "
+                    f"(epoch {epoch})")  # fmt: skip
+        break
+    else:
+        manager._checkpoint_results = []
+        manager._latest_checkpoint_result = None
+        lost = f"its newest checkpoint {name} is gone and no other is readable; it trains again from its first epoch"
+    trial.invalidate_json_state()  # the job's next save records the change
+    trial.run_metadata.invalidate_cache()
+    return lost
 
 
 def checkpoints_tune_deletes_next(trial: Any) -> list:
