@@ -35,6 +35,8 @@ def test_team_services_keep_secrets_out_and_bind_loopback():
     assert "--app-name basic-auth" in command and "default_permission = NO_PERMISSIONS" in command
     assert "mlflow[auth]" in services["mlflow"]["build"]["dockerfile_inline"]
     assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
+    # as the tests' team server runs (tests/test_tracking_server.py): no GenAI job consumers
+    assert services["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     text = (ROOT / "docker" / "compose.yaml").read_text()
     assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" in text  # from the environment, required
     assert "MLFLOW_ADMIN_PASSWORD: ${MLFLOW_ADMIN_PASSWORD:?" in text
