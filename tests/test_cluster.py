@@ -23,7 +23,7 @@ from tuning.cluster import worker_environment
 # hands freed memory back to the kernel faults all its pages in again every time (~11x the first);
 # one that keeps it faults them only once.
 WORKER_PROBE = """
-import json, os, resource, signal, time, ray
+import json, os, resource, signal, sys, time, ray
 from tuning.cluster import init_ray
 
 @ray.remote
@@ -66,7 +66,10 @@ try:
     result["after_sigterm"] = ray.get(sigterm_inside_a_finalizer.remote())
 except ray.exceptions.RayError as error:
     result["after_sigterm"] = type(error).__name__
-print("PROBE", json.dumps(result))
+# one write, newline included: print() writes its pieces and its newline apart, and a raylet line
+# from Ray's log thread came between them
+sys.stdout.write("PROBE " + json.dumps(result) + "\\n")
+sys.stdout.flush()
 """
 
 
@@ -80,7 +83,7 @@ def run_probe(env: dict[str, str] | None = None) -> dict:
         env={**environment, **(env or {})},
     )
     assert done.returncode == 0 and "PROBE " in done.stdout, (done.returncode, done.stdout[-3000:], done.stderr[-3000:])
-    printed = done.stdout[done.stdout.index("PROBE ") + len("PROBE ") :].splitlines()[0]  # Ray prints lines too
+    (printed,) = [line.removeprefix("PROBE ") for line in done.stdout.splitlines() if line.startswith("PROBE {")]
     return json.loads(printed) | {"stderr": done.stderr}
 
 
@@ -187,7 +190,7 @@ def test_a_ctrl_c_while_the_exit_waits_for_a_thread_ends_the_wait_not_the_exit()
 # One process, commands one after the other (tuning.cli.main called again, as the tests' in-process
 # commands do): which head node each init_ray leaves this process connected to.
 REUSE = """
-import json, os, ray
+import json, os, sys, ray
 from tuning.cluster import init_ray
 
 def node():
@@ -205,7 +208,7 @@ init_ray(None); nodes["another poll interval"] = node()
 ray.shutdown()
 ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR"); nodes["their own"] = node()
 init_ray(None, dashboard=True); nodes["after theirs"] = node()
-print("NODES", json.dumps(nodes | {"cpus": ray.cluster_resources()["CPU"]}))
+sys.stdout.write("NODES " + json.dumps(nodes | {"cpus": ray.cluster_resources()["CPU"]}) + "\\n")  # one write (see PROBE)
 """
 
 
@@ -220,7 +223,9 @@ def test_a_later_command_reuses_the_local_ray_only_when_it_was_started_as_it_nee
     }
     done = subprocess.run([sys.executable, "-c", REUSE], capture_output=True, text=True, timeout=300, env=environment)
     assert done.returncode == 0 and "NODES " in done.stdout, (done.returncode, done.stdout[-3000:], done.stderr[-3000:])
-    nodes = json.loads(done.stdout[done.stdout.index("NODES ") + len("NODES ") :].splitlines()[0])
+    (nodes,) = [
+        json.loads(line.removeprefix("NODES ")) for line in done.stdout.splitlines() if line.startswith("NODES {")
+    ]
     assert nodes["again"] == nodes["first"], nodes
     assert nodes["with the dashboard"] != nodes["first"], nodes
     assert nodes["then without"] == nodes["with the dashboard"], nodes
