@@ -3,6 +3,7 @@ on a real sweep stopped and resumed."""
 
 import json
 import os
+import pickle
 import shlex
 import shutil
 import signal
@@ -98,7 +99,7 @@ def _restored_trial(tmp_path: Path, listed: dict[int, dict], saved: dict[int, st
     from ray.tune.experiment import Trial
 
     storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="job", trial_dir_name="trial")
-    trial = Trial("train_classifier", config={}, storage=storage, stub=True,
+    trial = Trial("train_classifier", config={"loss": "softmax", "trial_number": 3}, storage=storage, stub=True,
                   checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS))  # fmt: skip
     folder = Path(storage.trial_fs_path)
     for index, metrics in listed.items():
@@ -161,6 +162,22 @@ def test_a_trial_whose_newest_checkpoint_is_gone_falls_back_to_an_older_one_or_s
     trial, folder = _restored_trial(tmp_path / "present", present, {1: 'meta.json:{"epoch": 2}'})
     assert resume_from_newest_saved(trial) is None
     assert trial.latest_checkpoint_result.checkpoint.path == str(folder / "checkpoint_000001")
+
+
+def test_gone_checkpoints_checks_the_restored_trials_at_its_first_step_only_and_warns_of_lost_epochs(tmp_path, capsys):
+    listed = {3: {"epoch": 4, "training_iteration": 4}}
+    trial, _ = _restored_trial(tmp_path, listed, {})
+    callback = GoneCheckpoints()
+    callback.on_step_begin(0, [trial])
+    assert trial.latest_checkpoint_result is None  # starts over, instead of Tune failing to restore it
+    assert capsys.readouterr().err == (
+        "ovatune: warning: softmax-trial-003: its newest checkpoint checkpoint_000003 is gone and no other "
+        "is readable; it trains again from its first epoch\n"
+    )
+    later, _ = _restored_trial(tmp_path / "later", listed, {})
+    callback.on_step_begin(1, [later])  # a trial of this process's own: not a restored one
+    assert later.latest_checkpoint_result is not None and capsys.readouterr().err == ""
+    assert pickle.loads(pickle.dumps(callback)).__dict__ == {}  # a resume of the job checks again
 
 
 @pytest.mark.slow

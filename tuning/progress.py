@@ -162,13 +162,13 @@ class TrialRetries(Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         what = "lost its node" if self._lost_node(trial) else "failed (Ray's report above)"
-        _note(f"ovatune: {_names(trial)} {what}; it goes on from its last checkpoint on another "
+        _note(f"ovatune: {run_names(trial)} {what}; it goes on from its last checkpoint on another "
               f"{'node' if 'node' in what else 'worker'} (failure {trial.num_failures} of the "
               f"{self.max_failures} it may have)")  # fmt: skip
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         if self._lost_node(trial):  # Ray's own report of it was left out
-            _note(f"ovatune: {_names(trial)} lost its node once more than the {self.max_failures} times "
+            _note(f"ovatune: {run_names(trial)} lost its node once more than the {self.max_failures} times "
                   f"it may, and failed; see {trial.path}")  # fmt: skip
 
     @staticmethod
@@ -183,7 +183,7 @@ class TrialRetries(Callback):
             return False
 
 
-def _names(trial) -> str:
+def run_names(trial) -> str:
     """A Tune trial's MLflow run names: ``softmax-trial-004``, or each member of a pack."""
     from trainables.trial_config import upgraded
     from tuning.packs import members_of

@@ -9,19 +9,22 @@ Tune saves the job's state at most every 10 s (or 19 times what a save takes), a
 step in which a trial has written ``num_to_keep`` checkpoints since the last save: the checkpoint the
 state names as a trial's newest is deleted only by the checkpoint that also makes Tune save again. A
 driver killed in that moment's window leaves a state whose newest checkpoint for the trial is gone,
-and two newer ones beside it. Ray 2.60 then refuses to restore the trial ('Could not recover from
+with two newer ones beside it. Ray 2.60 then refuses to restore the trial ('Could not recover from
 checkpoint as it does not exist on storage anymore'): locally it printed tracebacks and trained the
 trial again from its first epoch; in a bucket the trial failed. At a resumed job's first step
 :class:`GoneCheckpoints` points each such trial at the newest checkpoint in its folder
-(:func:`resume_from_newest_saved`), with the training iteration it was saved at, so the trial goes on
-from there. The older one the state lists may be gone too: Tune deleted it after the save. The resumed trial's next checkpoint makes Tune
-delete it again, and Ray 2.60 raises FileNotFoundError for the missing folder (ray-project/ray#27790)
-in the middle of registering the new checkpoint: Tune logged 'Error handling checkpoint' with a
-traceback and skipped the rest (the trial's checkpoint index, which then lags for good, the
-invalidation of its saved state, and the count that forces the next save). :class:`GoneCheckpoints`
-puts an empty folder back where such a checkpoint was, just before Tune deletes it, so the
-registration completes. It is saved with the job; a job started before it resumes without it. (This
-is why a running trial kept 3 checkpoints for a while: with 3, the tests' short trials never had one
+(:func:`resume_from_newest_saved`), with the training iteration it was saved at, so the trial goes
+on from there.
+
+The older one the state lists may be gone too: Tune deleted it after the save. The resumed trial's
+next checkpoint makes Tune delete it again, and Ray 2.60 raises FileNotFoundError for the missing
+folder (ray-project/ray#27790) in the middle of registering the new checkpoint: Tune logged 'Error
+handling checkpoint' with a traceback and skipped the rest (the trial's checkpoint index, which then
+lags for good, the invalidation of its saved state, and the count that forces the next save).
+:class:`GoneCheckpoints` puts an empty folder back where such a checkpoint was, just before Tune
+deletes it, so the registration completes. It is saved with the job (pickled by reference: a job
+saved with it gets what the class does now); a job started before it resumes without it. (This is
+why a running trial kept 3 checkpoints for a while: with 3, the tests' short trials never had one
 deleted before a resume; a longer trial met it with 3 as with 2.)
 
 A trial that has finished keeps only its newest checkpoint (:func:`keep_newest_of_finished`): what
@@ -98,7 +101,9 @@ class GoneCheckpoints(tune.Callback):
             except Exception as error:  # noqa: BLE001 - the storage cannot be reached: Tune's restore says so
                 lost = f"its checkpoints could not be checked ({type(error).__name__}: {error})"
             if lost:
-                print(f"ovatune: warning: trial {trial.trial_id}: {lost}", file=sys.stderr, flush=True)
+                from tuning.progress import run_names
+
+                print(f"ovatune: warning: {run_names(trial)}: {lost}", file=sys.stderr, flush=True)
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
         # Nothing may raise from here: Tune would then skip registering the checkpoint altogether.
