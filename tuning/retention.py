@@ -145,20 +145,25 @@ def resume_from_newest_saved(trial: Any) -> str | None:
 
     name = gone.path.rstrip("/").rpartition("/")[2]
     try:
-        candidates = sorted(sibling_checkpoints(gone), key=lambda path: path.rpartition("/")[2], reverse=True)
+        candidates = sibling_checkpoints(gone)[::-1]  # newest first
     except (OSError, ValueError):  # the trial's folder is gone too
         candidates = []
+    offset = int(listed.metrics.get("training_iteration", 0)) - int(listed.metrics.get("epoch", 0))
     for path in candidates:
         try:
             epoch = saved_epoch(gone.filesystem, path)
         except (OSError, ValueError, KeyError):
             continue  # not readable: an older one may be
-        offset = int(listed.metrics.get("training_iteration", 0)) - int(listed.metrics.get("epoch", 0))
+        chosen = path.rpartition("/")[2]
         replacement = type(listed)(
             checkpoint=type(gone)(path=path, filesystem=gone.filesystem),
-            metrics={**listed.metrics, "epoch": epoch, "training_iteration": epoch + offset,
-                     "checkpoint_dir_name": path.rpartition("/")[2]},
-        )  # fmt: skip
+            metrics={
+                **listed.metrics,
+                "epoch": epoch,
+                "training_iteration": epoch + offset,
+                "checkpoint_dir_name": chosen,
+            },
+        )
         manager._checkpoint_results = [
             *(result for result in manager._checkpoint_results
               if result is not listed and result.checkpoint.path != path),
@@ -167,10 +172,9 @@ def resume_from_newest_saved(trial: Any) -> str | None:
         manager._latest_checkpoint_result = replacement
         # the index of the newest folder written (readable or not): Tune adds one before writing the next
         storage.current_checkpoint_index = max(storage.current_checkpoint_index, int(candidates[0].rpartition("_")[2]))
-        lost = None
-        if path.rpartition("/")[2] < name:
-            lost = (f"its newest checkpoint {name} is gone; it resumes from {path.rpartition('/')[2]} "
-                    f"(epoch {epoch})")  # fmt: skip
+        lost = (
+            f"its newest checkpoint {name} is gone; it resumes from {chosen} (epoch {epoch})" if chosen < name else None
+        )
         break
     else:
         manager._checkpoint_results = []
