@@ -130,6 +130,10 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(home, in_process)
     finished_before = {i: t for i, t in before.items() if t.info.status == "FINISHED"}
 
     in_process(*args[:2], "--resume", "--name", "killed", check=True)
+    # the resumed driver copied its state into the job's folder file by file (test_storage: killed mid-copy)
+    from ray.train._internal import storage as tune_storage
+
+    assert tune_storage._upload_to_fs_path.__module__ == "tuning.storage"
 
     after = runs_of(client, "digits", "trial")
     by_loss = {loss: sorted(t.data.tags["ovatune.trial_number"] for t in after if t.data.tags["ovatune.loss"] == loss)

@@ -43,7 +43,7 @@ from tuning.progress import SweepProgress, TrialRetries
 from tuning.resources import TrialResources, plan_trial_resources
 from tuning.retention import KEEP_CHECKPOINTS, GoneCheckpoints, keep_newest_of_finished
 from tuning.settings import Settings, redact
-from tuning.storage import check_job_name, job_exists, job_names
+from tuning.storage import check_job_name, job_exists, job_names, whole_state_uploads
 from tuning.timeline import mark
 from tuning.tracking import TAG_LOSS, find_runs, mark_interrupted, parent_runs
 from tuning.trial_runs import MlflowTrialCallback
@@ -287,6 +287,7 @@ def start_job(
         # Tune sees only each trial's small driver: it would start every trial at once, each
         # waiting for its workers. Run as many as the cluster can hold workers for.
         max_concurrent = min(max_concurrent or slots, slots)
+    whole_state_uploads()  # a driver killed while Tune copies the job's state leaves it readable
     tuner = tune.Tuner(
         trainable,
         param_space=plan.param_space,
@@ -343,6 +344,7 @@ def resume_job(
     trainable, _, slots = planned_trainable(space, address, stored, shape, prepare)
     parents = parent_runs(client, experiment_id, name, losses, {}, kind=kind.parent_kind)  # reopened
     job = Job(kind, name, experiment_id, parents, metric, get_selection_metric(metric).mode, stored)
+    whole_state_uploads()  # Tune writes the job's state again as it restores it
     tuner = tune.Tuner.restore(settings.job_storage(name), trainable=trainable, resume_errored=True)
     mark("tuner built")
     return _fit(job, tuner, slots, settings)

@@ -9,8 +9,10 @@ an S3-compatible store (pyarrow reads them); every node needs them, as every nod
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import shutil
 from typing import Any
 
 from tuning.settings import Settings
@@ -123,3 +125,51 @@ def job_exists(settings: Settings, name: str) -> bool:
         return bucket.get_file_info(f"{root}/{name}").type != fs.FileType.NotFound
     except (OSError, ValueError) as error:
         raise _unusable(settings, "cannot be read", error) from None
+
+
+# Why Tune's saved state is copied file by file here (whole_state_uploads): Tune writes a job's state
+# (experiment_state-*.json, the searcher's and the callbacks' state, tuner.pkl) on the driver, then a
+# background thread copies that folder into the job's folder in the storage with pyarrow, which writes
+# each file in place. A driver killed during that copy left a truncated experiment_state file there,
+# and the resume began with 'Failed to restore the run state' and a traceback, then started the job
+# again from nothing (Tune's own fallback: 'Restarting experiment'). A bucket stores each object whole.
+_WHOLE_UPLOADS = "_ovatune_whole_files"
+PARTIAL = re.compile(r"\..+\.[0-9a-f]{8}\.partial")  # what a copy writes before renaming it: .NAME.HEX.partial
+
+
+def whole_state_uploads() -> None:
+    """Make Ray Tune's copies of a job's saved state into a storage folder atomic file by file: each
+    file is copied beside its destination under a hidden ``.NAME.*.partial`` name, then renamed over
+    it, so that a killed driver leaves each file as it was or as it is now, never half-written (Tune
+    reads only the names it writes; the next copy removes a killed one's ``.partial``). Copies into a
+    bucket stay as Tune makes them. Idempotent; acts in this process (the driver, where Tune saves
+    its state)."""
+    from ray.train._internal import storage as ray_storage
+
+    upload = ray_storage._upload_to_fs_path
+    if getattr(upload, _WHOLE_UPLOADS, False):
+        return
+
+    def upload_whole(local_path: str, fs: Any, fs_path: str, exclude: list[str] | None = None) -> None:
+        from pyarrow.fs import LocalFileSystem
+
+        if not isinstance(fs, LocalFileSystem) or exclude or not os.path.isdir(local_path):
+            return upload(local_path, fs, fs_path, exclude)
+        for folder, _, names in os.walk(local_path):
+            target_folder = os.path.join(fs_path, os.path.relpath(folder, local_path))
+            os.makedirs(target_folder, exist_ok=True)
+            for stale in os.listdir(target_folder):  # a killed copy's (syncs of a job never overlap)
+                if PARTIAL.fullmatch(stale) and stale[1:].rsplit(".", 2)[0] in names:
+                    os.remove(os.path.join(target_folder, stale))
+            for name in names:
+                partial = os.path.join(target_folder, f".{name}.{secrets.token_hex(4)}.partial")
+                try:
+                    shutil.copyfile(os.path.join(folder, name), partial)
+                    os.replace(partial, os.path.join(target_folder, name))
+                finally:
+                    if os.path.exists(partial):  # the copy failed (a full disk): no leftover
+                        os.remove(partial)
+        return None
+
+    setattr(upload_whole, _WHOLE_UPLOADS, True)
+    ray_storage._upload_to_fs_path = upload_whole
