@@ -23,7 +23,7 @@ from tuning.cluster import worker_environment
 # hands freed memory back to the kernel faults all its pages in again every time (~11x the first);
 # one that keeps it faults them only once.
 WORKER_PROBE = """
-import json, os, resource, signal, sys, time, ray
+import json, os, resource, signal, sys, time, psutil, ray
 from tuning.cluster import init_ray
 
 @ray.remote
@@ -61,7 +61,11 @@ def sigterm_inside_a_finalizer():
     return "the worker lived on"
 
 init_ray(None)
+time.sleep(4)  # a local Ray prestarted its idle workers within about 1 s of the driver's start
+commands = [(p.name(), " ".join(p.cmdline())) for p in psutil.Process().children(recursive=True)]
+workers = [c for name, c in commands if name != "raylet" and (c.startswith("ray::IDLE") or "default_worker.py" in c)]
 result = ray.get(probe.remote())
+result["workers_before_any_task"] = len(workers)
 try:
     result["after_sigterm"] = ray.get(sigterm_inside_a_finalizer.remote())
 except ray.exceptions.RayError as error:
@@ -117,6 +121,12 @@ def test_a_terminal_ctrl_c_reaches_the_driver_not_a_local_rays_workers(default_p
     # is in the worker process's ignored set.
     assert default_probe["ctrl_c"] == str(signal.SIG_IGN), default_probe
     assert default_probe["ignored"] & (1 << (signal.SIGINT - 1)), default_probe
+
+
+def test_a_local_ray_starts_no_worker_before_a_task_needs_one(default_probe):
+    # Ray prestarted one idle worker per CPU for the first driver; ovatune's tasks and trials, with
+    # their runtime environment, never ran in them (tuning.cluster.init_ray)
+    assert default_probe["workers_before_any_task"] == 0, default_probe
 
 
 def test_a_sigterm_landing_in_a_finalizer_ends_a_local_rays_worker_without_a_traceback(default_probe):

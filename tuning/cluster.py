@@ -163,6 +163,11 @@ def init_ray(address: str | None, dashboard: bool = False, meanwhile: Callable[[
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The compact status table (CLIReporter) instead of a config box per trial start.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A local Ray prestarts one idle worker per CPU for its first driver's tasks. ovatune's trials and
+    # tasks run with their own runtime environment, which those workers lack: they never ran anything
+    # and cost each command two processes and about 1 CPU s of 15 (benchmarks/command_cpu.py). The
+    # raylet this process starts reads it from the environment it inherits.
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     workers = worker_environment(address) | train_environment()
     if verbose():  # the trials keep Ray's INFO lines too (trainables.VERBOSE_ENV)
         workers[VERBOSE_ENV] = "1"
