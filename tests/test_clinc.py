@@ -142,7 +142,9 @@ def test_clinc_sweep_promote_evaluate_export(tmp_path, home, in_process):
     report = (home / "reports" / "clinc" / "report.md").read_text()
     assert "D_ood = out_of_scope: AUROC / AUPRC" in report and "accuracy_vs_confidence" in report
 
-    in_process("export", "clinc", "--losses", "ova_dm", "--out", str(tmp_path / "exports"), "--home", str(home), check=True)
+    in_process(
+        "export", "clinc", "--losses", "ova_dm", "--out", str(tmp_path / "exports"), "--home", str(home), check=True
+    )
     folder = tmp_path / "exports" / "ova_dm" / "torch_export"  # the default format
     tokenizer = load_tokenizer((folder / "tokenizer.json").read_text())
     ids = np.array([tokenizer.encode("will it rain in paris today").ids], dtype=np.float32)

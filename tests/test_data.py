@@ -152,7 +152,9 @@ def test_digits_shifted_sets_are_corrupt_smalls_made_once_per_seed(tmp_path, mon
     data = load_dataset("digits", seed=3)
     images = (data.test.x * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # (N, 8, 8, 1), as corrupted
     for name, intensity in (("gaussian_noise", 1), ("motion_blur", 3), ("jpeg_compression", 5), ("frost", 2)):
-        assert torch.equal(data.shifted(name, intensity), digits.to_model_input(corrupt_small(images, name, intensity, 3)))
+        assert torch.equal(
+            data.shifted(name, intensity), digits.to_model_input(corrupt_small(images, name, intensity, 3))
+        )
     made = list((tmp_path / "ovatune" / "digits-shifted").iterdir())
     assert len(made) == 1
 

@@ -120,8 +120,7 @@ _KEYS = [
     ConfigKey("micro_batch_size", INT, "examples per forward pass; gradients accumulate to batch_size", low=1),
     ConfigKey("epochs", INT, "epochs per trial; reporting periods with steps_per_epoch", low=1),
     ConfigKey("steps_per_epoch", INT, "optimizer steps per epoch instead of one pass over the data", low=1),
-    ConfigKey("val_examples", INT, "validate each epoch on this many evenly spaced examples of the validation "
-              "split (a limit, as Lightning's limit_val_batches): cheaper, noisier selection; default: all", low=1),
+    ConfigKey("val_examples", INT, "validate on N evenly spaced examples, as limit_val_batches; default: all", low=1),
     ConfigKey("warmup_epochs", INT, "epochs of linear learning-rate warm-up", 0, low=0),
     ConfigKey("lr_milestones", INTS, "epochs at which the learning rate is multiplied by lr_gamma", [], low=0),
     ConfigKey("lr_gamma", FLOAT, "the learning-rate factor at each milestone", 0.1, low=1e-12),
