@@ -84,11 +84,12 @@ def _stream_handlers() -> list[logging.StreamHandler]:
 def in_process(capsys, monkeypatch):
     """``ovatune ARGS`` run in this process (``tuning.cli.main``), as a ``CompletedProcess`` with its
     exit code and what it printed (to ``sys.stdout`` and ``sys.stderr``: ``capsys``, whose streams
-    have no file descriptor). The local Ray its first command starts serves the test's later ones (about 7 s
-    less per command than a new process: test_champion's eleven commands took 122 s as processes,
-    42 s in process) and is shut down after the test. For sequences of commands that check what they
-    print and record, not how a process starts, ends or takes a signal: those go through
-    ``launch.run_ovatune``."""
+    have no file descriptor). The local Ray its first command starts serves the test's later ones
+    (about 7 s less per command than a new process: test_champion's eleven commands took 122 s as
+    processes, 42 s in process), and the next test's when that one runs its commands in process too
+    (``pytest_runtest_teardown`` below); otherwise it is shut down after the test. For sequences of
+    commands that check what they print and record, not how a process starts, ends or takes a
+    signal: those go through ``launch.run_ovatune``."""
     from tuning.cli import main
 
     def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
@@ -117,17 +118,46 @@ def in_process(capsys, monkeypatch):
         return subprocess.CompletedProcess(["ovatune", *args], code, captured.out, captured.err)
 
     yield run
-    if "ray" in sys.modules:  # a command that refused before Ray started leaves nothing to shut down
-        sys.modules["ray"].shutdown()
 
 
 @pytest.fixture
 def local_ray():
     """For a test that calls ``tuning.cli.main`` or the sweep's functions itself: the local Ray they
-    start in this process, shut down after the test (as ``in_process`` shuts down its own)."""
+    start in this process, kept or shut down after the test as ``in_process``'s own."""
     yield
-    if "ray" in sys.modules:
-        sys.modules["ray"].shutdown()
+
+
+# The tests whose commands run in this process, on the local Ray their first command starts.
+IN_PROCESS = {"in_process", "local_ray"}
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.failed:
+        item.stash[_FAILED] = True
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own, which tears down the test's fixtures
+def pytest_runtest_teardown(item, nextitem):
+    """The local Ray a test's in-process commands started (``tuning.cluster.init_ray``) serves the next
+    test of this pytest worker too, when that one also runs its commands in process and this one
+    passed: its first command then reuses it, as a later command of one test does (``init_ray``
+    starts another where the workers' environment differs), and its tasks find the workers of
+    earlier ones idle. Otherwise it is shut down here: a test after it starts with no Ray (tests
+    assert that a refused command started none, start Rays of their own, count processes)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    from tuning import cluster
+
+    def in_process(test) -> bool:
+        return test is not None and bool(IN_PROCESS & set(getattr(test, "fixturenames", ())))
+
+    made_here = cluster._connection is not None and cluster._connection.address is None and cluster._made_by_init_ray()
+    if not (made_here and in_process(item) and in_process(nextitem) and not item.stash.get(_FAILED, False)):
+        ray.shutdown()
 
 
 @pytest.fixture
