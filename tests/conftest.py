@@ -146,7 +146,8 @@ def pytest_runtest_teardown(item, nextitem):
     passed: its first command then reuses it, as a later command of one test does (``init_ray``
     starts another where the workers' environment differs), and its tasks find the workers of
     earlier ones idle. Otherwise it is shut down here: a test after it starts with no Ray (tests
-    assert that a refused command started none, start Rays of their own, count processes)."""
+    assert that a refused command started none, start Rays of their own, count processes). A Ray
+    that a fixture started itself (``ray.init``: test_resources' module-wide one) is the fixture's."""
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return
@@ -155,8 +156,10 @@ def pytest_runtest_teardown(item, nextitem):
     def in_process(test) -> bool:
         return test is not None and bool(IN_PROCESS & set(getattr(test, "fixturenames", ())))
 
-    made_here = cluster._connection is not None and cluster._connection.address is None and cluster._made_by_init_ray()
-    if not (made_here and in_process(item) and in_process(nextitem) and not item.stash.get(_FAILED, False)):
+    if not (in_process(item) or cluster._made_by_init_ray()):
+        return
+    local = cluster._made_by_init_ray() and cluster._connection.address is None
+    if not (local and in_process(item) and in_process(nextitem) and not item.stash.get(_FAILED, False)):
         ray.shutdown()
 
 
