@@ -139,7 +139,7 @@ def pytest_runtest_makereport(item, call):
         item.stash[_FAILED] = True
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's own, which tears down the test's fixtures
+@pytest.hookimpl(wrapper=True)  # around pytest's own, which tears down the test's fixtures
 def pytest_runtest_teardown(item, nextitem):
     """The local Ray a test's in-process commands started (``tuning.cluster.init_ray``) serves the next
     test of this pytest worker too, when that one also runs its commands in process and this one
@@ -147,7 +147,18 @@ def pytest_runtest_teardown(item, nextitem):
     starts another where the workers' environment differs), and its tasks find the workers of
     earlier ones idle. Otherwise it is shut down here: a test after it starts with no Ray (tests
     assert that a refused command started none, start Rays of their own, count processes). A Ray
-    that a fixture started itself (``ray.init``: test_resources' module-wide one) is the fixture's."""
+    that a fixture started itself (``ray.init``: test_resources' module-wide one) is the fixture's.
+    A fixture whose teardown fails counts as a failed test (the Ray is shut down all the same)."""
+    torn_down = False
+    try:
+        result = yield
+        torn_down = True
+        return result
+    finally:
+        _keep_or_shut_down_ray(item, nextitem, passed=torn_down and not item.stash.get(_FAILED, False))
+
+
+def _keep_or_shut_down_ray(item, nextitem, passed: bool) -> None:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return
@@ -159,7 +170,7 @@ def pytest_runtest_teardown(item, nextitem):
     if not (in_process(item) or cluster._made_by_init_ray()):
         return
     local = cluster._made_by_init_ray() and cluster._connection.address is None
-    if not (local and in_process(item) and in_process(nextitem) and not item.stash.get(_FAILED, False)):
+    if not (local and in_process(item) and in_process(nextitem) and passed):
         ray.shutdown()
 
 

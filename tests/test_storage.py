@@ -78,7 +78,9 @@ def test_a_driver_killed_while_tune_copies_its_state_leaves_each_file_whole(job_
     (leftover,) = [p.name for p in job.iterdir() if p.name != STATE]
     assert PARTIAL.fullmatch(leftover) and leftover.startswith(f".{STATE}.")  # hidden, not a name Tune reads
 
-    # the next copy completes: the new state in place, the killed copy's leftover gone
+    # the next copy completes: the new state in place, the killed copy's leftover gone, and an earlier
+    # driver's too (each driver names its state by its own start: that name never comes back)
+    (job / ".experiment_state-2026-12-06_10-00-00.json.0123abcd.partial").write_text("{")
     _sync(staging, job, "whole", kill_mid_copy=False)
     assert [p.name for p in job.iterdir()] == [STATE]
     assert json.loads((job / STATE).read_text()) == new

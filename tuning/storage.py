@@ -141,7 +141,8 @@ def whole_state_uploads() -> None:
     """Make Ray Tune's copies of a job's saved state into a storage folder atomic file by file: each
     file is copied beside its destination under a hidden ``.NAME.*.partial`` name, then renamed over
     it, so that a killed driver leaves each file as it was or as it is now, never half-written (Tune
-    reads only the names it writes; the next copy removes a killed one's ``.partial``). Copies into a
+    reads only the names it writes; the next copy removes a killed one's ``.partial``). The price: a
+    file's new copy needs its whole size free beside the old one until the rename. Copies into a
     bucket stay as Tune makes them. Idempotent; acts in this process (the driver, where Tune saves
     its state)."""
     from ray.train._internal import storage as ray_storage
@@ -158,8 +159,8 @@ def whole_state_uploads() -> None:
         for folder, _, names in os.walk(local_path):
             target_folder = os.path.join(fs_path, os.path.relpath(folder, local_path))
             os.makedirs(target_folder, exist_ok=True)
-            for stale in os.listdir(target_folder):  # a killed copy's (syncs of a job never overlap)
-                if PARTIAL.fullmatch(stale) and stale[1:].rsplit(".", 2)[0] in names:
+            for stale in os.listdir(target_folder):  # a killed copy's: syncs of a job never overlap
+                if PARTIAL.fullmatch(stale):  # (its name may not come back: each driver names its own state)
                     os.remove(os.path.join(target_folder, stale))
             for name in names:
                 partial = os.path.join(target_folder, f".{name}.{secrets.token_hex(4)}.partial")
